@@ -1,0 +1,246 @@
+-- editflow.cli: the host's one-shot commands (edit, status, result, cancel), --help, --version.
+-- `editflow run SCRIPT` is handled by the host itself, as `lua SCRIPT` would be.
+-- Contract: data on stdout (saved paths, JSON), progress and errors on stderr; exit 0 when
+-- everything asked for was done, 1 on an operational failure (network, server, failed job,
+-- a file that could not be written), 2 on a usage error or invalid input (nothing was sent).
+local editflow = require "editflow"
+local args = require "editflow.args"
+local json = require "editflow.json"
+
+local M = {}
+
+local COMMON = {
+  { nil, "endpoint", arg = true, metavar = "ID", help = "model endpoint (default fal-ai/qwen-image-edit-plus, or $EDITFLOW_ENDPOINT)" },
+  { nil, "base-url", arg = true, metavar = "URL", help = "queue base URL (default https://queue.fal.run, or $EDITFLOW_BASE_URL)" },
+  { nil, "auth", arg = true, metavar = "key|bearer", help = "credential scheme (default key, or $EDITFLOW_AUTH)" },
+  { nil, "timeout", arg = true, metavar = "SECONDS", help = "give up on the job after this long and cancel it" },
+  { "q", "quiet", help = "no progress on stderr" },
+  { "v", "verbose", help = "trace every HTTP call on stderr (never the credential)" },
+  { "h", "help", help = "show this help" },
+}
+
+local function with_common(spec)
+  for _, o in ipairs(COMMON) do spec[#spec + 1] = o end
+  return spec
+end
+
+local EDIT = with_common {
+  { "p", "prompt", arg = true, metavar = "TEXT", help = "what to do to the images (required)" },
+  { "i", "image", arg = true, multi = true, metavar = "IMAGE", help = "input image: URL or local file; 1 to 3 times (required)" },
+  { "o", "output", arg = true, metavar = "DIR", help = "folder for the results (default editflow-output)" },
+  { "n", "num-images", arg = true, metavar = "N", help = "images to generate, 1..4 (default 1)" },
+  { "s", "image-size", arg = true, metavar = "SIZE", help = "square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3, landscape_16_9, or WxH" },
+  { nil, "steps", arg = true, metavar = "N", help = "num_inference_steps, 2..100 (default 50)" },
+  { "g", "guidance", arg = true, metavar = "X", help = "guidance_scale, 0..20 (default 4)" },
+  { nil, "seed", arg = true, metavar = "N", help = "seed, for repeatable results" },
+  { nil, "negative-prompt", arg = true, metavar = "TEXT", help = "what to avoid" },
+  { "f", "format", arg = true, metavar = "png|jpeg", help = "output format (default png)" },
+  { nil, "acceleration", arg = true, metavar = "none|regular", help = "speed/quality trade-off (default regular)" },
+  { nil, "no-safety-checker", help = "send enable_safety_checker=false" },
+  { nil, "sync", help = "sync_mode: images come back inline as data: URIs" },
+  { nil, "name", arg = true, metavar = "STEM", help = "file name stem for the results (default: the request id)" },
+}
+
+local ONE_ID = with_common {
+  { "o", "output", arg = true, metavar = "DIR", help = "(result) also save the images into DIR and print their paths" },
+  { nil, "no-logs", help = "(status) do not ask for the job's logs" },
+}
+
+-- Which flag sets each model field, to point error messages at what the user typed.
+local FLAG_OF = {
+  prompt = "-p", image_urls = "-i", num_images = "--num-images", image_size = "--image-size",
+  num_inference_steps = "--steps", guidance_scale = "--guidance", seed = "--seed",
+  negative_prompt = "--negative-prompt", output_format = "--format", acceleration = "--acceleration",
+}
+
+local USAGE = [[
+usage: editflow COMMAND [OPTIONS]
+
+commands:
+  edit -p PROMPT -i IMAGE [-i IMAGE ...] [-o DIR]   edit images; prints each saved file's path
+  status REQUEST_ID                                 print a job's status as JSON
+  result REQUEST_ID [-o DIR]                        print a job's result as JSON (and save its images)
+  cancel REQUEST_ID                                 ask the queue to cancel a job
+  run SCRIPT [ARGS...]                              run a Lua script with editflow available
+  --help, --version
+
+configuration (environment):
+  FAL_KEY             the credential (never printed); FAL_KEY_ID + FAL_KEY_SECRET also work
+  EDITFLOW_BASE_URL   queue base URL, default https://queue.fal.run (a proxy: its base URL)
+  EDITFLOW_AUTH       key (fal: "Authorization: Key ...") or bearer (proxies: "Bearer ...")
+  EDITFLOW_ENDPOINT   model endpoint, default fal-ai/qwen-image-edit-plus
+
+exit status: 0 done, 1 failed (network, server, job, files), 2 usage or invalid input.
+'editflow COMMAND --help' lists a command's options.
+]]
+
+local function say(quiet, fmt, ...)
+  if not quiet then io.stderr:write("editflow: ", string.format(fmt, ...), "\n") end
+end
+
+local function usage_error(msg, cmd)
+  io.stderr:write("editflow: ", msg, "\n")
+  io.stderr:write("Try 'editflow ", cmd and (cmd .. " ") or "", "--help'.\n")
+  return 2
+end
+
+local function make_client(o)
+  local quiet = o.quiet
+  local last = {}
+  local ok, client = pcall(editflow.client, {
+    endpoint = o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
+    on_status = function(job, st)
+      local shown = st.status .. tostring(st.queue_position)
+      if last[job] ~= shown then
+        last[job] = shown
+        if st.status == "IN_QUEUE" and st.queue_position then
+          say(quiet, "%s queued, position %s", job.request_id, tostring(st.queue_position))
+        else
+          say(quiet, "%s %s", job.request_id, st.status:lower():gsub("_", " "))
+        end
+      end
+    end,
+    on_log = function(job, entry)
+      say(quiet, "%s log: %s", job.request_id, tostring(entry.message))
+    end,
+  })
+  if not ok then return nil, (tostring(client):gsub("^editflow%.client: ", "")) end
+  return client
+end
+
+local function number_or_text(s)
+  if s == nil then return nil end
+  return tonumber(s) or s
+end
+
+local function edit_input(o)
+  local size = o["image-size"]
+  if size then
+    local w, h = size:match("^(%d+)[xX](%d+)$")
+    if w then size = { width = tonumber(w), height = tonumber(h) } end
+  end
+  return {
+    prompt = o.prompt, image_urls = o.image, image_size = size,
+    num_images = number_or_text(o["num-images"]),
+    num_inference_steps = number_or_text(o.steps), guidance_scale = number_or_text(o.guidance),
+    seed = number_or_text(o.seed), negative_prompt = o["negative-prompt"],
+    output_format = o.format, acceleration = o.acceleration,
+    enable_safety_checker = o["no-safety-checker"] and false or nil,
+    sync_mode = o.sync or nil,
+  }
+end
+
+local function invalid(msg)
+  local field = msg:match("^([%w_]+)")
+  local flag = field and FLAG_OF[field]
+  io.stderr:write("editflow: invalid input: ", msg, flag and (" (option " .. flag .. ")") or "", "\n")
+  return 2
+end
+
+local function cmd_edit(argv)
+  local o, pos = args.parse(argv, 2, EDIT)
+  if not o then return usage_error(pos, "edit") end
+  if o.help then
+    io.stdout:write("usage: editflow edit -p PROMPT -i IMAGE [-i IMAGE ...] [OPTIONS]\n\n", args.help(EDIT), "\n")
+    return 0
+  end
+  if #pos > 0 then return usage_error("edit: unexpected argument '" .. pos[1] .. "'", "edit") end
+  if not o.prompt then return usage_error("edit: -p PROMPT is required", "edit") end
+  if not o.image then return usage_error("edit: at least one -i IMAGE is required", "edit") end
+  local timeout = o.timeout and tonumber(o.timeout)
+  if o.timeout and not (timeout and timeout > 0) then
+    return usage_error("--timeout must be a positive number of seconds, got '" .. o.timeout .. "'", "edit")
+  end
+  local client, cerr = make_client(o)
+  if not client then return usage_error(cerr, "edit") end
+
+  local ok, job, err = pcall(client.submit, client, edit_input(o))
+  if not ok then return invalid(tostring(job)) end
+  if not job then
+    say(false, "%s", tostring(err))
+    return 1
+  end
+  say(o.quiet, "submitted %s to %s", job.request_id, client.endpoint)
+  local result, werr = job:wait { timeout = timeout }
+  if not result then
+    say(false, "%s", tostring(werr))
+    return 1
+  end
+  local outdir = o.output or "editflow-output"
+  local paths, serr, partial = job:save(outdir, { name = o.name })
+  for _, p in ipairs(paths or partial or {}) do io.stdout:write(p, "\n") end
+  io.stdout:flush()
+  if not paths then
+    say(false, "%s", tostring(serr))
+    return 1
+  end
+  say(o.quiet, "saved %d image%s in %s", #paths, #paths == 1 and "" or "s", outdir)
+  return 0
+end
+
+local function cmd_one_id(cmd, argv)
+  local o, pos = args.parse(argv, 2, ONE_ID)
+  if not o then return usage_error(pos, cmd) end
+  if o.help then
+    io.stdout:write("usage: editflow ", cmd, " REQUEST_ID [OPTIONS]\n\n", args.help(ONE_ID), "\n")
+    return 0
+  end
+  if #pos ~= 1 then return usage_error(cmd .. ": expects exactly one REQUEST_ID", cmd) end
+  if o.output and cmd ~= "result" then return usage_error(cmd .. ": -o is for 'result' only", cmd) end
+  local client, cerr = make_client(o)
+  if not client then return usage_error(cerr, cmd) end
+  local ok, job = pcall(client.job, client, pos[1])
+  if not ok then return usage_error(cmd .. ": " .. tostring(job):gsub("^.-:%d+: ", ""), cmd) end
+  client.on_status, client.on_log = nil, nil  -- these commands print data, not progress
+
+  local value, err
+  if cmd == "status" then
+    value, err = job:status { logs = not o["no-logs"] }
+  elseif cmd == "result" then
+    value, err = job:result()
+  else
+    value, err = job:cancel()
+  end
+  if not value then
+    say(false, "%s", tostring(err))
+    return 1
+  end
+  if cmd == "cancel" then
+    io.stdout:write(value, "\n")
+    return 0
+  end
+  if cmd == "result" and o.output then
+    job.output = value
+    local paths, serr, partial = job:save(o.output)
+    for _, p in ipairs(paths or partial or {}) do io.stdout:write(p, "\n") end
+    if not paths then
+      say(false, "%s", tostring(serr))
+      return 1
+    end
+    return 0
+  end
+  io.stdout:write(json.encode(value), "\n")
+  return 0
+end
+
+-- cli.main(argv) -> exit status. argv[1] is the command.
+function M.main(argv)
+  local cmd = argv[1]
+  if cmd == nil then
+    io.stderr:write(USAGE)
+    return 2
+  elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
+    io.stdout:write(USAGE)
+    return 0
+  elseif cmd == "--version" or cmd == "-V" then
+    io.stdout:write("editflow ", editflow.version, " (", require("editflow.core").curl_version, ")\n")
+    return 0
+  elseif cmd == "edit" then
+    return cmd_edit(argv)
+  elseif cmd == "status" or cmd == "result" or cmd == "cancel" then
+    return cmd_one_id(cmd, argv)
+  end
+  return usage_error("unknown command '" .. cmd .. "' (edit, status, result, cancel, run)")
+end
+
+return M

@@ -1,0 +1,273 @@
+-- editflow.client: one configured connection to a queue (base URL, credential, endpoint).
+-- Owns the credential rule of SPEC §2: the Authorization header goes only to the configured
+-- base URL's origin (and origins the user listed in `trust`); URLs the server returns on any
+-- other origin are re-based onto the base URL before they are followed. The credential lives
+-- in a private weak table, never in the client's fields, so printing or serialising a client
+-- cannot reveal it.
+local runtime = require "editflow.runtime"
+local http = require "editflow.http"
+local json = require "editflow.json"
+local url = require "editflow.url"
+local errors = require "editflow.errors"
+local model = require "editflow.model"
+local inputs = require "editflow.inputs"
+local Job = require "editflow.job"
+
+local M = {}
+
+M.DEFAULT_BASE_URL = "https://queue.fal.run"
+M.DEFAULT_ENDPOINT = "fal-ai/qwen-image-edit-plus"
+
+local Client = {}
+Client.__index = Client
+Client.__name = "editflow.Client"
+
+local secrets = setmetatable({}, { __mode = "k" })  -- client -> Authorization header line
+
+local OPTIONS = {
+  key = "string or false", base_url = "string", auth = "'key' or 'bearer'", endpoint = "string",
+  timeout = "number", connect_timeout = "number", poll_interval = "number",
+  max_poll_interval = "number", trust = "table", headers = "table", loop = "userdata",
+  on_log = "function", on_status = "function", verbose = "function or boolean",
+  max_file_bytes = "number", max_result_bytes = "number", max_image_bytes = "number",
+}
+
+local function opt_error(name, v)
+  error(string.format("editflow.client: %s must be a %s, got %s", name, OPTIONS[name],
+    type(v) == "string" and ("'" .. v .. "'") or type(v)), 3)
+end
+
+local function check_types(opts)
+  for k, v in pairs(opts) do
+    local want = OPTIONS[k]
+    if not want then
+      local names = {}
+      for n in pairs(OPTIONS) do names[#names + 1] = n end
+      table.sort(names)
+      error(string.format("editflow.client: unknown option '%s' (accepted: %s)", tostring(k),
+        table.concat(names, ", ")), 3)
+    end
+    local ok = want:find(type(v), 1, true) or (k == "key" and v == false)
+    if not ok then opt_error(k, v) end
+    if (want == "number") and not (v > 0) then
+      error(string.format("editflow.client: %s must be a positive number, got %s", k, tostring(v)), 3)
+    end
+  end
+end
+
+local function env_key(auth)
+  local k = os.getenv("FAL_KEY")
+  if k and k ~= "" then return k end
+  local id, secret = os.getenv("FAL_KEY_ID"), os.getenv("FAL_KEY_SECRET")
+  if auth == "key" and id and secret and id ~= "" and secret ~= "" then
+    return id .. ":" .. secret
+  end
+  return nil
+end
+
+local function check_header_value(where, v)
+  if type(v) ~= "string" or v:find("[\r\n]") then
+    error(string.format("editflow.client: %s must be a string without CR or LF", where), 4)
+  end
+end
+
+-- editflow.client{ key=, base_url=, auth=, endpoint=, ... } -> client. Raises on misuse.
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("editflow.client expects a table of options", 2) end
+  check_types(opts)
+  local self = setmetatable({}, Client)
+
+  local base_text = opts.base_url or os.getenv("EDITFLOW_BASE_URL") or M.DEFAULT_BASE_URL
+  local base, err = url.parse(base_text)
+  if not base then error("editflow.client: base_url: " .. err, 2) end
+  if base.query then error("editflow.client: base_url must not carry a query", 2) end
+  self.base, self.base_url = base, url.root(base) .. base.prefix
+
+  local auth = opts.auth or os.getenv("EDITFLOW_AUTH") or "key"
+  if auth ~= "key" and auth ~= "bearer" then
+    error("editflow.client: auth must be 'key' (fal) or 'bearer' (proxies), got '" .. tostring(auth) .. "'", 2)
+  end
+  self.auth = auth
+
+  local key = opts.key
+  if key == nil then key = env_key(auth) end
+  if key == nil then
+    error("editflow.client: no credential: set FAL_KEY (for a proxy token also set "
+      .. "EDITFLOW_AUTH=bearer), or pass key= (key=false sends none)", 2)
+  end
+  if key then
+    check_header_value("key", key)
+    secrets[self] = "Authorization: " .. (auth == "key" and "Key " or "Bearer ") .. key
+  end
+
+  local endpoint = opts.endpoint or os.getenv("EDITFLOW_ENDPOINT") or M.DEFAULT_ENDPOINT
+  if not endpoint:match("^[%w_.-]+/[%w_.-]+[%w_./-]*$") or endpoint:find("//", 1, true)
+      or endpoint:find("/$") or endpoint:find("%.%.") then
+    error("editflow.client: endpoint must look like 'owner/app' or 'owner/app/path', got '" .. endpoint .. "'", 2)
+  end
+  self.endpoint = endpoint
+  self.app = endpoint:match("^([^/]+/[^/]+)")  -- status, result and cancel live here (SPEC §1)
+
+  self.trusted = { [base.origin] = true }
+  for i, o in ipairs(opts.trust or {}) do
+    local u, e = url.parse(o)
+    if not u then error(string.format("editflow.client: trust[%d]: %s", i, e), 2) end
+    self.trusted[u.origin] = true
+  end
+  self.headers = {}
+  for k, v in pairs(opts.headers or {}) do
+    if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      error("editflow.client: headers: bad header name " .. tostring(k), 2)
+    end
+    check_header_value("headers['" .. k .. "']", v)
+    self.headers[k] = v
+  end
+
+  self.timeout = opts.timeout or 60
+  self.connect_timeout = opts.connect_timeout or 10
+  self.poll_interval = opts.poll_interval or 0.1
+  self.max_poll_interval = opts.max_poll_interval or 2
+  self.max_file_bytes = opts.max_file_bytes
+  self.max_result_bytes = opts.max_result_bytes or 64 * 1024 * 1024
+  self.max_image_bytes = opts.max_image_bytes or 256 * 1024 * 1024
+  self.on_log, self.on_status = opts.on_log, opts.on_status
+  if opts.verbose == true then
+    self.verbose = function(line) io.stderr:write("editflow: ", line, "\n") end
+  elseif opts.verbose then
+    self.verbose = opts.verbose
+  end
+  self.loop = opts.loop or runtime.loop()
+  return self
+end
+
+Client.__tostring = function(c)
+  return string.format("editflow.Client(%s, %s, auth=%s%s)", c.base_url, c.endpoint, c.auth,
+    secrets[c] and "" or ", no credential")
+end
+
+-- Whether the credential may be sent to this URL.
+function Client:may_authenticate(u)
+  local o = url.origin(u)
+  return o ~= nil and self.trusted[o] == true
+end
+
+-- A URL returned by the server, made safe to follow: kept on a trusted origin, otherwise
+-- re-based onto the base URL (SPEC §2). nil for a missing or unusable URL.
+function Client:follow_url(u)
+  if type(u) ~= "string" then return nil end
+  if self:may_authenticate(u) then return u end
+  return (url.rebase(u, self.base))
+end
+
+function Client:url_for(path)
+  return self.base_url .. "/" .. path
+end
+
+-- One queue call: auth and JSON headers, timeouts, verbose trace. -> resp or nil, err
+function Client:call(what, method, u, body, extra_headers, request_id)
+  local headers = { "Accept: application/json" }
+  if body then headers[#headers + 1] = "Content-Type: application/json" end
+  for k, v in pairs(self.headers) do headers[#headers + 1] = k .. ": " .. v end
+  for k, v in pairs(extra_headers or {}) do headers[#headers + 1] = k .. ": " .. v end
+  local auth = secrets[self]
+  if auth and self:may_authenticate(u) then headers[#headers + 1] = auth end
+  local t0 = self.verbose and runtime.now()
+  local resp, err = http.request(self.loop, {
+    url = u, method = method, body = body, headers = headers, what = what,
+    timeout = math.floor(self.timeout * 1000), connect_timeout = math.floor(self.connect_timeout * 1000),
+    max_body = self.max_result_bytes,
+  })
+  if self.verbose then
+    self.verbose(string.format("%s %s -> %s (%.0f ms)", method, u,
+      resp and tostring(resp.status) or tostring(err.code), (runtime.now() - t0) * 1000))
+  end
+  if not resp then
+    err.request_id = request_id
+    if request_id then err.message = err.message .. " [request " .. request_id .. "]" end
+    return nil, err
+  end
+  return resp
+end
+
+-- Submit options: webhook (URL), max_queue_length, start_timeout (seconds: the server-side
+-- X-Fal-Request-Timeout), priority ('normal'|'low'), headers (extra, for this job).
+local function submit_request(self, opts)
+  local q, h = {}, {}
+  if opts.webhook then
+    if not url.parse(opts.webhook) then error("webhook must be an http(s) URL", 0) end
+    q.fal_webhook = opts.webhook
+  end
+  if opts.max_queue_length then
+    local n = math.tointeger(opts.max_queue_length)
+    if not n or n < 0 then error("max_queue_length must be an integer >= 0", 0) end
+    q.fal_max_queue_length = n
+  end
+  if opts.start_timeout then
+    if type(opts.start_timeout) ~= "number" or opts.start_timeout <= 0 then
+      error("start_timeout must be a positive number of seconds", 0)
+    end
+    h["X-Fal-Request-Timeout"] = tostring(math.ceil(opts.start_timeout))
+  end
+  if opts.priority then
+    if opts.priority ~= "normal" and opts.priority ~= "low" then
+      error("priority must be 'normal' or 'low', got '" .. tostring(opts.priority) .. "'", 0)
+    end
+    h["X-Fal-Queue-Priority"] = opts.priority
+  end
+  for k, v in pairs(opts.headers or {}) do
+    check_header_value("headers['" .. tostring(k) .. "']", v)
+    h[k] = v
+  end
+  return url.with_query(self:url_for(self.endpoint), q), h
+end
+
+-- client:prepare(input) -> the body that would be sent, and the normalised input.
+-- Validation and local files happen here: any problem raises before a request is made.
+function Client:prepare(input)
+  local normal = model.validate(self.endpoint, input)
+  inputs.resolve_all(normal, self.max_file_bytes)
+  return json.encode(normal), normal
+end
+
+-- client:submit(input [, opts]) -> job, or nil, err. Raises on invalid input.
+function Client:submit(input, opts)
+  opts = opts or {}
+  local body = self:prepare(input)
+  local u, headers = submit_request(self, opts)
+  local resp, err = self:call("submit", "POST", u, body, headers)
+  if not resp then
+    -- The request may have reached the server before the connection failed.
+    err.maybe_submitted = err.code ~= "COULDNT_CONNECT" and err.code ~= "COULDNT_RESOLVE_HOST"
+    return nil, err
+  end
+  if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "submit") end
+  local doc = json.decode(resp.body)
+  if type(doc) ~= "table" or type(doc.request_id) ~= "string" or doc.request_id == "" then
+    return nil, errors.new("BAD_RESPONSE", "submit failed: the answer carries no request_id")
+  end
+  return Job.new(self, doc)
+end
+
+-- client:job(request_id) -> the job with that id (URLs built from the base URL).
+function Client:job(request_id)
+  if type(request_id) ~= "string" or not request_id:match("^[%w_.:-]+$") then
+    error("request_id must be a string of letters, digits, '-', '_', '.', ':'", 2)
+  end
+  local root = self:url_for(self.app) .. "/requests/" .. request_id
+  return Job.new(self, {
+    request_id = request_id, response_url = root, status_url = root .. "/status",
+    cancel_url = root .. "/cancel",
+  })
+end
+
+-- client:edit(input [, opts]) -> result, job; or nil, err, job. Submits and waits.
+function Client:edit(input, opts)
+  local job, err = self:submit(input, opts)
+  if not job then return nil, err end
+  local result, werr = job:wait(opts)
+  if not result then return nil, werr, job end
+  return result, job
+end
+
+return M

@@ -1,0 +1,92 @@
+-- editflow.errors: the error values editflow returns for operational failures.
+-- Policy (STYLE): misuse raises a string naming the field; a failure of the network, the
+-- server or the job returns nil, err where err is one of these tables: a stable `code`
+-- ("HTTP_422", "COULDNT_CONNECT", "JOB_FAILED", ...), a readable `message`, and what the
+-- server said (`status`, `type`, `detail`, `request_id`, `retryable`). tostring(err) is the
+-- message, so `assert(client:edit{...})` raises something readable.
+local json = require "editflow.json"
+
+local M = {}
+
+local Error = {}
+Error.__index = Error
+Error.__tostring = function(e) return e.message end
+Error.__name = "editflow.Error"
+
+function M.new(code, message, fields)
+  local e = fields or {}
+  e.code, e.message = code, message
+  return setmetatable(e, Error)
+end
+
+function M.is(v)
+  return getmetatable(v) == Error
+end
+
+-- "body.image_urls.0" style location from fal's loc list, without the leading "body".
+local function where(loc)
+  if type(loc) ~= "table" then return nil end
+  local parts = {}
+  for i, p in ipairs(loc) do
+    if not (i == 1 and p == "body") then
+      if math.type(p) == "integer" and #parts > 0 then
+        parts[#parts] = parts[#parts] .. "[" .. p .. "]"
+      else
+        parts[#parts + 1] = tostring(p)
+      end
+    end
+  end
+  return #parts > 0 and table.concat(parts, ".") or nil
+end
+
+-- Reads fal's error bodies: {"detail": [{loc, msg, type}...]} (validation), {"detail": "text",
+-- "error_type": ...} (infrastructure) or anything else. Returns text, type, decoded detail.
+local function describe(body, headers)
+  local doc = json.decode(body or "")
+  local etype = headers and headers["x-fal-error-type"]
+  if type(doc) ~= "table" then
+    local text = (body or ""):gsub("%s+", " "):sub(1, 200)
+    return text ~= "" and text or nil, etype, nil
+  end
+  etype = doc.error_type or etype
+  local d = doc.detail
+  if type(d) == "string" then return d, etype, d end
+  if type(d) == "table" and #d > 0 then
+    local lines = {}
+    for _, item in ipairs(d) do
+      if type(item) == "table" then
+        local at = where(item.loc)
+        lines[#lines + 1] = (at and (at .. ": ") or "") .. tostring(item.msg or "invalid")
+          .. (item.type and (" (" .. tostring(item.type) .. ")") or "")
+        etype = etype or item.type
+      end
+    end
+    return table.concat(lines, "; "), etype, d
+  end
+  if type(doc.error) == "string" then return doc.error, etype, doc end
+  return nil, etype, doc
+end
+
+-- An error from an HTTP answer that is not a success. `what` says which call ("submit",
+-- "result", ...). The code is HTTP_<status>.
+function M.from_http(resp, what, request_id)
+  local text, etype, detail = describe(resp.body, resp.headers)
+  local retry = resp.headers and resp.headers["x-fal-retryable"]
+  local retryable
+  if retry then retryable = retry:lower() == "true" end
+  local msg = string.format("%s failed: HTTP %d%s", what, resp.status, text and (": " .. text) or "")
+  if request_id then msg = msg .. " [request " .. request_id .. "]" end
+  return M.new("HTTP_" .. resp.status, msg, {
+    status = resp.status, type = etype, detail = detail, request_id = request_id,
+    retryable = retryable,
+  })
+end
+
+-- A transport failure (no HTTP answer).
+function M.from_transport(what, message, code, request_id)
+  local msg = string.format("%s failed: %s", what, message)
+  if request_id then msg = msg .. " [request " .. request_id .. "]" end
+  return M.new(code or "TRANSPORT", msg, { request_id = request_id })
+end
+
+return M

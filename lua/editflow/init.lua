@@ -1,0 +1,23 @@
+-- editflow: image-editing jobs on fal.ai's queue, from Lua.
+--   local editflow = require "editflow"
+--   local client = editflow.client{}            -- FAL_KEY, EDITFLOW_BASE_URL, EDITFLOW_AUTH
+--   local result, job = assert(client:edit{ prompt = "...", image_urls = { "a.png" } })
+--   local paths = assert(job:save("out"))
+-- This file only assembles the public face; each concern lives in its own module.
+local core = require "editflow.core"
+local client = require "editflow.client"
+local inputs = require "editflow.inputs"
+local errors = require "editflow.errors"
+local model = require "editflow.model"
+local json = require "editflow.json"
+
+local M = {}
+
+M.version = core.version
+M.client = client.new
+M.file = inputs.file
+M.is_error = errors.is
+M.sizes = model.SIZES
+M.json = json
+
+return M

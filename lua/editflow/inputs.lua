@@ -1,0 +1,86 @@
+-- editflow.inputs: images given as local files become inputs the server can read.
+-- A string that is not an http(s) or data: URL is a local path; editflow.file(path) says so
+-- explicitly (for a file whose name looks like a URL). A local file is checked (exists, is
+-- readable, is under the size limit, is really a PNG, JPEG, GIF or WebP by its bytes) and
+-- inlined as a data: URI with the MIME type of what it is, not of its name.
+local core = require "editflow.core"
+
+local M = {}
+
+M.MAX_FILE_BYTES = 32 * 1024 * 1024
+
+local FileRef = {}
+FileRef.__index = FileRef
+FileRef.__tostring = function(f) return "editflow.file(" .. f.path .. ")" end
+
+-- editflow.file(path) -> a reference to a local image file.
+function M.file(path)
+  if type(path) ~= "string" or path == "" then
+    error("editflow.file expects a path string, got " .. type(path), 2)
+  end
+  return setmetatable({ path = path, __editflow_file = true }, FileRef)
+end
+
+function M.is_url(s)
+  return type(s) == "string" and (s:find("^[Hh][Tt][Tt][Pp][Ss]?://") ~= nil or s:find("^data:") ~= nil)
+end
+
+-- Reads and checks one local image; raises naming the field on any problem.
+function M.load(field, path, max_bytes)
+  max_bytes = max_bytes or M.MAX_FILE_BYTES
+  local f, err = io.open(path, "rb")
+  if not f then error(string.format("%s: cannot read image: %s", field, err), 0) end
+  local size = f:seek("end")
+  if not size then
+    f:close()
+    error(string.format("%s: cannot read image '%s' (not a regular file?)", field, path), 0)
+  end
+  if size > max_bytes then
+    f:close()
+    error(string.format("%s: image '%s' is %d bytes, over the limit of %d", field, path, size, max_bytes), 0)
+  end
+  f:seek("set", 0)
+  local bytes = f:read("a")
+  f:close()
+  if not bytes then error(string.format("%s: cannot read image '%s'", field, path), 0) end
+  local _, mime = core.sniff(bytes)
+  if not mime then
+    error(string.format("%s: '%s' is not a PNG, JPEG, GIF or WebP image", field, path), 0)
+  end
+  return bytes, mime
+end
+
+function M.data_uri(bytes, mime)
+  return "data:" .. mime .. ";base64," .. core.b64encode(bytes)
+end
+
+-- One image reference (already type-checked by editflow.model) -> URL string to send.
+function M.resolve(field, v, max_bytes)
+  if type(v) == "string" and M.is_url(v) then return v end
+  local path = type(v) == "table" and v.path or v
+  return M.data_uri(M.load(field, path, max_bytes))
+end
+
+-- Resolves every image field of a validated input, in place.
+function M.resolve_all(input, max_bytes)
+  if input.image_urls then
+    for i, v in ipairs(input.image_urls) do
+      input.image_urls[i] = M.resolve(string.format("image_urls[%d]", i), v, max_bytes)
+    end
+  end
+  if input.image_url then input.image_url = M.resolve("image_url", input.image_url, max_bytes) end
+  return input
+end
+
+-- Splits a data: URI into its bytes and declared MIME type; nil, message if malformed.
+function M.decode_data_uri(s)
+  local mime, payload = s:match("^data:([^;,]*);base64,(.*)$")
+  if not mime then
+    return nil, "unsupported data: URI (only base64 data URIs are read)"
+  end
+  local bytes, err = core.b64decode(payload)
+  if not bytes then return nil, "bad data: URI: " .. err end
+  return bytes, mime ~= "" and mime or nil
+end
+
+return M

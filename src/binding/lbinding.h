@@ -1,0 +1,33 @@
+/*
+** lbinding.h — what the binding's files share: the userdata layouts and type names.
+** The binding only translates between Lua values and the engine (src/engine/ef_engine.h);
+** policy (what to request, retries, naming) lives in lua/editflow/.
+*/
+#ifndef LBINDING_H
+#define LBINDING_H
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "ef_engine.h"
+
+#define EF_LOOP_MT "editflow.Loop"
+#define EF_XFER_MT "editflow.Transfer"
+
+typedef struct lloop {
+  ef_loop *l; /* NULL once closed */
+} lloop;
+
+typedef struct lxfer {
+  ef_xfer *x; /* NULL once closed */
+} lxfer;
+
+/* lloop.c */
+int ef_lua_loop_new(lua_State *L);
+void ef_lua_loop_register(lua_State *L);
+void ef_lua_loop_forget(lua_State *L, int loop_idx, ef_xfer *x);
+
+/* lxfer.c */
+void ef_lua_xfer_register(lua_State *L);
+lxfer *ef_lua_xfer_push(lua_State *L);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+** lcore.c — luaopen_editflow_core, the C half of the editflow module (`editflow.core`).
+** Registers the Loop and Transfer types and a few byte helpers that are too slow or too
+** awkward in Lua: base64 for data: URIs, image sniffing, safe file names, atomic writes,
+** mkdir -p, a monotonic clock. This is the only symbol the module exports.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <time.h>
+#include "lbinding.h"
+
+#ifndef EDITFLOW_VERSION
+#define EDITFLOW_VERSION "0.0.0"
+#endif
+
+static int fail(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+static int core_b64encode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, ef_b64_encoded_len(n) + 1);
+  ef_b64_encode((const unsigned char *)s, n, out);
+  luaL_pushresultsize(&b, ef_b64_encoded_len(n));
+  return 1;
+}
+
+/* core.b64decode(s) -> bytes, or nil, message naming the offending offset. */
+static int core_b64decode(lua_State *L) {
+  size_t n, bad = 0;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
+  long got = ef_b64_decode(s, n, out, &bad);
+  if (got < 0) {
+    luaL_pushresultsize(&b, 0);
+    return fail(L, lua_pushfstring(L, "invalid base64 at offset %I", (lua_Integer)bad));
+  }
+  luaL_pushresultsize(&b, (size_t)got);
+  return 1;
+}
+
+/* core.sniff(bytes) -> extension, MIME type; or nil if not a PNG, JPEG, GIF or WebP. */
+static int core_sniff(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  const ef_image_kind *k = ef_sniff_image((const unsigned char *)s, n);
+  if (k == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushstring(L, k->ext);
+  lua_pushstring(L, k->mime);
+  return 2;
+}
+
+static int core_safe_name(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char out[128];
+  ef_safe_name(s, n, out, sizeof out);
+  lua_pushstring(L, out);
+  return 1;
+}
+
+static int core_mkdir(lua_State *L) {
+  char err[512];
+  if (ef_mkdir_p(luaL_checkstring(L, 1), err, sizeof err) != 0)
+    return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.write_file(path, bytes) -> true | nil, message. Atomic and durable (see ef_fs.c). */
+static int core_write_file(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checkstring(L, 1);
+  const char *data = luaL_checklstring(L, 2, &n);
+  char err[512];
+  if (ef_write_atomic(path, data, n, err, sizeof err) != 0)
+    return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int core_monotime(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+static int core_loop(lua_State *L) { return ef_lua_loop_new(L); }
+
+static const luaL_Reg corelib[] = {
+  {"loop", core_loop},           {"b64encode", core_b64encode}, {"b64decode", core_b64decode},
+  {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
+  {"write_file", core_write_file}, {"monotime", core_monotime}, {NULL, NULL}};
+
+__attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);
+
+int luaopen_editflow_core(lua_State *L) {
+  if (ef_global_init() != 0)
+    return luaL_error(L, "libcurl global initialisation failed");
+  ef_lua_loop_register(L);
+  ef_lua_xfer_register(L);
+  luaL_newlib(L, corelib);
+  lua_pushliteral(L, EDITFLOW_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, ef_curl_version());
+  lua_setfield(L, -2, "curl_version");
+  return 1;
+}

@@ -1,0 +1,259 @@
+/*
+** lloop.c — the editflow.Loop userdata: starts transfers and steps the engine's multi loop.
+**
+** Lifetime: the loop's user value is its in-flight set, a table from each running transfer's
+** engine pointer (light userdata) to the transfer's userdata. That set is what keeps a
+** transfer alive while libcurl writes into it (luv's self-reference, as a table the loop
+** owns), and how step() turns the engine's finished ef_xfer pointers back into userdata.
+** A transfer leaves the set when step() reports it, or when it is aborted or closed.
+*/
+#include <limits.h>
+#include <string.h>
+#include "lbinding.h"
+
+static lloop *check_loop(lua_State *L, int idx) {
+  lloop *lo = luaL_checkudata(L, idx, EF_LOOP_MT);
+  if (lo->l == NULL)
+    luaL_error(L, "attempt to use a closed loop");
+  return lo;
+}
+
+int ef_lua_loop_new(lua_State *L) {
+  lloop *lo = lua_newuserdatauv(L, sizeof *lo, 1);
+  lo->l = NULL;
+  luaL_setmetatable(L, EF_LOOP_MT);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  lo->l = ef_loop_new();
+  if (lo->l == NULL)
+    return luaL_error(L, "cannot create the transfer loop (libcurl initialisation failed)");
+  return 1;
+}
+
+void ef_lua_loop_forget(lua_State *L, int loop_idx, ef_xfer *x) {
+  loop_idx = lua_absindex(L, loop_idx);
+  if (lua_getiuservalue(L, loop_idx, 1) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, x);
+  }
+  lua_pop(L, 1);
+}
+
+static int loop_close(lua_State *L) {
+  lloop *lo = luaL_checkudata(L, 1, EF_LOOP_MT);
+  if (lo->l) {
+    ef_loop_free(lo->l); /* running transfers end ABORTED and are detached */
+    lo->l = NULL;
+    lua_newtable(L);
+    lua_setiuservalue(L, 1, 1);
+  }
+  return 0;
+}
+
+/* ---- loop:request{...}: validate every field, then acquire ---- */
+
+/* Raw reads: values stay anchored in the caller's table, so popped strings remain valid. */
+static int rawfield(lua_State *L, int t, const char *k) {
+  lua_pushstring(L, k);
+  return lua_rawget(L, t);
+}
+
+static const char *opt_string(lua_State *L, int t, const char *k, const char *def) {
+  const char *s;
+  int ty = rawfield(L, t, k);
+  if (ty == LUA_TNIL)
+    s = def;
+  else if (ty == LUA_TSTRING)
+    s = lua_tostring(L, -1);
+  else
+    return (luaL_error(L, "request field '%s' must be a string, got %s", k, luaL_typename(L, -1)),
+            NULL);
+  lua_pop(L, 1); /* the string stays alive: the options table holds it */
+  return s;
+}
+
+static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer def, lua_Integer max) {
+  int isint;
+  lua_Integer v;
+  if (rawfield(L, t, k) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return def;
+  }
+  v = lua_tointegerx(L, -1, &isint);
+  if (!isint || v < 0 || v > max)
+    luaL_error(L, "request field '%s' must be an integer 0..%I, got %s", k, max,
+               luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 1);
+  return v;
+}
+
+static void add_headers(lua_State *L, int t, ef_xfer *x) {
+  if (rawfield(L, t, "headers") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_argexpected(L, lua_istable(L, -1), 2, "headers as a table");
+  int h = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, h)) {
+    if (lua_type(L, -2) == LUA_TSTRING) { /* name = value */
+      lua_pushvalue(L, -2);
+      lua_pushliteral(L, ": ");
+      lua_pushvalue(L, -3);
+      lua_concat(L, 3);
+    } else {
+      lua_pushvalue(L, -1); /* "Name: value" array entry */
+    }
+    const char *line = lua_tostring(L, -1);
+    if (line == NULL || ef_xfer_add_header(x, line) != 0)
+      luaL_error(L, "bad header %s (a string without CR or LF expected)",
+                 line ? line : luaL_typename(L, -1));
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+static int fail(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+/*
+** loop:request{url=, method=, headers=, body=, timeout=ms, connect_timeout=ms, max_body=bytes,
+** follow=bool, file=dir, low_speed_limit=bytes/s, low_speed_time=s} -> transfer, started.
+** Misuse raises; a failure to start (file cannot be created, libcurl refuses) returns
+** nil, message, code.
+*/
+static int loop_request(lua_State *L) {
+  static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", NULL};
+  lloop *lo = check_loop(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  const char *url = opt_string(L, 2, "url", NULL);
+  const char *method = opt_string(L, 2, "method", NULL);
+  const char *dir = opt_string(L, 2, "file", NULL);
+  size_t body_len = 0;
+  const char *body = NULL;
+  if (url == NULL)
+    return luaL_error(L, "request field 'url' is required");
+  if (method) {
+    int i = 0;
+    while (methods[i] && strcmp(methods[i], method) != 0)
+      i++;
+    if (methods[i] == NULL)
+      return luaL_error(L, "request field 'method' must be one of GET, POST, PUT, DELETE, "
+                           "HEAD, PATCH, got '%s'", method);
+  }
+  if (rawfield(L, 2, "body") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "request field 'body' must be a string");
+    body = lua_tolstring(L, -1, &body_len);
+  }
+  lua_pop(L, 1);
+  long timeout = (long)opt_int(L, 2, "timeout", 0, LONG_MAX);
+  long connect = (long)opt_int(L, 2, "connect_timeout", 30000, LONG_MAX);
+  lua_Integer max_body = opt_int(L, 2, "max_body", 0, LUA_MAXINTEGER);
+  long low_limit = (long)opt_int(L, 2, "low_speed_limit", 0, LONG_MAX);
+  long low_time = (long)opt_int(L, 2, "low_speed_time", 0, LONG_MAX);
+  rawfield(L, 2, "follow");
+  int follow = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+
+  lxfer *t = ef_lua_xfer_push(L); /* owns x from here on, so raising cannot leak it */
+  int ti = lua_gettop(L);
+  t->x = ef_xfer_new();
+  if (t->x == NULL)
+    return luaL_error(L, "out of memory");
+  if (ef_xfer_set_url(t->x, url) != 0 || (method && ef_xfer_set_method(t->x, method) != 0) ||
+      (body && ef_xfer_set_body(t->x, body, body_len) != 0))
+    return luaL_error(L, "out of memory");
+  add_headers(L, 2, t->x);
+  ef_xfer_set_timeouts(t->x, connect, timeout);
+  ef_xfer_set_low_speed(t->x, low_limit, low_time);
+  ef_xfer_set_max_body(t->x, (size_t)max_body);
+  ef_xfer_set_follow(t->x, follow);
+
+  char err[512];
+  if (dir && ef_xfer_to_file(t->x, dir, err, sizeof err) != 0)
+    return fail(L, err, "FILE_OPEN");
+  if (ef_loop_start(lo->l, t->x, err, sizeof err) != 0) {
+    ef_xfer_discard(t->x);
+    return fail(L, err, "START");
+  }
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, ti, 1);
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, ti);
+  lua_rawsetp(L, -2, t->x);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/*
+** loop:step([timeout_ms]) -> array of the transfers that finished (possibly empty).
+** Waits at most timeout_ms (default 0: never blocks).
+*/
+static int loop_step(lua_State *L) {
+  lloop *lo = check_loop(L, 1);
+  lua_Integer ms = luaL_optinteger(L, 2, 0);
+  char err[256];
+  if (ms < 0)
+    ms = 0;
+  if (ms > INT_MAX)
+    ms = INT_MAX;
+  if (ef_loop_step(lo->l, (int)ms, err, sizeof err) != 0)
+    return fail(L, err, "MULTI");
+  lua_getiuservalue(L, 1, 1);
+  lua_newtable(L);
+  lua_Integer n = 0;
+  ef_xfer *x;
+  while ((x = ef_loop_pop_done(lo->l)) != NULL) {
+    if (lua_rawgetp(L, -2, x) == LUA_TUSERDATA) {
+      lua_rawseti(L, -2, ++n);
+      lua_pushnil(L);
+      lua_rawsetp(L, -3, x);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  return 1;
+}
+
+static int loop_running(lua_State *L) {
+  lloop *lo = check_loop(L, 1);
+  lua_pushinteger(L, (lua_Integer)ef_loop_running(lo->l));
+  return 1;
+}
+
+static int loop_limits(lua_State *L) {
+  lloop *lo = check_loop(L, 1);
+  lua_Integer total = luaL_optinteger(L, 2, 0), host = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, total >= 0 && total <= LONG_MAX, 2, "must be 0 (no limit) or more");
+  luaL_argcheck(L, host >= 0 && host <= LONG_MAX, 3, "must be 0 (no limit) or more");
+  ef_loop_set_limits(lo->l, (long)total, (long)host);
+  return 0;
+}
+
+static int loop_tostring(lua_State *L) {
+  lloop *lo = luaL_checkudata(L, 1, EF_LOOP_MT);
+  lua_pushfstring(L, "editflow.Loop (%p%s)", (void *)lo, lo->l ? "" : ", closed");
+  return 1;
+}
+
+static const luaL_Reg meth[] = {
+  {"request", loop_request}, {"step", loop_step}, {"running", loop_running},
+  {"limits", loop_limits},   {"close", loop_close}, {NULL, NULL}};
+
+static const luaL_Reg metameth[] = {
+  {"__index", NULL}, {"__gc", loop_close}, {"__close", loop_close},
+  {"__tostring", loop_tostring}, {NULL, NULL}};
+
+void ef_lua_loop_register(lua_State *L) {
+  luaL_newmetatable(L, EF_LOOP_MT);
+  luaL_setfuncs(L, metameth, 0);
+  luaL_newlibtable(L, meth);
+  luaL_setfuncs(L, meth, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

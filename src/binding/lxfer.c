@@ -1,0 +1,201 @@
+/*
+** lxfer.c — the editflow.Transfer userdata: one request's outcome as Lua values.
+**
+** A transfer is created by loop:request() (lloop.c), which also keeps it reachable while it
+** runs. Its single user value is the loop it belongs to. close(), __close and __gc share one
+** idempotent release; releasing a running transfer aborts it (the engine detaches it).
+*/
+#include <string.h>
+#include "lbinding.h"
+
+lxfer *ef_lua_xfer_push(lua_State *L) {
+  lxfer *t = lua_newuserdatauv(L, sizeof *t, 1);
+  t->x = NULL; /* valid "closed" state before anything is acquired */
+  luaL_setmetatable(L, EF_XFER_MT);
+  return t;
+}
+
+static lxfer *check_xfer(lua_State *L) {
+  lxfer *t = luaL_checkudata(L, 1, EF_XFER_MT);
+  if (t->x == NULL)
+    luaL_error(L, "attempt to use a closed transfer");
+  return t;
+}
+
+/* Stops the transfer if it still runs and removes it from its loop's in-flight set. */
+static void stop_running(lua_State *L, lxfer *t) {
+  if (ef_xfer_get_state(t->x) != EF_XFER_RUNNING)
+    return;
+  if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) {
+    lloop *lo = luaL_testudata(L, -1, EF_LOOP_MT);
+    if (lo && lo->l) {
+      ef_loop_abort(lo->l, t->x);
+      ef_lua_loop_forget(L, lua_gettop(L), t->x);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+static int xfer_close(lua_State *L) {
+  lxfer *t = luaL_checkudata(L, 1, EF_XFER_MT);
+  if (t->x) {
+    stop_running(L, t);
+    ef_xfer_free(t->x);
+    t->x = NULL;
+  }
+  return 0;
+}
+
+/* __gc runs only once nothing (no loop's in-flight set either) reaches the transfer. */
+static int xfer_gc(lua_State *L) {
+  lxfer *t = luaL_checkudata(L, 1, EF_XFER_MT);
+  ef_xfer_free(t->x);
+  t->x = NULL;
+  return 0;
+}
+
+static int xfer_abort(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  stop_running(L, t);
+  return 0;
+}
+
+static int xfer_state(lua_State *L) {
+  static const char *const names[] = {"new", "running", "done"};
+  lxfer *t = check_xfer(L);
+  lua_pushstring(L, names[ef_xfer_get_state(t->x)]);
+  return 1;
+}
+
+static int xfer_done(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  lua_pushboolean(L, ef_xfer_get_state(t->x) == EF_XFER_DONE);
+  return 1;
+}
+
+/*
+** Header lines of the final response into a table: names lower-cased, repeated fields joined
+** with ", " (RFC 9110 §5.3). The status line and malformed lines are skipped.
+*/
+static void push_headers(lua_State *L, const ef_buf *h) {
+  lua_newtable(L);
+  if (h->data == NULL)
+    return;
+  const char *p = h->data, *end = h->data + h->len;
+  const char *nl = memchr(p, '\n', (size_t)(end - p));
+  p = nl ? nl + 1 : end;
+  while (p < end) {
+    nl = memchr(p, '\n', (size_t)(end - p));
+    const char *le = nl ? nl : end;
+    const char *colon = memchr(p, ':', (size_t)(le - p));
+    if (colon && colon > p && colon - p < 128) {
+      char name[128];
+      size_t n = (size_t)(colon - p);
+      for (size_t i = 0; i < n; i++)
+        name[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
+      const char *v = colon + 1, *ve = le;
+      while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+      lua_pushlstring(L, name, n);
+      if (lua_rawget(L, -2) == LUA_TSTRING) {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_pushlstring(L, name, n);
+      lua_insert(L, -2);
+      lua_rawset(L, -3);
+    }
+    p = nl ? nl + 1 : end;
+  }
+}
+
+/*
+** The outcome. Transport failure: nil, message, code (a stable string such as
+** "COULDNT_CONNECT"). Otherwise a table: status, headers, body (memory sink), size, seconds,
+** head (first bytes of the body) and, for a file sink not yet committed, file (its temp path).
+** Any HTTP status is a successful transport; judging it is policy.
+*/
+static int xfer_response(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  ef_xfer *x = t->x;
+  if (ef_xfer_get_state(x) != EF_XFER_DONE)
+    return luaL_error(L, "transfer has not finished");
+  const char *err = ef_xfer_error(x);
+  if (err) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    lua_pushstring(L, ef_xfer_code(x));
+    return 3;
+  }
+  size_t hn;
+  const unsigned char *head = ef_xfer_head(x, &hn);
+  const ef_buf *body = ef_xfer_body(x);
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, ef_xfer_status(x));
+  lua_setfield(L, -2, "status");
+  push_headers(L, ef_xfer_headers(x));
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, body->data ? body->data : "", body->len);
+  lua_setfield(L, -2, "body");
+  lua_pushinteger(L, (lua_Integer)ef_xfer_size(x));
+  lua_setfield(L, -2, "size");
+  lua_pushnumber(L, ef_xfer_seconds(x));
+  lua_setfield(L, -2, "seconds");
+  lua_pushlstring(L, (const char *)head, hn);
+  lua_setfield(L, -2, "head");
+  if (ef_xfer_temp_path(x)) {
+    lua_pushstring(L, ef_xfer_temp_path(x));
+    lua_setfield(L, -2, "file");
+  }
+  return 1;
+}
+
+static int xfer_commit(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  const char *path = luaL_checkstring(L, 2);
+  char err[512];
+  if (ef_xfer_commit(t->x, path, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    lua_pushliteral(L, "FILE_WRITE");
+    return 3;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int xfer_discard(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  ef_xfer_discard(t->x);
+  return 0;
+}
+
+static int xfer_tostring(lua_State *L) {
+  lxfer *t = luaL_checkudata(L, 1, EF_XFER_MT);
+  lua_pushfstring(L, "editflow.Transfer (%p%s)", (void *)t, t->x ? "" : ", closed");
+  return 1;
+}
+
+static const luaL_Reg meth[] = {
+  {"state", xfer_state},       {"done", xfer_done},     {"response", xfer_response},
+  {"commit", xfer_commit},     {"discard", xfer_discard}, {"abort", xfer_abort},
+  {"close", xfer_close},       {NULL, NULL}};
+
+static const luaL_Reg metameth[] = {
+  {"__index", NULL}, {"__gc", xfer_gc}, {"__close", xfer_close},
+  {"__tostring", xfer_tostring}, {NULL, NULL}};
+
+void ef_lua_xfer_register(lua_State *L) {
+  luaL_newmetatable(L, EF_XFER_MT);
+  luaL_setfuncs(L, metameth, 0);
+  luaL_newlibtable(L, meth);
+  luaL_setfuncs(L, meth, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

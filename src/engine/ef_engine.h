@@ -1,0 +1,102 @@
+/*
+** ef_engine.h — the editflow engine: HTTP transfers driven by one libcurl multi handle.
+** Pure C over libcurl; never includes lua.h. The binding (src/binding/) translates this API
+** for Lua; nothing here calls up into it.
+**
+** Ownership: the caller owns every ef_loop and ef_xfer it creates and frees each exactly once.
+** A running transfer belongs to one loop; freeing either side first is safe (the loop detaches
+** its transfers, a transfer removes itself from its loop). Completion is reported through
+** ef_loop_pop_done() after ef_loop_step() has returned: no callback ever reaches the caller
+** while libcurl is inside a call.
+*/
+#ifndef EF_ENGINE_H
+#define EF_ENGINE_H
+
+#include <stddef.h>
+
+/* ---- growable byte buffer (ef_buf.c) ---- */
+
+typedef struct ef_buf {
+  char *data;   /* always NUL-terminated when non-NULL, so text bodies are C strings */
+  size_t len;
+  size_t cap;
+} ef_buf;
+
+int ef_buf_append(ef_buf *b, const void *p, size_t n);   /* 0, or -1 when out of memory */
+void ef_buf_reset(ef_buf *b);                             /* len = 0, keeps the memory */
+void ef_buf_free(ef_buf *b);
+
+/* ---- transfers and the loop (ef_xfer.c, ef_loop.c) ---- */
+
+typedef struct ef_loop ef_loop;
+typedef struct ef_xfer ef_xfer;
+
+typedef enum { EF_XFER_NEW, EF_XFER_RUNNING, EF_XFER_DONE } ef_xfer_state;
+
+/* One-time process setup (curl_global_init); safe to call repeatedly from one thread. */
+int ef_global_init(void);
+const char *ef_curl_version(void);
+
+ef_xfer *ef_xfer_new(void);
+void ef_xfer_free(ef_xfer *x);
+
+/* Setup; only valid while the transfer is EF_XFER_NEW. Return 0, or -1 (bad value, no memory). */
+int ef_xfer_set_url(ef_xfer *x, const char *url);
+int ef_xfer_set_method(ef_xfer *x, const char *method);
+int ef_xfer_add_header(ef_xfer *x, const char *line);
+int ef_xfer_set_body(ef_xfer *x, const char *data, size_t len);
+void ef_xfer_set_timeouts(ef_xfer *x, long connect_ms, long total_ms);
+void ef_xfer_set_low_speed(ef_xfer *x, long bytes_per_s, long seconds);
+void ef_xfer_set_max_body(ef_xfer *x, size_t max);
+void ef_xfer_set_follow(ef_xfer *x, int follow);
+/* Stream the body into a new temporary file in dir instead of memory. */
+int ef_xfer_to_file(ef_xfer *x, const char *dir, char *err, size_t errlen);
+void ef_xfer_set_user(ef_xfer *x, void *user);
+void *ef_xfer_user(const ef_xfer *x);
+
+/* Results; meaningful once the transfer is EF_XFER_DONE. */
+ef_xfer_state ef_xfer_get_state(const ef_xfer *x);
+long ef_xfer_status(const ef_xfer *x);         /* HTTP status, 0 if none was received */
+const char *ef_xfer_code(const ef_xfer *x);    /* "OK" or a stable code: "COULDNT_CONNECT", ... */
+const char *ef_xfer_error(const ef_xfer *x);   /* readable message, NULL when code is "OK" */
+const ef_buf *ef_xfer_body(const ef_xfer *x);  /* memory sink only */
+const ef_buf *ef_xfer_headers(const ef_xfer *x); /* raw header lines of the final response */
+double ef_xfer_seconds(const ef_xfer *x);
+size_t ef_xfer_size(const ef_xfer *x);         /* body bytes received */
+const unsigned char *ef_xfer_head(const ef_xfer *x, size_t *n); /* first bytes of the body */
+const char *ef_xfer_temp_path(const ef_xfer *x); /* file sink: NULL once committed/discarded */
+int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen);
+void ef_xfer_discard(ef_xfer *x);
+
+ef_loop *ef_loop_new(void);
+void ef_loop_free(ef_loop *l);
+void ef_loop_set_limits(ef_loop *l, long max_total_conns, long max_host_conns);
+int ef_loop_start(ef_loop *l, ef_xfer *x, char *err, size_t errlen);
+void ef_loop_abort(ef_loop *l, ef_xfer *x);
+int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen);
+ef_xfer *ef_loop_pop_done(ef_loop *l);
+size_t ef_loop_running(const ef_loop *l);
+
+/* ---- bytes and names (ef_codec.c) ---- */
+
+size_t ef_b64_encoded_len(size_t n);
+void ef_b64_encode(const unsigned char *in, size_t n, char *out); /* writes encoded_len + NUL */
+/* Decodes standard base64 (padding optional). Returns bytes written, or -1 and *bad = offset. */
+long ef_b64_decode(const char *in, size_t n, unsigned char *out, size_t *bad);
+
+typedef struct ef_image_kind { const char *ext; const char *mime; } ef_image_kind;
+/* Recognises PNG, JPEG, GIF and WebP from leading bytes; NULL if none. */
+const ef_image_kind *ef_sniff_image(const unsigned char *p, size_t n);
+
+/* Writes into out (size outlen >= 2) a file name safe on every common filesystem. */
+void ef_safe_name(const char *in, size_t n, char *out, size_t outlen);
+
+/* ---- files (ef_fs.c) ---- */
+
+int ef_mkdir_p(const char *path, char *err, size_t errlen);
+int ef_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+int ef_fsync_dir_of(const char *path);
+/* mkstemps() with the mode fopen() would give and close-on-exec; -1 with errno on failure. */
+int ef_mktemp(char *tmpl, int suffixlen);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+** ef_internal.h — what ef_xfer.c and ef_loop.c share and nobody else sees: the transfer's
+** layout and the loop's intrusive lists. A transfer sits on at most one list of one loop
+** (running, or done-but-not-yet-popped); its prev/next links are that membership.
+*/
+#ifndef EF_INTERNAL_H
+#define EF_INTERNAL_H
+
+#include <curl/curl.h>
+#include "ef_engine.h"
+
+#define EF_HEAD_BYTES 32
+
+typedef struct ef_list {
+  ef_xfer *head;
+  ef_xfer *tail;
+  size_t n;
+} ef_list;
+
+struct ef_xfer {
+  ef_xfer_state state;
+  ef_loop *loop;            /* set while running or waiting on the done list */
+  ef_list *on;              /* the list this transfer is linked into, or NULL */
+  ef_xfer *prev, *next;
+  CURL *easy;               /* exists only while running */
+  void *user;
+
+  /* request */
+  char *url;
+  char *method;
+  struct curl_slist *headers;
+  char *body;
+  size_t body_len;
+  int has_body;
+  long connect_ms, total_ms, low_bytes, low_secs;
+  size_t max_body;          /* 0 = unlimited */
+  int follow;
+
+  /* response */
+  ef_buf resp;
+  ef_buf hdrs;
+  size_t received;
+  unsigned char head[EF_HEAD_BYTES];
+  size_t head_len;
+  long status;
+  double seconds;
+  const char *code;         /* static string */
+  char *errmsg;             /* owned; NULL when ok */
+  char errbuf[CURL_ERROR_SIZE];
+  int sink_fault;           /* our own reason for aborting the write callback */
+  int sink_errno;
+
+  /* file sink */
+  int fd;                   /* -1 when none */
+  char *temp_path;
+};
+
+void ef_list_push(ef_list *l, ef_xfer *x);
+void ef_list_unlink(ef_xfer *x);
+
+/* Configures x->easy from the request fields; 0 or -1 with err. (ef_xfer.c) */
+int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen);
+/* Records the outcome of a finished or aborted transfer and releases its easy handle. */
+void ef_xfer_finish(ef_xfer *x, CURLcode rc);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+** editflow.c — the `editflow` host: lua.c trimmed to what editflow needs.
+**
+** main() runs everything inside pmain() under lua_pcall, so no error escapes unreported.
+** `editflow run SCRIPT [ARGS]` runs a user script the way `lua SCRIPT` would (global `arg`,
+** `...`); every other command goes to the Lua function editflow.cli.main, which returns the
+** exit status. Chunks run through docall(), whose message handler adds a traceback. SIGINT
+** only installs a hook, so the interrupt lands between Lua instructions, never inside libcurl.
+** The engine module and the embedded Lua modules are installed in package.preload, so the
+** binary needs no files beside it; other C modules (cjson) load as usual, which is why the
+** host links liblua shared.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+#include "embedded_lua.h"
+
+int luaopen_editflow_core(lua_State *L);
+
+static const char *progname = "editflow";
+static lua_State *globalL = NULL;
+
+/* ---- interrupts, as lua.c: the handler only sets a hook ---- */
+
+static void lstop(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void laction(int i) {
+  int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+  signal(i, SIG_DFL); /* a second Ctrl-C kills the process at once */
+  lua_sethook(globalL, lstop, flag, 1);
+}
+
+static void l_message(const char *msg) {
+  fprintf(stderr, "%s: %s\n", progname, msg);
+  fflush(stderr);
+}
+
+static int report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    l_message(msg ? msg : "(error object is not a string)");
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+/* Message handler: turns any error value into a string and appends a traceback. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1; /* an error object with __tostring (editflow errors) */
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static int docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  globalL = L;
+  signal(SIGINT, laction);
+  int status = lua_pcall(L, narg, nres, base);
+  signal(SIGINT, SIG_DFL);
+  lua_remove(L, base);
+  return status;
+}
+
+/* ---- preloading the engine and the embedded Lua modules ---- */
+
+static int load_embedded(lua_State *L) {
+  const ef_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
+  if (luaL_loadbuffer(L, (const char *)m->data, m->len, m->chunkname) != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void preload(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_editflow_core);
+  lua_setfield(L, -2, "editflow.core");
+  for (const ef_embedded *m = ef_embedded_lua; m->name; m++) {
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- commands ---- */
+
+/* `arg` as lua.c builds it: arg[0] = script, arg[1..] = its arguments, negatives before. */
+static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
+  lua_createtable(L, argc - script, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int run_script(lua_State *L, char **argv, int argc) {
+  if (argc < 3) {
+    l_message("run: missing SCRIPT (usage: editflow run SCRIPT [ARGS...])");
+    return 2;
+  }
+  create_arg_table(L, argv, argc, 2);
+  const char *fname = strcmp(argv[2], "-") == 0 ? NULL : argv[2];
+  int status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    for (int i = 3; i < argc; i++)
+      lua_pushstring(L, argv[i]);
+    status = docall(L, argc - 3, 0);
+  }
+  return report(L, status) == LUA_OK ? 0 : 1;
+}
+
+static int run_cli(lua_State *L, char **argv, int argc) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "editflow.cli");
+  if (report(L, docall(L, 1, 1)) != LUA_OK)
+    return 1;
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, argc, 0);
+  for (int i = 1; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  if (report(L, docall(L, 1, 1)) != LUA_OK)
+    return 1;
+  int isnum;
+  lua_Integer rc = lua_tointegerx(L, -1, &isnum);
+  return isnum ? (int)rc : 0;
+}
+
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  luaL_checkversion(L);
+  luaL_openlibs(L);
+  preload(L);
+  lua_gc(L, LUA_GCRESTART);
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  int rc = (argc >= 2 && strcmp(argv[1], "run") == 0) ? run_script(L, argv, argc)
+                                                      : run_cli(L, argv, argc);
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    l_message("cannot create state: not enough memory");
+    return EXIT_FAILURE;
+  }
+  lua_gc(L, LUA_GCSTOP);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  int status = lua_pcall(L, 2, 1, 0);
+  int rc = status == LUA_OK ? (int)lua_tointeger(L, -1) : 1;
+  report(L, status);
+  lua_close(L);
+  return rc;
+}

@@ -1,0 +1,146 @@
+-- testlib.lua: the small harness every Lua test file uses.
+-- Cases run in order under xpcall with a traceback; after each, the collector runs twice (GC
+-- stress: a finaliser that frees too early or too late shows up here). Sandboxes started
+-- through T.sandbox() are stopped by PID when the run ends, whatever happened. The closing
+-- line is "N passed, N failed", and the exit status is non-zero on any failure.
+local core = require "editflow.core"
+local json = require "editflow.json"
+
+local T = {}
+
+local cases, sandboxes = {}, {}
+
+T.source_dir = assert(os.getenv("EDITFLOW_SOURCE_DIR"), "EDITFLOW_SOURCE_DIR is not set")
+T.build_dir = assert(os.getenv("EDITFLOW_BUILD_DIR"), "EDITFLOW_BUILD_DIR is not set")
+
+function T.case(name, fn) cases[#cases + 1] = { name = name, fn = fn } end
+
+local function show(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+function T.eq(got, want, what)
+  if got ~= want then
+    error(string.format("%s: expected %s, got %s", what or "value", show(want), show(got)), 2)
+  end
+end
+
+function T.ok(v, what)
+  if not v then error((what or "assertion") .. " failed", 2) end
+  return v
+end
+
+function T.match(s, pattern, what)
+  if type(s) ~= "string" or not s:find(pattern) then
+    error(string.format("%s: %s does not match %q", what or "text", show(s), pattern), 2)
+  end
+end
+
+-- Calls fn, which must raise; the message must contain `plain` (a plain substring).
+function T.raises(fn, plain)
+  local ok, err = pcall(fn)
+  if ok then error("expected an error containing " .. show(plain) .. ", but none was raised", 2) end
+  if not tostring(err):find(plain, 1, true) then
+    error(string.format("error %s does not contain %s", show(tostring(err)), show(plain)), 2)
+  end
+  return tostring(err)
+end
+
+function T.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(core.mkdir(p))
+  return p
+end
+
+function T.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function T.exists(path) return T.read(path) ~= nil end
+
+function T.list_dir(dir)
+  local out = {}
+  local p = io.popen("ls -A '" .. dir .. "'")
+  for line in p:lines() do out[#out + 1] = line end
+  p:close()
+  table.sort(out)
+  return out
+end
+
+-- Blocking GET/POST to the sandbox's introspection routes (no credential needed there).
+local loop = core.loop()
+local function fetch(method, u)
+  local t = assert(loop:request { url = u, method = method })
+  while not t:done() do loop:step(50) end
+  local r = assert(t:response())
+  t:close()
+  return r
+end
+
+-- T.sandbox{ "--prefix", "/fal", ... } -> sandbox { url, pid, stats(), jobs(), reset(), stop() }
+function T.sandbox(extra)
+  local script = T.source_dir .. "/tests/sandbox/sandbox.py"
+  local argv = { "python3", "-u", script, "--port", "0", "--quiet" }
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  for i, a in ipairs(argv) do argv[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
+  local p = io.popen("echo $$; exec " .. table.concat(argv, " ") .. " 2>/dev/null", "r")
+  local pid = tonumber(p:read("l"))
+  local line = p:read("l")  -- the sandbox prints exactly one line once it listens
+  local url = line and line:match("^SANDBOX_URL=(%S+)$")
+  local sb = { pid = pid, url = url, pipe = p }
+  sandboxes[#sandboxes + 1] = sb
+  if not url then error("sandbox did not start: " .. tostring(line)) end
+  function sb.stats() return json.decode(fetch("GET", url .. "/_sandbox/stats").body) end
+  function sb.jobs() return json.decode(fetch("GET", url .. "/_sandbox/jobs").body) end
+  function sb.reset() fetch("POST", url .. "/_sandbox/reset") end
+  function sb.stop()
+    if sb.pipe then
+      -- TERM, then up to 5 s for a clean exit, then KILL: never an unbounded wait.
+      os.execute(string.format("kill %d 2>/dev/null; i=0; while kill -0 %d 2>/dev/null && [ $i -lt 50 ]; "
+        .. "do sleep 0.1; i=$((i+1)); done; kill -9 %d 2>/dev/null", sb.pid, sb.pid, sb.pid))
+      sb.pipe:close()
+      sb.pipe = nil
+    end
+  end
+  return sb
+end
+
+-- Runs a shell command; returns exit status, stdout, stderr.
+function T.sh(cmd)
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, how, code = os.execute(cmd .. " >" .. out .. " 2>" .. err)
+  local status = how == "exit" and code or 128 + code
+  local o, e = T.read(out), T.read(err)
+  os.remove(out)
+  os.remove(err)
+  return status, o, e
+end
+
+function T.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+function T.run()
+  local passed, failed = 0, 0
+  for _, c in ipairs(cases) do
+    local ok, err = xpcall(c.fn, debug.traceback)
+    collectgarbage()
+    collectgarbage()
+    if ok then
+      passed = passed + 1
+      print("ok - " .. c.name)
+    else
+      failed = failed + 1
+      print("FAIL - " .. c.name .. "\n" .. tostring(err))
+    end
+  end
+  for _, sb in ipairs(sandboxes) do sb.stop() end
+  print(string.format("%d passed, %d failed", passed, failed))
+  os.exit(failed == 0 and 0 or 1, true)
+end
+
+return T
