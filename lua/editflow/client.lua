@@ -25,7 +25,7 @@ Client.__name = "editflow.Client"
 local secrets = setmetatable({}, { __mode = "k" })  -- client -> Authorization header line
 
 local OPTIONS = {
-  key = "string or false", base_url = "string", auth = "'key' or 'bearer'", endpoint = "string",
+  key = "string or false", base_url = "string", auth = "string", endpoint = "string",
   timeout = "number", connect_timeout = "number", poll_interval = "number",
   max_poll_interval = "number", trust = "table", headers = "table", loop = "userdata",
   on_log = "function", on_status = "function", verbose = "function or boolean",
@@ -55,11 +55,18 @@ local function check_types(opts)
   end
 end
 
+-- An environment variable, with "set but empty" read as unset.
+local function env(name)
+  local v = os.getenv(name)
+  if v == "" then return nil end
+  return v
+end
+
 local function env_key(auth)
-  local k = os.getenv("FAL_KEY")
-  if k and k ~= "" then return k end
-  local id, secret = os.getenv("FAL_KEY_ID"), os.getenv("FAL_KEY_SECRET")
-  if auth == "key" and id and secret and id ~= "" and secret ~= "" then
+  local k = env("FAL_KEY")
+  if k then return k end
+  local id, secret = env("FAL_KEY_ID"), env("FAL_KEY_SECRET")
+  if auth == "key" and id and secret then
     return id .. ":" .. secret
   end
   return nil
@@ -78,13 +85,13 @@ function M.new(opts)
   check_types(opts)
   local self = setmetatable({}, Client)
 
-  local base_text = opts.base_url or os.getenv("EDITFLOW_BASE_URL") or M.DEFAULT_BASE_URL
+  local base_text = opts.base_url or env("EDITFLOW_BASE_URL") or M.DEFAULT_BASE_URL
   local base, err = url.parse(base_text)
   if not base then error("editflow.client: base_url: " .. err, 2) end
   if base.query then error("editflow.client: base_url must not carry a query", 2) end
   self.base, self.base_url = base, url.root(base) .. base.prefix
 
-  local auth = opts.auth or os.getenv("EDITFLOW_AUTH") or "key"
+  local auth = opts.auth or env("EDITFLOW_AUTH") or "key"
   if auth ~= "key" and auth ~= "bearer" then
     error("editflow.client: auth must be 'key' (fal) or 'bearer' (proxies), got '" .. tostring(auth) .. "'", 2)
   end
@@ -101,7 +108,7 @@ function M.new(opts)
     secrets[self] = "Authorization: " .. (auth == "key" and "Key " or "Bearer ") .. key
   end
 
-  local endpoint = opts.endpoint or os.getenv("EDITFLOW_ENDPOINT") or M.DEFAULT_ENDPOINT
+  local endpoint = opts.endpoint or env("EDITFLOW_ENDPOINT") or M.DEFAULT_ENDPOINT
   if not endpoint:match("^[%w_.-]+/[%w_.-]+[%w_./-]*$") or endpoint:find("//", 1, true)
       or endpoint:find("/$") or endpoint:find("%.%.") then
     error("editflow.client: endpoint must look like 'owner/app' or 'owner/app/path', got '" .. endpoint .. "'", 2)

@@ -30,10 +30,11 @@ function M.load(field, path, max_bytes)
   max_bytes = max_bytes or M.MAX_FILE_BYTES
   local f, err = io.open(path, "rb")
   if not f then error(string.format("%s: cannot read image: %s", field, err), 0) end
+  local probe, perr = f:read(0)  -- a folder opens fine but fails to read ("Is a directory")
   local size = f:seek("end")
-  if not size then
+  if (probe == nil and perr) or not size then
     f:close()
-    error(string.format("%s: cannot read image '%s' (not a regular file?)", field, path), 0)
+    error(string.format("%s: cannot read image: %s: %s", field, path, perr or "not a regular file"), 0)
   end
   if size > max_bytes then
     f:close()

@@ -37,6 +37,12 @@ function T.match(s, pattern, what)
   end
 end
 
+function T.contains(s, plain, what)
+  if type(s) ~= "string" or not s:find(plain, 1, true) then
+    error(string.format("%s: %s does not contain %s", what or "text", show(s), show(plain)), 2)
+  end
+end
+
 -- Calls fn, which must raise; the message must contain `plain` (a plain substring).
 function T.raises(fn, plain)
   local ok, err = pcall(fn)
@@ -86,7 +92,7 @@ end
 -- T.sandbox{ "--prefix", "/fal", ... } -> sandbox { url, pid, stats(), jobs(), reset(), stop() }
 function T.sandbox(extra)
   local script = T.source_dir .. "/tests/sandbox/sandbox.py"
-  local argv = { "python3", "-u", script, "--port", "0", "--quiet" }
+  local argv = { "python3", "-u", script, "--port", "0", "--quiet", "--exit-with-parent" }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   for i, a in ipairs(argv) do argv[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
   local p = io.popen("echo $$; exec " .. table.concat(argv, " ") .. " 2>/dev/null", "r")
@@ -102,8 +108,10 @@ function T.sandbox(extra)
   function sb.stop()
     if sb.pipe then
       -- TERM, then up to 5 s for a clean exit, then KILL: never an unbounded wait.
-      os.execute(string.format("kill %d 2>/dev/null; i=0; while kill -0 %d 2>/dev/null && [ $i -lt 50 ]; "
-        .. "do sleep 0.1; i=$((i+1)); done; kill -9 %d 2>/dev/null", sb.pid, sb.pid, sb.pid))
+      -- (an exited sandbox stays a zombie until pclose reaps it, so "gone" includes state Z).
+      os.execute(string.format("kill %d 2>/dev/null; i=0; while [ $i -lt 50 ]; do "
+        .. "case \"$(ps -o stat= -p %d)\" in Z*|'') break;; esac; sleep 0.1; i=$((i+1)); done; "
+        .. "kill -9 %d 2>/dev/null", sb.pid, sb.pid, sb.pid))
       sb.pipe:close()
       sb.pipe = nil
     end
@@ -124,15 +132,23 @@ end
 
 function T.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- Whatever ends the run (a top-level error included), lua_close finalises this guard, and the
+-- guard stops every sandbox still running.
+T._guard = setmetatable({}, { __gc = function()
+  for _, sb in ipairs(sandboxes) do sb.stop() end
+end })
+
 function T.run()
   local passed, failed = 0, 0
   for _, c in ipairs(cases) do
+    local t0 = core.monotime()
     local ok, err = xpcall(c.fn, debug.traceback)
+    local dt = core.monotime() - t0
     collectgarbage()
     collectgarbage()
     if ok then
       passed = passed + 1
-      print("ok - " .. c.name)
+      print(string.format("ok - %s (%.2f s)", c.name, dt))
     else
       failed = failed + 1
       print("FAIL - " .. c.name .. "\n" .. tostring(err))

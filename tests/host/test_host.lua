@@ -1,0 +1,189 @@
+-- test_host.lua: the `editflow` binary as a user meets it: stdout carries data, stderr carries
+-- progress and errors, and the exit status is honest (0 done, 1 failed, 2 usage/invalid).
+local T = require "testlib"
+local core = require "editflow.core"
+
+local BIN = assert(os.getenv("EDITFLOW_BIN"), "EDITFLOW_BIN is not set")
+local A = T.source_dir .. "/tests/fixtures/a.png"
+local B = T.source_dir .. "/tests/fixtures/b.png"
+local KEY = "test-key-host-7f3a9c"
+
+local sb = T.sandbox { "--key", KEY, "--bearer", KEY .. "-bearer", "--job-time", "0.05" }
+
+-- Runs the binary with an environment (names -> values) and arguments.
+local function run(env, ...)
+  local parts = { "env" }
+  for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. T.quote(v) end
+  parts[#parts + 1] = T.quote(BIN)
+  for _, a in ipairs { ... } do parts[#parts + 1] = T.quote(a) end
+  return T.sh(table.concat(parts, " "))
+end
+
+local function env(extra)
+  local e = { FAL_KEY = KEY, EDITFLOW_BASE_URL = sb.url, EDITFLOW_AUTH = "key" }
+  for k, v in pairs(extra or {}) do e[k] = v end
+  return e
+end
+
+local function lines(s)
+  local out = {}
+  for l in (s or ""):gmatch("[^\n]+") do out[#out + 1] = l end
+  return out
+end
+
+
+T.case("--help and --version go to stdout and exit 0; no command is a usage error", function()
+  local st, out, err = run({}, "--help")
+  T.eq(st, 0, "exit")
+  T.contains(out, "usage: editflow COMMAND", "usage on stdout")
+  T.eq(err, "", "nothing on stderr")
+  st, out = run({}, "--version")
+  T.eq(st, 0, "exit")
+  T.match(out, "^editflow %d+%.%d+%.%d+ %(libcurl/", "version line")
+  st, out, err = run({})
+  T.eq(st, 2, "no command")
+  T.contains(err, "usage:", "usage on stderr")
+  st, _, err = run({}, "frobnicate")
+  T.eq(st, 2, "unknown command")
+  T.contains(err, "editflow: unknown command 'frobnicate'", "message")
+  st, out = run({}, "edit", "--help")
+  T.eq(st, 0, "edit --help")
+  T.contains(out, "--num-images N", "edit options listed")
+end)
+
+T.case("edit writes the images, prints their paths, exits 0 (Key and Bearer)", function()
+  for _, auth in ipairs { "key", "bearer" } do
+    local d = T.tmpdir()
+    local key = auth == "key" and KEY or (KEY .. "-bearer")
+    local st, out, err = run({ FAL_KEY = key, EDITFLOW_BASE_URL = sb.url, EDITFLOW_AUTH = auth },
+      "edit", "-p", "put them side by side", "-i", A, "-i", B, "-o", d, "--num-images", "2", "--seed", "3")
+    T.eq(st, 0, auth .. " exit status; stderr: " .. tostring(err))
+    local paths = lines(out)
+    T.eq(#paths, 2, auth .. ": one path per image on stdout")
+    for _, p in ipairs(paths) do
+      T.eq(p:sub(1, #d + 1), d .. "/", "inside the output folder")
+      T.eq(core.sniff(T.read(p)), "png", "a real PNG at " .. p)
+    end
+    T.contains(err, "submitted", "progress on stderr")
+    T.ok(not out:find("submitted", 1, true), "no progress on stdout")
+    os.execute("rm -rf " .. T.quote(d))
+  end
+  T.eq(sb.stats().auth.bearer >= 3, true, "bearer requests reached the sandbox")
+end)
+
+T.case("invalid input exits 2 before any request, naming the field and the flag", function()
+  local before = sb.stats().requests
+  local cases = {
+    { { "-n", "7" }, "num_images must be an integer 1..4, got 7 (option --num-images)" },
+    { { "--image-size", "huge" }, "image_size must be one of square_hd" },
+    { { "--steps", "1000" }, "num_inference_steps must be an integer 2..100, got 1000 (option --steps)" },
+    { { "--format", "gif" }, "output_format must be one of png, jpeg, got 'gif'" },
+    { { "-i", T.source_dir .. "/tests/fixtures/missing.png" }, "image_urls[2]: cannot read image" },
+    { { "-i", T.source_dir .. "/tests/fixtures/not-an-image.png" }, "is not a PNG, JPEG, GIF or WebP image" },
+  }
+  for _, c in ipairs(cases) do
+    local st, out, err = run(env(), "edit", "-p", "x", "-i", A, table.unpack(c[1]))
+    T.eq(st, 2, "exit status for " .. c[2])
+    T.eq(out, "", "nothing on stdout")
+    T.contains(err, c[2], "message")
+  end
+  local st, _, err = run(env(), "edit", "-i", A)
+  T.eq(st, 2, "missing -p")
+  T.contains(err, "-p PROMPT is required", "message")
+  st, _, err = run(env(), "edit", "-p", "x", "-i", A, "--bogus")
+  T.eq(st, 2, "unknown option")
+  T.contains(err, "unknown option --bogus", "message")
+  st, _, err = run(env { FAL_KEY = "" }, "edit", "-p", "x", "-i", A)
+  T.eq(st, 2, "no credential")
+  T.contains(err, "no credential: set FAL_KEY", "message")
+  T.eq(sb.stats().requests, before, "the sandbox saw no request")
+end)
+
+T.case("a failed job exits 1 with the server's message and the request id", function()
+  local st, out, err = run(env(), "edit", "-p", "[fail:nsfw]", "-i", A, "-o", T.tmpdir())
+  T.eq(st, 1, "exit status")
+  T.eq(out, "", "no paths")
+  T.contains(err, "content_policy_violation", "type")
+  T.match(err, "%[request [%w-]+%]", "request id")
+  st, _, err = run(env { EDITFLOW_BASE_URL = "http://127.0.0.1:9" }, "edit", "-p", "x", "-i", A)
+  T.eq(st, 1, "nobody listening")
+  T.contains(err, "submit failed", "message")
+end)
+
+T.case("status, result and cancel by request id", function()
+  local d = T.tmpdir()
+  local st, out = run(env(), "edit", "-q", "-p", "x", "-i", A, "-o", d, "--name", "first")
+  T.eq(st, 0, "edit")
+  T.eq(lines(out)[1], d .. "/first-1.png", "named by --name")
+  local jobs = sb.jobs()
+  local rid = jobs[#jobs].request_id
+  local err
+  st, out, err = run(env(), "status", rid)
+  T.eq(st, 0, "status exit; " .. tostring(err))
+  T.contains(out, '"status":"COMPLETED"', "status JSON")
+  st, out = run(env(), "result", rid)
+  T.eq(st, 0, "result exit")
+  T.contains(out, '"images":[', "result JSON")
+  st, out = run(env(), "result", rid, "-o", d .. "/again")
+  T.eq(st, 0, "result -o")
+  T.eq(core.sniff(T.read(lines(out)[1])), "png", "saved again")
+  st, out, err = run(env(), "cancel", rid)
+  T.eq(st, 1, "cancelling a finished job fails")
+  T.contains(err, "already completed", "message")
+  st, _, err = run(env(), "status", "../etc/passwd")
+  T.eq(st, 2, "bad id is a usage error")
+  T.contains(err, "request_id must be", "message")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("run SCRIPT: arg and ... as in lua; errors print a traceback and exit 1", function()
+  local d = T.tmpdir()
+  local ok_script = d .. "/ok.lua"
+  local f = assert(io.open(ok_script, "w"))
+  f:write([[
+local editflow = require "editflow"
+local a, b = ...
+print(arg[0]:match("ok%.lua$") ~= nil, arg[1], arg[2], a, b, editflow.version ~= nil)
+local c = editflow.client{}
+local result, job = assert(c:edit{ prompt = "from a script", image_urls = { arg[1] } })
+for _, p in ipairs(assert(job:save(arg[2]))) do print(p) end
+]])
+  f:close()
+  local st, out, err = run(env(), "run", ok_script, A, d .. "/out")
+  T.eq(st, 0, "script exit; stderr: " .. tostring(err))
+  local l = lines(out)
+  T.eq(l[1], "true\t" .. A .. "\t" .. d .. "/out\t" .. A .. "\t" .. d .. "/out\ttrue", "arg and ...")
+  T.eq(core.sniff(T.read(l[2])), "png", "the script saved an image")
+
+  local bad = d .. "/bad.lua"
+  f = assert(io.open(bad, "w"))
+  f:write("local function inner() error('boom from script') end\nlocal function outer() inner() end\nouter()\n")
+  f:close()
+  st, out, err = run(env(), "run", bad)
+  T.eq(st, 1, "error exit")
+  T.eq(out, "", "nothing on stdout")
+  T.match(err, "^editflow: [^\n]*bad%.lua:1: boom from script", "message first")
+  T.contains(err, "stack traceback:", "traceback")
+  T.contains(err, "in upvalue 'inner'", "traceback names the function")
+  T.contains(err, "bad.lua:3: in main chunk", "traceback reaches the main chunk")
+  st, _, err = run(env(), "run", d .. "/missing.lua")
+  T.eq(st, 1, "missing script")
+  T.contains(err, "cannot open", "message")
+  st, _, err = run(env(), "run")
+  T.eq(st, 2, "run without a script")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("the credential never appears in output, even with --verbose or on failure", function()
+  local d = T.tmpdir()
+  local st, out, err = run(env(), "edit", "-v", "-p", "x", "-i", A, "-o", d)
+  T.eq(st, 0, "edit -v")
+  T.contains(err, "POST " .. sb.url, "verbose traces calls")
+  T.ok(not (out .. err):find(KEY, 1, true), "key absent from stdout and stderr")
+  st, out, err = run(env { FAL_KEY = "wrong-" .. KEY }, "edit", "-v", "-p", "x", "-i", A, "-o", d)
+  T.eq(st, 1, "401")
+  T.ok(not (out .. err):find(KEY, 1, true), "key absent from a failure's output")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.run()

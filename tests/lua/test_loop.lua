@@ -1,0 +1,131 @@
+-- test_loop.lua: the binding's Loop and Transfer types: lifecycles, limits, misuse, GC.
+local T = require "testlib"
+local core = require "editflow.core"
+
+local sb = T.sandbox()
+local STATS = sb.url .. "/_sandbox/stats"
+
+local function wait(loop, t)
+  for _ = 1, 400 do
+    if t:done() then return end
+    loop:step(50)
+  end
+  error("transfer did not finish in 20 s")
+end
+
+T.case("request, step and response", function()
+  local loop = core.loop()
+  local t = assert(loop:request { url = STATS, headers = { "X-Test: 1", Accept = "application/json" } })
+  T.eq(t:state(), "running", "state after start")
+  T.eq(loop:running(), 1, "running count")
+  local seen = {}
+  for _ = 1, 400 do
+    for _, done in ipairs(loop:step(50)) do seen[#seen + 1] = done end
+    if #seen > 0 then break end
+  end
+  T.eq(#seen, 1, "step reports the finished transfer once")
+  T.eq(seen[1], t, "the same userdata comes back")
+  local r = assert(t:response())
+  T.eq(r.status, 200, "status")
+  T.match(r.headers["content-type"], "application/json", "headers lower-cased")
+  T.match(r.body, '"requests"', "body")
+  T.eq(#loop:step(0), 0, "reported only once")
+  t:close()
+  t:close()  -- idempotent
+  T.raises(function() t:response() end, "closed transfer")
+end)
+
+T.case("many transfers at once, each reported exactly once", function()
+  local loop = core.loop()
+  local ts, seen = {}, {}
+  for i = 1, 50 do ts[i] = assert(loop:request { url = STATS }) end
+  for _ = 1, 400 do
+    for _, done in ipairs(loop:step(50)) do
+      T.eq(seen[done], nil, "reported twice")
+      seen[done] = true
+    end
+    if loop:running() == 0 then break end
+  end
+  for i = 1, 50 do
+    T.ok(seen[ts[i]], "transfer " .. i .. " reported")
+    T.eq(ts[i]:response().status, 200, "status")
+  end
+end)
+
+T.case("transport failures are values with stable codes", function()
+  local loop = core.loop()
+  local t = assert(loop:request { url = "http://127.0.0.1:9/", connect_timeout = 2000 })
+  wait(loop, t)
+  local r, msg, code = t:response()
+  T.eq(r, nil, "no response")
+  T.eq(code, "COULDNT_CONNECT", "code")
+  T.ok(#msg > 0, "message")
+  t = assert(loop:request { url = STATS, max_body = 8 })
+  wait(loop, t)
+  T.eq(select(3, t:response()), "BODY_TOO_LARGE", "body limit")
+end)
+
+T.case("misuse raises with the field named", function()
+  local loop = core.loop()
+  T.raises(function() loop:request {} end, "request field 'url' is required")
+  T.raises(function() loop:request { url = STATS, method = "BREW" } end, "'method' must be one of GET, POST")
+  T.raises(function() loop:request { url = STATS, timeout = -1 } end, "'timeout' must be an integer")
+  T.raises(function() loop:request { url = STATS, headers = { "A: b\r\nC: d" } } end, "without CR or LF")
+  T.raises(function() loop:request { url = STATS, body = {} } end, "'body' must be a string")
+  T.raises(function() core.loop().request(nil, {}) end, "editflow.Loop expected")
+  loop:close()
+  T.raises(function() loop:step() end, "closed loop")
+end)
+
+T.case("file downloads commit atomically or leave nothing", function()
+  local loop, d = core.loop(), T.tmpdir()
+  local t = assert(loop:request { url = STATS, file = d })
+  wait(loop, t)
+  local r = assert(t:response())
+  T.ok(r.file and r.file:find("/.editflow-", 1, true), "temporary file named")
+  assert(t:commit(d .. "/stats.json"))
+  T.match(T.read(d .. "/stats.json"), '"requests"', "committed content")
+  t:close()
+  local t2 = assert(loop:request { url = STATS, file = d })
+  wait(loop, t2)
+  t2:close()  -- not committed: the temporary file goes
+  T.eq(table.concat(T.list_dir(d), ","), "stats.json", "only the committed file remains")
+  local t3, msg, code = loop:request { url = STATS, file = d .. "/missing" }
+  T.eq(t3, nil, "cannot create the file")
+  T.eq(code, "FILE_OPEN", "code")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("abort, and a loop collected with transfers in flight", function()
+  local loop = core.loop()
+  local t = assert(loop:request { url = STATS })
+  t:abort()
+  T.eq(t:state(), "done", "aborted transfer is done")
+  T.eq(select(3, t:response()), "ABORTED", "code")
+  T.eq(loop:running(), 0, "loop forgot it")
+  -- Drop a loop with 20 transfers running: finalisers must cope in any order.
+  do
+    local l2 = core.loop()
+    for _ = 1, 20 do l2:request { url = STATS } end
+  end
+  collectgarbage()
+  collectgarbage()
+  local l3 = core.loop()
+  local kept = {}
+  for i = 1, 5 do kept[i] = l3:request { url = STATS } end
+  l3:close()  -- closing aborts what runs
+  for i = 1, 5 do T.eq(kept[i]:state(), "done", "aborted by close") end
+end)
+
+T.case("step never blocks much longer than asked", function()
+  local loop = core.loop()
+  local t0 = core.monotime()
+  loop:step(30)
+  local dt = core.monotime() - t0
+  T.ok(dt < 2, "step(30) returned within 2 s (took " .. dt .. ")")
+  t0 = core.monotime()
+  loop:step(0)
+  T.ok(core.monotime() - t0 < 1, "step(0) does not wait")
+end)
+
+T.run()

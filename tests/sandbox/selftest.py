@@ -1,0 +1,879 @@
+#!/usr/bin/env python3
+# selftest.py - unittest suite for the editflow sandbox (tests/sandbox/*.py), stdlib only.
+# Starts sandbox.py as a subprocess on a free loopback port per test class, drives every route
+# (submit/status/stream/result/cancel/files, 401/422/429, prefix, --public-base, sync_mode,
+# failure triggers, webhooks, stats) and times image encoding and 200 concurrent jobs.
+# Fake credentials only; every wait is bounded; each subprocess is ended by its own PID.
+
+import asyncio
+import base64
+import http.client
+import http.server
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import zlib
+from urllib.parse import quote, urlsplit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import images  # noqa: E402
+
+KEY, TOKEN = "fake-key-123", "fake-token-456"
+EP = "fal-ai/qwen-image-edit-plus"
+GOOD = {"prompt": "a red car", "image_urls": ["https://example.invalid/a.png"]}
+TIMINGS = {}
+
+
+class Sandbox:
+    """One sandbox subprocess. start() waits (bounded) for its SANDBOX_URL line."""
+
+    def __init__(self, *args):
+        self.args = list(args)
+        self.proc = None
+        self.url = None
+        self.errlog = tempfile.TemporaryFile()
+
+    def start(self, timeout=15.0):
+        cmd = [sys.executable, os.path.join(HERE, "sandbox.py"), "--port", "0",
+               "--key", KEY, "--bearer", TOKEN] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errlog,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while time.monotonic() < deadline and b"\n" not in buf:
+            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+        line = buf.split(b"\n", 1)[0].decode()
+        if not line.startswith("SANDBOX_URL="):
+            err = self.stderr()
+            self.stop()
+            raise RuntimeError("sandbox did not start: %r / %s" % (line, err))
+        self.url = line[len("SANDBOX_URL="):]
+        p = urlsplit(self.url)
+        self.host, self.port = p.hostname, p.port
+        return self
+
+    def stderr(self):
+        if self.errlog.closed:
+            return ""
+        self.errlog.seek(0)
+        return self.errlog.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        self.errlog.close()
+        return self.proc.returncode if self.proc else None
+
+
+class Client:
+    """Keep-alive http.client wrapper; returns (status, headers-dict, body-bytes)."""
+
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+        self.conn = http.client.HTTPConnection(host, port, timeout=15)
+
+    def request(self, method, path, body=None, auth="key", headers=None):
+        h = dict(headers or {})
+        if auth == "key":
+            h["Authorization"] = "Key " + KEY
+        elif auth == "bearer":
+            h["Authorization"] = "Bearer " + TOKEN
+        elif auth:
+            h["Authorization"] = auth
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            body = body.encode()          # one send() for head+body: no Nagle/delayed-ACK stall
+        for attempt in (0, 1):
+            try:
+                self.conn.request(method, path, body=body, headers=h)
+                r = self.conn.getresponse()
+                data = r.read()
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+            except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
+                if attempt:
+                    raise
+
+    def json(self, method, path, body=None, **kw):
+        st, h, data = self.request(method, path, body, **kw)
+        return st, h, (json.loads(data) if data else None)
+
+    def close(self):
+        self.conn.close()
+
+
+def rel(url):
+    """Path+query of an absolute URL."""
+    p = urlsplit(url)
+    return p.path + ("?" + p.query if p.query else "")
+
+
+def read_sse(host, port, path, auth="key", timeout=15.0, stop_after=None):
+    """Open a status stream; return (events list, pings count, raw headers). Bounded."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    h = {"Accept": "text/event-stream"}
+    if auth == "key":
+        h["Authorization"] = "Key " + KEY
+    conn.request("GET", path, headers=h)
+    r = conn.getresponse()
+    headers = {k.lower(): v for k, v in r.getheaders()}
+    events, pings = [], 0
+    deadline = time.monotonic() + timeout
+    if r.status != 200:
+        r.read()
+        conn.close()
+        return r.status, events, pings, headers
+    while time.monotonic() < deadline:
+        line = r.readline()
+        if not line:
+            break
+        line = line.rstrip(b"\r\n")
+        if line.startswith(b"data: "):
+            events.append(json.loads(line[6:]))
+            if stop_after and stop_after(events):
+                break
+        elif line.startswith(b":"):
+            pings += 1
+    conn.close()
+    return r.status, events, pings, headers
+
+
+def png_dims(data):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "PNG signature"
+    assert data[12:16] == b"IHDR"
+    w, h, depth, ctype = struct.unpack(">IIBB", data[16:26])
+    assert (depth, ctype) == (8, 3), "8-bit palette"
+    assert data[37:41] == b"PLTE", "PLTE follows IHDR"
+    assert data[-12:] == b"\x00\x00\x00\x00IEND\xaeB`\x82", "IEND"
+    return w, h
+
+
+def png_pixels(data):
+    """RGB bytes of one of the sandbox's palette PNGs (filters None/Up only)."""
+    w, h = png_dims(data)
+    i, idat, plte = 8, b"", b""
+    while i < len(data):
+        n = struct.unpack(">I", data[i:i + 4])[0]
+        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + n]
+        plte = body if kind == b"PLTE" else plte
+        idat += body if kind == b"IDAT" else b""
+        i += 12 + n
+    raw, prev, out = zlib.decompress(idat), bytes(w), bytearray()
+    for y in range(h):
+        f, line = raw[y * (w + 1)], raw[y * (w + 1) + 1:(y + 1) * (w + 1)]
+        assert f in (0, 2)
+        if f == 2:
+            line = bytes((a + b) & 255 for a, b in zip(line, prev))
+        for v in line:
+            out += plte[3 * v:3 * v + 3]
+        prev = line
+    return bytes(out)
+
+
+def jpeg_dims(data):
+    assert data[:4] == b"\xff\xd8\xff\xe0" and data[6:11] == b"JFIF\x00", "SOI + APP0 JFIF"
+    assert data[-2:] == b"\xff\xd9", "EOI"
+    markers, i = [], 2
+    while i < len(data) and data[i] == 0xFF and data[i + 1] != 0xDA:
+        markers.append(data[i + 1])
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    assert data[i + 1] == 0xDA, "SOS"
+    for m in (0xE0, 0xDB, 0xC0, 0xC4):
+        assert m in markers, hex(m)
+    assert markers.count(0xC4) == 4
+    return images.jpeg_size(data)
+
+
+def wait_until(fn, timeout=10.0, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return fn()
+
+
+class SandboxCase(unittest.TestCase):
+    ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sb = Sandbox(*cls.ARGS).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.stop()
+
+    def setUp(self):
+        self.c = Client(self.sb.host, self.sb.port)
+
+    def tearDown(self):
+        self.c.close()
+
+    def submit(self, body=None, path="/" + EP, **kw):
+        st, h, j = self.c.json("POST", path, body if body is not None else GOOD, **kw)
+        self.assertEqual(st, 200, j)
+        return j
+
+    def wait_done(self, sub, timeout=15.0):
+        def check():
+            st, _, j = self.c.json("GET", rel(sub["status_url"]))
+            return j if j["status"] == "COMPLETED" else None
+        j = wait_until(check, timeout)
+        self.assertTrue(j, "job did not complete in time")
+        return j
+
+    def stats(self):
+        return self.c.json("GET", "/_sandbox/stats", auth=None)[2]
+
+
+# ====================================================================== images, no server
+
+class TestImages(unittest.TestCase):
+    def test_png_structure_and_crc(self):
+        for w, h in ((1024, 1024), (576, 1024), (100, 70), (64, 4096)):
+            data = images.encode_png(w, h, images.content_key(1, "p", 0))
+            self.assertEqual(png_dims(data), (w, h))
+            i = 8
+            while i < len(data):                       # every chunk CRC is right
+                n = struct.unpack(">I", data[i:i + 4])[0]
+                kind = data[i + 4:i + 8]
+                crc = struct.unpack(">I", data[i + 8 + n:i + 12 + n])[0]
+                self.assertEqual(zlib.crc32(data[i + 4:i + 8 + n]), crc, kind)
+                if kind == b"IDAT":
+                    raw = zlib.decompress(data[i + 8:i + 8 + n])
+                    self.assertEqual(len(raw), h * (1 + w))
+                i += 12 + n
+
+    def test_jpeg_structure(self):
+        for w, h in ((1024, 1024), (768, 1024), (100, 70), (65, 33)):
+            data = images.encode_jpeg(w, h, images.content_key(2, "p", 1))
+            self.assertEqual(jpeg_dims(data), (w, h))
+
+    @unittest.skipUnless(shutil.which("djpeg"), "djpeg not installed")
+    def test_jpeg_decodes_with_djpeg(self):
+        data = images.encode_jpeg(1024, 576, images.content_key(3, "x", 0))
+        out = subprocess.run(["djpeg", "-nosmooth", "-ppm"], input=data, capture_output=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertTrue(out.stdout.startswith(b"P6\n1024 576\n255\n"))
+        self.assertEqual(out.stderr, b"")
+        # pixels agree with the PNG of the same picture (odd size: partial edge MCUs)
+        key = images.content_key(5, "cmp", 2)
+        out = subprocess.run(["djpeg", "-nosmooth", "-ppm"], capture_output=True, timeout=30,
+                             input=images.encode_jpeg(100, 70, key))
+        jpx = out.stdout[len(b"P6\n100 70\n255\n"):]
+        ppx = png_pixels(images.encode_png(100, 70, key))
+        self.assertEqual(len(jpx), len(ppx))
+        self.assertLessEqual(max(abs(a - b) for a, b in zip(jpx, ppx)), 3)
+
+    @unittest.skipUnless(shutil.which("pngcheck"), "pngcheck not installed")
+    def test_png_pngcheck(self):
+        with tempfile.NamedTemporaryFile(suffix=".png") as f:
+            f.write(images.encode_png(768, 1024, images.content_key(4, "x", 0)))
+            f.flush()
+            out = subprocess.run(["pngcheck", f.name], capture_output=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stdout)
+
+    def test_deterministic(self):
+        k1, k2 = images.content_key(7, "same", 0), images.content_key(7, "other", 0)
+        self.assertEqual(images.encode_png(256, 256, k1), images.encode_png(256, 256, k1))
+        self.assertNotEqual(images.encode_png(256, 256, k1), images.encode_png(256, 256, k2))
+
+    def test_encode_speed_1024(self):
+        for fmt, fn in (("png", images.encode_png), ("jpeg", images.encode_jpeg)):
+            cold = []
+            for i in range(3):
+                images._idat_cache.clear()          # PNG pixels are cached per size
+                cold.append(self._time(fn, i))
+            warm = min(self._time(fn, 10 + i) for i in range(5))
+            TIMINGS["%s_1024_cold_ms" % fmt] = round(min(cold), 2)
+            TIMINGS["%s_1024_warm_ms" % fmt] = round(warm, 2)
+            self.assertLess(min(cold), 100.0, "%s 1024x1024 took %.1f ms" % (fmt, min(cold)))
+            self.assertLess(warm, 20.0, "%s 1024x1024 warm took %.1f ms" % (fmt, warm))
+
+    @staticmethod
+    def _time(fn, i):
+        t = time.perf_counter()
+        fn(1024, 1024, images.content_key(i, "speed", 0))
+        return (time.perf_counter() - t) * 1000
+
+
+# ====================================================================== main protocol
+
+class TestProtocol(SandboxCase):
+    ARGS = ("--workers", "2", "--job-time", "0.2", "--prefix", "/fal", "--quiet")
+
+    def test_submit_status_stream_result_file(self):
+        st, h, sub = self.c.json("POST", "/fal/" + EP, dict(GOOD, seed=11, num_images=2))
+        self.assertEqual(st, 200, sub)
+        self.assertEqual(sub["status"], "IN_QUEUE")
+        rid = sub["request_id"]
+        self.assertEqual(h["x-fal-request-id"], rid)
+        base = "%s/fal/%s/requests/%s" % (self.sb.url, EP, rid)
+        self.assertEqual(sub["response_url"], base)
+        self.assertEqual(sub["status_url"], base + "/status")
+        self.assertEqual(sub["cancel_url"], base + "/cancel")
+        self.assertIsNone(sub["logs"])
+        self.assertEqual(sub["metrics"], {})
+        self.assertIsInstance(sub["queue_position"], int)
+        # early result: still in progress
+        st, _, j = self.c.json("GET", rel(sub["response_url"]))
+        self.assertEqual((st, j), (400, {"detail": "Request is still in progress"}))
+        # stream until COMPLETED
+        st, events, _, hdrs = read_sse(self.sb.host, self.sb.port,
+                                       rel(sub["status_url"]) + "/stream?logs=1")
+        self.assertEqual(st, 200)
+        self.assertEqual(hdrs["content-type"], "text/event-stream")
+        self.assertEqual(hdrs["cache-control"], "no-cache")
+        self.assertNotIn("content-length", hdrs)
+        self.assertGreaterEqual(len(events), 2)
+        self.assertEqual(events[-1]["status"], "COMPLETED")
+        self.assertTrue(all(e["status"] in ("IN_QUEUE", "IN_PROGRESS") for e in events[:-1]))
+        logs = events[-1]["logs"]
+        self.assertGreaterEqual(len(logs), 3)
+        for entry in logs:
+            self.assertEqual(set(entry), {"message", "level", "source", "timestamp"})
+            self.assertEqual((entry["level"], entry["source"]), ("INFO", "USER"))
+        self.assertGreater(events[-1]["metrics"]["inference_time"], 0.15)
+        # polled status: 200 when completed, logs only on request
+        st, h, j = self.c.json("GET", rel(sub["status_url"]))
+        self.assertEqual((st, j["status"]), (200, "COMPLETED"))
+        self.assertNotIn("logs", j)
+        self.assertNotIn("queue_position", j)
+        st, _, j = self.c.json("GET", rel(sub["status_url"]) + "?logs=1")
+        self.assertEqual(len(j["logs"]), len(logs))
+        # result and files
+        st, h, res = self.c.json("GET", rel(sub["response_url"]))
+        self.assertEqual(st, 200, res)
+        self.assertEqual(res["seed"], 11)
+        self.assertEqual(res["prompt"], GOOD["prompt"])
+        self.assertEqual(res["has_nsfw_concepts"], [False, False])
+        self.assertIn("inference", res["timings"])
+        self.assertEqual(len(res["images"]), 2)
+        for img in res["images"]:
+            self.assertTrue(img["url"].startswith(self.sb.url + "/files/"), img["url"])
+            self.assertEqual((img["width"], img["height"]), (1024, 1024))
+            self.assertEqual(img["content_type"], "image/png")
+            st, h, data = self.c.request("GET", rel(img["url"]), auth=None)
+            self.assertEqual(st, 200)
+            self.assertEqual(h["content-type"], "image/png")
+            self.assertEqual(len(data), img["file_size"])
+            self.assertEqual(png_dims(data), (1024, 1024))
+            self.assertTrue(img["file_name"].endswith(".png"))
+        self.assertNotEqual(res["images"][0]["file_size"], 0)
+
+    def test_jpeg_custom_size_and_bearer(self):
+        sub = self.submit(dict(GOOD, output_format="jpeg", image_size={"width": 640, "height": 360}),
+                          auth="bearer")
+        self.wait_done(sub)
+        st, _, res = self.c.json("GET", rel(sub["response_url"]), auth="bearer")
+        img = res["images"][0]
+        self.assertEqual((img["width"], img["height"], img["content_type"]),
+                         (640, 360, "image/jpeg"))
+        self.assertTrue(img["url"].endswith(".jpg"))
+        st, h, data = self.c.request("GET", rel(img["url"]), auth=None)
+        self.assertEqual((st, h["content-type"]), (200, "image/jpeg"))
+        self.assertEqual(jpeg_dims(data), (640, 360))
+        self.assertEqual(len(data), img["file_size"])
+
+    def test_enum_sizes(self):
+        sub = self.submit(dict(GOOD, image_size="portrait_16_9", num_images=1))
+        self.wait_done(sub)
+        img = self.c.json("GET", rel(sub["response_url"]))[2]["images"][0]
+        self.assertEqual((img["width"], img["height"]), (576, 1024))
+
+    def test_same_seed_same_image(self):
+        urls = []
+        for _ in range(2):
+            sub = self.submit(dict(GOOD, seed=99, image_size="square"))
+            self.wait_done(sub)
+            urls.append(self.c.json("GET", rel(sub["response_url"]))[2]["images"][0]["url"])
+        a = self.c.request("GET", rel(urls[0]), auth=None)[2]
+        b = self.c.request("GET", rel(urls[1]), auth=None)[2]
+        self.assertNotEqual(urls[0], urls[1])
+        self.assertEqual(a, b)
+
+    def test_sync_mode_data_uris(self):
+        sub = self.submit(dict(GOOD, sync_mode=True, image_size="square", output_format="jpeg"))
+        self.wait_done(sub)
+        res = self.c.json("GET", rel(sub["response_url"]))[2]
+        url = res["images"][0]["url"]
+        self.assertTrue(url.startswith("data:image/jpeg;base64,"))
+        data = base64.b64decode(url.split(",", 1)[1])
+        self.assertEqual(jpeg_dims(data), (512, 512))
+        self.assertEqual(len(data), res["images"][0]["file_size"])
+
+    def test_without_prefix_and_subpath(self):
+        sub = self.submit(path="/fal-ai/qwen-image-edit-plus/lora/extra")
+        self.assertIn("/fal-ai/qwen-image-edit-plus/requests/", sub["status_url"])
+        self.assertNotIn("/lora/", sub["status_url"])
+        self.wait_done(sub)
+        rid = sub["request_id"]
+        st, _, _ = self.c.json("GET", "/%s/lora/extra/requests/%s/status" % (EP, rid))
+        self.assertEqual(st, 404)                     # status lives under owner/app only
+        st, _, _ = self.c.json("GET", "/fal-ai/other-app/requests/%s/status" % rid)
+        self.assertEqual(st, 404)
+        st, _, j = self.c.json("GET", "/%s/requests/%s/status" % (EP, rid))
+        self.assertEqual((st, j["status"]), (200, "COMPLETED"))
+        st, h, _ = self.c.json("POST", "/%s/requests/%s/cancel" % (EP, rid))
+        self.assertEqual((st, h["allow"]), (405, "PUT"))          # cancel is PUT, never a submit
+
+    def test_401(self):
+        for auth in (None, "Key wrong", "Bearer " + KEY, "Basic " + KEY, "Key"):
+            st, h, j = self.c.json("POST", "/" + EP, GOOD, auth=auth)
+            self.assertEqual((st, j), (401, {"detail": "Invalid or missing credentials"}), auth)
+            self.assertIn("x-fal-request-id", h)
+        sub = self.submit()
+        for suffix, method in (("/status", "GET"), ("", "GET"), ("/cancel", "PUT"),
+                               ("/status/stream", "GET")):
+            st, _, _ = self.c.json(method, rel(sub["response_url"]) + suffix, auth="Key nope")
+            self.assertEqual(st, 401, suffix)
+
+    def test_unknown_ids(self):
+        path = "/%s/requests/00000000-0000-4000-8000-000000000000" % EP
+        self.assertEqual(self.c.json("GET", path + "/status")[:3:2], (404, {"detail": "Request not found"}))
+        self.assertEqual(self.c.json("GET", path)[0], 404)
+        self.assertEqual(self.c.json("GET", path + "/status/stream")[0], 404)
+        self.assertEqual(self.c.json("PUT", path + "/cancel")[:3:2], (404, {"status": "NOT_FOUND"}))
+
+    def test_422_collects_errors(self):
+        body = {"prompt": "", "image_urls": ["ftp://x/y.png", "data:image/png;base64,AAAA", 5],
+                "image_size": "portrait_3_4", "num_inference_steps": 1, "guidance_scale": 25,
+                "num_images": 5, "seed": -3, "sync_mode": "yes", "output_format": "gif",
+                "acceleration": "turbo", "negative_prompt": 3, "unknown_field": 1}
+        st, h, j = self.c.json("POST", "/" + EP, body)
+        self.assertEqual(st, 422, j)
+        self.assertEqual(h["x-fal-retryable"], "false")
+        got = {tuple(e["loc"]): e["type"] for e in j["detail"]}
+        want = {("body", "prompt"): "string_too_short",
+                ("body", "image_urls", 0): "image_load_error",
+                ("body", "image_urls", 1): "image_load_error",
+                ("body", "image_urls", 2): "string_type",
+                ("body", "image_size"): "literal_error",
+                ("body", "num_inference_steps"): "greater_than_equal",
+                ("body", "guidance_scale"): "less_than_equal",
+                ("body", "num_images"): "less_than_equal",
+                ("body", "seed"): "greater_than_equal",
+                ("body", "sync_mode"): "bool_type",
+                ("body", "output_format"): "literal_error",
+                ("body", "acceleration"): "literal_error",
+                ("body", "negative_prompt"): "string_type"}
+        self.assertEqual(got, want)
+        for e in j["detail"]:
+            self.assertIsInstance(e["msg"], str)
+
+    def test_422_shapes(self):
+        cases = [
+            ({}, {("body", "prompt"): "missing", ("body", "image_urls"): "missing"}),
+            ([1, 2], {("body",): "model_attributes_type"}),
+            (b"{not json", {("body",): "json_invalid"}),
+            (dict(GOOD, image_urls=[]), {("body", "image_urls"): "too_short"}),
+            (dict(GOOD, image_urls=["https://a/b"] * 4), {("body", "image_urls"): "too_long"}),
+            (dict(GOOD, image_size={"width": 32, "height": "x"}),
+             {("body", "image_size", "width"): "greater_than_equal",
+              ("body", "image_size", "height"): "int_type"}),
+            (dict(GOOD, num_images=True), {("body", "num_images"): "int_type"}),
+            (dict(GOOD, num_inference_steps=2.5), {("body", "num_inference_steps"): "int_from_float"}),
+            (dict(GOOD, image_size="portrait_9_16"), {("body", "image_size"): "literal_error"}),
+        ]
+        for body, want in cases:
+            st, _, j = self.c.json("POST", "/" + EP, body)
+            self.assertEqual(st, 422, body)
+            self.assertEqual({tuple(e["loc"]): e["type"] for e in j["detail"]}, want, body)
+        le = self.c.json("POST", "/" + EP, dict(GOOD, num_images=9))[2]["detail"][0]
+        self.assertEqual(le["ctx"], {"le": 4})
+
+    def test_data_uri_inputs_accepted_and_redacted(self):
+        png = images.encode_png(64, 64, images.content_key(0, "in", 0))
+        uri = "data:image/png;base64," + base64.b64encode(png).decode()
+        gif = "data:image/gif;base64," + base64.b64encode(b"GIF89a" + b"\0" * 20).decode()
+        webp = "data:image/webp;base64," + base64.b64encode(b"RIFF\0\0\0\0WEBPVP8 ").decode()
+        sub = self.submit(dict(GOOD, image_urls=[uri, gif, webp]))
+        jobs = self.c.json("GET", "/_sandbox/jobs", auth=None)[2]
+        mine = [j for j in jobs if j["request_id"] == sub["request_id"]][0]
+        self.assertEqual(mine["input"]["image_urls"][0], "data:image/png;base64,<%d bytes>" % len(png))
+        self.assertEqual(mine["endpoint"], EP)
+        self.assertIn("completed_at", mine)
+        self.assertIn("cancelled", mine)
+
+    def test_big_body_expect_100_continue_and_chunked(self):
+        blob = b"\x89PNG\r\n\x1a\n" + os.urandom(1_500_000)
+        body = json.dumps(dict(GOOD, image_urls=["data:image/png;base64," + base64.b64encode(blob).decode()])).encode()
+        for mode in ("expect", "chunked"):
+            with socket_conn(self.sb.host, self.sb.port) as s:
+                if mode == "expect":
+                    s.sendall(("POST /%s HTTP/1.1\r\nHost: x\r\nAuthorization: Key %s\r\n"
+                               "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                               "Expect: 100-continue\r\n\r\n" % (EP, KEY, len(body))).encode())
+                    first = recv_until(s, b"\r\n\r\n")
+                    self.assertTrue(first.startswith(b"HTTP/1.1 100 Continue\r\n"), first[:60])
+                    s.sendall(body)
+                else:
+                    s.sendall(("POST /%s HTTP/1.1\r\nHost: x\r\nAuthorization: Key %s\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n" % (EP, KEY)).encode())
+                    for i in range(0, len(body), 300_000):
+                        part = body[i:i + 300_000]
+                        s.sendall(b"%x;ext=1\r\n%s\r\n" % (len(part), part))
+                    s.sendall(b"0\r\nX-Trailer: 1\r\n\r\n")
+                resp = recv_until(s, b"}")
+                self.assertTrue(resp.startswith(b"HTTP/1.1 200 "), resp[:200])
+                self.assertIn(b'"IN_QUEUE"', resp)
+
+    def test_failure_triggers(self):
+        nsfw = self.submit(dict(GOOD, prompt="x [fail:nsfw] y"))
+        crash = self.submit(dict(GOOD, prompt="[fail:500]"))
+        slow = self.submit(dict(GOOD, prompt="take it slow [slow:0.6]"))
+        t0 = time.monotonic()
+        j = self.wait_done(nsfw)
+        self.assertEqual(j["error_type"], "content_policy_violation")
+        self.assertTrue(j["error"])
+        st, h, res = self.c.json("GET", rel(nsfw["response_url"]))
+        self.assertEqual(st, 422)
+        self.assertEqual(res["detail"][0]["type"], "content_policy_violation")
+        self.assertEqual(res["detail"][0]["loc"], ["body", "prompt"])
+        j = self.wait_done(crash)
+        self.assertEqual((j["error"], j["error_type"]), ("Runner crashed", "runner_server_error"))
+        st, h, res = self.c.json("GET", rel(crash["response_url"]))
+        self.assertEqual(st, 500)
+        self.assertEqual(res, {"detail": "Runner crashed", "error_type": "runner_server_error"})
+        self.assertEqual(h["x-fal-error-type"], "runner_server_error")
+        self.wait_done(slow)
+        self.assertGreater(time.monotonic() - t0, 0.55)
+        st, _, res = self.c.json("GET", rel(slow["response_url"]))
+        self.assertEqual(st, 200)
+
+    def test_webhook_to_loopback(self):
+        got = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        try:
+            hook = "http://127.0.0.1:%d/hook?x=1" % srv.server_address[1]
+            sub = self.submit(path="/%s?fal_webhook=%s" % (EP, quote(hook, safe="")))
+            self.assertTrue(wait_until(lambda: got, 10), "webhook not received")
+            self.assertEqual(got[0]["request_id"], sub["request_id"])
+            self.assertEqual(got[0]["status"], "OK")
+            self.assertIn("images", got[0]["payload"])
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+    def test_pipelined_requests_and_http10(self):
+        body = json.dumps(GOOD).encode()
+        one = (b"POST /%s HTTP/1.1\r\nHost: x\r\nAuthorization: Key %s\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (EP.encode(), KEY.encode(), len(body), body))
+        with socket_conn(self.sb.host, self.sb.port) as s:
+            s.sendall(one * 3)
+            buf = b""
+            deadline = time.monotonic() + 10
+            while buf.count(b"HTTP/1.1 200 OK") < 3 and time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            self.assertEqual(buf.count(b"HTTP/1.1 200 OK"), 3)
+        with socket_conn(self.sb.host, self.sb.port) as s:   # HTTP/1.0: answer, then close
+            s.sendall(b"GET /_sandbox/health HTTP/1.0\r\n\r\n")
+            buf = recv_until(s, b"\x00")                      # reads until the server closes
+            self.assertTrue(buf.startswith(b"HTTP/1.1 200 OK"))
+            self.assertIn(b"Connection: close", buf)
+
+    def test_files_with_auth_and_404s(self):
+        sub = self.submit(dict(GOOD, image_size="square"))
+        self.wait_done(sub)
+        url = self.c.json("GET", rel(sub["response_url"]))[2]["images"][0]["url"]
+        before = self.stats()["files_with_auth"]
+        self.assertEqual(self.c.request("GET", rel(url), auth="key")[0], 200)
+        self.assertEqual(self.stats()["files_with_auth"], before + 1)
+        self.assertEqual(self.c.request("GET", "/files/nope.png", auth=None)[0], 404)
+        self.assertEqual(self.c.request("GET", "/nothing", auth=None)[0], 404)
+
+
+def socket_conn(host, port):
+    return socket.create_connection((host, port), timeout=15)
+
+
+def recv_until(s, marker, limit=1 << 20):
+    buf = b""
+    while marker not in buf and len(buf) < limit:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+# ====================================================================== stats (own sandbox)
+
+class TestStats(SandboxCase):
+    ARGS = ("--workers", "2", "--job-time", "0.05", "--quiet")
+
+    def test_counters_and_reset(self):
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        s = self.stats()
+        self.assertEqual(s["requests"], 0)
+        a = self.submit()
+        b = self.submit(path="/fal-ai/other/app", auth="bearer")
+        self.c.json("POST", "/" + EP, GOOD, auth="Key bad")
+        self.wait_done(a)
+        self.wait_done(b)
+        self.c.json("GET", rel(a["response_url"]))
+        read_sse(self.sb.host, self.sb.port, rel(a["status_url"]) + "/stream")
+        self.c.json("PUT", rel(a["cancel_url"]))
+        self.c.request("GET", "/files/none.png", auth=None)
+        s = self.stats()
+        self.assertEqual(s["submits_by_endpoint"], {EP: 1, "fal-ai/other/app": 1})
+        self.assertEqual(s["by_route"]["submit"], 3)
+        self.assertGreaterEqual(s["by_route"]["status"], 2)
+        self.assertEqual(s["by_route"]["stream"], 1)
+        self.assertEqual(s["by_route"]["result"], 1)
+        self.assertEqual(s["by_route"]["cancel"], 1)
+        self.assertEqual(s["by_route"]["files"], 1)
+        self.assertEqual(s["requests"], sum(s["by_route"].values()))
+        self.assertEqual(s["auth"]["bad"], 1)
+        self.assertEqual(s["auth"]["bearer"], 1)
+        self.assertEqual(s["completed"], 2)
+        self.assertEqual(s["open_jobs"], 0)
+        self.assertGreaterEqual(s["max_open_jobs"], 1)
+        self.assertGreaterEqual(s["max_connections"], 1)
+        self.assertGreaterEqual(s["connections"], 1)
+        for k in ("files_with_auth", "cancelled", "succeeded", "failed", "queued", "running"):
+            self.assertIn(k, s)
+        jobs = self.c.json("GET", "/_sandbox/jobs", auth=None)[2]
+        self.assertEqual(len(jobs), 2)
+        self.assertEqual(jobs[0]["auth"], "key")
+        self.assertNotIn("authorization", jobs[0]["headers"])
+        self.assertIsInstance(jobs[0]["completed_at"], float)
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        self.assertEqual(self.c.json("GET", "/_sandbox/jobs", auth=None)[2], [])
+        s = self.stats()
+        self.assertEqual((s["requests"], s["completed"], s["by_route"]["submit"]), (0, 0, 0))
+
+    def test_max_queue_length_429(self):
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        subs = [self.submit(dict(GOOD, prompt="[slow:1]")) for _ in range(4)]
+        st, h, j = self.c.json("POST", "/%s?fal_max_queue_length=2" % EP, GOOD)
+        self.assertEqual((st, j), (429, {"detail": "Queue is full"}))
+        st, _, _ = self.c.json("POST", "/%s?fal_max_queue_length=10" % EP, GOOD)
+        self.assertEqual(st, 200)
+        for s in subs:
+            self.c.json("PUT", rel(s["cancel_url"]))
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+
+    def test_stream_disconnect_frees_connection(self):
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        sub = self.submit(dict(GOOD, prompt="[slow:3]"))
+        s = socket_conn(self.sb.host, self.sb.port)
+        s.sendall(("GET %s/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Key %s\r\n\r\n"
+                   % (rel(sub["status_url"]), KEY)).encode())
+        self.assertIn(b"data: ", recv_until(s, b"\n\n"))
+        n = self.stats()["connections"]
+        s.close()
+        self.assertTrue(wait_until(lambda: self.stats()["connections"] == n - 1, 5))
+        self.c.json("PUT", rel(sub["cancel_url"]))
+
+
+# ====================================================================== cancel / positions
+
+class TestCancel(SandboxCase):
+    ARGS = ("--workers", "1", "--job-time", "2", "--keepalive", "0.3", "--quiet")
+
+    def position(self, sub):
+        st, _, j = self.c.json("GET", rel(sub["status_url"]))
+        return j.get("queue_position") if j["status"] == "IN_QUEUE" else j["status"]
+
+    def test_cancel_queued_moves_positions_and_running(self):
+        a = self.submit()
+        self.assertTrue(wait_until(lambda: self.position(a) == "IN_PROGRESS", 5))
+        b, c, d = self.submit(), self.submit(), self.submit()
+        self.assertEqual([self.position(x) for x in (b, c, d)], [0, 1, 2])
+        self.assertEqual(d["queue_position"], 2)
+        # a stream on d sees its position move when b is cancelled
+        box = {}
+        t = threading.Thread(target=lambda: box.update(r=read_sse(
+            self.sb.host, self.sb.port, rel(d["status_url"]) + "/stream", timeout=10,
+            stop_after=lambda ev: ev[-1].get("queue_position") == 1)))
+        t.start()
+        time.sleep(0.2)
+        st, h, j = self.c.json("PUT", rel(b["cancel_url"]))
+        self.assertEqual((st, j), (202, {"status": "CANCELLATION_REQUESTED"}))
+        t.join(10)
+        self.assertFalse(t.is_alive())
+        self.assertEqual([e["queue_position"] for e in box["r"][1]], [2, 1])
+        self.assertEqual([self.position(x) for x in (c, d)], [0, 1])
+        st, _, j = self.c.json("GET", rel(b["status_url"]))
+        self.assertEqual((st, j["status"], j["error_type"]), (200, "COMPLETED", "client_cancelled"))
+        st, h, j = self.c.json("GET", rel(b["response_url"]))
+        self.assertEqual(st, 499)
+        self.assertEqual(j["error_type"], "client_cancelled")
+        self.assertEqual(h["x-fal-error-type"], "client_cancelled")
+        self.assertEqual(self.c.json("PUT", rel(b["cancel_url"]))[:3:2],
+                         (400, {"status": "ALREADY_COMPLETED"}))
+        # cancel the running job: it ends at once and the line moves up
+        t0 = time.monotonic()
+        self.assertEqual(self.c.json("PUT", rel(a["cancel_url"]))[0], 202)
+        j = self.wait_done(a, 2)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(j["error_type"], "client_cancelled")
+        self.assertTrue(wait_until(lambda: self.position(c) == "IN_PROGRESS", 2))
+        self.assertEqual(self.position(d), 0)
+        for x in (c, d):
+            self.c.json("PUT", rel(x["cancel_url"]))
+        self.assertEqual(self.stats()["cancelled"], 4)
+
+    def test_keepalive_pings_and_request_timeout(self):
+        a = self.submit()
+        late = self.submit(headers={"X-Fal-Request-Timeout": "0.2"})
+        st, events, pings, _ = read_sse(self.sb.host, self.sb.port,
+                                        rel(late["status_url"]) + "/stream", timeout=10)
+        self.assertGreaterEqual(pings, 2)
+        self.assertEqual(events[-1]["status"], "COMPLETED")
+        st, h, j = self.c.json("GET", rel(late["response_url"]))
+        self.assertEqual(st, 504)
+        self.assertEqual(h["x-fal-request-timeout-type"], "user")
+        self.c.json("PUT", rel(a["cancel_url"]))
+
+
+# ====================================================================== --public-base, port file, signals
+
+class TestPublicBase(unittest.TestCase):
+    def test_public_base_and_port_file_and_sigterm(self):
+        tmp = tempfile.mkdtemp()
+        pf = os.path.join(tmp, "url.txt")
+        sb = Sandbox("--public-base", "https://queue.fal.run", "--job-time", "0",
+                     "--port-file", pf)
+        try:
+            sb.start()
+            with open(pf) as f:
+                self.assertEqual(f.read().strip(), sb.url)
+            c = Client(sb.host, sb.port)
+            st, _, sub = c.json("POST", "/" + EP, GOOD)
+            rid = sub["request_id"]
+            self.assertEqual(sub["status_url"],
+                             "https://queue.fal.run/%s/requests/%s/status" % (EP, rid))
+            path = "/%s/requests/%s" % (EP, rid)
+            self.assertTrue(wait_until(lambda: c.json("GET", path + "/status")[0] == 200, 10))
+            res = c.json("GET", path)[2]
+            self.assertTrue(res["images"][0]["url"].startswith(sb.url + "/files/"))
+            c.close()
+            err = sb.stderr()
+            self.assertNotIn(KEY, err)
+            self.assertNotIn(TOKEN, err)
+            self.assertIn("POST /" + EP, err)
+        finally:
+            rc = sb.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.assertEqual(rc, 0)
+
+
+# ====================================================================== load
+
+async def _aio_request(reader, writer, method, path, body=b""):
+    writer.write(("%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Key %s\r\n"
+                  "Content-Length: %d\r\n\r\n" % (method, path, KEY, len(body))).encode() + body)
+    head = await reader.readuntil(b"\r\n\r\n")
+    hdrs = dict(l.split(": ", 1) for l in head.decode().split("\r\n")[1:] if ": " in l)
+    hdrs = {k.lower(): v for k, v in hdrs.items()}
+    status = int(head.split(b" ", 2)[1])
+    if "content-length" in hdrs:
+        return status, await reader.readexactly(int(hdrs["content-length"]))
+    out = b""                                   # chunked
+    while True:
+        size = int((await reader.readline()).split(b";")[0], 16)
+        data = await reader.readexactly(size + 2)
+        if size == 0:
+            return status, out
+        out += data[:-2]
+
+
+async def _one_job(host, port, body):
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        st, data = await _aio_request(reader, writer, "POST", "/" + EP, body)
+        sub = json.loads(data)
+        st, stream = await _aio_request(reader, writer, "GET", rel(sub["status_url"]) + "/stream")
+        events = [json.loads(l[6:]) for l in stream.split(b"\n") if l.startswith(b"data: ")]
+        st, res = await _aio_request(reader, writer, "GET", rel(sub["response_url"]))
+        return events[-1]["status"], st
+    finally:
+        writer.close()
+
+
+class TestLoad(SandboxCase):
+    ARGS = ("--workers", "16", "--job-time", "0", "--quiet")
+
+    def test_200_concurrent_submit_and_stream(self):
+        body = json.dumps(dict(GOOD, image_size="square")).encode()
+
+        async def run():
+            return await asyncio.wait_for(asyncio.gather(
+                *[_one_job(self.sb.host, self.sb.port, body) for _ in range(200)]), 60)
+        t0 = time.perf_counter()
+        out = asyncio.run(run())
+        dt = time.perf_counter() - t0
+        TIMINGS["200_concurrent_jobs_s"] = round(dt, 2)
+        self.assertEqual(out, [("COMPLETED", 200)] * 200)
+        self.assertLess(dt, 30)
+        s = self.stats()
+        self.assertGreaterEqual(s["max_connections"], 50)
+        self.assertEqual(s["open_jobs"], 0)
+
+    def test_sequential_submit_rate(self):
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        n = 1000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            st, _, _ = self.c.request("POST", "/" + EP, GOOD)
+            self.assertEqual(st, 200)
+        dt = time.perf_counter() - t0
+        TIMINGS["submits_per_s_one_conn"] = round(n / dt)
+        self.assertGreater(n / dt, 200)
+        self.assertEqual(self.stats()["max_connections"], 1)
+
+
+if __name__ == "__main__":
+    prog = unittest.main(exit=False, verbosity=1)
+    if TIMINGS:
+        print("timings:", json.dumps(TIMINGS), file=sys.stderr)
+    sys.exit(0 if prog.result.wasSuccessful() else 1)
