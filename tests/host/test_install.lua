@@ -21,7 +21,9 @@ local result, job = assert(c:edit{ prompt = "installed", image_urls = { %q } })
 for _, p in ipairs(assert(job:save(%q))) do print(p) end
 ]], prefix, sb.url, T.source_dir .. "/tests/fixtures/a.png", prefix .. "/out"))
   f:close()
-  local cmd = string.format("env -u FAL_KEY LUA_PATH=%s LUA_CPATH=%s lua5.4 %s",
+  -- (LD_PRELOAD and ASAN_OPTIONS: the ASan runtime, only in the sanitizer build)
+  local cmd = string.format("env -u FAL_KEY LD_PRELOAD=%s ASAN_OPTIONS=%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s",
+    T.quote(os.getenv("LD_PRELOAD") or ""), T.quote(os.getenv("ASAN_OPTIONS") or ""),
     T.quote(prefix .. "/share/lua/5.4/?.lua;" .. prefix .. "/share/lua/5.4/?/init.lua;;"),
     T.quote(prefix .. "/lib/lua/5.4/?.so;;"), T.quote(script))
   st, out, err = T.sh(cmd)

@@ -10,6 +10,10 @@ local T = {}
 
 local cases, sandboxes = {}, {}
 
+-- In the sanitizer build the ASan runtime is preloaded into lua5.4 (tests/CMakeLists.txt);
+-- the tools the tests start (python, sh, ps) must not inherit it.
+local UNPRELOAD = "env -u LD_PRELOAD -u ASAN_OPTIONS "
+
 T.source_dir = assert(os.getenv("EDITFLOW_SOURCE_DIR"), "EDITFLOW_SOURCE_DIR is not set")
 T.build_dir = assert(os.getenv("EDITFLOW_BUILD_DIR"), "EDITFLOW_BUILD_DIR is not set")
 
@@ -72,7 +76,7 @@ function T.exists(path) return T.read(path) ~= nil end
 
 function T.list_dir(dir)
   local out = {}
-  local p = io.popen("ls -A '" .. dir .. "'")
+  local p = io.popen(UNPRELOAD .. "ls -A '" .. dir .. "'")
   for line in p:lines() do out[#out + 1] = line end
   p:close()
   table.sort(out)
@@ -95,7 +99,7 @@ function T.sandbox(extra)
   local argv = { "python3", "-u", script, "--port", "0", "--quiet", "--exit-with-parent" }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   for i, a in ipairs(argv) do argv[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
-  local p = io.popen("echo $$; exec " .. table.concat(argv, " ") .. " 2>/dev/null", "r")
+  local p = io.popen("echo $$; exec " .. UNPRELOAD .. table.concat(argv, " ") .. " 2>/dev/null", "r")
   local pid = tonumber(p:read("l"))
   local line = p:read("l")  -- the sandbox prints exactly one line once it listens
   local url = line and line:match("^SANDBOX_URL=(%S+)$")
@@ -109,9 +113,10 @@ function T.sandbox(extra)
     if sb.pipe then
       -- TERM, then up to 5 s for a clean exit, then KILL: never an unbounded wait.
       -- (an exited sandbox stays a zombie until pclose reaps it, so "gone" includes state Z).
-      os.execute(string.format("kill %d 2>/dev/null; i=0; while [ $i -lt 50 ]; do "
+      local script = string.format("kill %d 2>/dev/null; i=0; while [ $i -lt 50 ]; do "
         .. "case \"$(ps -o stat= -p %d)\" in Z*|'') break;; esac; sleep 0.1; i=$((i+1)); done; "
-        .. "kill -9 %d 2>/dev/null", sb.pid, sb.pid, sb.pid))
+        .. "kill -9 %d 2>/dev/null", sb.pid, sb.pid, sb.pid)
+      os.execute(UNPRELOAD .. "sh -c " .. T.quote(script))
       sb.pipe:close()
       sb.pipe = nil
     end
@@ -122,7 +127,7 @@ end
 -- Runs a shell command; returns exit status, stdout, stderr.
 function T.sh(cmd)
   local out, err = os.tmpname(), os.tmpname()
-  local ok, how, code = os.execute(cmd .. " >" .. out .. " 2>" .. err)
+  local ok, how, code = os.execute(UNPRELOAD .. "sh -c " .. T.quote(cmd) .. " >" .. out .. " 2>" .. err)
   local status = how == "exit" and code or 128 + code
   local o, e = T.read(out), T.read(err)
   os.remove(out)
