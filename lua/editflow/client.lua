@@ -27,8 +27,10 @@ local secrets = setmetatable({}, { __mode = "k" })  -- client -> Authorization h
 local OPTIONS = {
   key = "string or false", base_url = "string", auth = "string", endpoint = "string",
   timeout = "number", connect_timeout = "number", poll_interval = "number",
-  max_poll_interval = "number", trust = "table", headers = "table", loop = "userdata",
-  on_log = "function", on_status = "function", verbose = "function or boolean",
+  max_poll_interval = "number", trust = "table", headers = "table", follow = "string",
+  max_in_flight = "number", max_connections = "number", stream_idle = "number",
+  on_log = "function", on_status = "function", on_finish = "function", on_saved = "function",
+  verbose = "function or boolean",
   max_file_bytes = "number", max_result_bytes = "number", max_image_bytes = "number",
 }
 
@@ -131,6 +133,27 @@ function M.new(opts)
     self.headers[k] = v
   end
 
+  self.follow = opts.follow or env("EDITFLOW_FOLLOW") or "stream"
+  if self.follow ~= "stream" and self.follow ~= "poll" then
+    error("editflow.client: follow must be 'stream' (status stream, polling as fallback) or 'poll', got '"
+      .. tostring(self.follow) .. "'", 2)
+  end
+  local function whole(name, v, lo)
+    if v ~= nil and (math.tointeger(v) == nil or v < lo) then
+      error(string.format("editflow.client: %s must be an integer >= %d, got %s", name, lo, tostring(v)), 3)
+    end
+    return v and math.tointeger(v)
+  end
+  self.max_in_flight = whole("max_in_flight", opts.max_in_flight, 1) or 100
+  self.max_connections = whole("max_connections", opts.max_connections, 1)
+  if self.max_connections then
+    runtime.loop():limits(self.max_connections, self.max_connections)
+    -- Each followed stream holds a connection; with fewer connections than jobs in flight the
+    -- streams would starve every other call, so follow by polling instead.
+    if self.max_connections < self.max_in_flight + 2 then self.follow = "poll" end
+  end
+  self.slots = runtime.semaphore(self.max_in_flight)
+  self.stream_idle = opts.stream_idle or 60
   self.timeout = opts.timeout or 60
   self.connect_timeout = opts.connect_timeout or 10
   self.poll_interval = opts.poll_interval or 0.1
@@ -139,12 +162,12 @@ function M.new(opts)
   self.max_result_bytes = opts.max_result_bytes or 64 * 1024 * 1024
   self.max_image_bytes = opts.max_image_bytes or 256 * 1024 * 1024
   self.on_log, self.on_status = opts.on_log, opts.on_status
+  self.on_finish, self.on_saved = opts.on_finish, opts.on_saved
   if opts.verbose == true then
     self.verbose = function(line) io.stderr:write("editflow: ", line, "\n") end
   elseif opts.verbose then
     self.verbose = opts.verbose
   end
-  self.loop = opts.loop or runtime.loop()
   return self
 end
 
@@ -171,23 +194,39 @@ function Client:url_for(path)
   return self.base_url .. "/" .. path
 end
 
--- One queue call: auth and JSON headers, timeouts, verbose trace. -> resp or nil, err
-function Client:call(what, method, u, body, extra_headers, request_id)
+-- The engine request for one queue call: auth (only to trusted origins), JSON headers, limits.
+function Client:request_options(what, method, u, body, extra_headers, more)
   local headers = { "Accept: application/json" }
   if body then headers[#headers + 1] = "Content-Type: application/json" end
   for k, v in pairs(self.headers) do headers[#headers + 1] = k .. ": " .. v end
-  for k, v in pairs(extra_headers or {}) do headers[#headers + 1] = k .. ": " .. v end
+  for k, v in pairs(extra_headers or {}) do
+    if k == "Accept" then headers[1] = "Accept: " .. v else headers[#headers + 1] = k .. ": " .. v end
+  end
   local auth = secrets[self]
   if auth and self:may_authenticate(u) then headers[#headers + 1] = auth end
-  local t0 = self.verbose and runtime.now()
-  local resp, err = http.request(self.loop, {
+  local req = {
     url = u, method = method, body = body, headers = headers, what = what,
     timeout = math.floor(self.timeout * 1000), connect_timeout = math.floor(self.connect_timeout * 1000),
     max_body = self.max_result_bytes,
-  })
+  }
+  for k, v in pairs(more or {}) do req[k] = v end
+  return req
+end
+
+-- A line of --verbose output (URLs only: the credential is never in them).
+function Client:trace(what, method, u, outcome, note)
   if self.verbose then
-    self.verbose(string.format("%s %s -> %s (%.0f ms)", method, u,
-      resp and tostring(resp.status) or tostring(err.code), (runtime.now() - t0) * 1000))
+    self.verbose(string.format("%s %s -> %s%s", method, u, tostring(outcome), note and ("; " .. note) or ""))
+  end
+end
+
+-- One queue call. -> resp or nil, err
+function Client:call(what, method, u, body, extra_headers, request_id)
+  local t0 = self.verbose and runtime.now()
+  local resp, err = http.request(runtime.loop(), self:request_options(what, method, u, body, extra_headers))
+  if self.verbose then
+    self:trace(what, method, u, string.format("%s (%.0f ms)", resp and resp.status or err.code,
+      (runtime.now() - t0) * 1000))
   end
   if not resp then
     err.request_id = request_id
@@ -238,22 +277,32 @@ function Client:prepare(input)
 end
 
 -- client:submit(input [, opts]) -> job, or nil, err. Raises on invalid input.
+-- Waits its turn while max_in_flight jobs are in flight (in order); the job is then followed
+-- in the background until it ends.
 function Client:submit(input, opts)
   opts = opts or {}
   local body = self:prepare(input)
   local u, headers = submit_request(self, opts)
+  self.slots:acquire()
   local resp, err = self:call("submit", "POST", u, body, headers)
+  local job
+  if resp and resp.status >= 200 and resp.status <= 299 then
+    local doc = json.decode(resp.body)
+    if type(doc) == "table" and type(doc.request_id) == "string" and doc.request_id ~= "" then
+      job = Job.new(self, doc)
+      job.holds_slot = true  -- released when its watcher finishes
+      job:_watch()
+      return job
+    end
+  end
+  self.slots:release()
   if not resp then
     -- The request may have reached the server before the connection failed.
     err.maybe_submitted = err.code ~= "COULDNT_CONNECT" and err.code ~= "COULDNT_RESOLVE_HOST"
     return nil, err
   end
   if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "submit") end
-  local doc = json.decode(resp.body)
-  if type(doc) ~= "table" or type(doc.request_id) ~= "string" or doc.request_id == "" then
-    return nil, errors.new("BAD_RESPONSE", "submit failed: the answer carries no request_id")
-  end
-  return Job.new(self, doc)
+  return nil, errors.new("BAD_RESPONSE", "submit failed: the answer carries no request_id")
 end
 
 -- client:job(request_id) -> the job with that id (URLs built from the base URL).

@@ -1,4 +1,5 @@
--- editflow.http: one HTTP exchange on the engine, as `resp` or `nil, err`.
+-- editflow.http: one HTTP exchange on the engine, as `resp` or `nil, err`; waiting for it
+-- yields inside a task and drives the loop outside one (editflow.runtime).
 -- Owns the translation from the binding's transport results to editflow errors and the
 -- release of each transfer's C memory as soon as its answer is read. Judging HTTP statuses
 -- is the caller's business: any answer that arrived is a `resp` here.
@@ -17,7 +18,7 @@ end
 -- Waits for a started transfer and returns its response. The transfer is closed, unless
 -- keep is set (a file download the caller still has to commit), in which case it comes second.
 function M.finish(loop, t, what, keep)
-  runtime.await(loop, t)
+  runtime.await(t)
   local resp, msg, code = t:response()
   if not (keep and resp) then t:close() end
   if not resp then return nil, errors.from_transport(what or "request", msg, code) end

@@ -10,6 +10,8 @@ local inputs = require "editflow.inputs"
 local errors = require "editflow.errors"
 local model = require "editflow.model"
 local json = require "editflow.json"
+local runtime = require "editflow.runtime"
+local tasks = require "editflow.tasks"
 
 local M = {}
 
@@ -19,5 +21,15 @@ M.file = inputs.file
 M.is_error = errors.is
 M.sizes = model.SIZES
 M.json = json
+
+-- Concurrency (editflow.runtime, editflow.tasks): tasks are coroutines on the shared loop.
+M.spawn = runtime.spawn      -- spawn(fn, ...) -> task
+M.join = runtime.join        -- join(task) -> true, results... | false, err
+M.map = tasks.map            -- map(list, fn, {concurrency=}) -> results, errors
+M.wait = tasks.wait          -- wait(task | job | list) -> results, errors
+M.sleep = runtime.sleep
+M.step = runtime.step        -- step(timeout_ms) -> pending count; never blocks longer
+M.run = runtime.run          -- run until nothing is pending
+M.pending = runtime.pending
 
 return M

@@ -1,13 +1,18 @@
 -- editflow.job: one request on the queue, from its request id to its saved images.
--- Follows the job (status), reads its outcome (result), stops it (cancel) and saves its
--- images. Policy from SPEC §1: only IN_QUEUE and IN_PROGRESS mean "still running"; any other
--- status ends the following, and the result call decides the outcome. A result answer that
--- says "still running" (202, or 400 "in progress", or 200 with a running status) means keep
--- following. A job that ended COMPLETED with an error is a failure even if the result call
--- answers 200.
+--
+-- Every submitted job is followed by a watcher task (runtime.spawn), so many jobs progress at
+-- once in one thread and job:wait() only waits for the watcher's verdict. The watcher follows
+-- the status stream (SSE: one connection, completion seen as soon as the server says it) and
+-- falls back to polling with a growing interval when streaming is off or fails. Policy from
+-- SPEC §1: only IN_QUEUE and IN_PROGRESS mean "still running"; any other status ends the
+-- following and the result call decides. A result answer that says "still running" (202, 400
+-- "in progress", or 200 with a running status) means keep following. A job that ended
+-- COMPLETED with an error is a failure even if the result call answers 200.
+local core = require "editflow.core"
 local runtime = require "editflow.runtime"
 local json = require "editflow.json"
 local errors = require "editflow.errors"
+local http = require "editflow.http"
 local save = require "editflow.save"
 
 local M = {}
@@ -17,6 +22,7 @@ Job.__index = Job
 Job.__name = "editflow.Job"
 
 local RUNNING = { IN_QUEUE = true, IN_PROGRESS = true }
+M.RUNNING = RUNNING
 
 function M.new(client, doc)
   local id = doc.request_id
@@ -30,6 +36,7 @@ function M.new(client, doc)
     state = doc.status or "IN_QUEUE",  -- the last status seen (job:status() asks anew)
     queue_position = doc.queue_position,
     logs_seen = 0,
+    finished = runtime.signal(),
   }, Job)
 end
 
@@ -37,11 +44,14 @@ Job.__tostring = function(j)
   return string.format("editflow.Job(%s, %s)", j.request_id, j.state)
 end
 
--- Records a status answer and reports what is new: the status itself, then each new log line.
+-- Records a status object and reports what is new: the status itself, then each new log line.
 function Job:_observe(st)
+  local c = self.client
   self.state = st.status
   self.queue_position = st.queue_position
-  local c = self.client
+  if not RUNNING[st.status] and not self.ended_at then
+    self.ended_at = core.walltime()  -- when the client learnt the job had ended
+  end
   if c.on_status then c.on_status(self, st) end
   local logs = st.logs
   if type(logs) == "table" then
@@ -53,10 +63,14 @@ function Job:_observe(st)
   end
 end
 
--- job:status([{logs=false}]) -> status table, or nil, err.
+local function with_logs(u, path)
+  local base, query = u:match("^([^?]*)(.*)$")
+  return base .. (path or "") .. (query ~= "" and (query .. "&") or "?") .. "logs=1"
+end
+
+-- job:status([{logs=false}]) -> status table, or nil, err. One status call.
 function Job:status(opts)
-  local u = self.status_url
-  if not (opts and opts.logs == false) then u = u .. (u:find("?", 1, true) and "&" or "?") .. "logs=1" end
+  local u = (opts and opts.logs == false) and self.status_url or with_logs(self.status_url)
   local resp, err = self.client:call("status", "GET", u, nil, nil, self.request_id)
   if not resp then return nil, err end
   if resp.status < 200 or resp.status > 299 then
@@ -104,40 +118,118 @@ local function status_failure(self, st)
     { type = st.error_type, request_id = self.request_id, detail = st.error })
 end
 
--- job:wait([{timeout=seconds, poll_interval=seconds}]) -> result, or nil, err.
--- Polls with a growing interval; on a client deadline the job is cancelled and TIMEOUT returned.
-function Job:wait(opts)
-  opts = opts or {}
-  if self.output then return self.output end
+-- Follows the status stream until a final status. Returns it; or nil, err when following
+-- cannot go on at all (credential refused); or nil when the stream failed and polling should
+-- take over.
+function Job:_stream()
   local c = self.client
-  local interval = opts.poll_interval or c.poll_interval
-  local deadline = opts.timeout and (runtime.now() + opts.timeout)
+  local u = with_logs(self.status_url, "/stream")
+  local t = http.start(runtime.loop(), c:request_options("stream", "GET", u, nil,
+    { Accept = "text/event-stream" }, { sse = true, timeout = 0, low_speed_limit = 1,
+      low_speed_time = c.stream_idle }))
+  if not t then return nil end
+  while true do
+    local events = runtime.await_events(t)
+    local final
+    for _, data in ipairs(events) do
+      local st = json.decode(data)
+      if type(st) == "table" and type(st.status) == "string" then
+        self:_observe(st)
+        if not RUNNING[st.status] then final = st end
+      end
+    end
+    if final then
+      t:close()
+      return final
+    end
+    if t:done() then
+      local resp = t:response()
+      t:close()
+      c:trace("stream", "GET", u, resp and resp.status or "failed", "falling back to polling")
+      if resp and (resp.status == 401 or resp.status == 403) then
+        return nil, errors.from_http(resp, "status stream", self.request_id)
+      end
+      return nil
+    end
+  end
+end
+
+-- Polls the status with a growing interval until a final status; or nil, err.
+function Job:_poll()
+  local c = self.client
+  local interval = c.poll_interval
   while true do
     local st, err = self:status()
     if not st then return nil, err end
-    if not RUNNING[st.status] then
+    if not RUNNING[st.status] then return st end
+    runtime.sleep(interval)
+    interval = math.min(interval * 1.5, c.max_poll_interval)
+  end
+end
+
+function Job:_finish(output, err)
+  if self.finished.set then return end
+  self.output, self.error = output, err
+  if self.holds_slot then
+    self.holds_slot = false
+    self.client.slots:release()
+  end
+  self.finished:fire()
+  if self.client.on_finish then self.client.on_finish(self) end
+end
+
+-- Starts the watcher task (once). Submitted jobs start it at once; a job found again by its
+-- id starts it when first waited for.
+function Job:_watch()
+  if not self.watcher then
+    self.watcher = runtime.spawn(self._run, self)
+    self.watcher.name = self.request_id
+  end
+end
+
+-- The watcher task's body: follow, then fetch the result.
+function Job:_run()
+  local ok, e = pcall(function()
+    local streaming = self.client.follow == "stream"
+    while not self.finished.set do
+      local st, err
+      if streaming then
+        st, err = self:_stream()
+        streaming = false
+      end
+      if not st and not err then st, err = self:_poll() end
+      if not st then return self:_finish(nil, err) end
       local res, rerr = self:result()
       if res then
-        if st.error then
-          self.error = status_failure(self, st)
-          return nil, self.error
-        end
-        self.output = res
-        return res
+        if st.error then return self:_finish(nil, status_failure(self, st)) end
+        return self:_finish(res)
       elseif rerr.code ~= "NOT_READY" then
-        self.error = rerr
-        return nil, rerr
+        return self:_finish(nil, rerr)
       end
+      runtime.sleep(self.client.poll_interval)  -- ended but no result yet: poll again
     end
-    if deadline and runtime.now() + interval > deadline then
-      self:cancel()
-      self.error = errors.new("TIMEOUT", string.format("job did not finish within %g s; cancel requested [request %s]",
-        opts.timeout, self.request_id), { request_id = self.request_id })
-      return nil, self.error
-    end
-    runtime.sleep(c.loop, interval)
-    interval = math.min(interval * 1.5, opts.max_poll_interval or c.max_poll_interval)
+  end)
+  if not ok then  -- a bug must not leave the job waiting forever
+    self:_finish(nil, errors.new("INTERNAL", "editflow: following the job failed: " .. tostring(e),
+      { request_id = self.request_id }))
   end
+end
+
+-- job:wait([{timeout=seconds}]) -> result, or nil, err.
+-- On a client deadline the job is cancelled and TIMEOUT returned.
+function Job:wait(opts)
+  local timeout = opts and opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then
+    error("timeout must be a positive number of seconds", 2)
+  end
+  self:_watch()
+  if not self.finished:wait(timeout and (runtime.now() + timeout)) then
+    self:cancel()
+    return nil, errors.new("TIMEOUT", string.format("job did not finish within %g s; cancel requested [request %s]",
+      timeout, self.request_id), { request_id = self.request_id })
+  end
+  if self.output then return self.output end
+  return nil, self.error
 end
 
 -- job:cancel() -> "CANCELLATION_REQUESTED", or nil, err (code ALREADY_COMPLETED, NOT_FOUND, ...).
@@ -159,17 +251,20 @@ end
 -- job:save(dir [, {name=}]) -> list of saved paths, or nil, err, paths saved before the failure.
 function Job:save(dir, opts)
   if type(dir) ~= "string" or dir == "" then error("job:save expects a folder path", 2) end
+  opts = opts or {}
   local res = self.output
   if not res then
     local err
-    res, err = self:wait(opts)
+    res, err = self:wait { timeout = opts.timeout }
     if not res then return nil, err, {} end
   end
-  opts = opts or {}
-  return save.save(self.client.loop, res, dir, {
+  local paths, err, partial = save.save(runtime.loop(), res, dir, {
     name = opts.name or self.request_id, max_bytes = self.client.max_image_bytes,
     timeout = opts.download_timeout or 300, request_id = self.request_id,
   })
+  self.paths = paths or partial
+  if self.client.on_saved then self.client.on_saved(self, paths, err) end
+  return paths, err, partial
 end
 
 return M

@@ -1,41 +1,332 @@
--- editflow.runtime: the one engine loop a Lua state shares, and the way code waits on it.
--- Every client uses this loop unless given its own, so all transfers of a script share one
--- libcurl multi handle (one thread, connections reused). await() drives the loop until the
--- transfer finishes; sleep() waits while letting other transfers progress. Both step the loop
--- in slices of at most 100 ms so a SIGINT hook set by the host runs promptly.
+-- editflow.runtime: the one engine loop a Lua state shares, and the tasks that run on it.
+--
+-- Tasks are coroutines. Code written sequentially runs concurrently: a call that must wait
+-- (a transfer, a sleep, a signal) yields when made inside a task and, made from the main
+-- chunk (or any coroutine that is not a task), drives the loop itself until it can return.
+-- step() is one turn of the scheduler: run ready tasks, wait on the engine at most as long as
+-- asked (less if a timer is due), wake the tasks whose transfers finished or received events,
+-- fire due timers. A task that raises is reported with its traceback (on_error) and ends;
+-- other tasks go on. Everything here is per Lua state, like the engine loop it owns.
 local core = require "editflow.core"
 
 local M = {}
 
-local shared  -- created on first use
+M.now = core.monotime
+local now = core.monotime
+
+local SLICE_MS = 100    -- longest single wait, so a SIGINT hook set by the host runs promptly
+
+local loop              -- the engine loop, created on first use
+local waiting = {}      -- transfer -> waiter {co=}, for news or completion
+local ready = {}        -- FIFO of waiters to resume
+local rhead, rtail = 1, 0
+local timers = {}       -- binary heap of {at=, waiter=, dead=}; cancelled ones stay until popped
+local live_timers = 0   -- timers in the heap not cancelled
+local tasks = setmetatable({}, { __mode = "k" })  -- coroutine -> task
+local alive = 0         -- tasks started and not finished
 
 function M.loop()
-  if not shared then shared = core.loop() end
-  return shared
+  if not loop then
+    core.raise_nofile()  -- many jobs in flight want many sockets; the hard limit is ours to use
+    loop = core.loop()
+  end
+  return loop
 end
 
-M.now = core.monotime
+-- ---- the ready queue and timers ----
 
-local SLICE_MS = 100
+local function cancel_timer(item)
+  if item and not item.dead then
+    item.dead = true
+    live_timers = live_timers - 1
+  end
+end
+
+-- Makes a waiter runnable, once: a waiter woken by a signal cancels its timer and vice versa.
+local function push_ready(w)
+  if w.fired then return end
+  w.fired = true
+  cancel_timer(w.timer)
+  rtail = rtail + 1
+  ready[rtail] = w
+end
+
+local function heap_push(item)
+  item.waiter.timer = item
+  live_timers = live_timers + 1
+  local h = timers
+  h[#h + 1] = item
+  local i = #h
+  while i > 1 do
+    local p = i // 2
+    if h[p].at <= h[i].at then break end
+    h[p], h[i] = h[i], h[p]
+    i = p
+  end
+end
+
+local function heap_pop()
+  local h = timers
+  local top, n = h[1], #h
+  h[1], h[n] = h[n], nil
+  n = n - 1
+  local i = 1
+  while true do
+    local l, r, m = 2 * i, 2 * i + 1, i
+    if l <= n and h[l].at < h[m].at then m = l end
+    if r <= n and h[r].at < h[m].at then m = r end
+    if m == i then break end
+    h[m], h[i] = h[i], h[m]
+    i = m
+  end
+  return top
+end
+
+-- ---- tasks ----
+
+-- The task the caller runs in, or nil (main chunk, or a coroutine that is not a task).
+function M.current()
+  local co, main = coroutine.running()
+  if main then return nil end
+  return tasks[co]
+end
+
+-- Called with (task, message_with_traceback) when a task raises; replaceable.
+M.on_error = function(task, msg)
+  io.stderr:write("editflow: task ", tostring(task.name or task.id), " failed: ", msg, "\n")
+end
+
+local function resume(w)
+  local co = w.co
+  if coroutine.status(co) ~= "suspended" then return end
+  local ok, err = coroutine.resume(co)
+  if not ok then  -- only a bug in the task wrapper itself gets here
+    io.stderr:write("editflow: internal task error: ", tostring(err), "\n")
+  end
+end
+
+local function run_ready()
+  -- Only what is ready now; what this round makes ready runs next round (no starvation).
+  local last = rtail
+  while rhead <= last do
+    local w = ready[rhead]
+    ready[rhead] = nil
+    rhead = rhead + 1
+    resume(w)
+  end
+  if rhead > rtail then rhead, rtail = 1, 0 end
+end
+
+local next_id = 0
+
+-- spawn(fn, ...) -> task. The task starts at the next turn of the scheduler.
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then error("spawn expects a function", 2) end
+  next_id = next_id + 1
+  local args = table.pack(...)
+  local task = { id = next_id, done = false, waiters = {} }
+  task.co = coroutine.create(function()
+    local res = table.pack(xpcall(fn, debug.traceback, table.unpack(args, 1, args.n)))
+    task.done = true
+    alive = alive - 1
+    if res[1] then
+      task.ok, task.results = true, table.pack(table.unpack(res, 2, res.n))
+    else
+      task.ok, task.error = false, res[2]
+      M.on_error(task, tostring(res[2]))
+    end
+    for _, w in ipairs(task.waiters) do push_ready(w) end
+    task.waiters = nil
+  end)
+  tasks[task.co] = task
+  alive = alive + 1
+  push_ready { co = task.co }
+  return task
+end
+
+-- ---- waiting: yield inside a task, drive the loop outside ----
+
+-- Suspends the current task until `w` is made ready (by a transfer, a timer or a signal).
+local function suspend(w)
+  w.co = coroutine.running()
+  coroutine.yield()
+end
+
+-- One turn of the scheduler; waits at most timeout_ms. Returns how much is still pending
+-- (tasks alive + transfers running + timers), so an embedding host knows when to stop.
+function M.step(timeout_ms)
+  local l = M.loop()
+  run_ready()
+  local wait = timeout_ms or 0
+  if rhead <= rtail then wait = 0 end
+  while timers[1] and timers[1].dead do heap_pop() end
+  if timers[1] then
+    local ms = math.ceil((timers[1].at - now()) * 1000)
+    if ms < wait then wait = ms < 0 and 0 or ms end
+  end
+  local finished, err = l:step(wait)
+  if not finished then error("editflow: transfer loop failed: " .. tostring(err), 0) end
+  for i = 1, #finished do
+    local t = finished[i]
+    local w = waiting[t]
+    if w then
+      waiting[t] = nil
+      push_ready(w)
+    end
+  end
+  local t = now()
+  while timers[1] and timers[1].at <= t do
+    local item = heap_pop()
+    if not item.dead then push_ready(item.waiter) end
+  end
+  run_ready()
+  return alive + l:running() + live_timers
+end
+
+-- Drives the scheduler from outside any task until cond() holds.
+local function drive_until(cond)
+  while not cond() do M.step(SLICE_MS) end
+end
 
 -- Waits until transfer t is done.
-function M.await(loop, t)
-  while not t:done() do
-    local ok, err = loop:step(SLICE_MS)
-    if not ok then error("editflow: transfer loop failed: " .. tostring(err), 0) end
+function M.await(t)
+  if t:done() then return end
+  if M.current() then
+    local w = {}
+    waiting[t] = w
+    suspend(w)
+    while not t:done() do  -- woken by news of an event stream: keep waiting
+      w = {}
+      waiting[t] = w
+      suspend(w)
+    end
+  else
+    drive_until(function() return t:done() end)
   end
 end
 
--- Waits `seconds`, moving the loop's transfers meanwhile.
-function M.sleep(loop, seconds)
-  local deadline = M.now() + seconds
-  while true do
-    local left = deadline - M.now()
-    if left <= 0 then return end
-    local ms = math.min(SLICE_MS, math.ceil(left * 1000))
-    local ok, err = loop:step(ms)
-    if not ok then error("editflow: transfer loop failed: " .. tostring(err), 0) end
+-- Waits until the event-stream transfer t has events or is done; returns its new events.
+function M.await_events(t)
+  local ev = t:events()
+  if #ev > 0 or t:done() then return ev end
+  if M.current() then
+    local w = {}
+    waiting[t] = w
+    suspend(w)
+    return t:events()
   end
+  drive_until(function()
+    ev = t:events()
+    return #ev > 0 or t:done()
+  end)
+  return ev
+end
+
+-- Waits `seconds`, letting everything else run.
+function M.sleep(seconds)
+  local at = now() + seconds
+  if M.current() then
+    local w = {}
+    heap_push { at = at, waiter = w }
+    suspend(w)
+  else
+    drive_until(function() return now() >= at end)
+  end
+end
+
+-- join(task) -> true, results... | false, error. Waits for the task to finish.
+function M.join(task)
+  if not task.done then
+    if M.current() then
+      local w = {}
+      task.waiters[#task.waiters + 1] = w
+      suspend(w)
+    else
+      drive_until(function() return task.done end)
+    end
+  end
+  if task.ok then return true, table.unpack(task.results, 1, task.results.n) end
+  return false, task.error
+end
+
+-- ---- signals: one-shot "it happened" with any number of waiters ----
+
+local Signal = {}
+Signal.__index = Signal
+
+function M.signal()
+  return setmetatable({ set = false, waiters = {} }, Signal)
+end
+
+function Signal:fire()
+  if self.set then return end
+  self.set = true
+  for _, w in ipairs(self.waiters) do push_ready(w) end
+  self.waiters = {}
+end
+
+-- signal:wait([deadline]) -> true once fired, false if the monotonic deadline passed first.
+function Signal:wait(deadline)
+  if self.set then return true end
+  if M.current() then
+    local w = {}
+    self.waiters[#self.waiters + 1] = w
+    if deadline then heap_push { at = deadline, waiter = w } end
+    suspend(w)  -- whichever comes first wakes us; the other finds w already fired
+    return self.set
+  end
+  drive_until(function() return self.set or (deadline ~= nil and now() >= deadline) end)
+  return self.set
+end
+
+-- ---- semaphores: at most n holders, the rest wait in order ----
+
+local Semaphore = {}
+Semaphore.__index = Semaphore
+
+function M.semaphore(n)
+  return setmetatable({ free = n, queue = {}, qhead = 1, qtail = 0 }, Semaphore)
+end
+
+function Semaphore:waiting() return self.qtail - self.qhead + 1 end
+
+function Semaphore:acquire()
+  if self.free > 0 and self:waiting() == 0 then
+    self.free = self.free - 1
+    return
+  end
+  local ticket = { granted = false }
+  self.qtail = self.qtail + 1
+  self.queue[self.qtail] = ticket
+  if M.current() then
+    local w = {}
+    ticket.waiter = w
+    suspend(w)
+  else
+    drive_until(function() return ticket.granted end)
+  end
+end
+
+function Semaphore:release()
+  if self.qhead <= self.qtail then  -- hand the slot straight to the first in line
+    local ticket = self.queue[self.qhead]
+    self.queue[self.qhead] = nil
+    self.qhead = self.qhead + 1
+    ticket.granted = true
+    if ticket.waiter then push_ready(ticket.waiter) end
+  else
+    self.free = self.free + 1
+  end
+end
+
+-- How much is pending: tasks alive, transfers running, timers set.
+function M.pending()
+  return alive + (loop and loop:running() or 0) + live_timers
+end
+
+-- Runs the scheduler until nothing is pending.
+function M.run()
+  while M.step(SLICE_MS) > 0 do end
 end
 
 return M

@@ -2,10 +2,12 @@
 ** lcore.c — luaopen_editflow_core, the C half of the editflow module (`editflow.core`).
 ** Registers the Loop and Transfer types and a few byte helpers that are too slow or too
 ** awkward in Lua: base64 for data: URIs, image sniffing, safe file names, atomic writes,
-** mkdir -p, a monotonic clock. This is the only symbol the module exports.
+** mkdir -p, clocks and process figures (CPU, peak RSS, open-file limit). This is the only
+** symbol the module exports.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include "lbinding.h"
 
@@ -94,12 +96,54 @@ static int core_monotime(lua_State *L) {
   return 1;
 }
 
+/* Wall-clock seconds (for comparing with timestamps from elsewhere, e.g. a server's). */
+static int core_walltime(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.raise_nofile() -> the new soft limit on open files (raised to the hard limit). */
+static int core_raise_nofile(lua_State *L) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 0;
+  lua_pushinteger(L, rl.rlim_cur == RLIM_INFINITY ? LUA_MAXINTEGER : (lua_Integer)rl.rlim_cur);
+  return 1;
+}
+
+/* core.peak_rss() -> the process's peak resident set in bytes (Linux: VmHWM), or nil. */
+static int core_peak_rss(lua_State *L) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return 0;
+  lua_pushinteger(L, (lua_Integer)ru.ru_maxrss * 1024);
+  return 1;
+}
+
+/* core.cpu_time() -> user + system CPU seconds of this process. */
+static int core_cpu_time(lua_State *L) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return 0;
+  lua_pushnumber(L, (lua_Number)ru.ru_utime.tv_sec + (lua_Number)ru.ru_utime.tv_usec / 1e6 +
+                        (lua_Number)ru.ru_stime.tv_sec + (lua_Number)ru.ru_stime.tv_usec / 1e6);
+  return 1;
+}
+
 static int core_loop(lua_State *L) { return ef_lua_loop_new(L); }
 
 static const luaL_Reg corelib[] = {
   {"loop", core_loop},           {"b64encode", core_b64encode}, {"b64decode", core_b64decode},
   {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
-  {"write_file", core_write_file}, {"monotime", core_monotime}, {NULL, NULL}};
+  {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
+  {"raise_nofile", core_raise_nofile}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
+  {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);
 

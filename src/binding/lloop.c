@@ -122,7 +122,8 @@ static int fail(lua_State *L, const char *msg, const char *code) {
 
 /*
 ** loop:request{url=, method=, headers=, body=, timeout=ms, connect_timeout=ms, max_body=bytes,
-** follow=bool, file=dir, low_speed_limit=bytes/s, low_speed_time=s} -> transfer, started.
+** follow=bool, file=dir, sse=bool, max_event=bytes, low_speed_limit=bytes/s,
+** low_speed_time=s} -> transfer, started.
 ** Misuse raises; a failure to start (file cannot be created, libcurl refuses) returns
 ** nil, message, code.
 */
@@ -158,7 +159,12 @@ static int loop_request(lua_State *L) {
   long low_time = (long)opt_int(L, 2, "low_speed_time", 0, LONG_MAX);
   rawfield(L, 2, "follow");
   int follow = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  rawfield(L, 2, "sse");
+  int sse = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  lua_Integer max_event = opt_int(L, 2, "max_event", 1024 * 1024, LUA_MAXINTEGER);
+  if (sse && dir)
+    return luaL_error(L, "request fields 'sse' and 'file' exclude each other");
 
   lxfer *t = ef_lua_xfer_push(L); /* owns x from here on, so raising cannot leak it */
   int ti = lua_gettop(L);
@@ -173,6 +179,8 @@ static int loop_request(lua_State *L) {
   ef_xfer_set_low_speed(t->x, low_limit, low_time);
   ef_xfer_set_max_body(t->x, (size_t)max_body);
   ef_xfer_set_follow(t->x, follow);
+  if (sse)
+    ef_xfer_set_sse(t->x, (size_t)max_event);
 
   char err[512];
   if (dir && ef_xfer_to_file(t->x, dir, err, sizeof err) != 0)
@@ -191,8 +199,9 @@ static int loop_request(lua_State *L) {
 }
 
 /*
-** loop:step([timeout_ms]) -> array of the transfers that finished (possibly empty).
-** Waits at most timeout_ms (default 0: never blocks).
+** loop:step([timeout_ms]) -> array of the transfers that finished, then of the running event
+** streams that received events (each transfer at most once). Waits at most timeout_ms
+** (default 0: never blocks).
 */
 static int loop_step(lua_State *L) {
   lloop *lo = check_loop(L, 1);
@@ -216,6 +225,12 @@ static int loop_step(lua_State *L) {
     } else {
       lua_pop(L, 1);
     }
+  }
+  while ((x = ef_loop_pop_news(lo->l)) != NULL) { /* still running: stays in the set */
+    if (lua_rawgetp(L, -2, x) == LUA_TUSERDATA)
+      lua_rawseti(L, -2, ++n);
+    else
+      lua_pop(L, 1);
   }
   return 1;
 }

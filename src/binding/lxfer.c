@@ -156,6 +156,26 @@ static int xfer_response(lua_State *L) {
   return 1;
 }
 
+/* t:events() -> array of the events' data received since the last call (sse transfers). */
+static int xfer_events(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  const ef_buf *b = ef_xfer_events(t->x);
+  lua_createtable(L, 0, 0);
+  lua_Integer n = 0;
+  size_t off = 0;
+  while (b->data && off + 4 <= b->len) {
+    const unsigned char *h = (const unsigned char *)b->data + off;
+    size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
+    if (off + 4 + len > b->len)
+      break;
+    lua_pushlstring(L, b->data + off + 4, len);
+    lua_rawseti(L, -2, ++n);
+    off += 4 + len;
+  }
+  ef_xfer_clear_events(t->x);
+  return 1;
+}
+
 static int xfer_commit(lua_State *L) {
   lxfer *t = check_xfer(L);
   const char *path = luaL_checkstring(L, 2);
@@ -185,6 +205,7 @@ static int xfer_tostring(lua_State *L) {
 static const luaL_Reg meth[] = {
   {"state", xfer_state},       {"done", xfer_done},     {"response", xfer_response},
   {"commit", xfer_commit},     {"discard", xfer_discard}, {"abort", xfer_abort},
+  {"events", xfer_events},
   {"close", xfer_close},       {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {

@@ -49,6 +49,12 @@ void ef_xfer_set_timeouts(ef_xfer *x, long connect_ms, long total_ms);
 void ef_xfer_set_low_speed(ef_xfer *x, long bytes_per_s, long seconds);
 void ef_xfer_set_max_body(ef_xfer *x, size_t max);
 void ef_xfer_set_follow(ef_xfer *x, int follow);
+/* Parse the body as server-sent events instead of keeping it (non-2xx bodies are still kept);
+** max_event bounds one event. The loop reports the transfer whenever new events arrived. */
+void ef_xfer_set_sse(ef_xfer *x, size_t max_event);
+/* Queued events as [4-byte little-endian length][bytes] records; clear after reading. */
+const ef_buf *ef_xfer_events(const ef_xfer *x);
+void ef_xfer_clear_events(ef_xfer *x);
 /* Stream the body into a new temporary file in dir instead of memory. */
 int ef_xfer_to_file(ef_xfer *x, const char *dir, char *err, size_t errlen);
 void ef_xfer_set_user(ef_xfer *x, void *user);
@@ -75,6 +81,8 @@ int ef_loop_start(ef_loop *l, ef_xfer *x, char *err, size_t errlen);
 void ef_loop_abort(ef_loop *l, ef_xfer *x);
 int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen);
 ef_xfer *ef_loop_pop_done(ef_loop *l);
+/* After the done ones: running transfers with new events since they were last reported. */
+ef_xfer *ef_loop_pop_news(ef_loop *l);
 size_t ef_loop_running(const ef_loop *l);
 
 /* ---- bytes and names (ef_codec.c) ---- */
@@ -90,6 +98,24 @@ const ef_image_kind *ef_sniff_image(const unsigned char *p, size_t n);
 
 /* Writes into out (size outlen >= 2) a file name safe on every common filesystem. */
 void ef_safe_name(const char *in, size_t n, char *out, size_t outlen);
+
+/* ---- server-sent events (ef_sse.c) ---- */
+
+typedef int (*ef_sse_emit)(void *ud, const char *data, size_t len); /* non-zero stops the feed */
+
+typedef struct ef_sse {
+  ef_buf line;   /* the current, unfinished line */
+  ef_buf data;   /* the current event's data so far */
+  size_t max;    /* limit for one line and for one event */
+  int has_data;
+  int after_cr;
+  int failed;
+} ef_sse;
+
+void ef_sse_init(ef_sse *p, size_t max_event);
+void ef_sse_free(ef_sse *p);
+/* Feeds bytes; calls emit once per complete event. 0, or -1 once a limit was passed. */
+int ef_sse_feed(ef_sse *p, const char *buf, size_t n, ef_sse_emit emit, void *ud);
 
 /* ---- files (ef_fs.c) ---- */
 

@@ -50,12 +50,22 @@ struct ef_xfer {
   int sink_fault;           /* our own reason for aborting the write callback */
   int sink_errno;
 
+  /* event-stream mode: events parsed as they arrive, queued as [u32 length][bytes] records */
+  int sse;
+  ef_sse parser;
+  ef_buf events;
+  int news;                 /* on the loop's news list, at index news_at */
+  size_t news_at;
+
   /* file sink */
   int fd;                   /* -1 when none */
   char *temp_path;
 };
 
 void ef_list_push(ef_list *l, ef_xfer *x);
+/* Tells the loop a running transfer has new events (ef_loop.c); called from a callback, so it
+** only records. */
+void ef_loop_note_news(ef_loop *l, ef_xfer *x);
 void ef_list_unlink(ef_xfer *x);
 
 /* Configures x->easy from the request fields; 0 or -1 with err. (ef_xfer.c) */

@@ -15,7 +15,47 @@ struct ef_loop {
   CURLM *multi;
   ef_list running;
   ef_list done;
+  ef_xfer **news; /* running transfers with unreported events; NULL slots were withdrawn */
+  size_t nnews, capnews, nextnews;
 };
+
+/*
+** Recorded from inside a write callback: must not fail loudly, so when the array cannot grow
+** the transfer is simply not flagged (its events are still queued and reported when it ends).
+*/
+void ef_loop_note_news(ef_loop *l, ef_xfer *x) {
+  if (l->nnews == l->capnews) {
+    size_t cap = l->capnews ? l->capnews * 2 : 64;
+    ef_xfer **a = realloc(l->news, cap * sizeof *a);
+    if (a == NULL)
+      return;
+    l->news = a;
+    l->capnews = cap;
+  }
+  x->news_at = l->nnews;
+  l->news[l->nnews++] = x;
+  x->news = 1;
+}
+
+static void withdraw_news(ef_loop *l, ef_xfer *x) {
+  if (!x->news)
+    return;
+  if (x->news_at < l->nnews && l->news[x->news_at] == x)
+    l->news[x->news_at] = NULL;
+  x->news = 0;
+}
+
+ef_xfer *ef_loop_pop_news(ef_loop *l) {
+  while (l->nextnews < l->nnews) {
+    ef_xfer *x = l->news[l->nextnews++];
+    if (x) {
+      x->news = 0;
+      return x;
+    }
+  }
+  l->nnews = l->nextnews = 0;
+  return NULL;
+}
 
 int ef_global_init(void) {
   static int done;
@@ -86,6 +126,7 @@ void ef_loop_free(ef_loop *l) {
   while (l->done.head)
     ef_loop_abort(l, l->done.head);
   curl_multi_cleanup(l->multi);
+  free(l->news);
   free(l);
 }
 
@@ -121,6 +162,7 @@ int ef_loop_start(ef_loop *l, ef_xfer *x, char *err, size_t errlen) {
 void ef_loop_abort(ef_loop *l, ef_xfer *x) {
   if (x->loop != l)
     return;
+  withdraw_news(l, x);
   if (x->on == &l->running) {
     (void)curl_multi_remove_handle(l->multi, x->easy);
     ef_xfer_finish(x, CURLE_ABORTED_BY_CALLBACK);
@@ -145,6 +187,7 @@ static void drain(ef_loop *l) {
       continue;
     }
     ef_xfer_finish(x, rc);
+    withdraw_news(l, x); /* reported once, as done */
     ef_list_unlink(x);
     ef_list_push(&l->done, x);
   }
@@ -160,7 +203,7 @@ int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen) {
   CURLMcode mc = curl_multi_perform(l->multi, &still);
   if (mc == CURLM_OK) {
     drain(l);
-    if (l->done.n == 0 && timeout_ms > 0) {
+    if (l->done.n == 0 && l->nnews == l->nextnews && timeout_ms > 0) {
       mc = curl_multi_poll(l->multi, NULL, 0, timeout_ms, NULL);
       if (mc == CURLM_OK)
         mc = curl_multi_perform(l->multi, &still);

@@ -55,6 +55,8 @@ void ef_xfer_free(ef_xfer *x) {
   curl_slist_free_all(x->headers);
   ef_buf_free(&x->resp);
   ef_buf_free(&x->hdrs);
+  ef_buf_free(&x->events);
+  ef_sse_free(&x->parser);
   free(x->errmsg);
   free(x);
 }
@@ -118,6 +120,17 @@ void ef_xfer_set_low_speed(ef_xfer *x, long bytes_per_s, long seconds) {
 }
 
 void ef_xfer_set_max_body(ef_xfer *x, size_t max) { x->max_body = max; }
+
+void ef_xfer_set_sse(ef_xfer *x, size_t max_event) {
+  if (x->state != EF_XFER_NEW)
+    return;
+  ef_sse_free(&x->parser);
+  ef_sse_init(&x->parser, max_event);
+  x->sse = 1;
+}
+
+const ef_buf *ef_xfer_events(const ef_xfer *x) { return &x->events; }
+void ef_xfer_clear_events(ef_xfer *x) { ef_buf_reset(&x->events); }
 void ef_xfer_set_follow(ef_xfer *x, int follow) { x->follow = follow; }
 void ef_xfer_set_user(ef_xfer *x, void *user) { x->user = user; }
 void *ef_xfer_user(const ef_xfer *x) { return x->user; }
@@ -157,9 +170,33 @@ static void keep_head(ef_xfer *x, const char *p, size_t n) {
   }
 }
 
+/* One complete event: queued for the reader, bounded so an unread backlog cannot grow forever. */
+static int push_event(void *ud, const char *data, size_t len) {
+  ef_xfer *x = ud;
+  unsigned char hdr[4] = {(unsigned char)len, (unsigned char)(len >> 8), (unsigned char)(len >> 16),
+                          (unsigned char)(len >> 24)};
+  if (x->events.len + len + 4 > 16 * x->parser.max)
+    return -1;
+  if (ef_buf_append(&x->events, hdr, 4) != 0 || ef_buf_append(&x->events, data, len) != 0)
+    return -1;
+  if (!x->news && x->loop)
+    ef_loop_note_news(x->loop, x);
+  return 0;
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   ef_xfer *x = ud;
   size_t n = size * nmemb;
+  if (x->sse && x->status >= 200 && x->status <= 299) {
+    /* An event stream is unbounded in total; what is bounded is one event and the backlog. */
+    keep_head(x, p, n);
+    x->received += n;
+    if (ef_sse_feed(&x->parser, p, n, push_event, x) != 0) {
+      x->sink_fault = SINK_TOO_LARGE;
+      return 0;
+    }
+    return n;
+  }
   if (x->max_body && x->received + n > x->max_body) {
     x->sink_fault = SINK_TOO_LARGE;
     return 0;
@@ -191,8 +228,11 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
   size_t n = size * nmemb;
   /* A new status line starts a new response (after 100 Continue or a redirect): keep only
   ** the final response's headers. */
-  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    const char *sp = memchr(p, ' ', n);
     ef_buf_reset(&x->hdrs);
+    x->status = sp ? strtol(sp + 1, NULL, 10) : 0; /* known early, for the event-stream mode */
+  }
   if (x->hdrs.len + n > 256 * 1024)
     return 0; /* a header block this large is hostile */
   return ef_buf_append(&x->hdrs, p, n) == 0 ? n : 0;
@@ -233,7 +273,7 @@ int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen) {
     SETOPT(CURLOPT_LOW_SPEED_LIMIT, x->low_bytes);
     SETOPT(CURLOPT_LOW_SPEED_TIME, x->low_secs);
   }
-  if (x->max_body)
+  if (x->max_body && !x->sse)
     SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_body);
   if (x->follow) {
     SETOPT(CURLOPT_FOLLOWLOCATION, 1L);
@@ -303,7 +343,11 @@ void ef_xfer_finish(ef_xfer *x, CURLcode rc) {
   }
   x->code = code_name(rc);
   msg[0] = '\0';
-  if (rc == CURLE_WRITE_ERROR && x->sink_fault == SINK_TOO_LARGE) {
+  if (rc == CURLE_WRITE_ERROR && x->sink_fault == SINK_TOO_LARGE && x->sse) {
+    x->code = "BODY_TOO_LARGE";
+    snprintf(msg, sizeof msg, "event stream: an event or the unread backlog passed %zu bytes",
+             x->parser.max);
+  } else if (rc == CURLE_WRITE_ERROR && x->sink_fault == SINK_TOO_LARGE) {
     x->code = "BODY_TOO_LARGE";
     snprintf(msg, sizeof msg, "response body larger than %zu bytes", x->max_body);
   } else if (rc == CURLE_FILESIZE_EXCEEDED) {

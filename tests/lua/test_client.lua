@@ -101,18 +101,22 @@ T.case("failed jobs carry the server's message, type and request id", function()
   T.eq(err.request_id, job.request_id, "request id")
 end)
 
+local third_id
 T.case("status tracks queue position and shows only new log lines", function()
   local busy = T.sandbox { "--workers", "1", "--job-time", "0.3" }
   local positions, logs = {}, {}
   local c = editflow.client { base_url = busy.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.05,
-    on_status = function(_, st) if st.queue_position then positions[#positions + 1] = st.queue_position end end,
-    on_log = function(_, entry) logs[#logs + 1] = entry.message end }
+    on_status = function(job, st)
+      if job.request_id == (third_id or "") and st.queue_position then positions[#positions + 1] = st.queue_position end
+    end,
+    on_log = function(job, entry) logs[#logs + 1] = job.request_id .. " " .. entry.message end }
   local first = assert(c:submit { prompt = "first", image_urls = { "https://cdn.example/a.png" } })
   local second = assert(c:submit { prompt = "second", image_urls = { "https://cdn.example/a.png" } })
   local third = assert(c:submit { prompt = "third", image_urls = { "https://cdn.example/a.png" } })
+  third_id = third.request_id
   T.eq(third.queue_position, 1, "third waits behind the second")
   assert(third:wait())
-  T.ok(positions[1] >= 1 and positions[#positions] == 0, "position moved down to 0")
+  T.ok(#positions > 0 and positions[#positions] == 0, "position moved down to 0: " .. table.concat(positions, ","))
   local seen = {}
   for _, m in ipairs(logs) do
     T.eq(seen[m], nil, "log line shown twice: " .. m)
@@ -173,7 +177,8 @@ T.case("status URLs on another origin are re-based, never followed with the cred
   local j2 = assert(t:submit { prompt = "p", image_urls = { A } })
   T.eq(j2.status_url:sub(1, #other.url), other.url, "kept on the trusted origin")
   j2:status()
-  T.eq(other.stats().auth.bearer, 1, "the trusted origin got the credential")
+  local os_ = other.stats()
+  T.ok(os_.auth.bearer >= 1 and os_.auth.bad == 0, "the trusted origin got the credential")
   other.stop()
   proxy.stop()
 end)
