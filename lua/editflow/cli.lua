@@ -154,8 +154,11 @@ local function cmd_edit(argv)
   local client, cerr = make_client(o)
   if not client then return usage_error(cerr, "edit") end
 
-  local ok, job, err = pcall(client.submit, client, edit_input(o))
-  if not ok then return invalid(tostring(job)) end
+  -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
+  -- say) must not be reported as "invalid input, nothing sent".
+  local ok, body = pcall(client.prepare, client, edit_input(o))
+  if not ok then return invalid(tostring(body)) end
+  local job, err = client:send(body)
   if not job then
     say(false, "%s", tostring(err))
     return 1

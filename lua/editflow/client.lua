@@ -51,8 +51,11 @@ local function check_types(opts)
     end
     local ok = want:find(type(v), 1, true) or (k == "key" and v == false)
     if not ok then opt_error(k, v) end
-    if (want == "number") and not (v > 0) then
+    if want == "number" and not (v > 0 and v < math.huge) then
       error(string.format("editflow.client: %s must be a positive number, got %s", k, tostring(v)), 3)
+    end
+    if (k == "timeout" or k == "connect_timeout") and v < 0.001 then
+      error(string.format("editflow.client: %s must be at least 0.001 s, got %s", k, tostring(v)), 3)
     end
   end
 end
@@ -280,15 +283,19 @@ end
 -- Waits its turn while max_in_flight jobs are in flight (in order); the job is then followed
 -- in the background until it ends.
 function Client:submit(input, opts)
+  return self:send(self:prepare(input), opts)
+end
+
+-- client:send(body [, opts]) -> job, or nil, err: submit() for a body from client:prepare().
+function Client:send(body, opts)
   opts = opts or {}
-  local body = self:prepare(input)
   local u, headers = submit_request(self, opts)
   self.slots:acquire()
   local resp, err = self:call("submit", "POST", u, body, headers)
   local job
   if resp and resp.status >= 200 and resp.status <= 299 then
     local doc = json.decode(resp.body)
-    if type(doc) == "table" and type(doc.request_id) == "string" and doc.request_id ~= "" then
+    if type(doc) == "table" and M.valid_id(doc.request_id) then
       job = Job.new(self, doc)
       job.holds_slot = true  -- released when its watcher finishes
       job:_watch()
@@ -305,9 +312,14 @@ function Client:submit(input, opts)
   return nil, errors.new("BAD_RESPONSE", "submit failed: the answer carries no request_id")
 end
 
+-- A request id is used in URL paths: letters, digits and -_.: only, and not dots alone.
+function M.valid_id(id)
+  return type(id) == "string" and #id <= 200 and id:match("^[%w_.:-]+$") ~= nil and id:find("[%w]") ~= nil
+end
+
 -- client:job(request_id) -> the job with that id (URLs built from the base URL).
 function Client:job(request_id)
-  if type(request_id) ~= "string" or not request_id:match("^[%w_.:-]+$") then
+  if not M.valid_id(request_id) then
     error("request_id must be a string of letters, digits, '-', '_', '.', ':'", 2)
   end
   local root = self:url_for(self.app) .. "/requests/" .. request_id

@@ -111,11 +111,14 @@ function Job:result()
   return doc
 end
 
--- The failure a COMPLETED-with-error status describes, when the result call did not.
-local function status_failure(self, st)
-  return errors.new("JOB_FAILED", string.format("job failed: %s%s [request %s]", tostring(st.error),
-    st.error_type and (" (" .. tostring(st.error_type) .. ")") or "", self.request_id),
-    { type = st.error_type, request_id = self.request_id, detail = st.error })
+-- The failure a final status describes when the result call did not: COMPLETED with an
+-- error, or a proxy's FAILED / CANCELLED / ERROR (whatever the result call then answered).
+local function status_failure(self, st, res)
+  local detail = st.error or (type(res) == "table" and (res.detail or res.error)) or st.status
+  local etype = st.error_type or (type(res) == "table" and res.error_type) or nil
+  return errors.new("JOB_FAILED", string.format("job failed: %s%s [request %s]",
+    type(detail) == "string" and detail or st.status, etype and (" (" .. tostring(etype) .. ")") or "",
+    self.request_id), { type = etype, request_id = self.request_id, detail = detail, state = st.status })
 end
 
 -- Follows the status stream until a final status. Returns it; or nil, err when following
@@ -201,7 +204,7 @@ function Job:_run()
       if not st then return self:_finish(nil, err) end
       local res, rerr = self:result()
       if res then
-        if st.error then return self:_finish(nil, status_failure(self, st)) end
+        if st.error or st.status ~= "COMPLETED" then return self:_finish(nil, status_failure(self, st, res)) end
         return self:_finish(res)
       elseif rerr.code ~= "NOT_READY" then
         return self:_finish(nil, rerr)

@@ -55,10 +55,13 @@ local function quote(s)
   end) .. '"'
 end
 
+-- An array is a table whose keys are exactly 1..n (n > 0), or one marked by json.array().
 local function isarray(t)
   if getmetatable(t) == ARRAY then return true end
-  local n = #t
-  return n > 0 and next(t, n) == nil
+  local n, count = #t, 0
+  if n == 0 then return false end
+  for _ in pairs(t) do count = count + 1 end
+  return count == n
 end
 
 local encode

@@ -57,6 +57,7 @@ local function text(nonempty)
     if type(v) ~= "string" or (nonempty and not v:find("%S")) then
       bad(name, nonempty and "a non-empty string" or "a string", v)
     end
+    if not utf8.len(v) then error(name .. " must be valid UTF-8 text", 0) end
     return v
   end
 end

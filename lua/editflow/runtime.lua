@@ -67,9 +67,12 @@ end
 
 local function heap_pop()
   local h = timers
-  local top, n = h[1], #h
-  h[1], h[n] = h[n], nil
+  local n = #h
+  local top, last = h[1], h[n]
+  h[n] = nil
   n = n - 1
+  if n == 0 then return top end
+  h[1] = last
   local i = 1
   while true do
     local l, r, m = 2 * i, 2 * i + 1, i

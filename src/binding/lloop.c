@@ -87,28 +87,45 @@ static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer def, 
   return v;
 }
 
+/* A header name or value: a string (or number) read without metamethods; NULL otherwise. */
+static const char *header_part(lua_State *L, int idx, size_t *n) {
+  int ty = lua_type(L, idx);
+  if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+    return NULL;
+  return lua_tolstring(L, idx, n); /* numbers convert in place; no metamethod can run */
+}
+
+/*
+** Headers come as an array of "Name: value" lines or as name = value pairs. Lines are built
+** in a C buffer from plain strings only: running a metamethod here could let Lua code change
+** the options table (and free the strings already read from it) in the middle of the request.
+** An error names the header but never prints its value (it may be a credential).
+*/
 static void add_headers(lua_State *L, int t, ef_xfer *x) {
   if (rawfield(L, t, "headers") == LUA_TNIL) {
     lua_pop(L, 1);
     return;
   }
-  luaL_argexpected(L, lua_istable(L, -1), 2, "headers as a table");
+  if (!lua_istable(L, -1))
+    luaL_error(L, "request field 'headers' must be a table");
   int h = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, h)) {
-    if (lua_type(L, -2) == LUA_TSTRING) { /* name = value */
-      lua_pushvalue(L, -2);
-      lua_pushliteral(L, ": ");
-      lua_pushvalue(L, -3);
-      lua_concat(L, 3);
-    } else {
-      lua_pushvalue(L, -1); /* "Name: value" array entry */
+    size_t kn = 0, vn = 0;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
+    const char *v = header_part(L, -1, &vn);
+    if (v == NULL)
+      luaL_error(L, "request header %s must be a string", k ? k : "entry");
+    char line[8192];
+    int len = k ? snprintf(line, sizeof line, "%s: %s", k, v) : snprintf(line, sizeof line, "%s", v);
+    if (len < 0 || (size_t)len >= sizeof line || strlen(line) != (k ? kn + 2 + vn : vn))
+      luaL_error(L, "request header %s is too long or holds a NUL byte", k ? k : "entry");
+    if (ef_xfer_add_header(x, line) != 0) {
+      const char *colon = strchr(line, ':');
+      luaL_error(L, "bad request header '%s' (CR or LF are not allowed)",
+                 colon ? lua_pushlstring(L, line, (size_t)(colon - line)) : "entry");
     }
-    const char *line = lua_tostring(L, -1);
-    if (line == NULL || ef_xfer_add_header(x, line) != 0)
-      luaL_error(L, "bad header %s (a string without CR or LF expected)",
-                 line ? line : luaL_typename(L, -1));
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
 }

@@ -87,14 +87,20 @@ int ef_fsync_dir_of(const char *path) {
   return rc;
 }
 
+/*
+** The temporary file is hidden beside the target (".name.XXXXXX.part"), so a crash mid-write
+** leaves nothing that looks like a result.
+*/
 int ef_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
   size_t n = strlen(path);
-  char *tmp = malloc(n + sizeof ".XXXXXX.part");
+  const char *slash = strrchr(path, '/');
+  size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+  char *tmp = malloc(n + sizeof "..XXXXXX.part");
   if (tmp == NULL) {
     seterr(err, errlen, path, ENOMEM);
     return -1;
   }
-  snprintf(tmp, n + sizeof ".XXXXXX.part", "%s.XXXXXX.part", path);
+  snprintf(tmp, n + sizeof "..XXXXXX.part", "%.*s.%s.XXXXXX.part", (int)dirlen, path, path + dirlen);
   int fd = ef_mktemp(tmp, 5);
   if (fd < 0) {
     seterr(err, errlen, path, errno);

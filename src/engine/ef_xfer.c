@@ -359,6 +359,8 @@ void ef_xfer_finish(ef_xfer *x, CURLcode rc) {
   } else if (rc == CURLE_WRITE_ERROR && x->sink_fault == SINK_NOMEM) {
     x->code = "OUT_OF_MEMORY";
     snprintf(msg, sizeof msg, "out of memory holding the response body");
+  } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+    snprintf(msg, sizeof msg, "transfer aborted before it finished");
   } else if (rc != CURLE_OK) {
     snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
     size_t n = strlen(msg);
@@ -401,13 +403,15 @@ int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen)
     seterr(err, errlen, "nothing to commit: transfer not finished or not a file download", NULL);
     return -1;
   }
-  if (fsync(x->fd) != 0 || close(x->fd) != 0) {
-    x->fd = -1;
-    seterr(err, errlen, x->temp_path, strerror(errno));
+  int e = fsync(x->fd) != 0 ? errno : 0;
+  if (close(x->fd) != 0 && e == 0)
+    e = errno;
+  x->fd = -1;
+  if (e != 0) {
+    seterr(err, errlen, x->temp_path, strerror(e));
     ef_xfer_discard(x);
     return -1;
   }
-  x->fd = -1;
   if (rename(x->temp_path, final_path) != 0) {
     seterr(err, errlen, final_path, strerror(errno));
     ef_xfer_discard(x);

@@ -161,6 +161,9 @@ static int pmain(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+  /* libcurl runs with CURLOPT_NOSIGNAL; a write to a peer that has gone must be an error
+  ** return, not a signal that kills the process. */
+  signal(SIGPIPE, SIG_IGN);
   lua_State *L = luaL_newstate();
   if (L == NULL) {
     l_message("cannot create state: not enough memory");

@@ -102,6 +102,16 @@ T.case("failed jobs carry the server's message, type and request id", function()
 end)
 
 local third_id
+T.case("a look-alike's FAILED ending is a failure even when its result call answers 200", function()
+  local c = client()
+  local result, err, job = c:edit { prompt = "[fail:proxy]", image_urls = { A } }
+  T.eq(result, nil, "no result")
+  T.eq(err.code, "JOB_FAILED", "code")
+  T.eq(err.state, "FAILED", "the final status")
+  T.contains(err.message, "upstream failed", "the server's detail")
+  T.eq(err.request_id, job.request_id, "request id")
+end)
+
 T.case("status tracks queue position and shows only new log lines", function()
   local busy = T.sandbox { "--workers", "1", "--job-time", "0.3" }
   local positions, logs = {}, {}

@@ -62,6 +62,8 @@ T.case("json: integers stay integers, nulls vanish from objects, big seeds survi
   T.eq(bad, nil, "invalid JSON")
   T.match(err, "invalid JSON", "message")
   T.raises(function() json.encode { f = print } end, "cannot encode")
+  local mixed = { "a", k = "x" }
+  T.raises(function() json.encode(mixed) end, "cannot encode a table with a number key")
 end)
 
 T.case("url: origins, re-basing and refusing userinfo", function()

@@ -70,7 +70,15 @@ T.case("misuse raises with the field named", function()
   T.raises(function() loop:request {} end, "request field 'url' is required")
   T.raises(function() loop:request { url = STATS, method = "BREW" } end, "'method' must be one of GET, POST")
   T.raises(function() loop:request { url = STATS, timeout = -1 } end, "'timeout' must be an integer")
-  T.raises(function() loop:request { url = STATS, headers = { "A: b\r\nC: d" } } end, "without CR or LF")
+  T.raises(function() loop:request { url = STATS, headers = { "A: b\r\nC: d" } } end, "CR or LF are not allowed")
+  local err = T.raises(function() loop:request { url = STATS, headers = { Authorization = "Key secret\r\nX: y" } } end,
+    "bad request header 'Authorization'")
+  T.ok(not err:find("secret", 1, true), "the error does not print the header's value")
+  -- A value with metamethods is refused, never converted: no Lua may run mid-request.
+  local sneaky = setmetatable({}, { __concat = function() error("metamethod ran") end,
+    __tostring = function() error("metamethod ran") end })
+  T.raises(function() loop:request { url = STATS, file = "/tmp", headers = { X = sneaky } } end,
+    "request header X must be a string")
   T.raises(function() loop:request { url = STATS, body = {} } end, "'body' must be a string")
   T.raises(function() core.loop().request(nil, {}) end, "editflow.Loop expected")
   loop:close()

@@ -45,6 +45,7 @@ local BAD = {
   { { output_format = "gif" }, "output_format must be one of png, jpeg, got 'gif'" },
   { { negative_prompt = 3 }, "negative_prompt must be a string, got 3" },
   { { acceleration = "fast" }, "acceleration must be one of none, regular, got 'fast'" },
+  { { prompt = "caf\233" }, "prompt must be valid UTF-8 text" },
   { { num_image = 2 }, "unknown field 'num_image' for fal-ai/qwen-image-edit-plus (accepted: acceleration," },
 }
 

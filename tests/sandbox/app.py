@@ -28,6 +28,7 @@ class SandboxApp:
     def __init__(self, server, opts, own_origin):
         self.server = server
         self.key = opts.key
+        self.no_stream = getattr(opts, "no_stream", False)
         self.bearer = opts.bearer
         self.prefix = opts.prefix
         self.keepalive = opts.keepalive
@@ -195,6 +196,8 @@ class SandboxApp:
         return Response.json(400, {"status": "ALREADY_COMPLETED"}, hdr)
 
     def _stream(self, req, job):
+        if self.no_stream:  # imitates a proxy without the stream route (clients must poll)
+            return Response.json(404, {"detail": "Not Found"}, [("x-fal-request-id", job.id)])
         logs = self._wants_logs(req)
         urls = self._urls(job)
         keepalive, spacing = self.keepalive, self.position_interval

@@ -2,7 +2,7 @@
 # Owns job state (IN_QUEUE -> IN_PROGRESS -> COMPLETED, errors riding on COMPLETED), queue
 # positions in O(log n) (a Fenwick tree over submit order), change notification (one
 # asyncio.Event per job, one per waiting line), failure triggers in the prompt ([fail:nsfw],
-# [fail:500], [slow:S]), output images, completion times, counters and loopback webhooks.
+# [fail:500], [fail:proxy], [slow:S]), output images, completion times, counters and loopback webhooks.
 
 import asyncio
 import json
@@ -136,7 +136,8 @@ class Job:
         prompt = spec["prompt"]
         m = _SLOW.search(prompt)
         self.job_time = min(float(m.group(1)), 3600.0) if m else job_time
-        self.fail = "nsfw" if "[fail:nsfw]" in prompt else "500" if "[fail:500]" in prompt else None
+        self.fail = ("nsfw" if "[fail:nsfw]" in prompt else "500" if "[fail:500]" in prompt
+                     else "proxy" if "[fail:proxy]" in prompt else None)
         self.inference_time = None
         self.deadline = None
         self.gen = 0
@@ -156,6 +157,8 @@ class Job:
 
     def status_obj(self, with_logs, urls):
         d = {"status": self.status, "request_id": self.id}
+        if self.fail == "proxy" and self.done:
+            d["status"] = "FAILED"  # a look-alike server's own final status (SPEC §1)
         d.update(urls)
         if self.status == IN_QUEUE:
             d["queue_position"] = self.line.position(self)
@@ -303,6 +306,10 @@ class JobQueue:
             self._finish(job, "Runner crashed", "runner_server_error", 500,
                          {"detail": "Runner crashed", "error_type": "runner_server_error"},
                          [("X-Fal-Error-Type", "runner_server_error")])
+            return
+        if job.fail == "proxy":  # ends FAILED, yet the result call answers 200 (SPEC §1)
+            job.log("Proxy: upstream failed")
+            self._finish(job, None, None, 200, {"status": "FAILED", "detail": "upstream failed"}, [])
             return
         out = await self._output(job)
         if job.done:

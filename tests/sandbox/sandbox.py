@@ -33,6 +33,8 @@ def parse_args(argv=None):
                         "per stream (0 = every change); status and log events are immediate")
     p.add_argument("--port-file", default="", help="also write the URL here (atomically)")
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    p.add_argument("--no-stream", action="store_true",
+                   help="answer 404 on the status stream route, as some proxies do")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started the sandbox goes away (tests, demo)")
     a = p.parse_args(argv)

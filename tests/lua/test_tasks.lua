@@ -1,0 +1,162 @@
+-- test_tasks.lua: many jobs at once in one thread: tasks interleave, an error stays in its
+-- task, the in-flight cap holds at the server, streaming and polling agree, and a plain host
+-- loop can drive everything through editflow.step().
+local T = require "testlib"
+local editflow = require "editflow"
+local runtime = require "editflow.runtime"
+local core = require "editflow.core"
+
+local URL = "https://cdn.example/a.png"
+
+local function client(sb, extra)
+  local o = { base_url = sb.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.1 }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return editflow.client(o)
+end
+
+T.case("tasks interleave at their waits", function()
+  local order = {}
+  local function worker(name)
+    for i = 1, 3 do
+      order[#order + 1] = name .. i
+      editflow.sleep(0.01)
+    end
+    return name
+  end
+  local a, b = editflow.spawn(worker, "a"), editflow.spawn(worker, "b")
+  T.eq(select(2, editflow.join(a)), "a", "a's result")
+  T.eq(select(2, editflow.join(b)), "b", "b's result")
+  T.eq(table.concat(order, " "), "a1 b1 a2 b2 a3 b3", "interleaved")
+  T.eq(editflow.pending(), 0, "nothing left pending")
+end)
+
+T.case("an error in one task is reported with its traceback; the others finish", function()
+  local reported = {}
+  local saved = runtime.on_error
+  runtime.on_error = function(task, msg) reported[#reported + 1] = msg end
+  local function explode() error("task went wrong") end
+  local bad = editflow.spawn(function() editflow.sleep(0.01); explode() end)
+  local good = editflow.spawn(function() editflow.sleep(0.03); return 42 end)
+  local ok, err = editflow.join(bad)
+  T.eq(ok, false, "the failing task")
+  T.contains(err, "task went wrong", "its error")
+  T.contains(err, "stack traceback", "with a traceback")
+  T.contains(err, "in upvalue 'explode'", "naming the function")
+  T.eq(select(2, editflow.join(good)), 42, "the other task finished")
+  T.eq(#reported, 1, "reported once")
+  -- map records failures by position and goes on with the rest
+  local results, errs = editflow.map({ 1, 2, 3, 4 }, function(x)
+    if x == 2 then error("item two") end
+    return x * 10
+  end, { concurrency = 2 })
+  T.eq(results[1] + results[3] + results[4], 80, "other items done")
+  T.contains(errs[2], "item two", "failure recorded at its position")
+  T.raises(function()
+    editflow.map({ 1, 2, 3 }, function(x) if x == 1 then error("first fails") end end,
+      { concurrency = 1, stop_on_error = true })
+  end, "first fails")
+  runtime.on_error = saved
+end)
+
+T.case("map over many edits: concurrency and the in-flight cap are what the server sees", function()
+  local sb = T.sandbox { "--workers", "8", "--job-time", "0.05" }
+  local c = client(sb, { max_in_flight = 3 })
+  local inputs = {}
+  for i = 1, 24 do inputs[i] = { prompt = "item " .. i, image_urls = { URL }, seed = i } end
+  local d = T.tmpdir()
+  local results, errs = editflow.map(inputs, function(input, i)
+    local result, job = assert(c:edit(input))
+    return assert(job:save(d, { name = "item" .. i }))[1]
+  end, { concurrency = 8 })
+  T.eq(next(errs), nil, "no failures")
+  T.eq(#results, 24, "every item")
+  for i, p in ipairs(results) do T.eq(p, d .. "/item" .. i .. "-1.png", "saved " .. i) end
+  local s = sb.stats()
+  T.eq(s.by_route.submit, 24, "one submit per item")
+  T.ok(s.max_open_jobs <= 3, "never more than 3 open jobs at the server, saw " .. s.max_open_jobs)
+  T.ok(s.max_open_jobs >= 2, "but more than one at a time, saw " .. s.max_open_jobs)
+  T.eq(s.by_route.stream, 24, "followed by one status stream each")
+  T.eq(s.by_route.status, 0, "without polling")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("streaming and polling reach the same results", function()
+  local sb = T.sandbox { "--workers", "4", "--job-time", "0.05" }
+  local function run(follow)
+    local c = client(sb, { follow = follow })
+    local results = editflow.map({ 1, 2, 3, 4, 5 }, function(i)
+      return assert(c:edit { prompt = "same " .. i, image_urls = { URL }, seed = 100 + i })
+    end, { concurrency = 5 })
+    return results
+  end
+  local streamed = run("stream")
+  local s1 = sb.stats()
+  local polled = run("poll")
+  local s2 = sb.stats()
+  for i = 1, 5 do
+    T.eq(streamed[i].seed, polled[i].seed, "seed " .. i)
+    T.eq(streamed[i].images[1].file_size, polled[i].images[1].file_size, "image " .. i)
+  end
+  T.eq(s1.by_route.stream, 5, "streaming used the stream")
+  T.eq(s1.by_route.status, 0, "streaming never polled")
+  T.eq(s2.by_route.stream - s1.by_route.stream, 0, "polling never streamed")
+  T.ok(s2.by_route.status - s1.by_route.status >= 5, "polling polled")
+  -- requests per job while streaming: submit, stream, result
+  T.eq(s1.requests, 15, "three requests per streamed job")
+  sb.stop()
+end)
+
+T.case("a server without the stream route: the client falls back to polling", function()
+  local sb = T.sandbox { "--no-stream", "--job-time", "0.05" }
+  local c = client(sb)
+  local results, errs = editflow.map({ 1, 2, 3 }, function(i)
+    return assert(c:edit { prompt = "fallback " .. i, image_urls = { URL } })
+  end)
+  T.eq(next(errs), nil, "no failures")
+  T.eq(#results, 3, "all finished")
+  local s = sb.stats()
+  T.eq(s.by_route.stream, 3, "each tried the stream once")
+  T.ok(s.by_route.status >= 3, "then polled")
+  sb.stop()
+end)
+
+T.case("a plain host loop drives everything through editflow.step()", function()
+  local sb = T.sandbox { "--workers", "4", "--job-time", "0.05" }
+  local c = client(sb)
+  local done = 0
+  for i = 1, 6 do
+    editflow.spawn(function()
+      assert(c:edit { prompt = "embedded " .. i, image_urls = { URL } })
+      done = done + 1
+    end)
+  end
+  local turns, longest = 0, 0
+  while true do
+    local t0 = core.monotime()
+    local pending = editflow.step(20)
+    longest = math.max(longest, core.monotime() - t0)
+    turns = turns + 1
+    if pending == 0 then break end
+    T.ok(turns < 10000, "bounded")
+  end
+  T.eq(done, 6, "every task finished")
+  T.ok(turns > 1, "it took several turns")
+  T.ok(longest < 2, "no turn blocked long (longest " .. longest .. " s)")
+  sb.stop()
+end)
+
+T.case("job:wait from the main chunk while other jobs run in the background", function()
+  local sb = T.sandbox { "--workers", "2", "--job-time", "0.1" }
+  local c = client(sb)
+  local jobs = {}
+  for i = 1, 4 do jobs[i] = assert(c:submit { prompt = "bg " .. i, image_urls = { URL } }) end
+  assert(jobs[4]:wait())  -- waiting for the last one moves all four
+  for i = 1, 3 do T.ok(jobs[i].finished.set, "job " .. i .. " finished meanwhile") end
+  local results, errs = editflow.wait(jobs)
+  T.eq(#results, 4, "wait() on a list")
+  T.eq(next(errs), nil, "no errors")
+  sb.stop()
+end)
+
+T.run()
