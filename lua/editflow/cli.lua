@@ -6,6 +6,8 @@
 local editflow = require "editflow"
 local args = require "editflow.args"
 local json = require "editflow.json"
+local progress = require "editflow.progress"
+local core = require "editflow.core"
 
 local M = {}
 
@@ -61,7 +63,11 @@ commands:
   status REQUEST_ID                                 print a job's status as JSON
   result REQUEST_ID [-o DIR]                        print a job's result as JSON (and save its images)
   cancel REQUEST_ID                                 ask the queue to cancel a job
-  run SCRIPT [ARGS...]                              run a Lua script with editflow available
+  run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]
+                                                    run a Lua script with editflow available;
+                                                    progress on stderr (live on a terminal,
+                                                    plain lines otherwise), --json: one object
+                                                    per finished job on stdout
   --help, --version
 
 configuration (environment):
@@ -224,6 +230,37 @@ local function cmd_one_id(cmd, argv)
   end
   io.stdout:write(json.encode(value), "\n")
   return 0
+end
+
+local RUN = {
+  { "q", "quiet", help = "no progress display" },
+  { nil, "json", help = "write one JSON object per finished job on stdout" },
+  { nil, "progress", arg = true, metavar = "MODE", help = "auto (default), live, plain or none" },
+}
+
+-- cli.run_options(argv) -> index of SCRIPT in argv; or nil, message. argv[1] is "run".
+-- Configures the progress display for the script's jobs.
+function M.run_options(argv)
+  local i, o = 2, {}
+  while argv[i] and argv[i]:sub(1, 1) == "-" and argv[i] ~= "-" do
+    local a = argv[i]
+    if a == "--" then i = i + 1 break end
+    if a == "-q" or a == "--quiet" then o.quiet = true
+    elseif a == "--json" then o.json = true
+    elseif a == "--progress" then i = i + 1; o.progress = argv[i]
+    elseif a:match("^%-%-progress=") then o.progress = a:match("=(.*)$")
+    else return nil, "run: unknown option " .. a .. " (-q, --json, --progress MODE)" end
+    i = i + 1
+  end
+  if not argv[i] then return nil, "run: missing SCRIPT (usage: editflow run [-q] [--json] [--progress MODE] SCRIPT [ARGS...])" end
+  local mode = o.quiet and "none" or (o.progress or "auto")
+  local ok, err = pcall(progress.configure, { display = mode, json = o.json, tty = core.isatty(2) })
+  if not ok then return nil, "run: " .. tostring(err):gsub("^.-:%d+: ", "") end
+  return i
+end
+
+function M.run_done()
+  progress.finish()
 end
 
 -- cli.main(argv) -> exit status. argv[1] is the command.

@@ -12,6 +12,7 @@ local errors = require "editflow.errors"
 local model = require "editflow.model"
 local inputs = require "editflow.inputs"
 local Job = require "editflow.job"
+local progress = require "editflow.progress"
 
 local M = {}
 
@@ -122,6 +123,7 @@ function M.new(opts)
   self.app = endpoint:match("^([^/]+/[^/]+)")  -- status, result and cancel live here (SPEC §1)
 
   self.trusted = { [base.origin] = true }
+  self.auth_ok, self.auth_ok_n = {}, 0
   for i, o in ipairs(opts.trust or {}) do
     local u, e = url.parse(o)
     if not u then error(string.format("editflow.client: trust[%d]: %s", i, e), 2) end
@@ -135,6 +137,8 @@ function M.new(opts)
     check_header_value("headers['" .. k .. "']", v)
     self.headers[k] = v
   end
+  self.header_lines = {}
+  for k, v in pairs(self.headers) do self.header_lines[#self.header_lines + 1] = k .. ": " .. v end
 
   self.follow = opts.follow or env("EDITFLOW_FOLLOW") or "stream"
   if self.follow ~= "stream" and self.follow ~= "poll" then
@@ -179,10 +183,19 @@ Client.__tostring = function(c)
     secrets[c] and "" or ", no credential")
 end
 
--- Whether the credential may be sent to this URL.
+-- Whether the credential may be sent to this URL. Decided once per scheme://authority (the
+-- part that fixes the origin) and remembered, since every call asks.
 function Client:may_authenticate(u)
-  local o = url.origin(u)
-  return o ~= nil and self.trusted[o] == true
+  local key = type(u) == "string" and u:match("^[^:/?#]+://[^/?#]*")
+  if not key then return false end
+  local known = self.auth_ok[key]
+  if known == nil then
+    local o = url.origin(u)
+    known = o ~= nil and self.trusted[o] == true
+    if self.auth_ok_n > 256 then self.auth_ok, self.auth_ok_n = {}, 0 end
+    self.auth_ok[key], self.auth_ok_n = known, self.auth_ok_n + 1
+  end
+  return known
 end
 
 -- A URL returned by the server, made safe to follow: kept on a trusted origin, otherwise
@@ -201,7 +214,7 @@ end
 function Client:request_options(what, method, u, body, extra_headers, more)
   local headers = { "Accept: application/json" }
   if body then headers[#headers + 1] = "Content-Type: application/json" end
-  for k, v in pairs(self.headers) do headers[#headers + 1] = k .. ": " .. v end
+  for _, line in ipairs(self.header_lines) do headers[#headers + 1] = line end
   for k, v in pairs(extra_headers or {}) do
     if k == "Accept" then headers[1] = "Accept: " .. v else headers[#headers + 1] = k .. ": " .. v end
   end
@@ -290,7 +303,10 @@ end
 function Client:send(body, opts)
   opts = opts or {}
   local u, headers = submit_request(self, opts)
+  local waits = self.slots.free == 0 or self.slots:waiting() > 0
+  if waits then progress.note("waiting") end
   self.slots:acquire()
+  if waits then progress.note("unwaiting") end
   local resp, err = self:call("submit", "POST", u, body, headers)
   local job
   if resp and resp.status >= 200 and resp.status <= 299 then
@@ -298,6 +314,7 @@ function Client:send(body, opts)
     if type(doc) == "table" and M.valid_id(doc.request_id) then
       job = Job.new(self, doc)
       job.holds_slot = true  -- released when its watcher finishes
+      progress.note("submitted", job)
       job:_watch()
       return job
     end

@@ -20,6 +20,9 @@ end
 function M.finish(loop, t, what, keep)
   runtime.await(t)
   local resp, msg, code = t:response()
+  if resp and (resp.status < 200 or resp.status > 299) then
+    resp.headers = t:headers()  -- error answers carry their type and retry hints in headers
+  end
   if not (keep and resp) then t:close() end
   if not resp then return nil, errors.from_transport(what or "request", msg, code) end
   return resp, keep and t or nil

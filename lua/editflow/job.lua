@@ -14,6 +14,7 @@ local json = require "editflow.json"
 local errors = require "editflow.errors"
 local http = require "editflow.http"
 local save = require "editflow.save"
+local progress = require "editflow.progress"
 
 local M = {}
 
@@ -47,8 +48,10 @@ end
 -- Records a status object and reports what is new: the status itself, then each new log line.
 function Job:_observe(st)
   local c = self.client
+  local changed = self.state ~= st.status or self.queue_position ~= st.queue_position
   self.state = st.status
   self.queue_position = st.queue_position
+  if changed then progress.note("status", self) end
   if not RUNNING[st.status] and not self.ended_at then
     self.ended_at = core.walltime()  -- when the client learnt the job had ended
   end
@@ -178,6 +181,7 @@ function Job:_finish(output, err)
     self.client.slots:release()
   end
   self.finished:fire()
+  progress.note("finished", self)
   if self.client.on_finish then self.client.on_finish(self) end
 end
 

@@ -12,6 +12,9 @@ local inputs = require "editflow.inputs"
 
 local M = {}
 
+-- Folders this process has already created: mkdir -p once per folder, not once per job.
+local made = {}
+
 local function join(dir, name)
   if dir:sub(-1) == "/" then return dir .. name end
   return dir .. "/" .. name
@@ -64,8 +67,11 @@ function M.save(loop, result, dir, opts)
   if type(images) ~= "table" or #images == 0 then
     return nil, fail("BAD_RESPONSE", "the result holds no images", rid), {}
   end
-  local ok, merr = core.mkdir(dir)
-  if not ok then return nil, fail("FILE_WRITE", merr, rid), {} end
+  if not made[dir] then
+    local ok, merr = core.mkdir(dir)
+    if not ok then return nil, fail("FILE_WRITE", merr, rid), {} end
+    made[dir] = true
+  end
   local base = core.safe_name(opts.name or "image")
 
   -- Start every download first so they run concurrently on the loop.

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include "lbinding.h"
 
 #ifndef EDITFLOW_VERSION
@@ -136,13 +137,18 @@ static int core_cpu_time(lua_State *L) {
   return 1;
 }
 
+static int core_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
 static int core_loop(lua_State *L) { return ef_lua_loop_new(L); }
 
 static const luaL_Reg corelib[] = {
   {"loop", core_loop},           {"b64encode", core_b64encode}, {"b64decode", core_b64decode},
   {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
-  {"raise_nofile", core_raise_nofile}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
+  {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);

@@ -115,10 +115,18 @@ static void push_headers(lua_State *L, const ef_buf *h) {
   }
 }
 
+/* t:headers() -> the final response's headers (a table; names lower-cased). */
+static int xfer_headers(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  push_headers(L, ef_xfer_headers(t->x));
+  return 1;
+}
+
 /*
 ** The outcome. Transport failure: nil, message, code (a stable string such as
-** "COULDNT_CONNECT"). Otherwise a table: status, headers, body (memory sink), size, seconds,
-** head (first bytes of the body) and, for a file sink not yet committed, file (its temp path).
+** "COULDNT_CONNECT"). Otherwise a table: status, body (memory sink), size, seconds, head
+** (first bytes of the body) and, for a file sink not yet committed, file (its temp path).
+** Headers are not parsed unless asked for (t:headers()): most answers never need them.
 ** Any HTTP status is a successful transport; judging it is policy.
 */
 static int xfer_response(lua_State *L) {
@@ -139,8 +147,6 @@ static int xfer_response(lua_State *L) {
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, ef_xfer_status(x));
   lua_setfield(L, -2, "status");
-  push_headers(L, ef_xfer_headers(x));
-  lua_setfield(L, -2, "headers");
   lua_pushlstring(L, body->data ? body->data : "", body->len);
   lua_setfield(L, -2, "body");
   lua_pushinteger(L, (lua_Integer)ef_xfer_size(x));
@@ -205,7 +211,7 @@ static int xfer_tostring(lua_State *L) {
 static const luaL_Reg meth[] = {
   {"state", xfer_state},       {"done", xfer_done},     {"response", xfer_response},
   {"commit", xfer_commit},     {"discard", xfer_discard}, {"abort", xfer_abort},
-  {"events", xfer_events},
+  {"events", xfer_events},     {"headers", xfer_headers},
   {"close", xfer_close},       {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {

@@ -70,7 +70,7 @@ void ef_list_unlink(ef_xfer *x);
 
 /* Configures x->easy from the request fields; 0 or -1 with err. (ef_xfer.c) */
 int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen);
-/* Records the outcome of a finished or aborted transfer and releases its easy handle. */
+/* Records the outcome of a finished or aborted transfer; the loop then reclaims x->easy. */
 void ef_xfer_finish(ef_xfer *x, CURLcode rc);
 
 #endif

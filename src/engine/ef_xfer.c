@@ -275,6 +275,11 @@ int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen) {
   }
   if (x->max_body && !x->sse)
     SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_body);
+  /* Status events and JSON answers are small; a thousand of them in flight should not each
+  ** hold libcurl's default 16 KB receive buffer. File downloads keep the default. Best
+  ** effort: libcurl 7.88 refuses to resize the buffer of a reused handle, which keeps its
+  ** first size (correct either way, only the memory differs). */
+  (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, x->fd >= 0 ? 16384L : 4096L);
   if (x->follow) {
     SETOPT(CURLOPT_FOLLOWLOCATION, 1L);
     SETOPT(CURLOPT_MAXREDIRS, 5L);
@@ -369,10 +374,7 @@ void ef_xfer_finish(ef_xfer *x, CURLcode rc) {
   }
   free(x->errmsg);
   x->errmsg = msg[0] ? dupstr(msg) : NULL;
-  if (x->easy) {
-    curl_easy_cleanup(x->easy);
-    x->easy = NULL;
-  }
+  /* the loop takes the easy handle back (ef_loop.c) */
 }
 
 /* ---- results ---- */

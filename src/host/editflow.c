@@ -2,9 +2,9 @@
 ** editflow.c — the `editflow` host: lua.c trimmed to what editflow needs.
 **
 ** main() runs everything inside pmain() under lua_pcall, so no error escapes unreported.
-** `editflow run SCRIPT [ARGS]` runs a user script the way `lua SCRIPT` would (global `arg`,
-** `...`); every other command goes to the Lua function editflow.cli.main, which returns the
-** exit status. Chunks run through docall(), whose message handler adds a traceback. SIGINT
+** `editflow run [OPTIONS] SCRIPT [ARGS]` runs a user script the way `lua SCRIPT` would
+** (global `arg`, `...`); every other command goes to the Lua function editflow.cli.main,
+** which returns the exit status. Chunks run through docall(), whose message handler adds a traceback. SIGINT
 ** only installs a hook, so the interrupt lands between Lua instructions, never inside libcurl.
 ** The engine module and the embedded Lua modules are installed in package.preload, so the
 ** binary needs no files beside it; other C modules (cjson) load as usual, which is why the
@@ -112,34 +112,49 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
-static int run_script(lua_State *L, char **argv, int argc) {
-  if (argc < 3) {
-    l_message("run: missing SCRIPT (usage: editflow run SCRIPT [ARGS...])");
-    return 2;
-  }
-  create_arg_table(L, argv, argc, 2);
-  const char *fname = strcmp(argv[2], "-") == 0 ? NULL : argv[2];
-  int status = luaL_loadfile(L, fname);
-  if (status == LUA_OK) {
-    for (int i = 3; i < argc; i++)
-      lua_pushstring(L, argv[i]);
-    status = docall(L, argc - 3, 0);
-  }
-  return report(L, status) == LUA_OK ? 0 : 1;
-}
-
-static int run_cli(lua_State *L, char **argv, int argc) {
+/* Calls editflow.cli.NAME(argv-table); leaves its results on the stack. */
+static int call_cli(lua_State *L, const char *name, char **argv, int argc, int nres) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "editflow.cli");
-  if (report(L, docall(L, 1, 1)) != LUA_OK)
-    return 1;
-  lua_getfield(L, -1, "main");
+  if (docall(L, 1, 1) != LUA_OK)
+    return LUA_ERRRUN;
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
   lua_createtable(L, argc, 0);
   for (int i = 1; i < argc; i++) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
   }
-  if (report(L, docall(L, 1, 1)) != LUA_OK)
+  return docall(L, 1, nres);
+}
+
+/*
+** `editflow run [OPTIONS] SCRIPT [ARGS...]`: the options (progress display, --json) are read
+** by editflow.cli.run_options, which answers the index of SCRIPT in argv.
+*/
+static int run_script(lua_State *L, char **argv, int argc) {
+  if (report(L, call_cli(L, "run_options", argv, argc, 2)) != LUA_OK)
+    return 1;
+  if (lua_isnil(L, -2)) {
+    l_message(lua_tostring(L, -1));
+    return 2;
+  }
+  int script = (int)lua_tointeger(L, -2);
+  lua_pop(L, 2);
+  create_arg_table(L, argv, argc, script);
+  const char *fname = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
+  int status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    for (int i = script + 1; i < argc; i++)
+      lua_pushstring(L, argv[i]);
+    status = docall(L, argc - script - 1, 0);
+  }
+  (void)call_cli(L, "run_done", argv, argc, 0); /* ends a live progress line */
+  return report(L, status) == LUA_OK ? 0 : 1;
+}
+
+static int run_cli(lua_State *L, char **argv, int argc) {
+  if (report(L, call_cli(L, "main", argv, argc, 1)) != LUA_OK)
     return 1;
   int isnum;
   lua_Integer rc = lua_tointegerx(L, -1, &isnum);
@@ -153,7 +168,9 @@ static int pmain(lua_State *L) {
   luaL_openlibs(L);
   preload(L);
   lua_gc(L, LUA_GCRESTART);
-  lua_gc(L, LUA_GCGEN, 0, 0);
+  /* Generational, collecting young objects early: a run with a thousand jobs in flight makes
+  ** short-lived tables by the million (measured in tests/bench: peak RSS -10%, same CPU). */
+  lua_gc(L, LUA_GCGEN, 10, 50);
   int rc = (argc >= 2 && strcmp(argv[1], "run") == 0) ? run_script(L, argv, argc)
                                                       : run_cli(L, argv, argc);
   lua_pushinteger(L, rc);

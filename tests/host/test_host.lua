@@ -174,6 +174,58 @@ for _, p in ipairs(assert(job:save(arg[2]))) do print(p) end
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("run: plain progress on a pipe, --json per finished job, -q for silence", function()
+  local d = T.tmpdir()
+  local script = d .. "/many.lua"
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local editflow = require "editflow"
+local c = editflow.client{}
+local results, errs = editflow.map({ "one", "two", "[fail:nsfw] three" }, function(p)
+  local result, err = c:edit{ prompt = p, image_urls = { "https://cdn.example/a.png" } }
+  if not result then error(err) end
+  return result
+end, { concurrency = 3 })
+io.write("script done\n")
+]])
+  f:close()
+  local st, out, err = run(env(), "run", script)
+  T.eq(st, 0, "exit")
+  T.eq(out, "script done\n", "stdout is the script's own")
+  local _, submitted = err:gsub("editflow: [%w-]+ submitted\n", "")
+  local _, done = err:gsub("editflow: [%w-]+ done\n", "")
+  T.eq(submitted, 3, "a line per submitted job")
+  T.eq(done, 2, "a line per finished job")
+  T.match(err, "editflow: [%w-]+ failed: result failed: HTTP 422", "the failure")
+  T.contains(err, "task map item 3 failed", "the failed task with its traceback")
+
+  st, out, err = run(env(), "run", "--json", "-q", script)
+  T.eq(st, 0, "exit with --json")
+  local objs = {}
+  for line in out:gmatch("[^\n]+") do
+    if line:sub(1, 1) == "{" then objs[#objs + 1] = require("editflow.json").decode(line) end
+  end
+  T.eq(#objs, 3, "one JSON object per finished job")
+  local oks = 0
+  for _, o in ipairs(objs) do
+    T.ok(type(o.request_id) == "string", "request id")
+    if o.ok then
+      oks = oks + 1
+      T.match(o.images[1], "^http://", "image URL")
+    else
+      T.eq(o.error.code, "HTTP_422", "error code")
+      T.eq(o.error.type, "content_policy_violation", "error type")
+    end
+  end
+  T.eq(oks, 2, "two succeeded")
+  T.ok(not err:find("submitted", 1, true), "-q: no progress lines")
+
+  st, _, err = run(env(), "run", "--progress", "sideways", script)
+  T.eq(st, 2, "bad progress mode")
+  T.contains(err, "progress display must be auto, live, plain or none", "message")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.case("the credential never appears in output, even with --verbose or on failure", function()
   local d = T.tmpdir()
   local st, out, err = run(env(), "edit", "-v", "-p", "x", "-i", A, "-o", d)

@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import images  # noqa: E402
 from app import SandboxApp  # noqa: E402
 from httpd import Server  # noqa: E402
 
@@ -33,6 +34,8 @@ def parse_args(argv=None):
                         "per stream (0 = every change); status and log events are immediate")
     p.add_argument("--port-file", default="", help="also write the URL here (atomically)")
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    p.add_argument("--png-bytes", type=int, default=0,
+                   help="pad every PNG to about this many bytes (benchmarks)")
     p.add_argument("--no-stream", action="store_true",
                    help="answer 404 on the status stream route, as some proxies do")
     p.add_argument("--exit-with-parent", action="store_true",
@@ -74,6 +77,7 @@ async def main(opts):
     if ":" in shown:
         shown = "[%s]" % shown
     url = "http://%s:%d" % (shown, port)
+    images.PNG_PAD_TO = opts.png_bytes
     app = SandboxApp(server, opts, url)
     app_ref["app"] = app
     app.queue.start()

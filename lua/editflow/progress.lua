@@ -1,0 +1,127 @@
+-- editflow.progress: what the host shows while many jobs run.
+-- Jobs report here (note()); nothing is shown until the host configures a display:
+--   "live"  one status line on a terminal, redrawn at most 10 times a second:
+--           done / running / queued (best position) / waiting / failed, elapsed, time left
+--   "plain" a line on stderr per submitted and per finished job (for pipes and logs)
+--   "none"  nothing
+-- and, independently, json = true writes one JSON object per finished job on stdout.
+-- A library user who never calls configure() sees nothing.
+local core = require "editflow.core"
+local json = require "editflow.json"
+
+local M = {}
+
+local display, as_json = "none", false
+local out, err = io.stdout, io.stderr
+local counts = { waiting = 0, queued = 0, running = 0, done = 0, failed = 0 }
+local positions = {}   -- job -> queue position while queued
+local phase = setmetatable({}, { __mode = "k" })  -- job -> "queued" | "running"
+local started, last_draw, drawn = nil, 0, false
+
+-- configure{ display = "auto"|"live"|"plain"|"none", json = bool, tty = bool }
+-- "auto" is live on a terminal and plain otherwise (tty says which; the host knows).
+function M.configure(opts)
+  local d = opts.display or "none"
+  if d == "auto" then d = opts.tty and "live" or "plain" end
+  if d ~= "live" and d ~= "plain" and d ~= "none" then
+    error("progress display must be auto, live, plain or none, got '" .. tostring(d) .. "'", 2)
+  end
+  display, as_json = d, opts.json and true or false
+end
+
+function M.counts() return counts end
+
+local function clock(s)
+  s = math.floor(s + 0.5)
+  return string.format("%d:%02d", s // 60, s % 60)
+end
+
+local function draw(force)
+  if display ~= "live" then return end
+  local now = core.monotime()
+  if not force and now - last_draw < 0.1 then return end
+  last_draw = now
+  local best
+  for _, p in pairs(positions) do
+    if not best or p < best then best = p end
+  end
+  local finished = counts.done + counts.failed
+  local left = counts.waiting + counts.queued + counts.running
+  local elapsed = now - (started or now)
+  local eta = (finished > 0 and left > 0) and ("  ~" .. clock(elapsed / finished * left) .. " left") or ""
+  err:write(string.format("\r\27[Keditflow: %d done, %d running, %d queued%s, %d waiting, %d failed  %s%s",
+    counts.done, counts.running, counts.queued, best and (" (next at " .. best .. ")") or "",
+    counts.waiting, counts.failed, clock(elapsed), eta))
+  err:flush()
+  drawn = true
+end
+
+-- Ends the live line so later output starts on a fresh line.
+function M.finish()
+  if drawn then
+    draw(true)
+    err:write("\n")
+    drawn = false
+  end
+end
+
+local function say(fmt, ...)
+  if display == "plain" then err:write("editflow: ", string.format(fmt, ...), "\n") end
+end
+
+local function move(job, to)
+  local from = phase[job]
+  if from == to then return end
+  if from then counts[from] = counts[from] - 1 end
+  if to then counts[to] = counts[to] + 1 end
+  phase[job] = to
+end
+
+-- note(event, job [, detail]) — called by the client and the jobs.
+--   "waiting"/"unwaiting": a submit waits for / got an in-flight slot (job is nil)
+--   "submitted", "status" (after job.state changed), "finished"
+function M.note(event, job)
+  if display == "none" and not as_json then return end
+  started = started or core.monotime()
+  if event == "waiting" then
+    counts.waiting = counts.waiting + 1
+  elseif event == "unwaiting" then
+    counts.waiting = counts.waiting - 1
+  elseif event == "submitted" then
+    move(job, "queued")
+    positions[job] = job.queue_position
+    say("%s submitted", job.request_id)
+  elseif event == "status" then
+    if job.state == "IN_QUEUE" then
+      move(job, "queued")
+      positions[job] = job.queue_position
+    elseif job.state == "IN_PROGRESS" then
+      move(job, "running")
+      positions[job] = nil
+    end
+  elseif event == "finished" then
+    move(job, nil)
+    positions[job] = nil
+    local ok = job.output ~= nil
+    counts[ok and "done" or "failed"] = counts[ok and "done" or "failed"] + 1
+    if ok then say("%s done", job.request_id) else say("%s failed: %s", job.request_id, tostring(job.error)) end
+    if as_json then
+      local images = {}
+      for i, img in ipairs(ok and type(job.output.images) == "table" and job.output.images or {}) do
+        local u = type(img) == "table" and img.url or nil
+        if type(u) == "string" and u:find("^data:") then u = string.format("(data: URI, %d bytes)", #u) end
+        images[i] = u
+      end
+      local e = job.error
+      out:write(json.encode {
+        request_id = job.request_id, ok = ok, state = job.state,
+        images = ok and json.array(images) or nil,
+        error = e and { code = e.code, message = e.message, type = e.type } or nil,
+      }, "\n")
+      out:flush()
+    end
+  end
+  draw(event == "finished")
+end
+
+return M
