@@ -41,6 +41,7 @@ local EDIT = with_common {
   { nil, "no-safety-checker", help = "send enable_safety_checker=false" },
   { nil, "sync", help = "sync_mode: images come back inline as data: URIs" },
   { nil, "name", arg = true, metavar = "STEM", help = "file name stem for the results (default: the request id)" },
+  { nil, "json", help = "print one JSON object (request_id, ok, paths or error) instead of the paths" },
 }
 
 local ONE_ID = with_common {
@@ -165,24 +166,27 @@ local function cmd_edit(argv)
   local ok, body = pcall(client.prepare, client, edit_input(o))
   if not ok then return invalid(tostring(body)) end
   local job, err = client:send(body)
-  if not job then
-    say(false, "%s", tostring(err))
-    return 1
+  local function report(paths, e)
+    if o.json then
+      io.stdout:write(json.encode {
+        request_id = job and job.request_id, ok = e == nil, paths = paths and json.array(paths) or nil,
+        error = e and { code = e.code, message = e.message, type = e.type } or nil,
+      }, "\n")
+    else
+      for _, p in ipairs(paths or {}) do io.stdout:write(p, "\n") end
+    end
+    io.stdout:flush()
+    if e then say(false, "%s", tostring(e)) end
+    return e and 1 or 0
   end
+  if not job then return report(nil, err) end
   say(o.quiet, "submitted %s to %s", job.request_id, client.endpoint)
   local result, werr = job:wait { timeout = timeout }
-  if not result then
-    say(false, "%s", tostring(werr))
-    return 1
-  end
+  if not result then return report(nil, werr) end
   local outdir = o.output or "editflow-output"
   local paths, serr, partial = job:save(outdir, { name = o.name })
-  for _, p in ipairs(paths or partial or {}) do io.stdout:write(p, "\n") end
-  io.stdout:flush()
-  if not paths then
-    say(false, "%s", tostring(serr))
-    return 1
-  end
+  if not paths then return report(partial, serr) end
+  report(paths)
   say(o.quiet, "saved %d image%s in %s", #paths, #paths == 1 and "" or "s", outdir)
   return 0
 end
