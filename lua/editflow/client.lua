@@ -13,6 +13,7 @@ local model = require "editflow.model"
 local inputs = require "editflow.inputs"
 local Job = require "editflow.job"
 local progress = require "editflow.progress"
+local retry = require "editflow.retry"
 
 local M = {}
 
@@ -31,6 +32,7 @@ local OPTIONS = {
   max_poll_interval = "number", trust = "table", headers = "table", follow = "string",
   max_in_flight = "number", max_connections = "number", stream_idle = "number",
   on_log = "function", on_status = "function", on_finish = "function", on_saved = "function",
+  retry = "table or false",
   verbose = "function or boolean",
   max_file_bytes = "number", max_result_bytes = "number", max_image_bytes = "number",
 }
@@ -50,7 +52,7 @@ local function check_types(opts)
       error(string.format("editflow.client: unknown option '%s' (accepted: %s)", tostring(k),
         table.concat(names, ", ")), 3)
     end
-    local ok = want:find(type(v), 1, true) or (k == "key" and v == false)
+    local ok = want:find(type(v), 1, true) or ((k == "key" or k == "retry") and v == false)
     if not ok then opt_error(k, v) end
     if want == "number" and not (v > 0 and v < math.huge) then
       error(string.format("editflow.client: %s must be a positive number, got %s", k, tostring(v)), 3)
@@ -160,6 +162,7 @@ function M.new(opts)
     if self.max_connections < self.max_in_flight + 2 then self.follow = "poll" end
   end
   self.slots = runtime.semaphore(self.max_in_flight)
+  self.retry = retry.policy(opts.retry)
   self.stream_idle = opts.stream_idle or 60
   self.timeout = opts.timeout or 60
   self.connect_timeout = opts.connect_timeout or 10
@@ -236,20 +239,46 @@ function Client:trace(what, method, u, outcome, note)
   end
 end
 
--- One queue call. -> resp or nil, err
-function Client:call(what, method, u, body, extra_headers, request_id)
-  local t0 = self.verbose and runtime.now()
-  local resp, err = http.request(runtime.loop(), self:request_options(what, method, u, body, extra_headers))
-  if self.verbose then
-    self:trace(what, method, u, string.format("%s (%.0f ms)", resp and resp.status or err.code,
-      (runtime.now() - t0) * 1000))
+-- Adaptive concurrency: a 429 halves the number of jobs allowed in flight; each accepted
+-- submit gives one back, up to max_in_flight. A storm of 429s slows the rate of new
+-- submissions instead of hammering the server.
+function Client:_throttle(accepted)
+  local s = self.slots
+  if accepted then
+    if s.limit < self.max_in_flight then s:set_limit(s.limit + 1) end
+  elseif s.limit > 1 then
+    s:set_limit(math.max(1, s.limit // 2))
   end
-  if not resp then
-    err.request_id = request_id
-    if request_id then err.message = err.message .. " [request " .. request_id .. "]" end
-    return nil, err
+end
+
+-- One queue call, retried per editflow.retry. -> resp (any HTTP status: callers judge it)
+-- or nil, err. A job's calls also spend from its retry budget.
+function Client:call(what, method, u, body, extra_headers, request_id, job)
+  local policy, attempt = self.retry, 0
+  while true do
+    attempt = attempt + 1
+    local t0 = self.verbose and runtime.now()
+    local resp, err = http.request(runtime.loop(), self:request_options(what, method, u, body, extra_headers))
+    if self.verbose then
+      self:trace(what, method, u, string.format("%s (%.0f ms)", resp and resp.status or err.code,
+        (runtime.now() - t0) * 1000))
+    end
+    if resp and resp.status == 429 and what == "submit" then self:_throttle(false) end
+    if resp and resp.status >= 200 and resp.status <= 299 then return resp end
+    local again, hint = retry.retryable(what, resp, err)
+    local budget_ok = not job or job.retries_left > 0
+    if not again or attempt >= policy.attempts or not budget_ok then
+      if resp then return resp end
+      err.request_id = request_id
+      err.attempts = attempt
+      if request_id then err.message = err.message .. " [request " .. request_id .. "]" end
+      return nil, err
+    end
+    if job then job.retries_left = job.retries_left - 1 end
+    local wait = retry.delay(policy, attempt, hint)
+    self:trace(what, method, u, resp and resp.status or err.code, string.format("retrying in %.2f s", wait))
+    runtime.sleep(wait)
   end
-  return resp
 end
 
 -- Submit options: webhook (URL), max_queue_length, start_timeout (seconds: the server-side
@@ -303,7 +332,7 @@ end
 function Client:send(body, opts)
   opts = opts or {}
   local u, headers = submit_request(self, opts)
-  local waits = self.slots.free == 0 or self.slots:waiting() > 0
+  local waits = self.slots:full()
   if waits then progress.note("waiting") end
   self.slots:acquire()
   if waits then progress.note("unwaiting") end
@@ -314,6 +343,7 @@ function Client:send(body, opts)
     if type(doc) == "table" and M.valid_id(doc.request_id) then
       job = Job.new(self, doc)
       job.holds_slot = true  -- released when its watcher finishes
+      self:_throttle(true)
       progress.note("submitted", job)
       job:_watch()
       return job
@@ -326,7 +356,10 @@ function Client:send(body, opts)
     return nil, err
   end
   if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "submit") end
-  return nil, errors.new("BAD_RESPONSE", "submit failed: the answer carries no request_id")
+  -- A success whose body cannot be read: the server may well have the job, so no retry.
+  return nil, errors.new("BAD_RESPONSE", "submit: the server answered " .. resp.status
+    .. " but the answer carries no readable request_id; the job may exist and be billed",
+    { maybe_submitted = true })
 end
 
 -- A request id is used in URL paths: letters, digits and -_.: only, and not dots alone.

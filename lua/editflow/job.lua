@@ -15,6 +15,7 @@ local errors = require "editflow.errors"
 local http = require "editflow.http"
 local save = require "editflow.save"
 local progress = require "editflow.progress"
+local retry = require "editflow.retry"
 
 local M = {}
 
@@ -37,6 +38,7 @@ function M.new(client, doc)
     state = doc.status or "IN_QUEUE",  -- the last status seen (job:status() asks anew)
     queue_position = doc.queue_position,
     logs_seen = 0,
+    retries_left = client.retry.job_budget,
     finished = runtime.signal(),
   }, Job)
 end
@@ -74,7 +76,7 @@ end
 -- job:status([{logs=false}]) -> status table, or nil, err. One status call.
 function Job:status(opts)
   local u = (opts and opts.logs == false) and self.status_url or with_logs(self.status_url)
-  local resp, err = self.client:call("status", "GET", u, nil, nil, self.request_id)
+  local resp, err = self.client:call("status", "GET", u, nil, nil, self.request_id, self)
   if not resp then return nil, err end
   if resp.status < 200 or resp.status > 299 then
     return nil, errors.from_http(resp, "status", self.request_id)
@@ -96,7 +98,7 @@ end
 -- job:result() -> the model's output table, or nil, err (code NOT_READY while running).
 function Job:result()
   local id = self.request_id
-  local resp, err = self.client:call("result", "GET", self.response_url, nil, nil, id)
+  local resp, err = self.client:call("result", "GET", self.response_url, nil, nil, id, self)
   if not resp then return nil, err end
   local doc = json.decode(resp.body)
   if resp.status == 202 or (type(doc) == "table" and RUNNING[doc.status] and doc.images == nil) then
@@ -160,16 +162,29 @@ function Job:_stream()
   end
 end
 
+-- An unreadable answer (a broken proxy, a truncated body) is worth another try while the
+-- job's retry budget lasts; other errors were already retried by client:call.
+function Job:_spend_on(err)
+  if err and err.code == "BAD_RESPONSE" and self.retries_left > 0 then
+    self.retries_left = self.retries_left - 1
+    runtime.sleep(retry.delay(self.client.retry, 1))
+    return true
+  end
+  return false
+end
+
 -- Polls the status with a growing interval until a final status; or nil, err.
 function Job:_poll()
   local c = self.client
   local interval = c.poll_interval
   while true do
     local st, err = self:status()
+    if not st and self:_spend_on(err) then goto continue end
     if not st then return nil, err end
     if not RUNNING[st.status] then return st end
     runtime.sleep(interval)
     interval = math.min(interval * 1.5, c.max_poll_interval)
+    ::continue::
   end
 end
 
@@ -210,7 +225,7 @@ function Job:_run()
       if res then
         if st.error or st.status ~= "COMPLETED" then return self:_finish(nil, status_failure(self, st, res)) end
         return self:_finish(res)
-      elseif rerr.code ~= "NOT_READY" then
+      elseif rerr.code ~= "NOT_READY" and not self:_spend_on(rerr) then
         return self:_finish(nil, rerr)
       end
       runtime.sleep(self.client.poll_interval)  -- ended but no result yet: poll again
@@ -242,7 +257,7 @@ end
 -- job:cancel() -> "CANCELLATION_REQUESTED", or nil, err (code ALREADY_COMPLETED, NOT_FOUND, ...).
 function Job:cancel()
   local id = self.request_id
-  local resp, err = self.client:call("cancel", "PUT", self.cancel_url, nil, nil, id)
+  local resp, err = self.client:call("cancel", "PUT", self.cancel_url, nil, nil, id, self)
   if not resp then return nil, err end
   local doc = json.decode(resp.body)
   local status = type(doc) == "table" and doc.status

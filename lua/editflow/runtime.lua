@@ -282,20 +282,35 @@ function Signal:wait(deadline)
   return self.set
 end
 
--- ---- semaphores: at most n holders, the rest wait in order ----
+-- ---- semaphores: at most `limit` holders, the rest wait in order ----
+-- The limit can change while held (adaptive concurrency): lowering it only delays new
+-- holders; raising it lets waiting ones in at once.
 
 local Semaphore = {}
 Semaphore.__index = Semaphore
 
 function M.semaphore(n)
-  return setmetatable({ free = n, queue = {}, qhead = 1, qtail = 0 }, Semaphore)
+  return setmetatable({ limit = n, held = 0, queue = {}, qhead = 1, qtail = 0 }, Semaphore)
 end
 
 function Semaphore:waiting() return self.qtail - self.qhead + 1 end
 
+function Semaphore:full() return self.held >= self.limit or self:waiting() > 0 end
+
+local function grant(self)
+  while self.held < self.limit and self.qhead <= self.qtail do
+    local ticket = self.queue[self.qhead]
+    self.queue[self.qhead] = nil
+    self.qhead = self.qhead + 1
+    self.held = self.held + 1
+    ticket.granted = true
+    if ticket.waiter then push_ready(ticket.waiter) end
+  end
+end
+
 function Semaphore:acquire()
-  if self.free > 0 and self:waiting() == 0 then
-    self.free = self.free - 1
+  if not self:full() then
+    self.held = self.held + 1
     return
   end
   local ticket = { granted = false }
@@ -311,15 +326,13 @@ function Semaphore:acquire()
 end
 
 function Semaphore:release()
-  if self.qhead <= self.qtail then  -- hand the slot straight to the first in line
-    local ticket = self.queue[self.qhead]
-    self.queue[self.qhead] = nil
-    self.qhead = self.qhead + 1
-    ticket.granted = true
-    if ticket.waiter then push_ready(ticket.waiter) end
-  else
-    self.free = self.free + 1
-  end
+  self.held = self.held - 1
+  grant(self)
+end
+
+function Semaphore:set_limit(n)
+  self.limit = n
+  grant(self)
 end
 
 -- How much is pending: tasks alive, transfers running, timers set.

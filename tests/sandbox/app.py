@@ -11,6 +11,7 @@ import sys
 import time
 
 import images
+from faults import Faults
 from httpd import Response, Stream
 from jobqueue import COMPLETED, IN_QUEUE, JobQueue, new_id
 from validate import validate
@@ -29,6 +30,8 @@ class SandboxApp:
         self.server = server
         self.key = opts.key
         self.no_stream = getattr(opts, "no_stream", False)
+        kinds = [k for k in getattr(opts, "faults", "").split(",") if k]
+        self.faults = Faults(opts.fault_rate, opts.fault_seed, kinds) if getattr(opts, "fault_rate", 0) else None
         self.bearer = opts.bearer
         self.prefix = opts.prefix
         self.keepalive = opts.keepalive
@@ -47,6 +50,8 @@ class SandboxApp:
         self.auth = {"key": 0, "bearer": 0, "bad": 0}
         self.files_with_auth = 0
         self.status_codes = {}
+        self.duplicate_submits = 0
+        self.seen_bodies = set()
 
     # ------------------------------------------------------------ entry
 
@@ -58,7 +63,7 @@ class SandboxApp:
             return self._introspect(req, path)
         t0 = time.perf_counter()
         self.requests += 1
-        route, resp = await self._route(req, path)
+        route, resp = await self._faulty_route(req, path)
         self.by_route[route] += 1
         code = str(resp.status)
         self.status_codes[code] = self.status_codes.get(code, 0) + 1
@@ -66,6 +71,27 @@ class SandboxApp:
             sys.stderr.write("sandbox: %s %s -> %d %s %.1fms\n" % (
                 req.method, req.path, resp.status, route, (time.perf_counter() - t0) * 1000))
         return resp
+
+    async def _faulty_route(self, req, path):
+        """The real route, unless an injected fault (faults.py) answers instead."""
+        kind = self.faults.pick(self._route_name(req, path)) if self.faults else None
+        if kind == "slow":
+            await asyncio.sleep(1.5)
+        elif kind == "joberror":
+            req.inject_job_error = True
+        elif kind is not None:
+            return self._route_name(req, path), self.faults.answer(kind)
+        return await self._route(req, path)
+
+    @staticmethod
+    def _route_name(req, path):
+        segs = path.split("/")[1:]
+        if len(segs) >= 4 and segs[2] == "requests":
+            return {(): "result", ("status",): "status", ("status", "stream"): "stream",
+                    ("cancel",): "cancel"}.get(tuple(segs[4:]), "other")
+        if len(segs) >= 2 and segs[0] != "files" and req.method == "POST":
+            return "submit"
+        return "other"
 
     async def _route(self, req, path):
         segs = path.split("/")[1:]
@@ -161,6 +187,12 @@ class SandboxApp:
             if limit is not None and self.queue.line.waiting >= limit:
                 return Response.json(429, {"detail": "Queue is full"}, fresh)
         job, position = self.queue.submit(endpoint, app, body, spec)
+        digest = hash(bytes(req.body))  # the same body accepted twice is a paid duplicate
+        if digest in self.seen_bodies:
+            self.duplicate_submits += 1
+        self.seen_bodies.add(digest)
+        if req.inject_job_error:
+            job.fail = "500"  # an injected fault: accepted, then ends in error
         job.auth = scheme
         job.headers = {k: v for k, v in req.headers.items() if k not in _DROP_HEADERS}
         job.query = dict(req.query)
@@ -265,7 +297,9 @@ class SandboxApp:
                 "max_connections": self.server.max_connections,
                 "completed": q.completed, "succeeded": q.succeeded, "failed": q.failed,
                 "cancelled": q.cancelled, "status_codes": dict(self.status_codes),
-                "webhooks": dict(q.webhooks)}
+                "webhooks": dict(q.webhooks),
+                "duplicate_submits": self.duplicate_submits,
+                "faults": dict(self.faults.injected) if self.faults else {}}
 
     def _introspect(self, req, path):
         if path == "/_sandbox/stats" and req.method in ("GET", "HEAD"):

@@ -27,10 +27,11 @@ class HTTPError(Exception):
 
 class Request:
     __slots__ = ("method", "target", "path", "query_string", "version", "headers", "body",
-                 "keep_alive", "_query")
+                 "keep_alive", "_query", "inject_job_error")
 
     def __init__(self, method, target, version, headers):
         self.method, self.target, self.version, self.headers = method, target, version, headers
+        self.inject_job_error = False
         if target.startswith("http://") or target.startswith("https://"):
             parts = urlsplit(target)
             raw_path, self.query_string = parts.path or "/", parts.query
@@ -171,6 +172,8 @@ class Server:
                     if not await self._send_stream(conn, req, resp):
                         break
                     continue
+                if resp.status == 0:  # an injected fault: hang up without answering
+                    break
                 keep = req.keep_alive and not resp.close
                 hdrs = resp.headers + [("Content-Length", str(len(resp.body))),
                                        ("Connection", "keep-alive" if keep else "close")]

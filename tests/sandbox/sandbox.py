@@ -36,6 +36,11 @@ def parse_args(argv=None):
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
     p.add_argument("--png-bytes", type=int, default=0,
                    help="pad every PNG to about this many bytes (benchmarks)")
+    p.add_argument("--fault-rate", type=float, default=0.0,
+                   help="share of queue requests that get an injected fault (0..1)")
+    p.add_argument("--fault-seed", type=int, default=1, help="seed, so faulty runs repeat")
+    p.add_argument("--faults", default="5xx,429,drop,badjson,slow,joberror",
+                   help="fault kinds to draw from (see faults.py)")
     p.add_argument("--no-stream", action="store_true",
                    help="answer 404 on the status stream route, as some proxies do")
     p.add_argument("--exit-with-parent", action="store_true",
