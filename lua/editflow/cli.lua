@@ -267,6 +267,28 @@ function M.run_done()
   progress.finish()
 end
 
+-- After a Ctrl-C (called by the host): ask the queue to cancel every job still in flight,
+-- all at once, waiting at most a few seconds for the answers; then say what happened.
+function M.interrupted()
+  progress.configure { display = "none" }
+  progress.finish()
+  local runtime = require "editflow.runtime"
+  local jobs = require("editflow.job").live()
+  local asked, failed = 0, 0
+  for _, job in ipairs(jobs) do
+    runtime.spawn(function()
+      local ok = job:cancel()
+      if ok then asked = asked + 1 else failed = failed + 1 end
+    end)
+  end
+  local deadline = runtime.now() + 5
+  while asked + failed < #jobs and runtime.now() < deadline do runtime.step(50) end
+  io.stderr:write(string.format("\neditflow: interrupted: %d job%s in flight, cancel requested for %d%s\n",
+    #jobs, #jobs == 1 and "" or "s", asked,
+    (#jobs - asked) > 0 and string.format(" (%d could not be cancelled: already ended or unreachable)", #jobs - asked) or ""))
+  for _, job in ipairs(jobs) do io.stderr:write("editflow:   ", job.request_id, "\n") end
+end
+
 -- cli.main(argv) -> exit status. argv[1] is the command.
 function M.main(argv)
   local cmd = argv[1]

@@ -26,6 +26,15 @@ Job.__name = "editflow.Job"
 local RUNNING = { IN_QUEUE = true, IN_PROGRESS = true }
 M.RUNNING = RUNNING
 
+-- Jobs being followed right now (for cancelling everything on Ctrl-C).
+local live = {}
+function M.live()
+  local list = {}
+  for j in pairs(live) do list[#list + 1] = j end
+  table.sort(list, function(a, b) return a.request_id < b.request_id end)
+  return list
+end
+
 function M.new(client, doc)
   local id = doc.request_id
   local root = client:url_for(client.app) .. "/requests/" .. id
@@ -190,6 +199,7 @@ end
 
 function Job:_finish(output, err)
   if self.finished.set then return end
+  live[self] = nil
   self.output, self.error = output, err
   if self.holds_slot then
     self.holds_slot = false
@@ -204,6 +214,7 @@ end
 -- id starts it when first waited for.
 function Job:_watch()
   if not self.watcher then
+    live[self] = true
     self.watcher = runtime.spawn(self._run, self)
     self.watcher.name = self.request_id
   end

@@ -24,6 +24,7 @@ int luaopen_editflow_core(lua_State *L);
 
 static const char *progname = "editflow";
 static lua_State *globalL = NULL;
+static volatile sig_atomic_t interrupted = 0;
 
 /* ---- interrupts, as lua.c: the handler only sets a hook ---- */
 
@@ -36,6 +37,7 @@ static void lstop(lua_State *L, lua_Debug *ar) {
 static void laction(int i) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
   signal(i, SIG_DFL); /* a second Ctrl-C kills the process at once */
+  interrupted = 1;
   lua_sethook(globalL, lstop, flag, 1);
 }
 
@@ -70,9 +72,11 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   globalL = L;
-  signal(SIGINT, laction);
+  if (!interrupted) /* once interrupted, a second Ctrl-C must end the process at once */
+    signal(SIGINT, laction);
   int status = lua_pcall(L, narg, nres, base);
-  signal(SIGINT, SIG_DFL);
+  if (!interrupted)
+    signal(SIGINT, SIG_DFL);
   lua_remove(L, base);
   return status;
 }
@@ -129,6 +133,19 @@ static int call_cli(lua_State *L, const char *name, char **argv, int argc, int n
 }
 
 /*
+** After the first Ctrl-C has unwound the script: ask the queue to cancel every job in flight
+** (editflow.cli.interrupted: bounded, a few seconds), report, and exit 130 as shells expect.
+*/
+static int after_interrupt(lua_State *L, int status, char **argv, int argc) {
+  if (!interrupted)
+    return -1;
+  if (status != LUA_OK)
+    lua_pop(L, 1); /* the "interrupted!" error itself */
+  (void)report(L, call_cli(L, "interrupted", argv, argc, 0));
+  return 130;
+}
+
+/*
 ** `editflow run [OPTIONS] SCRIPT [ARGS...]`: the options (progress display, --json) are read
 ** by editflow.cli.run_options, which answers the index of SCRIPT in argv.
 */
@@ -149,16 +166,23 @@ static int run_script(lua_State *L, char **argv, int argc) {
       lua_pushstring(L, argv[i]);
     status = docall(L, argc - script - 1, 0);
   }
+  int rc = after_interrupt(L, status, argv, argc);
+  if (rc >= 0)
+    return rc;
   (void)call_cli(L, "run_done", argv, argc, 0); /* ends a live progress line */
   return report(L, status) == LUA_OK ? 0 : 1;
 }
 
 static int run_cli(lua_State *L, char **argv, int argc) {
-  if (report(L, call_cli(L, "main", argv, argc, 1)) != LUA_OK)
+  int status = call_cli(L, "main", argv, argc, 1);
+  int rc = after_interrupt(L, status, argv, argc);
+  if (rc >= 0)
+    return rc;
+  if (report(L, status) != LUA_OK)
     return 1;
   int isnum;
-  lua_Integer rc = lua_tointegerx(L, -1, &isnum);
-  return isnum ? (int)rc : 0;
+  lua_Integer code = lua_tointegerx(L, -1, &isnum);
+  return isnum ? (int)code : 0;
 }
 
 static int pmain(lua_State *L) {

@@ -237,6 +237,34 @@ io.write("script done\n")
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("Ctrl-C: every job in flight is cancelled at the queue, exit status 130", function()
+  local d = T.tmpdir()
+  local script = d .. "/slow.lua"
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local editflow = require "editflow"
+local c = editflow.client{}
+editflow.map({ 1, 2, 3 }, function(i)
+  assert(c:edit{ prompt = "[slow:60] interrupted " .. i, image_urls = { "https://cdn.example/a.png" } })
+end, { concurrency = 3 })
+]])
+  f:close()
+  local before = sb.stats()
+  local parts = { "env" }
+  for k, v in pairs(env()) do parts[#parts + 1] = k .. "=" .. T.quote(v) end
+  local cmd = table.concat(parts, " ") .. " " .. T.quote(BIN) .. " run -q " .. T.quote(script)
+    .. " & pid=$!; i=0; while [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; kill -INT $pid; wait $pid; echo exit=$?"
+  local t0 = core.monotime()
+  local _, out, err = T.sh(cmd)
+  T.contains(out, "exit=130", "exit status 130")
+  T.ok(core.monotime() - t0 < 15, "within a few seconds of the signal")
+  T.contains(err, "interrupted: 3 jobs in flight, cancel requested for 3", "summary")
+  local after = sb.stats()
+  T.eq(after.by_route.cancel - before.by_route.cancel, 3, "a cancel reached the sandbox for each job")
+  T.eq(after.cancelled - before.cancelled, 3, "and the sandbox cancelled them")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.case("the credential never appears in output, even with --verbose or on failure", function()
   local d = T.tmpdir()
   local st, out, err = run(env(), "edit", "-v", "-p", "x", "-i", A, "-o", d)
