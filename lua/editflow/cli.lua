@@ -42,6 +42,7 @@ local EDIT = with_common {
   { nil, "sync", help = "sync_mode: images come back inline as data: URIs" },
   { nil, "name", arg = true, metavar = "STEM", help = "file name stem for the results (default: the request id)" },
   { nil, "json", help = "print one JSON object (request_id, ok, paths or error) instead of the paths" },
+  { nil, "no-journal", help = "do not read or write the journal in the output folder (always submit)" },
 }
 
 local ONE_ID = with_common {
@@ -91,11 +92,12 @@ local function usage_error(msg, cmd)
   return 2
 end
 
-local function make_client(o)
+local function make_client(o, journal_dir)
   local quiet = o.quiet
   local last = {}
   local ok, client = pcall(editflow.client, {
     endpoint = o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
+    journal = journal_dir,
     on_status = function(job, st)
       local shown = st.status .. tostring(st.queue_position)
       if last[job] ~= shown then
@@ -158,7 +160,8 @@ local function cmd_edit(argv)
   if o.timeout and not (timeout and timeout > 0) then
     return usage_error("--timeout must be a positive number of seconds, got '" .. o.timeout .. "'", "edit")
   end
-  local client, cerr = make_client(o)
+  local outdir = o.output or "editflow-output"
+  local client, cerr = make_client(o, not o["no-journal"] and outdir or nil)
   if not client then return usage_error(cerr, "edit") end
 
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
@@ -183,7 +186,6 @@ local function cmd_edit(argv)
   say(o.quiet, "submitted %s to %s", job.request_id, client.endpoint)
   local result, werr = job:wait { timeout = timeout }
   if not result then return report(nil, werr) end
-  local outdir = o.output or "editflow-output"
   local paths, serr, partial = job:save(outdir, { name = o.name })
   if not paths then return report(partial, serr) end
   report(paths)
@@ -279,6 +281,8 @@ function M.interrupted()
     runtime.spawn(function()
       local ok = job:cancel()
       if ok then asked = asked + 1 else failed = failed + 1 end
+      local jr = job.client.journal
+      if ok and jr and job.key then pcall(jr.append, jr, { t = "cancel", key = job.key, request_id = job.request_id }) end
     end)
   end
   local deadline = runtime.now() + 5

@@ -14,6 +14,7 @@ local inputs = require "editflow.inputs"
 local Job = require "editflow.job"
 local progress = require "editflow.progress"
 local retry = require "editflow.retry"
+local journal = require "editflow.journal"
 
 local M = {}
 
@@ -32,7 +33,7 @@ local OPTIONS = {
   max_poll_interval = "number", trust = "table", headers = "table", follow = "string",
   max_in_flight = "number", max_connections = "number", stream_idle = "number",
   on_log = "function", on_status = "function", on_finish = "function", on_saved = "function",
-  retry = "table or false",
+  retry = "table or false", journal = "string",
   verbose = "function or boolean",
   max_file_bytes = "number", max_result_bytes = "number", max_image_bytes = "number",
 }
@@ -163,6 +164,7 @@ function M.new(opts)
   end
   self.slots = runtime.semaphore(self.max_in_flight)
   self.retry = retry.policy(opts.retry)
+  if opts.journal then self.journal = journal.open(opts.journal) end
   self.stream_idle = opts.stream_idle or 60
   self.timeout = opts.timeout or 60
   self.connect_timeout = opts.connect_timeout or 10
@@ -328,14 +330,47 @@ function Client:submit(input, opts)
   return self:send(self:prepare(input), opts)
 end
 
--- client:send(body [, opts]) -> job, or nil, err: submit() for a body from client:prepare().
-function Client:send(body, opts)
-  opts = opts or {}
-  local u, headers = submit_request(self, opts)
+local function acquire_slot(self)
   local waits = self.slots:full()
   if waits then progress.note("waiting") end
   self.slots:acquire()
   if waits then progress.note("unwaiting") end
+end
+
+-- A job the journal knows: done (nothing to send or follow) or accepted (follow it again by
+-- its request id). nil when the journal says it must be sent.
+local function from_journal(self, key)
+  local rec = self.journal:get(key)
+  if not rec then return nil end
+  if rec.state == "done" then return Job.restored(self, key, rec) end
+  if rec.state == "accepted" and M.valid_id(rec.request_id) then
+    acquire_slot(self)
+    local job = Job.new(self, rec)
+    job.key, job.holds_slot, job.resumed = key, true, true
+    progress.note("submitted", job)
+    job:_watch()
+    return job
+  end
+  if rec.state == "intent" then
+    io.stderr:write("editflow: journal ", self.journal.path, ": job ", key, " may have reached the",
+      " queue before the last run stopped (no answer was recorded); submitting it again\n")
+  end
+  return nil
+end
+
+-- client:send(body [, opts]) -> job, or nil, err: submit() for a body from client:prepare().
+-- With a journal, a job already done or accepted in an earlier run is not sent again.
+function Client:send(body, opts)
+  opts = opts or {}
+  local u, headers = submit_request(self, opts)
+  local jr, key = self.journal, nil
+  if jr then
+    key = jr:key(self.endpoint, body)
+    local known = from_journal(self, key)
+    if known then return known end
+  end
+  acquire_slot(self)
+  if jr then jr:append { t = "intent", key = key } end
   local resp, err = self:call("submit", "POST", u, body, headers)
   local job
   if resp and resp.status >= 200 and resp.status <= 299 then
@@ -343,6 +378,11 @@ function Client:send(body, opts)
     if type(doc) == "table" and M.valid_id(doc.request_id) then
       job = Job.new(self, doc)
       job.holds_slot = true  -- released when its watcher finishes
+      if jr then
+        job.key = key
+        jr:append { t = "accepted", key = key, request_id = job.request_id, status_url = job.status_url,
+          response_url = job.response_url, cancel_url = job.cancel_url }
+      end
       self:_throttle(true)
       progress.note("submitted", job)
       job:_watch()
@@ -350,6 +390,10 @@ function Client:send(body, opts)
     end
   end
   self.slots:release()
+  if jr and ((resp and (resp.status < 200 or resp.status > 299))
+      or (err and retry.retryable("submit", nil, err))) then
+    jr:append { t = "refused", key = key }  -- certainly not accepted: the next run sends it
+  end
   if not resp then
     -- The request may have reached the server before the connection failed.
     err.maybe_submitted = err.code ~= "COULDNT_CONNECT" and err.code ~= "COULDNT_RESOLVE_HOST"

@@ -52,6 +52,15 @@ function M.new(client, doc)
   }, Job)
 end
 
+-- A job an earlier run finished, rebuilt from the journal: no request is made for it.
+function M.restored(client, key, rec)
+  local job = M.new(client, { request_id = rec.request_id or key, status = "COMPLETED" })
+  job.key, job.output, job.paths, job.from_journal = key, rec.output, rec.paths, true
+  job.finished:fire()
+  progress.note("finished", job)
+  return job
+end
+
 Job.__tostring = function(j)
   return string.format("editflow.Job(%s, %s)", j.request_id, j.state)
 end
@@ -201,6 +210,15 @@ function Job:_finish(output, err)
   if self.finished.set then return end
   live[self] = nil
   self.output, self.error = output, err
+  local jr = self.client.journal
+  if jr and self.key then
+    if output then
+      jr:append { t = "done", key = self.key, request_id = self.request_id, output = output }
+    else
+      jr:append { t = "failed", key = self.key, request_id = self.request_id,
+        error = err and { code = err.code, message = err.message, type = err.type } or nil }
+    end
+  end
   if self.holds_slot then
     self.holds_slot = false
     self.client.slots:release()
@@ -285,6 +303,14 @@ end
 function Job:save(dir, opts)
   if type(dir) ~= "string" or dir == "" then error("job:save expects a folder path", 2) end
   opts = opts or {}
+  if self.from_journal and type(self.paths) == "table" and #self.paths > 0 then
+    local all = true
+    for _, p in ipairs(self.paths) do
+      local f = io.open(p, "rb")
+      if f then f:close() else all = false end
+    end
+    if all then return self.paths end  -- saved by an earlier run: nothing to fetch
+  end
   local res = self.output
   if not res then
     local err
@@ -296,6 +322,9 @@ function Job:save(dir, opts)
     timeout = opts.download_timeout or 300, request_id = self.request_id,
   })
   self.paths = paths or partial
+  if paths and self.client.journal and self.key then
+    self.client.journal:append { t = "saved", key = self.key, paths = json.array(paths) }
+  end
   if self.client.on_saved then self.client.on_saved(self, paths, err) end
   return paths, err, partial
 end

@@ -6,6 +6,7 @@
 ** symbol the module exports.
 */
 #define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -90,6 +91,28 @@ static int core_write_file(lua_State *L) {
   return 1;
 }
 
+/* core.append_file(path, bytes) -> true | nil, message. Appended and on disk when it returns. */
+static int core_append_file(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checkstring(L, 1);
+  const char *data = luaL_checklstring(L, 2, &n);
+  char err[512];
+  if (ef_append_durable(path, data, n, err, sizeof err) != 0)
+    return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.hash(bytes) -> 16 hex digits (64-bit FNV-1a): a stable fingerprint for job keys. */
+static int core_hash(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", ef_fnv1a64(s, n));
+  lua_pushstring(L, hex);
+  return 1;
+}
+
 static int core_monotime(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -148,7 +171,8 @@ static const luaL_Reg corelib[] = {
   {"loop", core_loop},           {"b64encode", core_b64encode}, {"b64decode", core_b64decode},
   {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
-  {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
+  {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"append_file", core_append_file},
+  {"hash", core_hash}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);

@@ -84,6 +84,16 @@ const ef_image_kind *ef_sniff_image(const unsigned char *p, size_t n) {
   return NULL;
 }
 
+unsigned long long ef_fnv1a64(const void *p, size_t n) {
+  const unsigned char *b = p;
+  unsigned long long h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
 static int reserved_stem(const char *s, size_t n) {
   /* Names Windows refuses whatever the extension: CON, PRN, AUX, NUL, COM1-9, LPT1-9. */
   static const char *const names[] = {"con", "prn", "aux", "nul", NULL};

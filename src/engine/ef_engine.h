@@ -96,6 +96,9 @@ typedef struct ef_image_kind { const char *ext; const char *mime; } ef_image_kin
 /* Recognises PNG, JPEG, GIF and WebP from leading bytes; NULL if none. */
 const ef_image_kind *ef_sniff_image(const unsigned char *p, size_t n);
 
+/* 64-bit FNV-1a of the bytes: a stable fingerprint (not a cryptographic hash). */
+unsigned long long ef_fnv1a64(const void *p, size_t n);
+
 /* Writes into out (size outlen >= 2) a file name safe on every common filesystem. */
 void ef_safe_name(const char *in, size_t n, char *out, size_t outlen);
 
@@ -121,6 +124,8 @@ int ef_sse_feed(ef_sse *p, const char *buf, size_t n, ef_sse_emit emit, void *ud
 
 int ef_mkdir_p(const char *path, char *err, size_t errlen);
 int ef_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/* Appends bytes to a file (created if missing) and waits until they are on disk. */
+int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen);
 int ef_fsync_dir_of(const char *path);
 /* mkstemps() with the mode fopen() would give and close-on-exec; -1 with errno on failure. */
 int ef_mktemp(char *tmpl, int suffixlen);

@@ -135,3 +135,36 @@ int ef_write_atomic(const char *path, const void *data, size_t len, char *err, s
   (void)ef_fsync_dir_of(path);
   return 0;
 }
+
+/*
+** One record of a journal: O_APPEND so concurrent writers never interleave inside a write,
+** fdatasync before returning so a crash right after cannot lose it.
+*/
+int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    seterr(err, errlen, path, errno);
+    return -1;
+  }
+  const char *p = data;
+  size_t off = 0;
+  int e = 0;
+  while (off < len && e == 0) {
+    ssize_t w = write(fd, p + off, len - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      e = w < 0 ? errno : EIO;
+    else
+      off += (size_t)w;
+  }
+  if (e == 0 && fdatasync(fd) != 0)
+    e = errno;
+  if (close(fd) != 0 && e == 0)
+    e = errno;
+  if (e != 0) {
+    seterr(err, errlen, path, e);
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,88 @@
+-- test_journal.lua: a run killed with SIGKILL at several points and run again finishes every
+-- job exactly once: nothing finished is redone, nothing accepted is sent again, only what was
+-- never sent is sent. A torn last journal line is tolerated.
+local T = require "testlib"
+local json = require "editflow.json"
+local journal = require "editflow.journal"
+
+local BIN = assert(os.getenv("EDITFLOW_BIN"), "EDITFLOW_BIN is not set")
+local N = 6
+
+local sb = T.sandbox { "--workers", "8" }
+
+local function count(path, what)
+  local n = 0
+  for line in (T.read(path) or ""):gmatch("[^\n]+") do
+    local rec = json.decode(line)
+    if type(rec) == "table" and rec.t == what then n = n + 1 end
+  end
+  return n
+end
+
+T.case("SIGKILL before sending, while following, while saving; then a clean finish", function()
+  local d = T.tmpdir()
+  local out = d .. "/out"
+  local jpath = out .. "/" .. journal.FILE
+  local script = d .. "/batch.lua"
+  local f = assert(io.open(script, "w"))
+  f:write(string.format([[
+local editflow = require "editflow"
+local out, delay = arg[1], tonumber(arg[2])
+local c = editflow.client{ journal = out }
+io.open(out .. "/started", "w"):close()
+editflow.sleep(delay)
+editflow.map({ 1, 2, 3, 4, 5, 6 }, function(i)
+  local _, job = assert(c:edit{ prompt = string.format("[slow:%%.1f] batch %%d", 0.4 * i, i),
+    image_urls = { "https://cdn.example/a.png" }, seed = i })
+  assert(job:save(out, { name = "job" .. i }))
+end, { concurrency = %d })
+]], N))
+  f:close()
+  os.execute("mkdir -p " .. T.quote(out))
+  local envs = string.format("FAL_KEY=test-key EDITFLOW_BASE_URL=%s", T.quote(sb.url))
+  -- Starts the script, waits (bounded) until `ready` holds in the shell, then SIGKILLs it.
+  local function run_and_kill(delay, ready)
+    local cmd = string.format("env %s %s run -q %s %s %s & pid=$!; i=0; "
+      .. "while [ $i -lt 200 ] && ! (%s); do sleep 0.05; i=$((i+1)); done; kill -9 $pid; wait $pid; echo exit=$?",
+      envs, T.quote(BIN), T.quote(script), T.quote(out), delay, ready)
+    local _, o = T.sh(cmd)
+    T.contains(o, "exit=137", "killed by SIGKILL")
+  end
+  local q = T.quote(jpath)
+  local function lines(what) return string.format("[ $(grep -c '\"t\":\"%s\"' %s 2>/dev/null || echo 0) -ge ", what, q) end
+
+  -- 1. killed before anything is sent
+  run_and_kill(30, "[ -e " .. T.quote(out .. "/started") .. " ]")
+  T.eq(sb.stats().by_route.submit, 0, "nothing was sent")
+  -- 2. killed once every job is accepted, while they run
+  run_and_kill(0, lines("accepted") .. N .. " ]")
+  T.eq(sb.stats().submits_by_endpoint["fal-ai/qwen-image-edit-plus"], N, "all sent once")
+  -- 3. killed when some are saved and others still run
+  run_and_kill(0, lines("saved") .. "2 ]")
+  T.ok(count(jpath, "saved") < N, "killed before the end")
+  -- a crash in the middle of a journal write leaves a torn last line
+  local jf = assert(io.open(jpath, "ab"))
+  jf:write('{"t":"done","key":"torn')
+  jf:close()
+  -- 4. run to the end
+  local st, o, e = T.sh(string.format("env %s %s run -q %s %s 0", envs, T.quote(BIN), T.quote(script), T.quote(out)))
+  T.eq(st, 0, "the final run succeeds: " .. tostring(o) .. tostring(e))
+  local s = sb.stats()
+  T.eq(s.submits_by_endpoint["fal-ai/qwen-image-edit-plus"], N, "every job submitted exactly once over four runs")
+  T.eq(s.duplicate_submits, 0, "no duplicate submit")
+  for i = 1, N do T.ok(T.exists(out .. "/job" .. i .. "-1.png"), "job " .. i .. " saved") end
+  -- 5. a run after the end does nothing at all
+  local before = s.requests
+  st = T.sh(string.format("env %s %s run -q %s %s 0", envs, T.quote(BIN), T.quote(script), T.quote(out)))
+  T.eq(st, 0, "the repeat run succeeds")
+  T.eq(sb.stats().requests, before, "finished jobs are not redone: no request at all")
+  local files = 0
+  for _, name in ipairs(T.list_dir(out)) do
+    if name:find("%.part$") then error("temporary file left: " .. name) end
+    if name:find("%.png$") then files = files + 1 end
+  end
+  T.eq(files, N, "one image per job, no partial files")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.run()
