@@ -329,4 +329,6 @@ function Job:save(dir, opts)
   return paths, err, partial
 end
 
+M._methods = Job  -- for tests and the fuzz harness (tests/fuzz/fuzz_json.c)
+
 return M

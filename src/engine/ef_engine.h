@@ -68,6 +68,7 @@ const char *ef_xfer_error(const ef_xfer *x);   /* readable message, NULL when co
 const ef_buf *ef_xfer_body(const ef_xfer *x);  /* memory sink only */
 const ef_buf *ef_xfer_headers(const ef_xfer *x); /* raw header lines of the final response */
 double ef_xfer_seconds(const ef_xfer *x);
+long ef_xfer_new_connections(const ef_xfer *x); /* 0 when an open connection was reused */
 size_t ef_xfer_size(const ef_xfer *x);         /* body bytes received */
 const unsigned char *ef_xfer_head(const ef_xfer *x, size_t *n); /* first bytes of the body */
 const char *ef_xfer_temp_path(const ef_xfer *x); /* file sink: NULL once committed/discarded */

@@ -43,6 +43,7 @@ struct ef_xfer {
   unsigned char head[EF_HEAD_BYTES];
   size_t head_len;
   long status;
+  long new_connections;     /* connections this transfer had to open (0: it reused one) */
   double seconds;
   const char *code;         /* static string */
   char *errmsg;             /* owned; NULL when ok */

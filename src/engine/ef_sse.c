@@ -42,7 +42,9 @@ static int field(ef_sse *p, ef_sse_emit emit, void *ud) {
     if ((p->has_data && ef_buf_append(&p->data, "\n", 1) != 0) || ef_buf_append(&p->data, v, vn) != 0)
       return -1;
     p->has_data = 1;
-  } else if (n == 4 && memcmp(s, "data", 4) == 0) {
+  } else if (n == 4 && memcmp(s, "data", 4) == 0) { /* "data" alone: an empty data line */
+    if (p->data.len + 1 > p->max)
+      return -1;
     if ((p->has_data && ef_buf_append(&p->data, "\n", 1) != 0) || ef_buf_append(&p->data, "", 0) != 0)
       return -1;
     p->has_data = 1;

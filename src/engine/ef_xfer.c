@@ -343,6 +343,7 @@ void ef_xfer_finish(ef_xfer *x, CURLcode rc) {
     double secs = 0;
     (void)curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
     (void)curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &secs);
+    (void)curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &x->new_connections);
     x->status = st;
     x->seconds = secs;
   }
@@ -388,6 +389,7 @@ const char *ef_xfer_error(const ef_xfer *x) {
 const ef_buf *ef_xfer_body(const ef_xfer *x) { return &x->resp; }
 const ef_buf *ef_xfer_headers(const ef_xfer *x) { return &x->hdrs; }
 double ef_xfer_seconds(const ef_xfer *x) { return x->seconds; }
+long ef_xfer_new_connections(const ef_xfer *x) { return x->new_connections; }
 size_t ef_xfer_size(const ef_xfer *x) { return x->received; }
 const char *ef_xfer_temp_path(const ef_xfer *x) { return x->temp_path; }
 

@@ -1,0 +1,58 @@
+/*
+** fuzz_json.c — libFuzzer target: status objects and error bodies as the Lua side parses them
+** (lua-cjson under editflow.json, then editflow.errors' reading of fal's error shapes, then a
+** job's reading of a status object). Lua errors are allowed only as returned values; anything
+** raised is a defect.
+*/
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int luaopen_editflow_core(lua_State *L);
+
+static const char harness[] =
+  "local json = require 'editflow.json'\n"
+  "local errors = require 'editflow.errors'\n"
+  "local Job = require 'editflow.job'\n"
+  "return function(text)\n"
+  "  local v = json.decode(text)\n"
+  "  local e = errors.from_http({ status = 500, body = text, headers = {} }, 'fuzz', 'id')\n"
+  "  assert(type(e.message) == 'string')\n"
+  "  if type(v) == 'table' and type(v.status) == 'string' then\n"
+  "    local job = setmetatable({ client = {}, logs_seen = 0, request_id = 'id' }, { __index = Job._methods })\n"
+  "    job:_observe(v)\n"
+  "  end\n"
+  "end\n";
+
+static lua_State *L;
+
+static void setup(void) {
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_editflow_core);
+  lua_setfield(L, -2, "editflow.core");
+  lua_pop(L, 1);
+  if (luaL_loadstring(L, harness) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    fprintf(stderr, "fuzz_json setup: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  lua_setglobal(L, "check");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (L == NULL)
+    setup();
+  lua_getglobal(L, "check");
+  lua_pushlstring(L, (const char *)data, size);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "raised: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  return 0;
+}
