@@ -33,7 +33,7 @@ local OPTIONS = {
   max_poll_interval = "number", trust = "table", headers = "table", follow = "string",
   max_in_flight = "number", max_connections = "number", stream_idle = "number",
   on_log = "function", on_status = "function", on_finish = "function", on_saved = "function",
-  retry = "table or false", journal = "string",
+  retry = "table or false", journal = "string", job_timeout = "number",
   verbose = "function or boolean",
   max_file_bytes = "number", max_result_bytes = "number", max_image_bytes = "number",
 }
@@ -166,6 +166,7 @@ function M.new(opts)
   self.retry = retry.policy(opts.retry)
   if opts.journal then self.journal = journal.open(opts.journal) end
   self.stream_idle = opts.stream_idle or 60
+  self.job_timeout = opts.job_timeout
   self.timeout = opts.timeout or 60
   self.connect_timeout = opts.connect_timeout or 10
   self.poll_interval = opts.poll_interval or 0.1

@@ -235,6 +235,17 @@ function Job:_watch()
     live[self] = true
     self.watcher = runtime.spawn(self._run, self)
     self.watcher.name = self.request_id
+    local limit = self.client.job_timeout
+    if limit then  -- the client's own deadline for the whole job: cancel it and say so
+      runtime.spawn(function()
+        if not self.finished:wait(runtime.now() + limit) then
+          self:cancel()
+          self:_finish(nil, errors.new("TIMEOUT", string.format(
+            "job did not finish within %g s (job_timeout); cancel requested [request %s]", limit,
+            self.request_id), { request_id = self.request_id }))
+        end
+      end)
+    end
   end
 end
 

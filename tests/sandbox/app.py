@@ -274,6 +274,8 @@ class SandboxApp:
         if "authorization" in req.headers:
             self.files_with_auth += 1
         token, _, ext = name.partition(".")
+        if token in self.queue.not_images:  # [fail:notimage]: the "image" is an HTML page
+            return Response(200, b"<html><body>Not an image</body></html>", [], "image/png")
         spec = self.queue.files.get(token)
         if spec is None or images.EXTENSIONS[spec[2]] != ext:
             return Response.json(404, {"detail": "File not found"})

@@ -2,7 +2,7 @@
 # Owns job state (IN_QUEUE -> IN_PROGRESS -> COMPLETED, errors riding on COMPLETED), queue
 # positions in O(log n) (a Fenwick tree over submit order), change notification (one
 # asyncio.Event per job, one per waiting line), failure triggers in the prompt ([fail:nsfw],
-# [fail:500], [fail:proxy], [slow:S]), output images, completion times, counters and loopback webhooks.
+# [fail:500], [fail:proxy], [fail:notimage], [slow:S]), output images, completion times, counters and loopback webhooks.
 
 import asyncio
 import json
@@ -179,6 +179,7 @@ class JobQueue:
         self.cdn_origin = cdn_origin
         self.log = log or (lambda msg: None)
         self.files = {}                     # token -> (w, h, fmt, key); kept across resets
+        self.not_images = set()             # tokens served as HTML ([fail:notimage])
         self._tasks = []
         self._hooks = set()
         self.ready = asyncio.Queue()        # workers take from here; skips jobs that left
@@ -336,6 +337,8 @@ class JobQueue:
                 url = images.data_uri(fmt, data)
             else:
                 self.files[token] = (w, h, fmt, k)
+                if "[fail:notimage]" in s["prompt"]:
+                    self.not_images.add(token)
                 url = "%s/files/%s" % (self.cdn_origin, name)
             out_images.append({"url": url, "width": w, "height": h,
                                "content_type": images.CONTENT_TYPES[fmt],
