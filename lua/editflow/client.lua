@@ -82,8 +82,14 @@ local function env_key(auth)
 end
 
 local function check_header_value(where, v)
-  if type(v) ~= "string" or v:find("[\r\n]") then
-    error(string.format("editflow.client: %s must be a string without CR or LF", where), 4)
+  if type(v) ~= "string" or v:find("[\r\n%z]") or #v > 4096 then
+    error(string.format("editflow.client: %s must be a string without CR, LF or NUL (4096 bytes at most)", where), 4)
+  end
+end
+
+local function check_header_name(where, k)
+  if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") or #k > 256 then
+    error(string.format("editflow.client: %s: bad header name %s", where, tostring(k)), 4)
   end
 end
 
@@ -134,9 +140,7 @@ function M.new(opts)
   end
   self.headers = {}
   for k, v in pairs(opts.headers or {}) do
-    if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then
-      error("editflow.client: headers: bad header name " .. tostring(k), 2)
-    end
+    check_header_name("headers", k)
     check_header_value("headers['" .. k .. "']", v)
     self.headers[k] = v
   end
@@ -310,6 +314,7 @@ local function submit_request(self, opts)
     h["X-Fal-Queue-Priority"] = opts.priority
   end
   for k, v in pairs(opts.headers or {}) do
+    check_header_name("submit headers", k)
     check_header_value("headers['" .. tostring(k) .. "']", v)
     h[k] = v
   end
@@ -371,8 +376,16 @@ function Client:send(body, opts)
     if known then return known end
   end
   acquire_slot(self)
-  if jr then jr:append { t = "intent", key = key } end
-  local resp, err = self:call("submit", "POST", u, body, headers)
+  -- Nothing below may keep the slot if it raises (a journal that cannot be written, a
+  -- callback that fails): release it, then let the error go on.
+  local sent, resp, err = pcall(function()
+    if jr then jr:append { t = "intent", key = key } end
+    return self:call("submit", "POST", u, body, headers)
+  end)
+  if not sent then
+    self.slots:release()
+    error(resp, 0)
+  end
   local job
   if resp and resp.status >= 200 and resp.status <= 299 then
     local doc = json.decode(resp.body)
@@ -397,7 +410,7 @@ function Client:send(body, opts)
   end
   if not resp then
     -- The request may have reached the server before the connection failed.
-    err.maybe_submitted = err.code ~= "COULDNT_CONNECT" and err.code ~= "COULDNT_RESOLVE_HOST"
+    err.maybe_submitted = not retry.not_sent(err.code)
     return nil, err
   end
   if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "submit") end

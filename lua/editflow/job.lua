@@ -154,6 +154,8 @@ function Job:_stream()
     { Accept = "text/event-stream" }, { sse = true, timeout = 0, low_speed_limit = 1,
       low_speed_time = c.stream_idle }))
   if not t then return nil end
+  -- Whatever ends this function (a callback that raises included) closes the stream.
+  local guard <close> = setmetatable({}, { __close = function() t:close() end })
   while true do
     local events = runtime.await_events(t)
     local final
@@ -212,11 +214,12 @@ function Job:_finish(output, err)
   self.output, self.error = output, err
   local jr = self.client.journal
   if jr and self.key then
-    if output then
-      jr:append { t = "done", key = self.key, request_id = self.request_id, output = output }
-    else
-      jr:append { t = "failed", key = self.key, request_id = self.request_id,
-        error = err and { code = err.code, message = err.message, type = err.type } or nil }
+    local rec = output and { t = "done", key = self.key, request_id = self.request_id, output = output }
+      or { t = "failed", key = self.key, request_id = self.request_id,
+           error = err and { code = err.code, message = err.message, type = err.type } or nil }
+    local ok, jerr = pcall(jr.append, jr, rec)
+    if not ok then  -- the outcome still reaches the caller; the next run follows the job again
+      io.stderr:write("editflow: ", tostring(jerr), "\n")
     end
   end
   if self.holds_slot then
@@ -268,7 +271,16 @@ function Job:_run()
       elseif rerr.code ~= "NOT_READY" and not self:_spend_on(rerr) then
         return self:_finish(nil, rerr)
       end
-      runtime.sleep(self.client.poll_interval)  -- ended but no result yet: poll again
+      -- Ended, but the result says "still running": poll again, with a growing wait, and
+      -- charged to the job's retry budget so a server that never delivers cannot keep us.
+      if self.retries_left <= 0 then
+        return self:_finish(nil, errors.new("NOT_READY", "the job ended (" .. tostring(st.status)
+          .. ") but its result never became available [request " .. self.request_id .. "]",
+          { request_id = self.request_id }))
+      end
+      self.retries_left = self.retries_left - 1
+      self.not_ready_rounds = (self.not_ready_rounds or 0) + 1
+      runtime.sleep(math.min(self.client.poll_interval * 1.5 ^ self.not_ready_rounds, self.client.max_poll_interval))
     end
   end)
   if not ok then  -- a bug must not leave the job waiting forever

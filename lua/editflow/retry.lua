@@ -2,8 +2,8 @@
 -- Retried: 408, 409, 429, 502, 503, 504 (status streams and polls also 500) and transport
 -- failures; never a 504 that says the user's own start deadline passed
 -- (X-Fal-Request-Timeout-Type: user), never another 4xx. A submit is retried only when the
--- server cannot have the job: an HTTP answer that refused it, or a connection that was never
--- made. Anything else (the connection broke after the request went out) might have created a
+-- server cannot have the job: 408, 429 or 503 (refusals before the job exists), or a
+-- connection that was never made. A gateway's 502/504 may come after it forwarded the request. Anything else (the connection broke after the request went out) might have created a
 -- job, and a retry could pay twice, so it is reported, not retried. The wait is exponential
 -- with jitter, capped, and never shorter than the server's Retry-After.
 local M = {}
@@ -18,9 +18,15 @@ M.DEFAULTS = {
 }
 
 local RETRY_STATUS = { [408] = true, [409] = true, [429] = true, [502] = true, [503] = true, [504] = true }
+-- For a submit, only answers that mean "not taken": a gateway's 502/504 may come after it
+-- forwarded the request, so retrying those could pay twice.
+local SUBMIT_RETRY_STATUS = { [408] = true, [429] = true, [503] = true }
 local FOLLOWING = { status = true, stream = true }
--- Transport failures that happen before anything reaches the server.
-local NOT_SENT = { COULDNT_CONNECT = true, COULDNT_RESOLVE_HOST = true, COULDNT_RESOLVE_PROXY = true }
+-- Failures that happen before anything reaches the server.
+local NOT_SENT = { COULDNT_CONNECT = true, COULDNT_RESOLVE_HOST = true, COULDNT_RESOLVE_PROXY = true,
+  URL_MALFORMAT = true, UNSUPPORTED_PROTOCOL = true, START = true, FILE_OPEN = true }
+
+function M.not_sent(code) return NOT_SENT[code] == true end
 -- Transport failures a retry cannot mend.
 local FINAL = { URL_MALFORMAT = true, UNSUPPORTED_PROTOCOL = true, BODY_TOO_LARGE = true,
   FILE_WRITE = true, FILE_OPEN = true, ABORTED = true, OUT_OF_MEMORY = true, START = true }
@@ -41,11 +47,18 @@ function M.retryable(what, resp, err)
     if st == 504 and resp.headers and (resp.headers["x-fal-request-timeout-type"] or ""):lower() == "user" then
       return false
     end
+    if what == "submit" then
+      if SUBMIT_RETRY_STATUS[st] then return true, M.retry_after(resp) end
+      return false
+    end
     if RETRY_STATUS[st] or (st == 500 and FOLLOWING[what]) then return true, M.retry_after(resp) end
     return false
   end
   local code = err and err.code
-  if what == "submit" then return NOT_SENT[code] == true end
+  if what == "submit" then
+    return NOT_SENT[code] == true and code ~= "URL_MALFORMAT" and code ~= "UNSUPPORTED_PROTOCOL"
+      and code ~= "START" and code ~= "FILE_OPEN"
+  end
   return code ~= nil and not FINAL[code]
 end
 

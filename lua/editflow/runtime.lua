@@ -136,7 +136,7 @@ function M.spawn(fn, ...)
       task.ok, task.results = true, table.pack(table.unpack(res, 2, res.n))
     else
       task.ok, task.error = false, res[2]
-      M.on_error(task, tostring(res[2]))
+      pcall(M.on_error, task, tostring(res[2]))  -- a failing reporter must not strand joiners
     end
     for _, w in ipairs(task.waiters) do push_ready(w) end
     task.waiters = nil
@@ -155,10 +155,37 @@ local function suspend(w)
   coroutine.yield()
 end
 
+-- Rebuilds the timer heap without its cancelled entries once they outnumber the live ones.
+local function compact_timers()
+  if #timers < 64 or live_timers * 2 > #timers then return end
+  local live = {}
+  for _, item in ipairs(timers) do
+    if not item.dead then live[#live + 1] = item end
+  end
+  timers = {}
+  live_timers = 0
+  for _, item in ipairs(live) do heap_push(item) end
+end
+
+local stepping = false
+
 -- One turn of the scheduler; waits at most timeout_ms. Returns how much is still pending
 -- (tasks alive + transfers running + timers), so an embedding host knows when to stop.
 function M.step(timeout_ms)
+  if stepping then
+    error("editflow: the scheduler is already turning: a blocking editflow call was made from a "
+      .. "coroutine that is not an editflow task (run it with editflow.spawn instead)", 2)
+  end
+  stepping = true
+  local ok, res = pcall(M._step, timeout_ms)
+  stepping = false
+  if not ok then error(res, 0) end
+  return res
+end
+
+function M._step(timeout_ms)
   local l = M.loop()
+  compact_timers()
   run_ready()
   local wait = timeout_ms or 0
   if rhead <= rtail then wait = 0 end
@@ -276,6 +303,11 @@ function Signal:wait(deadline)
     self.waiters[#self.waiters + 1] = w
     if deadline then heap_push { at = deadline, waiter = w } end
     suspend(w)  -- whichever comes first wakes us; the other finds w already fired
+    if not self.set then  -- the deadline won: forget this waiter
+      for i, x in ipairs(self.waiters) do
+        if x == w then table.remove(self.waiters, i) break end
+      end
+    end
     return self.set
   end
   drive_until(function() return self.set or (deadline ~= nil and now() >= deadline) end)

@@ -179,7 +179,7 @@ static int loop_request(lua_State *L) {
   rawfield(L, 2, "sse");
   int sse = lua_toboolean(L, -1);
   lua_pop(L, 2);
-  lua_Integer max_event = opt_int(L, 2, "max_event", 1024 * 1024, LUA_MAXINTEGER);
+  lua_Integer max_event = opt_int(L, 2, "max_event", 1024 * 1024, 64 * 1024 * 1024);
   if (sse && dir)
     return luaL_error(L, "request fields 'sse' and 'file' exclude each other");
 

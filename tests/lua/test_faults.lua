@@ -14,6 +14,7 @@ T.case("the retry table of SPEC §4", function()
   local cases = {
     { "status", resp(503), true }, { "result", resp(502), true }, { "submit", resp(429), true },
     { "submit", resp(408), true }, { "cancel", resp(409), true }, { "status", resp(504), true },
+    { "submit", resp(503), true }, { "submit", resp(502), false }, { "submit", resp(504), false },
     { "status", resp(500), true }, { "result", resp(500), false }, { "submit", resp(500), false },
     { "submit", resp(504, { ["x-fal-request-timeout-type"] = "user" }), false },
     { "submit", resp(422), false }, { "status", resp(401), false }, { "result", resp(404), false },
@@ -100,6 +101,22 @@ T.case("not retried: a 4xx, and a submit whose connection broke after sending", 
   T.eq(e2.code, "HTTP_422", "validation error from the server")
   T.eq(ok_sb.stats().by_route.submit, 1, "a 4xx is not retried")
   ok_sb.stop()
+end)
+
+T.case("a submit that raises midway gives its in-flight slot back", function()
+  local sb = T.sandbox()
+  local c = editflow.client { base_url = sb.url, key = "test-key", max_in_flight = 1 }
+  T.raises(function() c:submit({ prompt = "p", image_urls = { URL } }, { headers = { ["X-A"] = ("a"):rep(9000) } }) end,
+    "4096 bytes at most")
+  T.raises(function() c:submit({ prompt = "p", image_urls = { URL } }, { headers = { ["X\r\nEvil"] = "1" } }) end,
+    "bad header name")
+  local noisy = editflow.client { base_url = sb.url, key = "test-key", max_in_flight = 1,
+    verbose = function() error("verbose callback failed") end }
+  T.raises(function() noisy:submit { prompt = "p", image_urls = { URL } } end, "verbose callback failed")
+  T.eq(noisy.slots.held, 0, "slot released after the raise")
+  local job = assert(c:submit { prompt = "p", image_urls = { URL } })  -- would wait forever if leaked
+  assert(job:wait())
+  sb.stop()
 end)
 
 T.run()

@@ -146,6 +146,33 @@ T.case("a plain host loop drives everything through editflow.step()", function()
   sb.stop()
 end)
 
+T.case("driving the loop from a plain coroutine inside a task is refused clearly", function()
+  local t = editflow.spawn(function()
+    local co = coroutine.wrap(function() editflow.sleep(0.01) end)
+    co()
+  end)
+  local saved = runtime.on_error
+  runtime.on_error = function() end
+  local ok, err = editflow.join(t)
+  runtime.on_error = saved
+  T.eq(ok, false, "the task failed")
+  T.contains(err, "not an editflow task", "with a clear message")
+  -- and the scheduler still works afterwards
+  local again = editflow.spawn(function() editflow.sleep(0.01) return "fine" end)
+  T.eq(select(2, editflow.join(again)), "fine", "scheduler intact")
+end)
+
+T.case("a callback that raises while a job is streamed does not leave the stream open", function()
+  local sb = T.sandbox { "--job-time", "0.2" }
+  local c = client(sb, { on_status = function() error("callback failed") end })
+  local result, err = c:edit { prompt = "p", image_urls = { URL } }
+  T.eq(result, nil, "the job fails")
+  T.eq(err.code, "INTERNAL", "as an internal error")
+  T.contains(err.message, "callback failed", "naming the cause")
+  T.eq(runtime.loop():running(), 0, "no transfer left running")
+  sb.stop()
+end)
+
 T.case("job:wait from the main chunk while other jobs run in the background", function()
   local sb = T.sandbox { "--workers", "2", "--job-time", "0.1" }
   local c = client(sb)

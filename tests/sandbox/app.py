@@ -218,6 +218,8 @@ class SandboxApp:
         hdr = [("x-fal-request-id", job.id)]
         if job.status != COMPLETED:
             return Response.json(400, {"detail": "Request is still in progress"}, hdr)
+        if job.fail == "noresult":  # ended, yet the result never comes (a broken look-alike)
+            return Response.json(202, {"status": "IN_PROGRESS"}, hdr)
         return Response(job.result_status, job.result_body, hdr + job.result_headers,
                         "application/json")
 

@@ -2,7 +2,7 @@
 # Owns job state (IN_QUEUE -> IN_PROGRESS -> COMPLETED, errors riding on COMPLETED), queue
 # positions in O(log n) (a Fenwick tree over submit order), change notification (one
 # asyncio.Event per job, one per waiting line), failure triggers in the prompt ([fail:nsfw],
-# [fail:500], [fail:proxy], [fail:notimage], [slow:S]), output images, completion times, counters and loopback webhooks.
+# [fail:500], [fail:proxy], [fail:notimage], [fail:noresult], [slow:S]), output images, completion times, counters and loopback webhooks.
 
 import asyncio
 import json
@@ -137,7 +137,8 @@ class Job:
         m = _SLOW.search(prompt)
         self.job_time = min(float(m.group(1)), 3600.0) if m else job_time
         self.fail = ("nsfw" if "[fail:nsfw]" in prompt else "500" if "[fail:500]" in prompt
-                     else "proxy" if "[fail:proxy]" in prompt else None)
+                     else "proxy" if "[fail:proxy]" in prompt
+                     else "noresult" if "[fail:noresult]" in prompt else None)
         self.inference_time = None
         self.deadline = None
         self.gen = 0
