@@ -342,7 +342,7 @@ function Job:save(dir, opts)
   end
   local paths, err, partial = save.save(runtime.loop(), res, dir, {
     name = opts.name or self.request_id, max_bytes = self.client.max_image_bytes,
-    timeout = opts.download_timeout or 300, request_id = self.request_id,
+    timeout = opts.download_timeout or 300, request_id = self.request_id, retry = self.client.retry,
   })
   self.paths = paths or partial
   if paths and self.client.journal and self.key then

@@ -9,6 +9,8 @@ local core = require "editflow.core"
 local http = require "editflow.http"
 local errors = require "editflow.errors"
 local inputs = require "editflow.inputs"
+local retry = require "editflow.retry"
+local runtime = require "editflow.runtime"
 
 local M = {}
 
@@ -74,6 +76,15 @@ function M.save(loop, result, dir, opts)
   end
   local base = core.safe_name(opts.name or "image")
 
+  local function start(u, stem)
+    local t, err = http.start(loop, {
+      url = u, file = dir, follow = true, max_body = opts.max_bytes, what = "download " .. stem,
+      timeout = math.floor((opts.timeout or 300) * 1000), headers = { "Accept: image/*" },
+      low_speed_limit = 1, low_speed_time = 60,
+    })
+    return t and { t = t, stem = stem, url = u } or { err = err }
+  end
+
   -- Start every download first so they run concurrently on the loop.
   local started = {}
   for i, img in ipairs(images) do
@@ -84,12 +95,7 @@ function M.save(loop, result, dir, opts)
     elseif u:find("^data:") then
       started[i] = { data = u, stem = stem }
     elseif u:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
-      local t, err = http.start(loop, {
-        url = u, file = dir, follow = true, max_body = opts.max_bytes, what = "download " .. stem,
-        timeout = math.floor((opts.timeout or 300) * 1000), headers = { "Accept: image/*" },
-        low_speed_limit = 1, low_speed_time = 60,
-      })
-      started[i] = t and { t = t, stem = stem } or { err = err }
+      started[i] = start(u, stem)
     else
       started[i] = { err = fail("BAD_RESPONSE", "image " .. i .. " has an unsupported URL scheme", rid) }
     end
@@ -100,7 +106,23 @@ function M.save(loop, result, dir, opts)
     local s, path, err = started[i], nil, nil
     if s.err then err = s.err
     elseif s.data then path, err = save_data_uri(dir, s.stem, s.data, rid)
-    else path, err = finish_download(loop, s.t, dir, s.stem, rid) end
+    else
+      -- A download that failed on the way (5xx, 429, a dropped connection) is tried again,
+      -- per the client's retry policy; a file that is not an image is not.
+      local policy = opts.retry or retry.policy()
+      for attempt = 1, policy.attempts do
+        path, err = finish_download(loop, s.t, dir, s.stem, rid)
+        local resp_like = err and err.status and { status = err.status, headers = {} } or nil
+        if path or attempt == policy.attempts or err.code == "BAD_IMAGE" or err.code == "FILE_WRITE"
+            or not retry.retryable("download", resp_like, not resp_like and err or nil) then
+          break
+        end
+        runtime.sleep(retry.delay(policy, attempt))
+        local again = start(s.url, s.stem)
+        if again.err then err = again.err break end
+        s.t = again.t
+      end
+    end
     if path then paths[#paths + 1] = path elseif not first_err then first_err = err end
   end
   if first_err then return nil, first_err, paths end

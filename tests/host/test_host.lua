@@ -243,7 +243,7 @@ T.case("Ctrl-C: every job in flight is cancelled at the queue, exit status 130",
   local f = assert(io.open(script, "w"))
   f:write([[
 local editflow = require "editflow"
-local c = editflow.client{}
+local c = editflow.client{ journal = arg[1] }
 editflow.map({ 1, 2, 3 }, function(i)
   assert(c:edit{ prompt = "[slow:60] interrupted " .. i, image_urls = { "https://cdn.example/a.png" } })
 end, { concurrency = 3 })
@@ -253,7 +253,7 @@ end, { concurrency = 3 })
   local parts = { "env" }
   for k, v in pairs(env()) do parts[#parts + 1] = k .. "=" .. T.quote(v) end
   local cmd = table.concat(parts, " ") .. " " .. T.quote(BIN) .. " run -q " .. T.quote(script)
-    .. " & pid=$!; i=0; while [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; kill -INT $pid; wait $pid; echo exit=$?"
+    .. " " .. T.quote(d .. "/out") .. " & pid=$!; i=0; while [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; kill -INT $pid; wait $pid; echo exit=$?"
   local t0 = core.monotime()
   local _, out, err = T.sh(cmd)
   T.contains(out, "exit=130", "exit status 130")
@@ -262,6 +262,8 @@ end, { concurrency = 3 })
   local after = sb.stats()
   T.eq(after.by_route.cancel - before.by_route.cancel, 3, "a cancel reached the sandbox for each job")
   T.eq(after.cancelled - before.cancelled, 3, "and the sandbox cancelled them")
+  local _, cancels = (T.read(d .. "/out/.editflow-journal.jsonl") or ""):gsub('"t":"cancel"', "")
+  T.eq(cancels, 3, "the journal records each cancel")
   os.execute("rm -rf " .. T.quote(d))
 end)
 

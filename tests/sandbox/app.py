@@ -86,6 +86,8 @@ class SandboxApp:
     @staticmethod
     def _route_name(req, path):
         segs = path.split("/")[1:]
+        if len(segs) == 2 and segs[0] == "files":
+            return "files"
         if len(segs) >= 4 and segs[2] == "requests":
             return {(): "result", ("status",): "status", ("status", "stream"): "stream",
                     ("cancel",): "cancel"}.get(tuple(segs[4:]), "other")

@@ -1,4 +1,4 @@
-# faults.py - injected faults for the sandbox: each queue request may, with --fault-rate and a
+# faults.py - injected faults for the sandbox: each queue request (and image download) may, with --fault-rate and a
 # seeded generator (--fault-seed) so runs repeat, get one of the kinds listed in --faults
 # instead of its real answer. A fault on submit happens before the job exists, so a client
 # that received any answer at all can never have created a job by retrying.
@@ -27,12 +27,13 @@ class Faults:
 
     def pick(self, route):
         """The fault for this request, or None. Only queue routes get faults."""
-        if self.rate <= 0 or not self.kinds or route not in ("submit", "status", "stream", "result", "cancel"):
+        if self.rate <= 0 or not self.kinds or route not in ("submit", "status", "stream", "result",
+                                                              "cancel", "files"):
             return None
         if self.rng.random() >= self.rate:
             return None
         kind = self.rng.choice(self.kinds)
-        if kind == "joberror" and route != "submit":
+        if (kind == "joberror" and route != "submit") or (kind == "badjson" and route == "files"):
             return None
         self.injected[kind] += 1
         return kind
