@@ -45,6 +45,31 @@ local EDIT = with_common {
   { nil, "no-journal", help = "do not read or write the journal in the output folder (always submit)" },
 }
 
+-- grid takes every edit option except the single-job ones, plus the experiment's own.
+local GRID = with_common {
+  { "p", "prompt", arg = true, metavar = "TEMPLATE", help = "prompt template with ${name} variables ($$ for a literal $) (required)" },
+  { "i", "image", arg = true, multi = true, metavar = "IMAGE", help = "input image, URL or path; may use ${name} (1 to 3 times)" },
+  { nil, "var", arg = true, multi = true, metavar = "NAME=A,B", help = "a variable and its values; several --var form a grid (every combination)" },
+  { nil, "zip", arg = true, multi = true, metavar = "NAME=A,B", help = "variables that go together, value by value (equal lengths)" },
+  { nil, "images-var", arg = true, multi = true, metavar = "NAME=GLOB", help = "a variable over image files: a folder, a file or a glob" },
+  { nil, "seeds", arg = true, metavar = "N,N,...", help = "run every combination with each seed" },
+  { "o", "output", arg = true, metavar = "DIR", help = "parent folder of the experiment folder (default experiments)" },
+  { nil, "name", arg = true, metavar = "NAME", help = "experiment name = its folder (default: experiment)" },
+  { nil, "negative-prompt", arg = true, metavar = "TEMPLATE", help = "negative prompt template" },
+  { "n", "num-images", arg = true, metavar = "N", help = "images per job, 1..4" },
+  { "s", "image-size", arg = true, metavar = "SIZE", help = "a size name or WxH" },
+  { nil, "steps", arg = true, metavar = "N", help = "num_inference_steps" },
+  { "g", "guidance", arg = true, metavar = "X", help = "guidance_scale" },
+  { "f", "format", arg = true, metavar = "png|jpeg", help = "output format" },
+  { nil, "acceleration", arg = true, metavar = "none|regular", help = "acceleration" },
+  { nil, "no-safety-checker", help = "send enable_safety_checker=false" },
+  { nil, "concurrency", arg = true, metavar = "N", help = "jobs in flight (default 8)" },
+  { nil, "dry-run", help = "print the plan (jobs, images, megapixels, cost) and send nothing" },
+  { nil, "max-cost", arg = true, metavar = "DOLLARS", help = "refuse a plan whose new jobs cost more than this" },
+  { nil, "partial", help = "with --max-cost: run the jobs that fit, in order, and skip the rest" },
+  { nil, "price", arg = true, metavar = "DOLLARS", help = "price per output megapixel (default: the endpoint's, $0.03)" },
+}
+
 local ONE_ID = with_common {
   { "o", "output", arg = true, metavar = "DIR", help = "(result) also save the images into DIR and print their paths" },
   { nil, "no-logs", help = "(status) do not ask for the job's logs" },
@@ -62,6 +87,10 @@ usage: editflow COMMAND [OPTIONS]
 
 commands:
   edit -p PROMPT -i IMAGE [-i IMAGE ...] [-o DIR]   edit images; prints each saved file's path
+  grid -p 'a ${animal} in ${style}' --var animal=cat,dog --var style=oil,ink -i IMAGE
+       [--seeds 1,2] [-o DIR] [--dry-run] [--max-cost DOLLARS]
+                                                    a prompt experiment: every combination x seed,
+                                                    images + manifest.jsonl + index.html
   status REQUEST_ID                                 print a job's status as JSON
   result REQUEST_ID [-o DIR]                        print a job's result as JSON (and save its images)
   cancel REQUEST_ID                                 ask the queue to cancel a job
@@ -193,6 +222,93 @@ local function cmd_edit(argv)
   return 0
 end
 
+local function split_var(flag, spec)
+  local name, values = spec:match("^([%a_][%w_]*)=(.*)$")
+  if not name then return nil, flag .. " expects NAME=VALUE,VALUE, got '" .. spec .. "'" end
+  local list = {}
+  for v in (values .. ","):gmatch("([^,]*),") do list[#list + 1] = tonumber(v) and math.tointeger(tonumber(v)) or v end
+  return name, list
+end
+
+local function cmd_grid(argv)
+  local o, pos = args.parse(argv, 2, GRID)
+  if not o then return usage_error(pos, "grid") end
+  if o.help then
+    io.stdout:write("usage: editflow grid -p TEMPLATE --var NAME=A,B [...] -i IMAGE [--seeds 1,2] [-o DIR]\n\n", args.help(GRID), "\n")
+    return 0
+  end
+  if #pos > 0 then return usage_error("grid: unexpected argument '" .. pos[1] .. "'", "grid") end
+  if not o.prompt then return usage_error("grid: -p TEMPLATE is required", "grid") end
+  local vars, zip = {}, {}
+  for _, spec in ipairs(o.var or {}) do
+    local name, list = split_var("--var", spec)
+    if not name then return usage_error(list, "grid") end
+    vars[name] = list
+  end
+  for _, spec in ipairs(o.zip or {}) do
+    local name, list = split_var("--zip", spec)
+    if not name then return usage_error(list, "grid") end
+    zip[name] = list
+  end
+  for _, spec in ipairs(o["images-var"] or {}) do
+    local name, glob = spec:match("^([%a_][%w_]*)=(.+)$")
+    if not name then return usage_error("--images-var expects NAME=GLOB, got '" .. spec .. "'", "grid") end
+    local ok, list = pcall(editflow.images, glob)
+    if not ok then return invalid(tostring(list)) end
+    vars[name] = list
+  end
+  local seeds
+  if o.seeds then
+    seeds = {}
+    for v in o.seeds:gmatch("[^,]+") do
+      local n = math.tointeger(tonumber(v))
+      if not n or n < 0 then return usage_error("--seeds expects integers >= 0, got '" .. v .. "'", "grid") end
+      seeds[#seeds + 1] = n
+    end
+  end
+  local function num(flag)
+    local v = o[flag]
+    if v == nil then return nil end
+    return tonumber(v) or v
+  end
+  local max_cost, price = num("max-cost"), num("price")
+  if max_cost ~= nil and type(max_cost) ~= "number" then return usage_error("--max-cost expects dollars", "grid") end
+  if price ~= nil and type(price) ~= "number" then return usage_error("--price expects dollars", "grid") end
+  local concurrency = num("concurrency")
+  if concurrency ~= nil and not math.tointeger(concurrency) then return usage_error("--concurrency expects an integer", "grid") end
+  local client, cerr = make_client(o)
+  if not client then return usage_error(cerr, "grid") end
+  client.on_status, client.on_log = nil, nil
+  local e = edit_input(o)
+  local params = {}
+  for _, k in ipairs { "image_size", "num_images", "num_inference_steps", "guidance_scale", "output_format",
+                       "acceleration", "enable_safety_checker" } do params[k] = e[k] end
+  local spec = { name = o.name, out = o.output, prompt = o.prompt, negative_prompt = o["negative-prompt"],
+    vars = vars, zip = zip, images = o.image, params = params, seeds = seeds, client = client,
+    concurrency = concurrency, dry_run = o["dry-run"], max_cost = max_cost, price = price,
+    partial = o.partial }
+  local experiment = require "editflow.experiment"
+  local ok, summary = pcall(experiment.run, spec)
+  if not ok then
+    local msg = tostring(summary)
+    if msg:find("over the budget") then io.stderr:write("editflow: ", msg:gsub("^.-:%d+: ", ""), "\n") return 1 end
+    return invalid(msg)
+  end
+  if summary.dry_run then
+    io.stdout:write(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, estimated $%.4f at $%.3f/MP; nothing sent\n",
+      summary.jobs, summary.reused_planned, summary.images, summary.megapixels, summary.cost, summary.price))
+    if max_cost and summary.cost > max_cost then
+      io.stdout:write(string.format("over the budget: --max-cost $%.4f\n", max_cost))
+      return 1
+    end
+    return 0
+  end
+  io.stdout:write(summary.gallery, "\n")
+  say(o.quiet, "%d done, %d reused, %d failed, %d skipped; about $%.4f spent; manifest %s",
+    summary.done, summary.reused, summary.failed, summary.skipped, summary.spent, summary.manifest)
+  return (summary.failed == 0 and summary.skipped == 0) and 0 or 1
+end
+
 local function cmd_one_id(cmd, argv)
   local o, pos = args.parse(argv, 2, ONE_ID)
   if not o then return usage_error(pos, cmd) end
@@ -309,8 +425,10 @@ function M.main(argv)
     return cmd_edit(argv)
   elseif cmd == "status" or cmd == "result" or cmd == "cancel" then
     return cmd_one_id(cmd, argv)
+  elseif cmd == "grid" then
+    return cmd_grid(argv)
   end
-  return usage_error("unknown command '" .. cmd .. "' (edit, status, result, cancel, run)")
+  return usage_error("unknown command '" .. cmd .. "' (edit, grid, status, result, cancel, run)")
 end
 
 return M

@@ -32,4 +32,11 @@ M.step = runtime.step        -- step(timeout_ms) -> pending count; never blocks 
 M.run = runtime.run          -- run until nothing is pending
 M.pending = runtime.pending
 
+-- Prompt experiments (editflow.template, editflow.experiment).
+M.images = inputs.images     -- images("photos/*.jpg", "more/") -> sorted paths
+M.render = require("editflow.template").render
+M.product = require("editflow.template").product
+M.zip = require("editflow.template").zip
+function M.experiment(spec) return require("editflow.experiment").run(spec) end
+
 return M

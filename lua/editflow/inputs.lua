@@ -73,6 +73,49 @@ function M.resolve_all(input, max_bytes)
   return input
 end
 
+local IMAGE_EXT = { png = true, jpg = true, jpeg = true, webp = true, gif = true }
+
+local function glob_to_pattern(g)
+  return "^" .. g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+end
+
+-- editflow.images(spec, ...) -> sorted list of image paths. Each spec is a file, a folder (its
+-- PNG, JPEG, WebP and GIF files) or a glob with * and ? in the last part ("photos/*.jpg").
+-- Raises when a spec matches nothing, so a typo cannot make an empty experiment.
+function M.images(...)
+  local out = {}
+  for _, spec in ipairs({ ... }) do
+    if type(spec) ~= "string" or spec == "" then error("editflow.images expects paths or globs", 2) end
+    local dir, last = spec:match("^(.*)/([^/]*)$")
+    if not dir then dir, last = ".", spec end
+    if dir == "" then dir = "/" end
+    local found = {}
+    local entries = core.listdir(spec)
+    if entries then  -- a folder
+      for _, name in ipairs(entries) do
+        local ext = name:match("%.([%w]+)$")
+        if ext and IMAGE_EXT[ext:lower()] and name:sub(1, 1) ~= "." then
+          found[#found + 1] = (spec:sub(-1) == "/" and spec or spec .. "/") .. name
+        end
+      end
+    elseif last:find("[%*%?]") then
+      local pat = glob_to_pattern(last)
+      for _, name in ipairs(core.listdir(dir) or {}) do
+        if name:match(pat) and name:sub(1, 1) ~= "." then
+          found[#found + 1] = (dir == "." and not spec:find("^%./") and "" or (dir == "/" and "/" or dir .. "/")) .. name
+        end
+      end
+    else
+      local f = io.open(spec, "rb")
+      if f then f:close() found[1] = spec end
+    end
+    if #found == 0 then error("editflow.images: nothing matches '" .. spec .. "'", 2) end
+    table.sort(found)
+    for _, p in ipairs(found) do out[#out + 1] = p end
+  end
+  return out
+end
+
 -- Splits a data: URI into its bytes and declared MIME type; nil, message if malformed.
 function M.decode_data_uri(s)
   local mime, payload = s:match("^data:([^;,]*);base64,(.*)$")

@@ -82,6 +82,12 @@ end
 
 function Journal:get(key) return self.jobs[key] end
 
+-- The key the next equal body would get, without counting it.
+function Journal:peek_key(endpoint, body)
+  local fp = core.hash(endpoint .. "\n" .. body)
+  return fp .. "-" .. ((self.seen[fp] or 0) + 1)
+end
+
 -- Appends one record durably; raises if the journal cannot be written (nothing may be sent
 -- that is not written down first).
 function Journal:append(rec)

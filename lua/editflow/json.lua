@@ -78,7 +78,8 @@ local function encode_into(v, out, depth)
     elseif v == math.floor(v) and math.abs(v) < 2^53 then
       out[#out + 1] = string.format("%d", math.tointeger(v))
     else
-      out[#out + 1] = string.format("%.17g", v)
+      local short = string.format("%.14g", v)  -- the shortest that reads back the same
+      out[#out + 1] = tonumber(short) == v and short or string.format("%.17g", v)
     end
   elseif ty == "boolean" then
     out[#out + 1] = v and "true" or "false"

@@ -103,6 +103,23 @@ static int core_append_file(lua_State *L) {
   return 1;
 }
 
+static int push_name(void *ud, const char *name) {
+  lua_State *L = ud;
+  lua_pushstring(L, name);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* core.listdir(path) -> sorted-by-caller array of entry names | nil, message. */
+static int core_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char err[512];
+  lua_newtable(L);
+  if (ef_dir_each(path, push_name, L, err, sizeof err) != 0)
+    return fail(L, err);
+  return 1;
+}
+
 /* core.hash(bytes) -> 16 hex digits (64-bit FNV-1a): a stable fingerprint for job keys. */
 static int core_hash(lua_State *L) {
   size_t n;
@@ -172,7 +189,7 @@ static const luaL_Reg corelib[] = {
   {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"append_file", core_append_file},
-  {"hash", core_hash}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
+  {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);

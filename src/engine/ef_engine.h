@@ -125,6 +125,9 @@ int ef_sse_feed(ef_sse *p, const char *buf, size_t n, ef_sse_emit emit, void *ud
 
 int ef_mkdir_p(const char *path, char *err, size_t errlen);
 int ef_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/* Calls fn for each entry of a folder except . and ..; stops when fn returns non-zero. */
+int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *ud, char *err,
+                size_t errlen);
 /* Appends bytes to a file (created if missing) and waits until they are on disk. */
 int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen);
 int ef_fsync_dir_of(const char *path);

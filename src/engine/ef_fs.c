@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "ef_engine.h"
@@ -166,5 +167,23 @@ int ef_append_durable(const char *path, const void *data, size_t len, char *err,
     seterr(err, errlen, path, e);
     return -1;
   }
+  return 0;
+}
+
+int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *ud, char *err,
+                size_t errlen) {
+  DIR *d = opendir(path);
+  if (d == NULL) {
+    seterr(err, errlen, path, errno);
+    return -1;
+  }
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    if (fn(ud, e->d_name) != 0)
+      break;
+  }
+  closedir(d);
   return 0;
 }

@@ -1,0 +1,234 @@
+-- editflow.experiment: one prompt experiment = templates × a grid of variables × seeds, run as
+-- concurrent jobs into one folder with a manifest and a contact sheet.
+--
+-- Everything is checked and priced before anything is sent (missing variables, every model
+-- field, every local image); a dry run stops there. The folder's journal makes a re-run reuse
+-- every job already done (same endpoint, same input, same seed) instead of paying again, and
+-- finish only what is missing. A budget (max_cost) refuses a plan over it and, while running,
+-- skips any new job that would pass it.
+local core = require "editflow.core"
+local json = require "editflow.json"
+local model = require "editflow.model"
+local inputs = require "editflow.inputs"
+local template = require "editflow.template"
+local tasks = require "editflow.tasks"
+local gallery = require "editflow.gallery"
+
+local M = {}
+
+-- Price per output megapixel, by endpoint (SPEC §3); change it or pass price= to run().
+M.PRICES = {
+  ["fal-ai/qwen-image-edit-plus"] = 0.03, ["fal-ai/qwen-image-edit-2509"] = 0.03,
+  ["fal-ai/qwen-image-edit-plus-lora"] = 0.03, ["fal-ai/qwen-image-edit-2509-lora"] = 0.03,
+  ["fal-ai/qwen-image-edit"] = 0.03,
+}
+M.DEFAULT_PRICE = 0.03
+
+local function join(dir, name) return (dir:sub(-1) == "/" and dir or dir .. "/") .. name end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function basename(v)
+  local s = tostring(v)
+  if s:find("/", 1, true) or s:find("%.%w+$") then s = s:match("([^/]*)$"):gsub("%.%w+$", "") end
+  return s
+end
+
+-- A readable, unique, filesystem-safe name for a combination and seed.
+local function slug(vars, seed, used)
+  local parts, names = {}, {}
+  for k in pairs(vars) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "-" .. basename(vars[k]):sub(1, 24) end
+  local s = core.safe_name(#parts > 0 and table.concat(parts, "_") or "job"):sub(1, 90)
+  if seed then s = s .. "_s" .. seed end
+  local base, n = s, 1
+  while used[s] do n = n + 1; s = base .. "_" .. n end
+  used[s] = true
+  return s
+end
+
+local function check_spec(spec)
+  if type(spec) ~= "table" then error("experiment expects a table", 3) end
+  if type(spec.prompt) ~= "string" then error("experiment: prompt must be a template string", 3) end
+  if spec.name ~= nil and (type(spec.name) ~= "string" or spec.name == "") then
+    error("experiment: name must be a non-empty string", 3)
+  end
+  if spec.seeds ~= nil then
+    if type(spec.seeds) ~= "table" or #spec.seeds == 0 then error("experiment: seeds must be a list of integers", 3) end
+    for i, s in ipairs(spec.seeds) do
+      if math.type(s) ~= "integer" or s < 0 then
+        error(string.format("experiment: seeds[%d] must be an integer >= 0, got %s", i, tostring(s)), 3)
+      end
+    end
+  end
+  if spec.max_cost ~= nil and (type(spec.max_cost) ~= "number" or spec.max_cost < 0) then
+    error("experiment: max_cost must be a number of dollars >= 0", 3)
+  end
+end
+
+-- experiment.plan(spec, client) -> plan: every job with its rendered input, its output pixels
+-- and its estimated cost. Raises on anything wrong, before any request.
+function M.plan(spec, client)
+  check_spec(spec)
+  local combos = template.combine(spec.vars, spec.zip)
+  local names = {}
+  for k in pairs(combos[1] or {}) do names[#names + 1] = k end
+  local image_tpls = spec.images or {}
+  if type(image_tpls) == "string" then image_tpls = { image_tpls } end
+  local templates = { prompt = spec.prompt, negative_prompt = spec.negative_prompt }
+  for i, t in ipairs(image_tpls) do templates["images[" .. i .. "]"] = t end
+  template.check(templates, names)
+
+  local price = spec.price or M.PRICES[client.endpoint] or M.DEFAULT_PRICE
+  local seeds = spec.seeds or { false }
+  local plan = { jobs = {}, megapixels = 0, cost = 0, images = 0, price = price, combos = combos }
+  local used, checked = {}, {}
+  for ci, vars in ipairs(combos) do
+    for _, seed in ipairs(seeds) do
+      local input = {}
+      for k, v in pairs(spec.params or {}) do input[k] = v end
+      input.prompt = template.render(spec.prompt, vars, "prompt")
+      if spec.negative_prompt then input.negative_prompt = template.render(spec.negative_prompt, vars, "negative_prompt") end
+      local imgs = {}
+      for i, t in ipairs(image_tpls) do imgs[i] = template.render(t, vars, "images[" .. i .. "]") end
+      if #imgs > 0 then input.image_urls = imgs end
+      if seed then input.seed = seed end
+      local normal = model.validate(client.endpoint, input)
+      for i, img in ipairs(normal.image_urls or {}) do  -- every local image read once, now
+        if type(img) == "string" and not inputs.is_url(img) and not checked[img] then
+          inputs.load(string.format("image_urls[%d] (%s)", i, img), img, client.max_file_bytes)
+          checked[img] = true
+        end
+      end
+      local px = model.output_pixels(normal) or 0
+      local mp = px / 1e6
+      local job = { index = #plan.jobs + 1, combo = ci, vars = vars, seed = seed or nil, input = input,
+        slug = slug(vars, seed or nil, used), megapixels = mp, cost = mp * price,
+        images = normal.num_images or 1 }
+      -- A job the folder's journal already holds costs nothing: it will be reused.
+      local jr = client.journal
+      if jr then
+        local known = jr:get(jr:peek_key(client.endpoint, client:prepare(input)))
+        if known and known.state == "done" then job.reuse, job.cost = true, 0 end
+      end
+      plan.jobs[#plan.jobs + 1] = job
+      plan.megapixels = plan.megapixels + mp
+      plan.cost = plan.cost + job.cost
+      plan.images = plan.images + job.images
+      if job.reuse then plan.reused = (plan.reused or 0) + 1 end
+    end
+  end
+  return plan
+end
+
+-- A copy of an input for the manifest: a local image is recorded by its path (it was sent as
+-- a data: URI of that file), a data: URI given directly by its size, never megabytes of base64.
+local function recordable(input)
+  local out = {}
+  for k, v in pairs(input) do out[k] = v end
+  if out.image_urls then
+    local list = json.array {}
+    for i, u in ipairs(out.image_urls) do
+      if type(u) == "table" then u = u.path end
+      list[i] = (type(u) == "string" and u:find("^data:")) and string.format("(data: URI, %d bytes)", #u) or u
+    end
+    out.image_urls = list
+  end
+  return out
+end
+
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
+-- experiment.run(spec) -> summary. spec: name, out (parent folder, default "experiments"),
+-- prompt, negative_prompt, vars, zip, images, params, seeds, client (or client_options),
+-- concurrency (8), dry_run, max_cost, partial (with max_cost: run what fits in order and skip
+-- the rest instead of refusing the plan), price.
+function M.run(spec)
+  check_spec(spec)
+  local client = spec.client or require("editflow").client(spec.client_options or {})
+  local name = spec.name or "experiment"
+  local dir = join(spec.out or "experiments", core.safe_name(name))
+  if not client.journal and (not spec.dry_run or exists(join(dir, require("editflow.journal").FILE))) then
+    client.journal = require("editflow.journal").open(dir)  -- reuse what an earlier run paid for
+  end
+  local plan = M.plan(spec, client)
+  local summary = { dir = dir, jobs = #plan.jobs, images = plan.images, megapixels = plan.megapixels,
+    cost = plan.cost, price = plan.price, done = 0, failed = 0, reused = 0, skipped = 0, spent = 0 }
+  summary.reused_planned = plan.reused or 0
+  if spec.max_cost and plan.cost > spec.max_cost + 1e-9 and not spec.dry_run and not spec.partial then
+    error(string.format("experiment %s: the plan costs $%.4f, over the budget max_cost = $%.4f "
+      .. "(%d jobs, %.2f output megapixels at $%.3f/MP)", name, plan.cost, spec.max_cost, #plan.jobs,
+      plan.megapixels, plan.price), 2)
+  end
+  if spec.dry_run then
+    summary.dry_run, summary.plan = true, plan
+    return summary
+  end
+
+  assert(core.mkdir(dir))
+  local records = {}
+  tasks.map(plan.jobs, function(job)
+    local rec = { index = job.index, vars = job.vars, seed = job.seed, prompt = job.input.prompt,
+      input = recordable(job.input), cost_estimate = job.cost }
+    records[job.index] = rec
+    local body = client:prepare(job.input)
+    local known = client.journal:get(client.journal:peek_key(client.endpoint, body))
+    local reused = known and known.state == "done"
+    if not reused and spec.max_cost and summary.spent + job.cost > spec.max_cost + 1e-9 then
+      rec.status, rec.error = "skipped", { code = "BUDGET", message = string.format(
+        "not sent: $%.4f spent, this job ($%.4f) would pass max_cost $%.4f", summary.spent, job.cost, spec.max_cost) }
+      summary.skipped = summary.skipped + 1
+      return
+    end
+    if not reused then summary.spent = summary.spent + job.cost end
+    local j, err = client:send(body)
+    local result
+    if j then result, err = j:wait() end
+    rec.request_id = j and j.request_id
+    rec.reused = j and j.from_journal or false
+    if rec.reused then
+      summary.reused = summary.reused + 1
+      rec.cost_estimate = 0
+    end
+    if not result then
+      rec.status, rec.error = "failed", { code = err.code, message = err.message, type = err.type }
+      summary.failed = summary.failed + 1
+      return
+    end
+    rec.seed = result.seed or job.seed
+    rec.timings, rec.nsfw = result.timings, result.has_nsfw_concepts
+    local paths, serr = j:save(dir, { name = job.slug })
+    if not paths then
+      rec.status, rec.error = "failed", { code = serr.code, message = serr.message }
+      summary.failed = summary.failed + 1
+      return
+    end
+    rec.status = "done"
+    rec.outputs = json.array {}
+    for i, p in ipairs(paths) do
+      local img = type(result.images) == "table" and result.images[i] or {}
+      rec.outputs[i] = { path = p:match("([^/]*)$"), bytes = file_size(p), width = img.width, height = img.height }
+    end
+    summary.done = summary.done + 1
+  end, { concurrency = spec.concurrency or 8 })
+
+  local lines = {}
+  for i = 1, #plan.jobs do lines[i] = json.encode(records[i]) end
+  assert(core.write_file(join(dir, "manifest.jsonl"), table.concat(lines, "\n") .. "\n"))
+  summary.manifest = join(dir, "manifest.jsonl")
+  summary.gallery = gallery.write(dir, name, plan, records, spec)
+  return summary
+end
+
+return M

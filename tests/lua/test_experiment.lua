@@ -1,0 +1,154 @@
+-- test_experiment.lua: templated prompt experiments: templates, grids, seeds, the manifest,
+-- the gallery, dry runs, budgets and reuse on re-run.
+local T = require "testlib"
+local editflow = require "editflow"
+local template = require "editflow.template"
+local json = require "editflow.json"
+
+local A = T.source_dir .. "/tests/fixtures/a.png"
+local B = T.source_dir .. "/tests/fixtures/b.png"
+local sb = T.sandbox { "--job-time", "0.02", "--workers", "8" }
+
+local function client() return editflow.client { base_url = sb.url, key = "test-key" } end
+
+local function manifest(dir)
+  local out = {}
+  for line in (T.read(dir .. "/manifest.jsonl") or ""):gmatch("[^\n]+") do out[#out + 1] = json.decode(line) end
+  return out
+end
+
+T.case("templates: substitution, $$ escape, missing variables named", function()
+  T.eq(template.render("a ${x} for $$${y} $5", { x = "cat", y = 3 }), "a cat for $3 $5", "render")
+  T.raises(function() template.render("a ${animal} in ${style}", { animal = "cat" }, "prompt") end,
+    "prompt: missing variable 'style' (variables: animal)")
+  T.raises(function() template.render("a ${oops", {}) end, "without a closing")
+  T.raises(function() template.render("a ${1x}", {}) end, "bad variable name '1x'")
+  local names = template.names("${b} ${a} ${b} $${c}")
+  T.eq(table.concat(names, ","), "b,a", "names in order, escapes skipped")
+end)
+
+T.case("grids: product, zip, both, and errors", function()
+  T.eq(#template.product { a = { 1, 2, 3 }, b = { "x", "y" } }, 6, "product size")
+  local p = template.product { a = { 1, 2 }, b = { "x", "y" } }
+  T.eq(p[2].a .. p[2].b, "1y", "last variable varies fastest")
+  local z = template.zip { a = { 1, 2 }, b = { "x", "y" } }
+  T.eq(#z, 2, "zip size")
+  T.eq(z[2].a .. z[2].b, "2y", "zip pairs")
+  T.eq(#template.combine({ a = { 1, 2 } }, { b = { 1, 2, 3 }, c = { 4, 5, 6 } }), 6, "product x zip")
+  T.raises(function() template.zip { a = { 1 }, b = { 1, 2 } } end, "has 2 values, the others 1")
+  T.raises(function() template.product { a = {} } end, "must be a non-empty list")
+  local imgs = editflow.images(T.source_dir .. "/tests/fixtures/*.png")
+  T.eq(#imgs, 3, "glob over fixtures (a, b, not-an-image by name)")
+  T.eq(#editflow.images(T.source_dir .. "/scripts/assets"), 2, "a folder's images")
+  T.raises(function() editflow.images(T.source_dir .. "/nope/*.png") end, "nothing matches")
+end)
+
+local SPEC = {
+  name = "grid", prompt = "a ${animal} in ${style} style", vars = { animal = { "cat", "dog" }, style = { "oil", "ink" } },
+  images = { A }, seeds = { 1, 2, 3 }, params = { image_size = "square" },
+}
+
+local function spec(extra)
+  local s = {}
+  for k, v in pairs(SPEC) do s[k] = v end
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+T.case("a dry run plans and prices, and sends nothing", function()
+  local d = T.tmpdir()
+  local before = sb.stats().requests
+  local s = editflow.experiment(spec { out = d, client = client(), dry_run = true })
+  T.eq(s.jobs, 12, "2 x 2 combinations x 3 seeds")
+  T.eq(s.images, 12, "one image each")
+  T.ok(math.abs(s.megapixels - 12 * 0.262144) < 1e-9, "512x512 each")
+  T.ok(math.abs(s.cost - 12 * 0.262144 * 0.03) < 1e-9, "at $0.03 per megapixel")
+  T.eq(sb.stats().requests, before, "nothing sent")
+  T.eq(#T.list_dir(d), 0, "no folder made")
+  local priced = editflow.experiment(spec { out = d, client = client(), dry_run = true, price = 0.1 })
+  T.ok(math.abs(priced.cost - 12 * 0.262144 * 0.1) < 1e-9, "price changeable")
+  T.raises(function() editflow.experiment(spec { out = d, client = client(), prompt = "${colour}" }) end,
+    "prompt: missing variable 'colour'")
+  T.eq(sb.stats().requests, before, "a missing variable sends nothing")
+end)
+
+T.case("a run: images named by combination, manifest, gallery; a re-run pays nothing", function()
+  local d = T.tmpdir()
+  local s = editflow.experiment(spec { out = d, client = client() })
+  T.eq(s.done, 12, "all done")
+  local m = manifest(s.dir)
+  T.eq(#m, 12, "one manifest line per job")
+  local r = m[1]
+  T.eq(r.vars.animal .. r.vars.style, "catoil", "variables recorded (names sorted, values in order)")
+  T.eq(r.prompt, "a cat in oil style", "rendered prompt")
+  T.eq(r.seed, 1, "seed used")
+  T.match(r.request_id, "^[%w-]+$", "request id")
+  T.eq(r.input.image_urls[1], A, "a local input recorded by its path, not its base64")
+  T.eq(r.input.image_size, "square", "model fields recorded")
+  T.eq(r.outputs[1].path, "animal-cat_style-oil_s1-1.png", "readable, unique file name")
+  T.eq(r.outputs[1].width, 512, "size recorded")
+  T.ok(r.outputs[1].bytes > 0, "bytes recorded")
+  T.eq(r.nsfw[1], false, "nsfw flags")
+  T.ok(r.cost_estimate > 0, "cost estimate")
+  T.eq(r.reused, false, "not reused")
+  for _, rec in ipairs(m) do T.ok(T.exists(s.dir .. "/" .. rec.outputs[1].path), rec.outputs[1].path) end
+  local html = T.read(s.gallery)
+  local _, rows = html:gsub("<tr><td class=\"vars\">", "")
+  T.eq(rows, 4, "one gallery row per combination")
+  local _, imgs = html:gsub("<td class=\"out\"><img src=\"", "")
+  T.eq(imgs, 12, "one cell per seed")
+  T.contains(html, "a dog in oil style", "rendered prompt under the row")
+  T.contains(html, "<img src=\"inputs/", "input thumbnails copied beside the page")
+  T.ok(not html:find("<script", 1, true) and not html:find("http", 1, true), "no script, nothing from the network")
+  -- run again: every job reused, nothing sent, the manifest says so
+  local before = sb.stats().by_route.submit
+  local again = editflow.experiment(spec { out = d, client = client() })
+  T.eq(sb.stats().by_route.submit, before, "no new submit")
+  T.eq(again.reused, 12, "all reused")
+  T.eq(manifest(s.dir)[5].reused, true, "manifest says reused")
+  local plan = editflow.experiment(spec { out = d, client = client(), dry_run = true })
+  T.eq(plan.cost, 0, "a re-run's plan costs nothing")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("failures are recorded and shown as such", function()
+  local d = T.tmpdir()
+  local s = editflow.experiment { name = "fails", out = d, client = client(), prompt = "${p}",
+    vars = { p = { "fine", "[fail:nsfw] bad" } }, images = { A } }
+  T.eq(s.done, 1, "one done")
+  T.eq(s.failed, 1, "one failed")
+  local m = manifest(s.dir)
+  local failed = m[1].status == "failed" and m[1] or m[2]
+  T.eq(failed.error.type, "content_policy_violation", "error recorded")
+  T.contains(T.read(s.gallery), "class=\"fail\">failed: ", "shown as failed")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("the budget: a plan over it is refused; partial runs what fits", function()
+  local d = T.tmpdir()
+  local before = sb.stats().by_route.submit
+  local one = 0.262144 * 0.03
+  T.raises(function() editflow.experiment(spec { out = d, client = client(), max_cost = one * 3.5 }) end,
+    "over the budget")
+  T.eq(sb.stats().by_route.submit, before, "refused before any submit")
+  local s = editflow.experiment(spec { out = d, client = client(), max_cost = one * 3.5, partial = true,
+    concurrency = 1 })
+  T.eq(s.done, 3, "three fit")
+  T.eq(s.skipped, 9, "the rest skipped")
+  T.eq(sb.stats().by_route.submit - before, 3, "three submits")
+  T.contains(T.read(s.gallery), "class=\"skip\">skipped", "skipped shown")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("zip and image variables: each photo with its own prompt", function()
+  local d = T.tmpdir()
+  local s = editflow.experiment { name = "pairs", out = d, client = client(), prompt = "make it ${mood}",
+    zip = { photo = { A, B }, mood = { "sunny", "rainy" } }, images = { "${photo}" } }
+  T.eq(s.done, 2, "two jobs")
+  local m = manifest(s.dir)
+  T.eq(m[1].vars.mood, "sunny", "zipped")
+  T.contains(m[2].outputs[1].path, "photo-b", "named by the photo")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.run()
