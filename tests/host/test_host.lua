@@ -267,6 +267,41 @@ end, { concurrency = 3 })
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("grid: dry run sends nothing; a budget refuses; a run writes the gallery, a re-run reuses it", function()
+  local d = T.tmpdir()
+  local before = sb.stats().requests
+  local grid = { "grid", "-p", "a ${animal} in ${style}", "--var", "animal=cat,dog", "--var", "style=oil,ink",
+    "-i", A, "--seeds", "1,2", "-s", "square", "-o", d, "--name", "cli" }
+  local function with(...)  -- grid's arguments and more (table.unpack mid-list would cut them)
+    local a = table.move(grid, 1, #grid, 1, {})
+    for _, x in ipairs({ ... }) do a[#a + 1] = x end
+    return table.unpack(a)
+  end
+  local st, out, err = run(env(), with("--dry-run"))
+  T.eq(st, 0, "dry run: " .. tostring(err))
+  T.contains(out, "plan: 8 jobs (0 reused from an earlier run), 8 images, 2.10 output megapixels, estimated $0.0629", "the plan")
+  T.eq(sb.stats().requests, before, "the sandbox counted nothing")
+  st, out, err = run(env(), with("--max-cost", "0.01"))
+  T.eq(st, 1, "over budget")
+  T.contains(err, "over the budget", "says so")
+  T.eq(sb.stats().requests, before, "still nothing sent")
+  st, out, err = run(env(), "grid", "-p", "a ${animal} in ${colour}", "--var", "animal=cat", "-i", A, "-o", d)
+  T.eq(st, 2, "missing variable")
+  T.contains(err, "missing variable 'colour'", "named")
+  st, out, err = run(env(), with())
+  T.eq(st, 0, "run: " .. tostring(err))
+  T.eq(out, d .. "/cli/index.html\n", "prints the gallery's path")
+  T.contains(T.read(d .. "/cli/index.html"), "a dog in ink", "gallery written")
+  local submits = sb.stats().by_route.submit
+  st, out = run(env(), with())
+  T.eq(st, 0, "re-run")
+  T.eq(sb.stats().by_route.submit, submits, "the re-run submits nothing")
+  st, out = run(env(), with("--dry-run"))
+  T.contains(out, "8 jobs (8 reused from an earlier run)", "the plan knows")
+  T.contains(out, "estimated $0.0000", "and costs nothing")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.case("the credential never appears in output, even with --verbose or on failure", function()
   local d = T.tmpdir()
   local st, out, err = run(env(), "edit", "-v", "-p", "x", "-i", A, "-o", d)

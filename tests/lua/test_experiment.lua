@@ -92,6 +92,7 @@ T.case("a run: images named by combination, manifest, gallery; a re-run pays not
   T.ok(r.cost_estimate > 0, "cost estimate")
   T.eq(r.reused, false, "not reused")
   for _, rec in ipairs(m) do T.ok(T.exists(s.dir .. "/" .. rec.outputs[1].path), rec.outputs[1].path) end
+  T.ok(not T.read(s.dir .. "/manifest.jsonl"):find("test-key", 1, true), "no credential in the manifest")
   local html = T.read(s.gallery)
   local _, rows = html:gsub("<tr><td class=\"vars\">", "")
   T.eq(rows, 4, "one gallery row per combination")
