@@ -226,7 +226,7 @@ local function split_var(flag, spec)
   local name, values = spec:match("^([%a_][%w_]*)=(.*)$")
   if not name then return nil, flag .. " expects NAME=VALUE,VALUE, got '" .. spec .. "'" end
   local list = {}
-  for v in (values .. ","):gmatch("([^,]*),") do list[#list + 1] = tonumber(v) and math.tointeger(tonumber(v)) or v end
+  for v in (values .. ","):gmatch("([^,]*),") do list[#list + 1] = v end  -- text, as typed
   return name, list
 end
 
@@ -276,9 +276,14 @@ local function cmd_grid(argv)
   if price ~= nil and type(price) ~= "number" then return usage_error("--price expects dollars", "grid") end
   local concurrency = num("concurrency")
   if concurrency ~= nil and not math.tointeger(concurrency) then return usage_error("--concurrency expects an integer", "grid") end
+  local timeout = o.timeout and tonumber(o.timeout)
+  if o.timeout and not (timeout and timeout > 0) then
+    return usage_error("--timeout must be a positive number of seconds, got '" .. o.timeout .. "'", "grid")
+  end
   local client, cerr = make_client(o)
   if not client then return usage_error(cerr, "grid") end
   client.on_status, client.on_log = nil, nil
+  client.job_timeout = timeout  -- each job's own deadline
   local e = edit_input(o)
   local params = {}
   for _, k in ipairs { "image_size", "num_images", "num_inference_steps", "guidance_scale", "output_format",
@@ -297,7 +302,7 @@ local function cmd_grid(argv)
   if summary.dry_run then
     io.stdout:write(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, estimated $%.4f at $%.3f/MP; nothing sent\n",
       summary.jobs, summary.reused_planned, summary.images, summary.megapixels, summary.cost, summary.price))
-    if max_cost and summary.cost > max_cost then
+    if max_cost and summary.cost > max_cost + 1e-9 then
       io.stdout:write(string.format("over the budget: --max-cost $%.4f\n", max_cost))
       return 1
     end

@@ -32,24 +32,49 @@ local function exists(path)
   return f ~= nil
 end
 
-local function basename(v)
+local IMAGE_FILE = { png = true, jpg = true, jpeg = true, webp = true, gif = true }
+
+-- How a variable's value reads in a file name: an image path by its file's stem, anything
+-- else as it is (so 0.5 and 0.75 stay apart).
+local function label(v)
+  if type(v) == "table" and v.path then v = v.path end
   local s = tostring(v)
-  if s:find("/", 1, true) or s:find("%.%w+$") then s = s:match("([^/]*)$"):gsub("%.%w+$", "") end
+  local ext = s:match("%.(%w+)$")
+  if s:find("/", 1, true) or (ext and IMAGE_FILE[ext:lower()]) then
+    s = s:match("([^/]*)$"):gsub("%.%w+$", "")
+  end
   return s
 end
 
--- A readable, unique, filesystem-safe name for a combination and seed.
-local function slug(vars, seed, used)
-  local parts, names = {}, {}
+local function vars_text(vars)
+  local names, parts = {}, {}
   for k in pairs(vars) do names[#names + 1] = k end
   table.sort(names)
-  for _, k in ipairs(names) do parts[#parts + 1] = k .. "-" .. basename(vars[k]):sub(1, 24) end
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. tostring(label(vars[k])) .. "|" .. tostring(vars[k]) end
+  return names, table.concat(parts, "\n")
+end
+
+-- A readable, unique, filesystem-safe name for a combination and seed. When two would read
+-- the same (values cut short, or differing only in what the name drops), a short hash of the
+-- exact variables tells them apart, the same on every run whatever the grid's order.
+local function slug(vars, seed, used)
+  local names, exact = vars_text(vars)
+  local parts = {}
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "-" .. label(vars[k]):sub(1, 24) end
   local s = core.safe_name(#parts > 0 and table.concat(parts, "_") or "job"):sub(1, 90)
+  if used[s .. (seed and ("_s" .. seed) or "")] or #s >= 90 then s = s:sub(1, 80) .. "_" .. core.hash(exact):sub(1, 8) end
   if seed then s = s .. "_s" .. seed end
-  local base, n = s, 1
-  while used[s] do n = n + 1; s = base .. "_" .. n end
   used[s] = true
   return s
+end
+
+-- Renders one image entry: an editflow.file (or any non-string) passes through; a template
+-- that is exactly ${name} takes the variable's value as it is (a path or an editflow.file).
+local function render_image(t, vars, what)
+  if type(t) ~= "string" then return t end
+  local only = t:match("^%${([%a_][%w_]*)}$")
+  if only and vars[only] ~= nil then return vars[only] end
+  return template.render(t, vars, what)
 end
 
 local function check_spec(spec)
@@ -81,13 +106,16 @@ function M.plan(spec, client)
   local image_tpls = spec.images or {}
   if type(image_tpls) == "string" then image_tpls = { image_tpls } end
   local templates = { prompt = spec.prompt, negative_prompt = spec.negative_prompt }
-  for i, t in ipairs(image_tpls) do templates["images[" .. i .. "]"] = t end
+  for i, t in ipairs(image_tpls) do
+    if type(t) == "string" then templates["images[" .. i .. "]"] = t end
+  end
   template.check(templates, names)
 
   local price = spec.price or M.PRICES[client.endpoint] or M.DEFAULT_PRICE
   local seeds = spec.seeds or { false }
   local plan = { jobs = {}, megapixels = 0, cost = 0, images = 0, price = price, combos = combos }
-  local used, checked = {}, {}
+  local used, checked, ahead = {}, {}, {}
+  local single = model.schemas[client.endpoint] and model.schemas[client.endpoint].fields.image_url
   for ci, vars in ipairs(combos) do
     for _, seed in ipairs(seeds) do
       local input = {}
@@ -95,14 +123,20 @@ function M.plan(spec, client)
       input.prompt = template.render(spec.prompt, vars, "prompt")
       if spec.negative_prompt then input.negative_prompt = template.render(spec.negative_prompt, vars, "negative_prompt") end
       local imgs = {}
-      for i, t in ipairs(image_tpls) do imgs[i] = template.render(t, vars, "images[" .. i .. "]") end
-      if #imgs > 0 then input.image_urls = imgs end
+      for i, t in ipairs(image_tpls) do imgs[i] = render_image(t, vars, "images[" .. i .. "]") end
+      if single then  -- endpoints that take one image_url (fal-ai/qwen-image-edit)
+        if #imgs ~= 1 then error(client.endpoint .. " takes exactly one image, got " .. #imgs, 0) end
+        input.image_url = imgs[1]
+      elseif #imgs > 0 then
+        input.image_urls = imgs
+      end
       if seed then input.seed = seed end
       local normal = model.validate(client.endpoint, input)
-      for i, img in ipairs(normal.image_urls or {}) do  -- every local image read once, now
-        if type(img) == "string" and not inputs.is_url(img) and not checked[img] then
-          inputs.load(string.format("image_urls[%d] (%s)", i, img), img, client.max_file_bytes)
-          checked[img] = true
+      for i, img in ipairs(normal.image_urls or { normal.image_url }) do  -- every local image read once, now
+        local path = type(img) == "table" and img.path or img
+        if type(path) == "string" and not inputs.is_url(path) and not checked[path] then
+          inputs.load(string.format("image_urls[%d] (%s)", i, path), path, client.max_file_bytes)
+          checked[path] = true
         end
       end
       local px = model.output_pixels(normal) or 0
@@ -110,10 +144,12 @@ function M.plan(spec, client)
       local job = { index = #plan.jobs + 1, combo = ci, vars = vars, seed = seed or nil, input = input,
         slug = slug(vars, seed or nil, used), megapixels = mp, cost = mp * price,
         images = normal.num_images or 1 }
-      -- A job the folder's journal already holds costs nothing: it will be reused.
+      job.full_cost = job.cost
+      -- A job the folder's journal already holds costs nothing: it will be reused. Equal
+      -- bodies get successive keys, exactly as they will when sent.
       local jr = client.journal
       if jr then
-        local known = jr:get(jr:peek_key(client.endpoint, client:prepare(input)))
+        local known = jr:get(jr:peek_key(client.endpoint, client:prepare(input), ahead))
         if known and known.state == "done" then job.reuse, job.cost = true, 0 end
       end
       plan.jobs[#plan.jobs + 1] = job
@@ -131,6 +167,7 @@ end
 local function recordable(input)
   local out = {}
   for k, v in pairs(input) do out[k] = v end
+  if out.image_url ~= nil then out.image_url = type(out.image_url) == "table" and out.image_url.path or out.image_url end
   if out.image_urls then
     local list = json.array {}
     for i, u in ipairs(out.image_urls) do
@@ -159,8 +196,9 @@ function M.run(spec)
   local client = spec.client or require("editflow").client(spec.client_options or {})
   local name = spec.name or "experiment"
   local dir = join(spec.out or "experiments", core.safe_name(name))
-  if not client.journal and (not spec.dry_run or exists(join(dir, require("editflow.journal").FILE))) then
-    client.journal = require("editflow.journal").open(dir)  -- reuse what an earlier run paid for
+  local journal = require "editflow.journal"
+  if not client.journal and exists(join(dir, journal.FILE)) then
+    client.journal = journal.open(dir)  -- reuse what an earlier run paid for
   end
   local plan = M.plan(spec, client)
   local summary = { dir = dir, jobs = #plan.jobs, images = plan.images, megapixels = plan.megapixels,
@@ -177,14 +215,14 @@ function M.run(spec)
   end
 
   assert(core.mkdir(dir))
+  if not client.journal then client.journal = journal.open(dir) end
   local records = {}
-  tasks.map(plan.jobs, function(job)
-    local rec = { index = job.index, vars = job.vars, seed = job.seed, prompt = job.input.prompt,
-      input = recordable(job.input), cost_estimate = job.cost }
-    records[job.index] = rec
+  local function run_job(job, rec)
     local body = client:prepare(job.input)
     local known = client.journal:get(client.journal:peek_key(client.endpoint, body))
     local reused = known and known.state == "done"
+    job.cost = reused and 0 or job.full_cost
+    rec.cost_estimate = job.cost
     if not reused and spec.max_cost and summary.spent + job.cost > spec.max_cost + 1e-9 then
       rec.status, rec.error = "skipped", { code = "BUDGET", message = string.format(
         "not sent: $%.4f spent, this job ($%.4f) would pass max_cost $%.4f", summary.spent, job.cost, spec.max_cost) }
@@ -221,6 +259,17 @@ function M.run(spec)
       rec.outputs[i] = { path = p:match("([^/]*)$"), bytes = file_size(p), width = img.width, height = img.height }
     end
     summary.done = summary.done + 1
+  end
+
+  tasks.map(plan.jobs, function(job)
+    local rec = { index = job.index, vars = job.vars, seed = job.seed, prompt = job.input.prompt,
+      input = recordable(job.input), cost_estimate = job.cost }
+    records[job.index] = rec
+    local ok, e = pcall(run_job, job, rec)
+    if not ok then  -- whatever went wrong, the manifest says so
+      rec.status, rec.error = "failed", { code = "INTERNAL", message = tostring(e) }
+      summary.failed = summary.failed + 1
+    end
   end, { concurrency = spec.concurrency or 8 })
 
   local lines = {}

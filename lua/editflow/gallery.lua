@@ -76,8 +76,13 @@ function M.write(dir, name, plan, records, spec)
     table.sort(names)
     for _, k in ipairs(names) do w(esc(k), " = ", esc(vars[k]), "<br>") end
     w("</td><td class=\"thumbs\">")
-    for _, u in ipairs(first and first.input.image_urls or {}) do
-      if inputs.is_url(u) then
+    local shown = first and (first.input.image_urls or { first.input.image_url }) or {}
+    for _, u in ipairs(shown) do
+      if type(u) == "table" then u = u.path end
+      if type(u) ~= "string" then  -- nothing to show
+      elseif u:find("^data:") then
+        w("<span class=\"tag\">(inline image)</span><br>")
+      elseif inputs.is_url(u) then
         w("<a href=\"", esc(u), "\">", esc(u:sub(1, 40)), "</a><br>")
       else
         local rel = thumb(dir, u, copied)

@@ -80,7 +80,9 @@ local function glob_to_pattern(g)
 end
 
 -- editflow.images(spec, ...) -> sorted list of image paths. Each spec is a file, a folder (its
--- PNG, JPEG, WebP and GIF files) or a glob with * and ? in the last part ("photos/*.jpg").
+-- PNG, JPEG, WebP and GIF files) or a glob with * and ? in the last part ("photos/*.jpg");
+-- folders and globs yield only files with an image extension whose bytes are an image, never
+-- hidden ones.
 -- Raises when a spec matches nothing, so a typo cannot make an empty experiment.
 function M.images(...)
   local out = {}
@@ -90,20 +92,26 @@ function M.images(...)
     if not dir then dir, last = ".", spec end
     if dir == "" then dir = "/" end
     local found = {}
+    local function is_image_file(path, name)
+      local ext = name:match("%.([%w]+)$")
+      if not ext or not IMAGE_EXT[ext:lower()] or name:sub(1, 1) == "." then return false end
+      local f = io.open(path, "rb")
+      if not f then return false end
+      local head = f:read(16)  -- nil for a folder (read fails) or an empty file
+      f:close()
+      return head ~= nil and core.sniff(head) ~= nil  -- an image by its bytes, not only its name
+    end
     local entries = core.listdir(spec)
     if entries then  -- a folder
       for _, name in ipairs(entries) do
-        local ext = name:match("%.([%w]+)$")
-        if ext and IMAGE_EXT[ext:lower()] and name:sub(1, 1) ~= "." then
-          found[#found + 1] = (spec:sub(-1) == "/" and spec or spec .. "/") .. name
-        end
+        local path = (spec:sub(-1) == "/" and spec or spec .. "/") .. name
+        if is_image_file(path, name) then found[#found + 1] = path end
       end
     elseif last:find("[%*%?]") then
       local pat = glob_to_pattern(last)
       for _, name in ipairs(core.listdir(dir) or {}) do
-        if name:match(pat) and name:sub(1, 1) ~= "." then
-          found[#found + 1] = (dir == "." and not spec:find("^%./") and "" or (dir == "/" and "/" or dir .. "/")) .. name
-        end
+        local path = (dir == "." and not spec:find("^%./") and "" or (dir == "/" and "/" or dir .. "/")) .. name
+        if name:match(pat) and is_image_file(path, name) then found[#found + 1] = path end
       end
     else
       local f = io.open(spec, "rb")

@@ -327,12 +327,16 @@ function Job:save(dir, opts)
   if type(dir) ~= "string" or dir == "" then error("job:save expects a folder path", 2) end
   opts = opts or {}
   if self.from_journal and type(self.paths) == "table" and #self.paths > 0 then
-    local all = true
+    -- Saved by an earlier run: nothing to fetch, if the files are still there, in this
+    -- folder, under the name asked for now.
+    local all, stem = true, core.safe_name(opts.name or self.request_id) .. "-"
     for _, p in ipairs(self.paths) do
       local f = io.open(p, "rb")
-      if f then f:close() else all = false end
+      local here = p:sub(1, #dir) == dir and p:match("([^/]*)$"):sub(1, #stem) == stem
+      if f then f:close() end
+      if not (f and here) then all = false end
     end
-    if all then return self.paths end  -- saved by an earlier run: nothing to fetch
+    if all then return self.paths end
   end
   local res = self.output
   if not res then

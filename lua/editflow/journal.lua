@@ -82,10 +82,16 @@ end
 
 function Journal:get(key) return self.jobs[key] end
 
--- The key the next equal body would get, without counting it.
-function Journal:peek_key(endpoint, body)
+-- The key the next equal body would get, without counting it; `ahead` (a table the caller
+-- keeps, fingerprint -> count) accounts for equal bodies planned but not yet sent.
+function Journal:peek_key(endpoint, body, ahead)
   local fp = core.hash(endpoint .. "\n" .. body)
-  return fp .. "-" .. ((self.seen[fp] or 0) + 1)
+  local extra = 0
+  if ahead then
+    extra = ahead[fp] or 0
+    ahead[fp] = extra + 1
+  end
+  return fp .. "-" .. ((self.seen[fp] or 0) + extra + 1)
 end
 
 -- Appends one record durably; raises if the journal cannot be written (nothing may be sent

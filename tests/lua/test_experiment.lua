@@ -38,7 +38,8 @@ T.case("grids: product, zip, both, and errors", function()
   T.raises(function() template.zip { a = { 1 }, b = { 1, 2 } } end, "has 2 values, the others 1")
   T.raises(function() template.product { a = {} } end, "must be a non-empty list")
   local imgs = editflow.images(T.source_dir .. "/tests/fixtures/*.png")
-  T.eq(#imgs, 3, "glob over fixtures (a, b, not-an-image by name)")
+  T.eq(#imgs, 2, "glob over fixtures: a and b; not-an-image.png is text, left out")
+  T.raises(function() editflow.images(T.source_dir .. "/tests") end, "nothing matches")
   T.eq(#editflow.images(T.source_dir .. "/scripts/assets"), 2, "a folder's images")
   T.raises(function() editflow.images(T.source_dir .. "/nope/*.png") end, "nothing matches")
 end)
@@ -149,6 +150,62 @@ T.case("zip and image variables: each photo with its own prompt", function()
   local m = manifest(s.dir)
   T.eq(m[1].vars.mood, "sunny", "zipped")
   T.contains(m[2].outputs[1].path, "photo-b", "named by the photo")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("equal bodies: each is priced and counted, never all taken as reused", function()
+  local d = T.tmpdir()
+  local one = 1024 * 1024 / 1e6 * 0.03
+  local base = { name = "reps", out = d, prompt = "a cat", vars = { rep = { "1", "2", "3" } }, images = { A } }
+  local function with(extra)
+    local t = {}
+    for k, v in pairs(base) do t[k] = v end
+    for k, v in pairs(extra) do t[k] = v end
+    t.client = client()
+    return t
+  end
+  local first = editflow.experiment(with { max_cost = one * 1.5, partial = true, concurrency = 1 })
+  T.eq(first.done, 1, "one fits")
+  local plan = editflow.experiment(with { dry_run = true })
+  T.eq(plan.reused_planned, 1, "only the first is reused")
+  T.ok(math.abs(plan.cost - 2 * one) < 1e-9, "the other two are priced")
+  T.raises(function() editflow.experiment(with { max_cost = one * 1.5 }) end, "over the budget")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("file names do not depend on the grid's order; a re-run never overwrites another's image", function()
+  local d = T.tmpdir()
+  local function run(values)
+    return editflow.experiment { name = "names", out = d, client = client(), prompt = "style ${s}",
+      vars = { s = values }, images = { A }, seeds = { 1 } }
+  end
+  run { "ink.v2" }
+  local s = run { "ink.v1", "ink.v2" }
+  local m = manifest(s.dir)
+  T.ok(m[1].outputs[1].path ~= m[2].outputs[1].path, "two combinations, two files")
+  T.eq(run({ "0.5", "0.75" }).done, 2, "numbers with dots stay apart")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("editflow.file in images, directly and as a variable's value", function()
+  local d = T.tmpdir()
+  local s = editflow.experiment { name = "files", out = d, client = client(), prompt = "p ${img}",
+    vars = { img = { editflow.file(A), editflow.file(B) } }, images = { "${img}", editflow.file(A) } }
+  T.eq(s.done, 2, "both ran")
+  T.eq(manifest(s.dir)[1].input.image_urls[2], A, "recorded by path")
+  local _, thumbs = T.read(s.gallery):gsub("<img src=\"inputs/", "")
+  T.eq(thumbs, 4, "their thumbnails shown")
+  local single = editflow.experiment { name = "single", out = d, dry_run = true, prompt = "p",
+    images = { A }, client = editflow.client { base_url = sb.url, key = "k", endpoint = "fal-ai/qwen-image-edit" } }
+  T.eq(single.plan.jobs[1].input.image_url, A, "one-image endpoints get image_url")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("a refused experiment leaves no folder behind", function()
+  local d = T.tmpdir()
+  T.raises(function() editflow.experiment(spec { out = d, client = client(), max_cost = 0.0001 }) end, "over the budget")
+  T.raises(function() editflow.experiment(spec { out = d, client = client(), prompt = "${nope}" }) end, "missing variable")
+  T.eq(#T.list_dir(d), 0, "nothing created")
   os.execute("rm -rf " .. T.quote(d))
 end)
 
