@@ -19,6 +19,21 @@ static void seterr(char *err, size_t n, const char *what, int e) {
     snprintf(err, n, "%s: %s", what, strerror(e));
 }
 
+/* Writes all of it (short writes and EINTR retried); 0 or an errno. */
+static int write_all(int fd, const void *data, size_t len) {
+  const char *p = data;
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, p + off, len - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return w < 0 ? errno : EIO;
+    off += (size_t)w;
+  }
+  return 0;
+}
+
 int ef_mkdir_p(const char *path, char *err, size_t errlen) {
   size_t n = strlen(path);
   char *p = malloc(n + 1);
@@ -108,18 +123,7 @@ int ef_write_atomic(const char *path, const void *data, size_t len, char *err, s
     free(tmp);
     return -1;
   }
-  const char *p = data;
-  size_t off = 0;
-  int e = 0;
-  while (off < len && e == 0) {
-    ssize_t w = write(fd, p + off, len - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      e = w < 0 ? errno : EIO;
-    else
-      off += (size_t)w;
-  }
+  int e = write_all(fd, data, len);
   if (e == 0 && fsync(fd) != 0)
     e = errno;
   if (close(fd) != 0 && e == 0)
@@ -147,18 +151,7 @@ int ef_append_durable(const char *path, const void *data, size_t len, char *err,
     seterr(err, errlen, path, errno);
     return -1;
   }
-  const char *p = data;
-  size_t off = 0;
-  int e = 0;
-  while (off < len && e == 0) {
-    ssize_t w = write(fd, p + off, len - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      e = w < 0 ? errno : EIO;
-    else
-      off += (size_t)w;
-  }
+  int e = write_all(fd, data, len);
   if (e == 0 && fdatasync(fd) != 0)
     e = errno;
   if (close(fd) != 0 && e == 0)
