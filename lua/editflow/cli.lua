@@ -175,20 +175,32 @@ local function invalid(msg)
   return 2
 end
 
-local function cmd_edit(argv)
-  local o, pos = args.parse(argv, 2, EDIT)
-  if not o then return usage_error(pos, "edit") end
+-- The opening every command shares: parse its options, answer --help, check --timeout.
+-- -> options, positionals; or nil, the exit status to return at once.
+local function parse_command(argv, cmd, spec, usage)
+  local o, pos = args.parse(argv, 2, spec)
+  if not o then return nil, usage_error(pos, cmd) end
   if o.help then
-    io.stdout:write("usage: editflow edit -p PROMPT -i IMAGE [-i IMAGE ...] [OPTIONS]\n\n", args.help(EDIT), "\n")
-    return 0
+    io.stdout:write("usage: editflow ", usage, "\n\n", args.help(spec), "\n")
+    return nil, 0
   end
+  if o.timeout then
+    local t = tonumber(o.timeout)
+    if not (t and t > 0) then
+      return nil, usage_error("--timeout must be a positive number of seconds, got '" .. o.timeout .. "'", cmd)
+    end
+    o.timeout = t
+  end
+  return o, pos
+end
+
+local function cmd_edit(argv)
+  local o, pos = parse_command(argv, "edit", EDIT, "edit -p PROMPT -i IMAGE [-i IMAGE ...] [OPTIONS]")
+  if not o then return pos end
   if #pos > 0 then return usage_error("edit: unexpected argument '" .. pos[1] .. "'", "edit") end
   if not o.prompt then return usage_error("edit: -p PROMPT is required", "edit") end
   if not o.image then return usage_error("edit: at least one -i IMAGE is required", "edit") end
-  local timeout = o.timeout and tonumber(o.timeout)
-  if o.timeout and not (timeout and timeout > 0) then
-    return usage_error("--timeout must be a positive number of seconds, got '" .. o.timeout .. "'", "edit")
-  end
+  local timeout = o.timeout
   local outdir = o.output or "editflow-output"
   local client, cerr = make_client(o, not o["no-journal"] and outdir or nil)
   if not client then return usage_error(cerr, "edit") end
@@ -231,12 +243,9 @@ local function split_var(flag, spec)
 end
 
 local function cmd_grid(argv)
-  local o, pos = args.parse(argv, 2, GRID)
-  if not o then return usage_error(pos, "grid") end
-  if o.help then
-    io.stdout:write("usage: editflow grid -p TEMPLATE --var NAME=A,B [...] -i IMAGE [--seeds 1,2] [-o DIR]\n\n", args.help(GRID), "\n")
-    return 0
-  end
+  local o, pos = parse_command(argv, "grid", GRID,
+    "grid -p TEMPLATE --var NAME=A,B [...] -i IMAGE [--seeds 1,2] [-o DIR]")
+  if not o then return pos end
   if #pos > 0 then return usage_error("grid: unexpected argument '" .. pos[1] .. "'", "grid") end
   if not o.prompt then return usage_error("grid: -p TEMPLATE is required", "grid") end
   local vars, zip = {}, {}
@@ -276,14 +285,10 @@ local function cmd_grid(argv)
   if price ~= nil and type(price) ~= "number" then return usage_error("--price expects dollars", "grid") end
   local concurrency = num("concurrency")
   if concurrency ~= nil and not math.tointeger(concurrency) then return usage_error("--concurrency expects an integer", "grid") end
-  local timeout = o.timeout and tonumber(o.timeout)
-  if o.timeout and not (timeout and timeout > 0) then
-    return usage_error("--timeout must be a positive number of seconds, got '" .. o.timeout .. "'", "grid")
-  end
   local client, cerr = make_client(o)
   if not client then return usage_error(cerr, "grid") end
   client.on_status, client.on_log = nil, nil
-  client.job_timeout = timeout  -- each job's own deadline
+  client.job_timeout = o.timeout  -- each job's own deadline
   local e = edit_input(o)
   local params = {}
   for _, k in ipairs { "image_size", "num_images", "num_inference_steps", "guidance_scale", "output_format",
@@ -315,12 +320,8 @@ local function cmd_grid(argv)
 end
 
 local function cmd_one_id(cmd, argv)
-  local o, pos = args.parse(argv, 2, ONE_ID)
-  if not o then return usage_error(pos, cmd) end
-  if o.help then
-    io.stdout:write("usage: editflow ", cmd, " REQUEST_ID [OPTIONS]\n\n", args.help(ONE_ID), "\n")
-    return 0
-  end
+  local o, pos = parse_command(argv, cmd, ONE_ID, cmd .. " REQUEST_ID [OPTIONS]")
+  if not o then return pos end
   if #pos ~= 1 then return usage_error(cmd .. ": expects exactly one REQUEST_ID", cmd) end
   if o.output and cmd ~= "result" then return usage_error(cmd .. ": -o is for 'result' only", cmd) end
   local client, cerr = make_client(o)

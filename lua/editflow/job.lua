@@ -24,7 +24,6 @@ Job.__index = Job
 Job.__name = "editflow.Job"
 
 local RUNNING = { IN_QUEUE = true, IN_PROGRESS = true }
-M.RUNNING = RUNNING
 
 -- Jobs being followed right now (for cancelling everything on Ctrl-C).
 local live = {}

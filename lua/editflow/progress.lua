@@ -29,8 +29,6 @@ function M.configure(opts)
   display, as_json = d, opts.json and true or false
 end
 
-function M.counts() return counts end
-
 local function clock(s)
   s = math.floor(s + 0.5)
   return string.format("%d:%02d", s // 60, s % 60)

@@ -57,8 +57,6 @@ const ef_buf *ef_xfer_events(const ef_xfer *x);
 void ef_xfer_clear_events(ef_xfer *x);
 /* Stream the body into a new temporary file in dir instead of memory. */
 int ef_xfer_to_file(ef_xfer *x, const char *dir, char *err, size_t errlen);
-void ef_xfer_set_user(ef_xfer *x, void *user);
-void *ef_xfer_user(const ef_xfer *x);
 
 /* Results; meaningful once the transfer is EF_XFER_DONE. */
 ef_xfer_state ef_xfer_get_state(const ef_xfer *x);
@@ -124,6 +122,8 @@ int ef_sse_feed(ef_sse *p, const char *buf, size_t n, ef_sse_emit emit, void *ud
 /* ---- files (ef_fs.c) ---- */
 
 int ef_mkdir_p(const char *path, char *err, size_t errlen);
+/* Writes all of it (short writes and EINTR retried); 0 or an errno. */
+int ef_write_all(int fd, const void *data, size_t len);
 int ef_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 /* Calls fn for each entry of a folder except . and ..; stops when fn returns non-zero. */
 int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *ud, char *err,

@@ -19,8 +19,7 @@ static void seterr(char *err, size_t n, const char *what, int e) {
     snprintf(err, n, "%s: %s", what, strerror(e));
 }
 
-/* Writes all of it (short writes and EINTR retried); 0 or an errno. */
-static int write_all(int fd, const void *data, size_t len) {
+int ef_write_all(int fd, const void *data, size_t len) {
   const char *p = data;
   size_t off = 0;
   while (off < len) {
@@ -123,7 +122,7 @@ int ef_write_atomic(const char *path, const void *data, size_t len, char *err, s
     free(tmp);
     return -1;
   }
-  int e = write_all(fd, data, len);
+  int e = ef_write_all(fd, data, len);
   if (e == 0 && fsync(fd) != 0)
     e = errno;
   if (close(fd) != 0 && e == 0)
@@ -151,7 +150,7 @@ int ef_append_durable(const char *path, const void *data, size_t len, char *err,
     seterr(err, errlen, path, errno);
     return -1;
   }
-  int e = write_all(fd, data, len);
+  int e = ef_write_all(fd, data, len);
   if (e == 0 && fdatasync(fd) != 0)
     e = errno;
   if (close(fd) != 0 && e == 0)

@@ -23,7 +23,6 @@ struct ef_xfer {
   ef_list *on;              /* the list this transfer is linked into, or NULL */
   ef_xfer *prev, *next;
   CURL *easy;               /* exists only while running */
-  void *user;
 
   /* request */
   char *url;

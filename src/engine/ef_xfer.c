@@ -132,8 +132,6 @@ void ef_xfer_set_sse(ef_xfer *x, size_t max_event) {
 const ef_buf *ef_xfer_events(const ef_xfer *x) { return &x->events; }
 void ef_xfer_clear_events(ef_xfer *x) { ef_buf_reset(&x->events); }
 void ef_xfer_set_follow(ef_xfer *x, int follow) { x->follow = follow; }
-void ef_xfer_set_user(ef_xfer *x, void *user) { x->user = user; }
-void *ef_xfer_user(const ef_xfer *x) { return x->user; }
 
 int ef_xfer_to_file(ef_xfer *x, const char *dir, char *err, size_t errlen) {
   if (x->state != EF_XFER_NEW || x->fd >= 0) {
@@ -203,17 +201,11 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   }
   keep_head(x, p, n);
   if (x->fd >= 0) {
-    size_t off = 0;
-    while (off < n) {
-      ssize_t w = write(x->fd, p + off, n - off);
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w <= 0) {
-        x->sink_fault = SINK_IO;
-        x->sink_errno = w < 0 ? errno : EIO;
-        return 0;
-      }
-      off += (size_t)w;
+    int e = ef_write_all(x->fd, p, n);
+    if (e != 0) {
+      x->sink_fault = SINK_IO;
+      x->sink_errno = e;
+      return 0;
     }
   } else if (ef_buf_append(&x->resp, p, n) != 0) {
     x->sink_fault = SINK_NOMEM;
