@@ -4,6 +4,9 @@
 -- other origin are re-based onto the base URL before they are followed. The credential lives
 -- in a private weak table, never in the client's fields, so printing or serialising a client
 -- cannot reveal it.
+-- A submit goes out once: the engine is told never to re-send its body (libcurl would, on a
+-- kept-alive connection that died before any answer), and editflow.retry retries it only
+-- when the server cannot have the job. What became of each job is editflow.lifecycle's.
 local runtime = require "editflow.runtime"
 local http = require "editflow.http"
 local json = require "editflow.json"
@@ -12,14 +15,18 @@ local errors = require "editflow.errors"
 local model = require "editflow.model"
 local inputs = require "editflow.inputs"
 local Job = require "editflow.job"
-local progress = require "editflow.progress"
+local events = require "editflow.events"
 local retry = require "editflow.retry"
 local journal = require "editflow.journal"
+local lifecycle = require "editflow.lifecycle"
 
 local M = {}
 
 M.DEFAULT_BASE_URL = "https://queue.fal.run"
 M.DEFAULT_ENDPOINT = "fal-ai/qwen-image-edit-plus"
+-- Seconds a job may take from submit to saved images when no timeout is given, so nothing
+-- waits forever; at expiry the job is cancelled at the queue (see job.lua).
+M.DEFAULT_JOB_TIMEOUT = 3600
 
 local Client = {}
 Client.__index = Client
@@ -28,10 +35,12 @@ Client.__name = "editflow.Client"
 local secrets = setmetatable({}, { __mode = "k" })  -- client -> Authorization header line
 
 local OPTIONS = {
+  max_connections = "number",
   key = "string or false", base_url = "string", auth = "string", endpoint = "string",
   timeout = "number", connect_timeout = "number", poll_interval = "number",
   max_poll_interval = "number", trust = "table", headers = "table", follow = "string",
-  max_in_flight = "number", max_connections = "number", stream_idle = "number",
+  max_in_flight = "number", stream_idle = "number", resubmit_unknown = "boolean",
+  max_images = "number", max_downloads = "number", reuse_finished = "boolean",
   on_log = "function", on_status = "function", on_finish = "function", on_saved = "function",
   retry = "table or false", journal = "string", job_timeout = "number",
   verbose = "function or boolean",
@@ -106,6 +115,10 @@ function M.new(opts)
   if base.query then error("editflow.client: base_url must not carry a query", 2) end
   self.base, self.base_url = base, url.root(base) .. base.prefix
 
+  if opts.max_connections ~= nil then
+    error("editflow.client: max_connections is the shared loop's, not a client's: "
+      .. "call editflow.limits{ max_connections = N } once instead", 2)
+  end
   local auth = opts.auth or env("EDITFLOW_AUTH") or "key"
   if auth ~= "key" and auth ~= "bearer" then
     error("editflow.client: auth must be 'key' (fal) or 'bearer' (proxies), got '" .. tostring(auth) .. "'", 2)
@@ -159,18 +172,20 @@ function M.new(opts)
     return v and math.tointeger(v)
   end
   self.max_in_flight = whole("max_in_flight", opts.max_in_flight, 1) or 100
-  self.max_connections = whole("max_connections", opts.max_connections, 1)
-  if self.max_connections then
-    runtime.loop():limits(self.max_connections, self.max_connections)
-    -- Each followed stream holds a connection; with fewer connections than jobs in flight the
-    -- streams would starve every other call, so follow by polling instead.
-    if self.max_connections < self.max_in_flight + 2 then self.follow = "poll" end
-  end
+  -- Each followed stream holds a connection; with fewer connections than jobs in flight the
+  -- streams would starve every other call, so follow by polling instead.
+  local conns = runtime.limits().max_connections
+  if conns and conns < self.max_in_flight + 2 then self.follow = "poll" end
   self.slots = runtime.semaphore(self.max_in_flight)
+  self.max_images = whole("max_images", opts.max_images, 1) or 100
+  self.downloads = runtime.semaphore(whole("max_downloads", opts.max_downloads, 1) or 8)
   self.retry = retry.policy(opts.retry)
+  self.resubmit_unknown = opts.resubmit_unknown == true
+  self.reuse_finished = opts.reuse_finished == true
+  self.made_dirs = {}
   if opts.journal then self.journal = journal.open(opts.journal) end
   self.stream_idle = opts.stream_idle or 60
-  self.job_timeout = opts.job_timeout
+  self.job_timeout = opts.job_timeout or M.DEFAULT_JOB_TIMEOUT
   self.timeout = opts.timeout or 60
   self.connect_timeout = opts.connect_timeout or 10
   self.poll_interval = opts.poll_interval or 0.1
@@ -221,7 +236,8 @@ function Client:url_for(path)
 end
 
 -- The engine request for one queue call: auth (only to trusted origins), JSON headers, limits.
-function Client:request_options(what, method, u, body, extra_headers, more)
+-- `left` (seconds to the job's deadline) shortens the call's own timeout.
+function Client:request_options(what, method, u, body, extra_headers, more, left)
   local headers = { "Accept: application/json" }
   if body then headers[#headers + 1] = "Content-Type: application/json" end
   for _, line in ipairs(self.header_lines) do headers[#headers + 1] = line end
@@ -230,9 +246,12 @@ function Client:request_options(what, method, u, body, extra_headers, more)
   end
   local auth = secrets[self]
   if auth and self:may_authenticate(u) then headers[#headers + 1] = auth end
+  local timeout = self.timeout
+  if left then timeout = math.min(timeout, math.max(left, 0.001)) end
   local req = {
     url = u, method = method, body = body, headers = headers, what = what,
-    timeout = math.floor(self.timeout * 1000), connect_timeout = math.floor(self.connect_timeout * 1000),
+    timeout = math.max(1, math.floor(timeout * 1000)),
+    connect_timeout = math.max(1, math.floor(math.min(self.connect_timeout, timeout) * 1000)),
     max_body = self.max_result_bytes,
   }
   for k, v in pairs(more or {}) do req[k] = v end
@@ -258,34 +277,61 @@ function Client:_throttle(accepted)
   end
 end
 
--- One queue call, retried per editflow.retry. -> resp (any HTTP status: callers judge it)
--- or nil, err. A job's calls also spend from its retry budget.
-function Client:call(what, method, u, body, extra_headers, request_id, job)
-  local policy, attempt = self.retry, 0
-  while true do
-    attempt = attempt + 1
-    local t0 = self.verbose and runtime.now()
-    local resp, err = http.request(runtime.loop(), self:request_options(what, method, u, body, extra_headers))
-    if self.verbose then
-      self:trace(what, method, u, string.format("%s (%.0f ms)", resp and resp.status or err.code,
-        (runtime.now() - t0) * 1000))
-    end
-    if resp and resp.status == 429 and what == "submit" then self:_throttle(false) end
-    if resp and resp.status >= 200 and resp.status <= 299 then return resp end
-    local again, hint = retry.retryable(what, resp, err)
-    local budget_ok = not job or job.retries_left > 0
-    if not again or attempt >= policy.attempts or not budget_ok then
-      if resp then return resp end
-      err.request_id = request_id
-      err.attempts = attempt
-      if request_id then err.message = err.message .. " [request " .. request_id .. "]" end
-      return nil, err
-    end
-    if job then job.retries_left = job.retries_left - 1 end
-    local wait = retry.delay(policy, attempt, hint)
-    self:trace(what, method, u, resp and resp.status or err.code, string.format("retrying in %.2f s", wait))
-    runtime.sleep(wait)
+-- One HTTP exchange, no retry. -> resp (any HTTP status) or nil, err.
+function Client:exchange(what, method, u, body, extra_headers, left, more)
+  local t0 = self.verbose and runtime.now()
+  local resp, err = http.request(runtime.loop(),
+    self:request_options(what, method, u, body, extra_headers, more, left))
+  if self.verbose then
+    self:trace(what, method, u, string.format("%s (%.0f ms)", resp and resp.status or err.code,
+      (runtime.now() - t0) * 1000))
   end
+  if resp and resp.status == 429 and what == "submit" then self:_throttle(false) end
+  return resp, err
+end
+
+-- The context of editflow.retry.run for a call made for `job` (or for no job): its deadline,
+-- its retry budget, and where retries are told.
+function Client:retry_context(job, persist, deadline)
+  local c = self
+  local sleep = runtime.sleep
+  if job and job.finished then  -- a job that ends meanwhile (its deadline, say) stops the waiting
+    sleep = function(s) return not job.finished:wait(runtime.now() + s) end
+  end
+  return {
+    policy = self.retry, persist = persist, sleep = sleep,
+    deadline = deadline or (job and job.deadline),
+    budget = job and job.budget,
+    on_retry = function(kind, err, wait)
+      c:trace(kind, "", err.request_id or "", err.status or err.code, string.format("retrying in %.2f s", wait))
+      events.emit("retry", job and job.request_id and job or nil, { what = kind, why = err.code, wait = wait })
+    end,
+    on_deadline = function(kind, err)
+      return errors.new("TIMEOUT", string.format("%s: the job's deadline came before it could be "
+        .. "done (last: %s)%s", kind, tostring(err and err.message or "?"),
+        (job and job.request_id) and (" [request " .. job.request_id .. "]") or ""),
+        { request_id = job and job.request_id, last = err, maybe_submitted = kind == "submit" or nil })
+    end,
+  }
+end
+
+-- One queue call, retried per editflow.retry. -> resp (any HTTP status: callers judge it)
+-- or nil, err. For scripts and the one-shot commands; jobs use retry.run directly.
+function Client:call(what, method, u, body, extra_headers, request_id, job)
+  local last
+  local resp, err = retry.run(self:retry_context(job, false), what, function(left)
+    local r, e = self:exchange(what, method, u, body, extra_headers, left)
+    if not r then
+      e.request_id = request_id
+      return nil, e
+    end
+    last = r
+    if r.status >= 200 and r.status <= 299 then return r end
+    return nil, { status = r.status, headers = r.headers, code = "HTTP_" .. r.status }
+  end)
+  if resp then return resp end
+  if err.status and last then return last end  -- the caller judges the answer
+  return nil, err
 end
 
 -- Submit options: webhook (URL), max_queue_length, start_timeout (seconds: the server-side
@@ -338,92 +384,107 @@ end
 
 local function acquire_slot(self)
   local waits = self.slots:full()
-  if waits then progress.note("waiting") end
+  if waits then events.emit("waiting") end
   self.slots:acquire()
-  if waits then progress.note("unwaiting") end
+  if waits then events.emit("unwaiting") end
 end
 
--- A job the journal knows: done (nothing to send or follow) or accepted (follow it again by
--- its request id). nil when the journal says it must be sent.
-local function from_journal(self, key)
-  local rec = self.journal:get(key)
-  if not rec then return nil end
-  if rec.state == "done" then return Job.restored(self, key, rec) end
-  if rec.state == "accepted" and M.valid_id(rec.request_id) then
-    acquire_slot(self)
-    local job = Job.new(self, rec)
-    job.key, job.holds_slot, job.resumed = key, true, true
-    progress.note("submitted", job)
-    job:_watch()
-    return job
-  end
-  if rec.state == "intent" then
-    io.stderr:write("editflow: journal ", self.journal.path, ": job ", key, " may have reached the",
-      " queue before the last run stopped (no answer was recorded); submitting it again\n")
-  end
-  return nil
-end
-
--- client:send(body [, opts]) -> job, or nil, err: submit() for a body from client:prepare().
--- With a journal, a job already done or accepted in an earlier run is not sent again.
-function Client:send(body, opts)
-  opts = opts or {}
-  local u, headers = submit_request(self, opts)
-  local jr, key = self.journal, nil
-  if jr then
-    key = jr:key(self.endpoint, body)
-    local known = from_journal(self, key)
-    if known then return known end
-  end
-  acquire_slot(self)
-  -- Nothing below may keep the slot if it raises (a journal that cannot be written, a
-  -- callback that fails): release it, then let the error go on.
-  local sent, resp, err = pcall(function()
-    if jr then jr:append { t = "intent", key = key } end
-    return self:call("submit", "POST", u, body, headers)
-  end)
-  if not sent then
-    self.slots:release()
-    error(resp, 0)
-  end
-  local job
-  if resp and resp.status >= 200 and resp.status <= 299 then
-    local doc = json.decode(resp.body)
-    if type(doc) == "table" and M.valid_id(doc.request_id) then
-      job = Job.new(self, doc)
-      job.holds_slot = true  -- released when its watcher finishes
-      if jr then
-        job.key = key
-        jr:append { t = "accepted", key = key, request_id = job.request_id, status_url = job.status_url,
-          response_url = job.response_url, cancel_url = job.cancel_url }
-      end
-      self:_throttle(true)
-      progress.note("submitted", job)
-      job:_watch()
-      return job
-    end
-  end
-  self.slots:release()
-  if jr and ((resp and (resp.status < 200 or resp.status > 299))
-      or (err and retry.retryable("submit", nil, err))) then
-    jr:append { t = "refused", key = key }  -- certainly not accepted: the next run sends it
-  end
+-- One submit try. -> { doc = } (accepted), { header_id = } (2xx whose body cannot be read
+-- but whose x-fal-request-id names the job), or nil, err. Sent once: never re-sent by libcurl.
+local function submit_once(self, u, body, headers, left)
+  local resp, err = self:exchange("submit", "POST", u, body, headers, left, { once = true })
   if not resp then
-    -- The request may have reached the server before the connection failed.
     err.maybe_submitted = not retry.not_sent(err.code)
     return nil, err
   end
   if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "submit") end
-  -- A success whose body cannot be read: the server may well have the job, so no retry.
+  local doc = json.decode(resp.body)
+  if type(doc) == "table" and lifecycle.valid_id(doc.request_id) then return { doc = doc } end
+  local hid = resp.headers and resp.headers["x-fal-request-id"]
+  if lifecycle.valid_id(hid) then return { header_id = hid } end
   return nil, errors.new("BAD_RESPONSE", "submit: the server answered " .. resp.status
     .. " but the answer carries no readable request_id; the job may exist and be billed",
     { maybe_submitted = true })
 end
 
--- A request id is used in URL paths: letters, digits and -_.: only, and not dots alone.
-function M.valid_id(id)
-  return type(id) == "string" and #id <= 200 and id:match("^[%w_.:-]+$") ~= nil and id:find("[%w]") ~= nil
+-- A 2xx submit answer that could not be read but named the job in its header: the job is
+-- taken as accepted under that id once a status call confirms the queue knows it.
+local function settle(self, job)
+  local st = job:status()
+  return st ~= nil
 end
+
+-- The job's record says "follow it by its id" (an earlier run had it accepted).
+local function resume(self, life)
+  acquire_slot(self)
+  local job = Job.new(self, life.record)
+  job.holds_slot, job.resumed, job.life = true, true, life
+  life.job = life.job or job
+  job:_watch()
+  events.emit("submitted", job, "resumed")
+  return job
+end
+
+-- client:send(body [, opts]) -> job, or nil, err: submit() for a body from client:prepare().
+-- With a journal, editflow.lifecycle decides first: a job done or accepted in an earlier run
+-- is not sent again, and one whose earlier submit may have been lost is held back.
+function Client:send(body, opts)
+  opts = opts or {}
+  local u, headers = submit_request(self, opts)
+  local life = lifecycle.begin(self, body)
+  if life.decision == "reuse" then return Job.restored(self, life) end
+  if life.decision == "follow" then return resume(self, life) end
+  if life.decision == "hold" then
+    events.emit("held", nil, life.error)
+    return nil, life.error
+  end
+  acquire_slot(self)
+  -- The job-to-be's deadline and retry budget, which the accepted job then carries on.
+  local job = { deadline = runtime.now() + self.job_timeout, budget = { left = self.retry.job_budget } }
+  -- Nothing below may keep the slot if it raises (a journal that cannot be written, a
+  -- callback that fails): release it, then let the error go on.
+  local sent, got, err = pcall(function()
+    life:intent()
+    return retry.run(self:retry_context(job, false), "submit", function(left)
+      return submit_once(self, u, body, headers, left)
+    end)
+  end)
+  if not sent then
+    self.slots:release()
+    error(got, 0)
+  end
+  if got then
+    local accepted = Job.new(self, got.doc or { request_id = got.header_id })
+    accepted.deadline, accepted.budget = job.deadline, job.budget
+    if got.header_id and not settle(self, accepted) then
+      err = errors.new("UNKNOWN", "submit: the answer could not be read and the queue did not "
+        .. "confirm request " .. got.header_id .. "; the job may exist and be billed",
+        { request_id = got.header_id, maybe_submitted = true })
+    else
+      local ok, rerr = life:accepted(accepted)
+      if ok then
+        accepted.holds_slot = true  -- released when its watcher finishes
+        self:_throttle(true)
+        accepted:_watch()
+        events.emit("submitted", accepted, "submitted")
+        return accepted
+      end
+      err = rerr
+    end
+  end
+  self.slots:release()
+  if err.maybe_submitted or err.code == "UNKNOWN" or err.code == "REPEATED_ID" then
+    err.maybe_submitted = true
+    if life.phase ~= "unknown" then life:unknown(err) end
+    err.message = err.message .. "; editflow does not send it again by itself"
+      .. (self.journal and " (a new run holds it back unless told --resubmit-unknown)" or "")
+  else
+    life:refused(err)  -- certainly not accepted: a new run sends it
+  end
+  return nil, err
+end
+
+M.valid_id = lifecycle.valid_id
 
 -- client:job(request_id) -> the job with that id (URLs built from the base URL).
 function Client:job(request_id)
@@ -436,6 +497,10 @@ function Client:job(request_id)
     cancel_url = root .. "/cancel",
   })
 end
+
+-- client:complete(): this run did all it set out to do (see editflow.lifecycle): a new run of
+-- the same jobs without a seed gets new samples instead of this run's results.
+function Client:complete() lifecycle.complete(self) end
 
 -- client:edit(input [, opts]) -> result, job; or nil, err, job. Submits and waits.
 function Client:edit(input, opts)

@@ -23,6 +23,18 @@ function M.is(v)
   return getmetatable(v) == Error
 end
 
+-- Server text made safe to print: control characters (ESC, CR, BEL, ...) shown as \xNN, so a
+-- hostile server cannot move the cursor or rewrite a terminal line; cut to `max` bytes.
+function M.clean(text, max)
+  if type(text) ~= "string" then text = tostring(text) end
+  max = max or 2000
+  if #text > max then text = text:sub(1, max) .. "..." end
+  return (text:gsub("[%z\1-\31\127]", function(c)
+    if c == "\n" or c == "\t" then return " " end
+    return string.format("\\x%02X", c:byte())
+  end))
+end
+
 -- "body.image_urls.0" style location from fal's loc list, without the leading "body".
 local function where(loc)
   if type(loc) ~= "table" then return nil end
@@ -46,11 +58,11 @@ local function describe(body, headers)
   local etype = headers and headers["x-fal-error-type"]
   if type(doc) ~= "table" then
     local text = (body or ""):gsub("%s+", " "):sub(1, 200)
-    return text ~= "" and text or nil, etype, nil
+    return text ~= "" and M.clean(text) or nil, etype, nil
   end
   etype = doc.error_type or etype
   local d = doc.detail
-  if type(d) == "string" then return d, etype, d end
+  if type(d) == "string" then return M.clean(d), etype, d end
   if type(d) == "table" and #d > 0 then
     local lines = {}
     for _, item in ipairs(d) do
@@ -61,9 +73,9 @@ local function describe(body, headers)
         etype = etype or item.type
       end
     end
-    return table.concat(lines, "; "), etype, d
+    return M.clean(table.concat(lines, "; ")), etype, d
   end
-  if type(doc.error) == "string" then return doc.error, etype, doc end
+  if type(doc.error) == "string" then return M.clean(doc.error), etype, doc end
   return nil, etype, doc
 end
 
@@ -77,8 +89,8 @@ function M.from_http(resp, what, request_id)
   local msg = string.format("%s failed: HTTP %d%s", what, resp.status, text and (": " .. text) or "")
   if request_id then msg = msg .. " [request " .. request_id .. "]" end
   return M.new("HTTP_" .. resp.status, msg, {
-    status = resp.status, type = etype, detail = detail, request_id = request_id,
-    retryable = retryable,
+    status = resp.status, type = type(etype) == "string" and M.clean(etype, 100) or nil,
+    detail = detail, request_id = request_id, retryable = retryable, headers = resp.headers,
   })
 end
 

@@ -31,12 +31,14 @@ M.sleep = runtime.sleep
 M.step = runtime.step        -- step(timeout_ms) -> pending count; never blocks longer
 M.run = runtime.run          -- run until nothing is pending
 M.pending = runtime.pending
+M.limits = runtime.limits    -- limits{max_connections=} for the shared loop, once
+M.events = require "editflow.events"  -- events.subscribe(fn(name, job, detail))
 
--- Prompt experiments (editflow.template, editflow.experiment).
+-- Prompt experiments (editflow.experiment and its template module).
 M.images = inputs.images     -- images("photos/*.jpg", "more/") -> sorted paths
-M.render = require("editflow.template").render
-M.product = require("editflow.template").product
-M.zip = require("editflow.template").zip
+M.render = require("editflow.experiment.template").render
+M.product = require("editflow.experiment.template").product
+M.zip = require("editflow.experiment.template").zip
 function M.experiment(spec) return require("editflow.experiment").run(spec) end
 
 return M

@@ -25,25 +25,13 @@ function M.is_url(s)
   return type(s) == "string" and (s:find("^[Hh][Tt][Tt][Pp][Ss]?://") ~= nil or s:find("^data:") ~= nil)
 end
 
--- Reads and checks one local image; raises naming the field on any problem.
+-- Reads and checks one local image; raises naming the field on any problem. Only a regular
+-- file is read (a device such as /dev/zero, a FIFO or a socket is refused without blocking),
+-- and never more than max_bytes of it, even if it grows meanwhile (core.read_file).
 function M.load(field, path, max_bytes)
   max_bytes = max_bytes or M.MAX_FILE_BYTES
-  local f, err = io.open(path, "rb")
-  if not f then error(string.format("%s: cannot read image: %s", field, err), 0) end
-  local probe, perr = f:read(0)  -- a folder opens fine but fails to read ("Is a directory")
-  local size = f:seek("end")
-  if (probe == nil and perr) or not size then
-    f:close()
-    error(string.format("%s: cannot read image: %s: %s", field, path, perr or "not a regular file"), 0)
-  end
-  if size > max_bytes then
-    f:close()
-    error(string.format("%s: image '%s' is %d bytes, over the limit of %d", field, path, size, max_bytes), 0)
-  end
-  f:seek("set", 0)
-  local bytes = f:read("a")
-  f:close()
-  if not bytes then error(string.format("%s: cannot read image '%s'", field, path), 0) end
+  local bytes, err = core.read_file(path, max_bytes)
+  if not bytes then error(string.format("%s: cannot read image: %s", field, err), 0) end
   local _, mime = core.sniff(bytes)
   if not mime then
     error(string.format("%s: '%s' is not a PNG, JPEG, GIF or WebP image", field, path), 0)

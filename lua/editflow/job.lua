@@ -1,20 +1,28 @@
 -- editflow.job: one request on the queue, from its request id to its saved images.
 --
--- Every submitted job is followed by a watcher task (runtime.spawn), so many jobs progress at
+-- Every accepted job is followed by a watcher task (runtime.spawn), so many jobs progress at
 -- once in one thread and job:wait() only waits for the watcher's verdict. The watcher follows
--- the status stream (SSE: one connection, completion seen as soon as the server says it) and
--- falls back to polling with a growing interval when streaming is off or fails. Policy from
--- SPEC §1: only IN_QUEUE and IN_PROGRESS mean "still running"; any other status ends the
--- following and the result call decides. A result answer that says "still running" (202, 400
--- "in progress", or 200 with a running status) means keep following. A job that ended
--- COMPLETED with an error is a failure even if the result call answers 200.
+-- the status stream (SSE: completion seen as soon as the server says it) and falls back to
+-- polling with a growing interval when streaming is off or fails. Policy from SPEC §1 and §4:
+--   * only IN_QUEUE and IN_PROGRESS mean "still running"; any other status ends the following
+--     and the result call decides; a result that says "still running" means keep following;
+--   * following is idempotent, so every passing failure of it (an outage, a timeout, a bare
+--     5xx, an unreadable answer) is retried until the job's deadline: it never makes the job
+--     "failed" -- the job stays accepted (in the journal too) and a new run follows it again;
+--   * the outcome is what the server declares: a result, or an error that carries
+--     error_type / X-Fal-Error-Type, a 4xx on the result, a failed final status;
+--   * every job has a deadline (client job_timeout, default 3600 s): it bounds following,
+--     the result, retries and Retry-After waits, and downloads; at expiry the job is
+--     cancelled at the queue (a few more seconds at most) and reported TIMEOUT.
+-- Values the server sends are checked for type before use: a hostile queue_position or log
+-- list is ignored, never trusted.
 local core = require "editflow.core"
 local runtime = require "editflow.runtime"
 local json = require "editflow.json"
 local errors = require "editflow.errors"
 local http = require "editflow.http"
 local save = require "editflow.save"
-local progress = require "editflow.progress"
+local events = require "editflow.events"
 local retry = require "editflow.retry"
 
 local M = {}
@@ -24,8 +32,10 @@ Job.__index = Job
 Job.__name = "editflow.Job"
 
 local RUNNING = { IN_QUEUE = true, IN_PROGRESS = true }
+M.CANCEL_GRACE = 5   -- seconds a cancel may take once the deadline has passed
+M.MAX_URL = 8192     -- a longer URL from the server is refused
 
--- Jobs being followed right now (for cancelling everything on Ctrl-C).
+-- Jobs being followed right now, per Lua state (for cancelling everything on a signal).
 local live = {}
 function M.live()
   local list = {}
@@ -34,29 +44,37 @@ function M.live()
   return list
 end
 
+local function short_url(u)
+  if type(u) == "string" and #u <= M.MAX_URL then return u end
+  return nil
+end
+
 function M.new(client, doc)
   local id = doc.request_id
   local root = client:url_for(client.app) .. "/requests/" .. id
   return setmetatable({
     client = client,
     request_id = id,
-    status_url = client:follow_url(doc.status_url) or (root .. "/status"),
-    response_url = client:follow_url(doc.response_url) or root,
-    cancel_url = client:follow_url(doc.cancel_url) or (root .. "/cancel"),
-    state = doc.status or "IN_QUEUE",  -- the last status seen (job:status() asks anew)
-    queue_position = doc.queue_position,
+    status_url = client:follow_url(short_url(doc.status_url)) or (root .. "/status"),
+    response_url = client:follow_url(short_url(doc.response_url)) or root,
+    cancel_url = client:follow_url(short_url(doc.cancel_url)) or (root .. "/cancel"),
+    state = type(doc.status) == "string" and doc.status or "IN_QUEUE",  -- last status seen
+    queue_position = math.tointeger(doc.queue_position),
     logs_seen = 0,
-    retries_left = client.retry.job_budget,
+    budget = { left = client.retry.job_budget },
     finished = runtime.signal(),
   }, Job)
 end
 
 -- A job an earlier run finished, rebuilt from the journal: no request is made for it.
-function M.restored(client, key, rec)
-  local job = M.new(client, { request_id = rec.request_id or key, status = "COMPLETED" })
-  job.key, job.output, job.paths, job.from_journal = key, rec.output, rec.paths, true
+function M.restored(client, life)
+  local rec = life.record
+  local job = M.new(client, { request_id = rec.request_id or life.key, status = "COMPLETED" })
+  job.life, job.output, job.paths, job.from_journal = life, rec.output, rec.paths, true
+  life.job = job
   job.finished:fire()
-  progress.note("finished", job)
+  events.emit("reused", job)
+  events.emit("finished", job)
   return job
 end
 
@@ -67,10 +85,12 @@ end
 -- Records a status object and reports what is new: the status itself, then each new log line.
 function Job:_observe(st)
   local c = self.client
-  local changed = self.state ~= st.status or self.queue_position ~= st.queue_position
+  local pos = st.queue_position
+  pos = (math.type(pos) == "integer" or (type(pos) == "number" and pos == pos)) and math.tointeger(pos) or nil
+  local changed = self.state ~= st.status or self.queue_position ~= pos
   self.state = st.status
-  self.queue_position = st.queue_position
-  if changed then progress.note("status", self) end
+  self.queue_position = pos
+  if changed then events.emit("status", self) end
   if not RUNNING[st.status] and not self.ended_at then
     self.ended_at = core.walltime()  -- when the client learnt the job had ended
   end
@@ -79,7 +99,11 @@ function Job:_observe(st)
   if type(logs) == "table" then
     -- Each answer carries the whole log so far; show only what was not seen.
     for i = self.logs_seen + 1, #logs do
-      if c.on_log and type(logs[i]) == "table" then c.on_log(self, logs[i]) end
+      local entry = logs[i]
+      if type(entry) == "table" then
+        events.emit("log", self, entry)
+        if c.on_log then c.on_log(self, entry) end
+      end
     end
     if #logs > self.logs_seen then self.logs_seen = #logs end
   end
@@ -90,21 +114,65 @@ local function with_logs(u, path)
   return base .. (path or "") .. (query ~= "" and (query .. "&") or "?") .. "logs=1"
 end
 
--- job:status([{logs=false}]) -> status table, or nil, err. One status call.
-function Job:status(opts)
-  local u = (opts and opts.logs == false) and self.status_url or with_logs(self.status_url)
-  local resp, err = self.client:call("status", "GET", u, nil, nil, self.request_id, self)
-  if not resp then return nil, err end
+local function bad_answer(what, id)
+  return errors.new("BAD_RESPONSE", string.format("%s failed: the answer is not a %s [request %s]",
+    what, what == "status" and "status object" or "JSON object", id), { request_id = id })
+end
+
+-- One status call, no retry. -> status table, or nil, err.
+function Job:_status_once(u, left)
+  local resp, err = self.client:exchange("status", "GET", u, nil, nil, left)
+  if not resp then
+    err.request_id = self.request_id
+    return nil, err
+  end
   if resp.status < 200 or resp.status > 299 then
     return nil, errors.from_http(resp, "status", self.request_id)
   end
   local st = json.decode(resp.body)
-  if type(st) ~= "table" or type(st.status) ~= "string" then
-    return nil, errors.new("BAD_RESPONSE", "status failed: the answer is not a status object [request "
-      .. self.request_id .. "]", { request_id = self.request_id })
-  end
+  if type(st) ~= "table" or type(st.status) ~= "string" then return nil, bad_answer("status", self.request_id) end
   self:_observe(st)
   return st
+end
+
+-- job:status([{logs=false}]) -> status table, or nil, err. One status call (retried per policy).
+function Job:status(opts)
+  local u = (opts and opts.logs == false) and self.status_url or with_logs(self.status_url)
+  return retry.run(self.client:retry_context(self, false), "status", function(left)
+    return self:_status_once(u, left)
+  end)
+end
+
+local NOT_READY = {}  -- the result call said "still running"
+
+-- One result call, no retry. -> output, NOT_READY, or nil, err (err.outcome: the job's own
+-- failure, as opposed to a failure to fetch it).
+function Job:_result_once(left)
+  local id = self.request_id
+  local resp, err = self.client:exchange("result", "GET", self.response_url, nil, nil, left)
+  if not resp then
+    err.request_id = id
+    return nil, err
+  end
+  local doc = json.decode(resp.body)
+  if resp.status == 202 or (type(doc) == "table" and RUNNING[doc.status] and doc.images == nil) then
+    return NOT_READY
+  end
+  if resp.status == 400 and type(doc) == "table" and type(doc.detail) == "string"
+      and doc.detail:lower():find("in progress", 1, true) then
+    return NOT_READY
+  end
+  if resp.status < 200 or resp.status > 299 then
+    local e = errors.from_http(resp, "result", id)
+    -- The job's outcome: an error it carries the type of, or a 4xx other than the credential's.
+    local typed = e.type ~= nil or (resp.headers and resp.headers["x-fal-error-type"] ~= nil)
+    e.outcome = (typed and resp.status >= 500) or (resp.status >= 400 and resp.status < 500
+      and resp.status ~= 401 and resp.status ~= 403 and resp.status ~= 408 and resp.status ~= 409
+      and resp.status ~= 429)
+    return nil, e
+  end
+  if type(doc) ~= "table" then return nil, bad_answer("result", id) end
+  return doc
 end
 
 local function not_ready(id)
@@ -114,23 +182,11 @@ end
 
 -- job:result() -> the model's output table, or nil, err (code NOT_READY while running).
 function Job:result()
-  local id = self.request_id
-  local resp, err = self.client:call("result", "GET", self.response_url, nil, nil, id, self)
-  if not resp then return nil, err end
-  local doc = json.decode(resp.body)
-  if resp.status == 202 or (type(doc) == "table" and RUNNING[doc.status] and doc.images == nil) then
-    return nil, not_ready(id)
-  end
-  if resp.status == 400 and type(doc) == "table" and type(doc.detail) == "string"
-      and doc.detail:lower():find("in progress", 1, true) then
-    return nil, not_ready(id)
-  end
-  if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "result", id) end
-  if type(doc) ~= "table" then
-    return nil, errors.new("BAD_RESPONSE", "result failed: the answer is not JSON [request " .. id .. "]",
-      { request_id = id })
-  end
-  return doc
+  local out, err = retry.run(self.client:retry_context(self, false), "result", function(left)
+    return self:_result_once(left)
+  end)
+  if out == NOT_READY then return nil, not_ready(self.request_id) end
+  return out, err
 end
 
 -- The failure a final status describes when the result call did not: COMPLETED with an
@@ -138,27 +194,34 @@ end
 local function status_failure(self, st, res)
   local detail = st.error or (type(res) == "table" and (res.detail or res.error)) or st.status
   local etype = st.error_type or (type(res) == "table" and res.error_type) or nil
+  if type(etype) ~= "string" then etype = nil end
   return errors.new("JOB_FAILED", string.format("job failed: %s%s [request %s]",
-    type(detail) == "string" and detail or st.status, etype and (" (" .. tostring(etype) .. ")") or "",
-    self.request_id), { type = etype, request_id = self.request_id, detail = detail, state = st.status })
+    errors.clean(type(detail) == "string" and detail or st.status), etype and (" (" .. errors.clean(etype, 100) .. ")") or "",
+    self.request_id), { type = etype, request_id = self.request_id, detail = detail, state = st.status,
+    outcome = true })
+end
+
+local function seconds_left(self)
+  return self.deadline and (self.deadline - runtime.now()) or nil
 end
 
 -- Follows the status stream until a final status. Returns it; or nil, err when following
 -- cannot go on at all (credential refused); or nil when the stream failed and polling should
--- take over.
+-- take over. The stream lives at most until the job's deadline, keep-alive comments or not.
 function Job:_stream()
   local c = self.client
   local u = with_logs(self.status_url, "/stream")
+  local left = seconds_left(self)
   local t = http.start(runtime.loop(), c:request_options("stream", "GET", u, nil,
-    { Accept = "text/event-stream" }, { sse = true, timeout = 0, low_speed_limit = 1,
-      low_speed_time = c.stream_idle }))
+    { Accept = "text/event-stream" }, { sse = true, low_speed_limit = 1, low_speed_time = c.stream_idle,
+      timeout = left and math.max(1, math.floor(left * 1000)) or 0 }))
   if not t then return nil end
   -- Whatever ends this function (a callback that raises included) closes the stream.
   local guard <close> = setmetatable({}, { __close = function() t:close() end })
   while true do
-    local events = runtime.await_events(t)
+    local evs = runtime.await_events(t)
     local final
-    for _, data in ipairs(events) do
+    for _, data in ipairs(evs) do
       local st = json.decode(data)
       if type(st) == "table" and type(st.status) == "string" then
         self:_observe(st)
@@ -181,80 +244,84 @@ function Job:_stream()
   end
 end
 
--- An unreadable answer (a broken proxy, a truncated body) is worth another try while the
--- job's retry budget lasts; other errors were already retried by client:call.
-function Job:_spend_on(err)
-  if err and err.code == "BAD_RESPONSE" and self.retries_left > 0 then
-    self.retries_left = self.retries_left - 1
-    runtime.sleep(retry.delay(self.client.retry, 1))
-    return true
-  end
-  return false
-end
-
--- Polls the status with a growing interval until a final status; or nil, err.
+-- Polls the status with a growing interval until a final status; or nil, err (the deadline,
+-- or an answer no retry can mend). Failures of single polls are retried until the deadline.
 function Job:_poll()
   local c = self.client
   local interval = c.poll_interval
+  local u = with_logs(self.status_url)
+  local ctx = c:retry_context(self, true)
   while true do
-    local st, err = self:status()
-    if not st and self:_spend_on(err) then goto continue end
+    local st, err = retry.run(ctx, "status", function(left) return self:_status_once(u, left) end)
     if not st then return nil, err end
     if not RUNNING[st.status] then return st end
-    runtime.sleep(interval)
+    local left = seconds_left(self)
+    if left and left <= interval then
+      return nil, ctx.on_deadline("status", errors.new("RUNNING", "the job was still " .. st.status))
+    end
+    if self.finished:wait(runtime.now() + interval) then return nil end
     interval = math.min(interval * 1.5, c.max_poll_interval)
-    ::continue::
   end
 end
 
+-- The end of the job for this run. `outcome` says whether the server declared it (then the
+-- lifecycle records it) or only this run's following ended (the job stays accepted).
 function Job:_finish(output, err)
   if self.finished.set then return end
   live[self] = nil
   self.output, self.error = output, err
-  local jr = self.client.journal
-  if jr and self.key then
-    local rec = output and { t = "done", key = self.key, request_id = self.request_id, output = output }
-      or { t = "failed", key = self.key, request_id = self.request_id,
-           error = err and { code = err.code, message = err.message, type = err.type } or nil }
-    local ok, jerr = pcall(jr.append, jr, rec)
-    if not ok then  -- the outcome still reaches the caller; the next run follows the job again
-      io.stderr:write("editflow: ", tostring(jerr), "\n")
-    end
+  local life = self.life
+  if life then
+    if output then life:finished(self, output)
+    elseif err and err.outcome then life:failed(self, err) end
   end
   if self.holds_slot then
     self.holds_slot = false
     self.client.slots:release()
   end
   self.finished:fire()
-  progress.note("finished", self)
+  events.emit("finished", self)
   if self.client.on_finish then self.client.on_finish(self) end
+end
+
+-- Ends this run's following of a job the server may still run: what the user can do.
+local function following_ended(self, err)
+  err = err or errors.new("INTERNAL", "following the job failed")
+  if self.life and self.life.journal then
+    err.message = err.message .. "; the job stays in the journal and a new run follows it by its id"
+  else
+    err.message = err.message .. "; it may still finish: editflow result " .. self.request_id
+  end
+  return err
 end
 
 -- Starts the watcher task (once). Submitted jobs start it at once; a job found again by its
 -- id starts it when first waited for.
 function Job:_watch()
-  if not self.watcher then
-    live[self] = true
-    self.watcher = runtime.spawn(self._run, self)
-    self.watcher.name = self.request_id
+  if self.watcher then return end
+  live[self] = true
+  self.deadline = self.deadline or (runtime.now() + self.client.job_timeout)
+  self.watcher = runtime.spawn(self._run, self)
+  self.watcher.name = self.request_id
+  runtime.spawn(function()  -- the job's own deadline: cancel it and say so
+    if self.finished:wait(self.deadline) then return end
     local limit = self.client.job_timeout
-    if limit then  -- the client's own deadline for the whole job: cancel it and say so
-      runtime.spawn(function()
-        if not self.finished:wait(runtime.now() + limit) then
-          self:cancel()
-          self:_finish(nil, errors.new("TIMEOUT", string.format(
-            "job did not finish within %g s (job_timeout); cancel requested [request %s]", limit,
-            self.request_id), { request_id = self.request_id }))
-        end
-      end)
-    end
-  end
+    self.deadline = runtime.now() + M.CANCEL_GRACE
+    local ok = self:cancel()
+    self:_finish(nil, following_ended(self, errors.new("TIMEOUT", string.format(
+      "job did not finish within %g s (job_timeout); %s [request %s]", limit,
+      ok and "cancel requested" or "the cancel was not confirmed", self.request_id),
+      { request_id = self.request_id })))
+  end)
 end
 
--- The watcher task's body: follow, then fetch the result.
+-- The watcher task's body: follow, then fetch the result; passing failures are retried until
+-- the deadline, which the task above enforces.
 function Job:_run()
   local ok, e = pcall(function()
-    local streaming = self.client.follow == "stream"
+    local c = self.client
+    local streaming = c.follow == "stream"
+    local rounds = 0
     while not self.finished.set do
       local st, err
       if streaming then
@@ -262,29 +329,35 @@ function Job:_run()
         streaming = false
       end
       if not st and not err then st, err = self:_poll() end
-      if not st then return self:_finish(nil, err) end
-      local res, rerr = self:result()
-      if res then
+      if self.finished.set then return end
+      -- The deadline's own task cancels the job and reports it; this one only stops.
+      if (not st and err and err.code == "TIMEOUT") then return self.finished:wait() end
+      if not st then return self:_finish(nil, following_ended(self, err)) end
+      local res, rerr = retry.run(c:retry_context(self, true), "result", function(left)
+        return self:_result_once(left)
+      end)
+      if self.finished.set then return end
+      if res and res ~= NOT_READY then
         if st.error or st.status ~= "COMPLETED" then return self:_finish(nil, status_failure(self, st, res)) end
+        if type(res.images) == "table" and #res.images > c.max_images then
+          return self:_finish(nil, errors.new("TOO_MANY_IMAGES", string.format(
+            "the result holds %d images, over the limit of %d (max_images) [request %s]", #res.images,
+            c.max_images, self.request_id), { request_id = self.request_id, outcome = true }))
+        end
         return self:_finish(res)
-      elseif rerr.code ~= "NOT_READY" and not self:_spend_on(rerr) then
-        return self:_finish(nil, rerr)
+      elseif not res then
+        if rerr.outcome then return self:_finish(nil, rerr) end
+        if rerr.code == "TIMEOUT" then return self.finished:wait() end
+        return self:_finish(nil, following_ended(self, rerr))
       end
-      -- Ended, but the result says "still running": poll again, with a growing wait, and
-      -- charged to the job's retry budget so a server that never delivers cannot keep us.
-      if self.retries_left <= 0 then
-        return self:_finish(nil, errors.new("NOT_READY", "the job ended (" .. tostring(st.status)
-          .. ") but its result never became available [request " .. self.request_id .. "]",
-          { request_id = self.request_id }))
-      end
-      self.retries_left = self.retries_left - 1
-      self.not_ready_rounds = (self.not_ready_rounds or 0) + 1
-      runtime.sleep(math.min(self.client.poll_interval * 1.5 ^ self.not_ready_rounds, self.client.max_poll_interval))
+      -- Ended, but the result says "still running": follow again, with a growing wait.
+      rounds = rounds + 1
+      self.finished:wait(runtime.now() + math.min(c.poll_interval * 1.5 ^ rounds, c.max_poll_interval))
     end
   end)
   if not ok then  -- a bug must not leave the job waiting forever
-    self:_finish(nil, errors.new("INTERNAL", "editflow: following the job failed: " .. tostring(e),
-      { request_id = self.request_id }))
+    self:_finish(nil, following_ended(self, errors.new("INTERNAL", "editflow: following the job failed: "
+      .. tostring(e), { request_id = self.request_id })))
   end
 end
 
@@ -297,22 +370,29 @@ function Job:wait(opts)
   end
   self:_watch()
   if not self.finished:wait(timeout and (runtime.now() + timeout)) then
-    self:cancel()
-    return nil, errors.new("TIMEOUT", string.format("job did not finish within %g s; cancel requested [request %s]",
-      timeout, self.request_id), { request_id = self.request_id })
+    local ok = self:cancel()
+    return nil, errors.new("TIMEOUT", string.format("job did not finish within %g s; %s [request %s]",
+      timeout, ok and "cancel requested" or "the cancel was not confirmed", self.request_id),
+      { request_id = self.request_id })
   end
   if self.output then return self.output end
   return nil, self.error
 end
 
 -- job:cancel() -> "CANCELLATION_REQUESTED", or nil, err (code ALREADY_COMPLETED, NOT_FOUND, ...).
+-- Bounded by the job's deadline (plus a short grace once it has passed).
 function Job:cancel()
   local id = self.request_id
-  local resp, err = self.client:call("cancel", "PUT", self.cancel_url, nil, nil, id, self)
+  local deadline = math.max(self.deadline or 0, runtime.now() + M.CANCEL_GRACE)
+  local resp, err = self.client:call("cancel", "PUT", self.cancel_url, nil, nil, id,
+    { deadline = deadline, budget = self.budget, request_id = id })
   if not resp then return nil, err end
   local doc = json.decode(resp.body)
   local status = type(doc) == "table" and doc.status
-  if resp.status >= 200 and resp.status <= 299 then return status or "CANCELLATION_REQUESTED" end
+  if resp.status >= 200 and resp.status <= 299 then
+    if self.life then self.life:cancel_requested(self) end
+    return type(status) == "string" and status or "CANCELLATION_REQUESTED"
+  end
   if status == "ALREADY_COMPLETED" or status == "NOT_FOUND" then
     return nil, errors.new(status, string.format("cancel: %s [request %s]",
       status == "ALREADY_COMPLETED" and "the job had already completed" or "no such request", id),
@@ -321,37 +401,51 @@ function Job:cancel()
   return nil, errors.from_http(resp, "cancel", id)
 end
 
--- job:save(dir [, {name=}]) -> list of saved paths, or nil, err, paths saved before the failure.
+-- Paths an earlier run saved for this job, if they are all still there in this folder.
+local function saved_before(self, dir)
+  if not (self.from_journal and type(self.paths) == "table" and #self.paths > 0) then return nil end
+  local prefix = dir:sub(-1) == "/" and dir or (dir .. "/")
+  for _, p in ipairs(self.paths) do
+    if type(p) ~= "string" or p:sub(1, #prefix) ~= prefix or p:find("/", #prefix + 1, true) then return nil end
+    local f = io.open(p, "rb")
+    if not f then return nil end
+    f:close()
+  end
+  return self.paths
+end
+
+-- job:save(dir [, {name=, timeout=}]) -> list of saved paths, or nil, err, paths saved before
+-- the failure. Never replaces a file this job did not write (editflow.save).
 function Job:save(dir, opts)
   if type(dir) ~= "string" or dir == "" then error("job:save expects a folder path", 2) end
   opts = opts or {}
-  if self.from_journal and type(self.paths) == "table" and #self.paths > 0 then
-    -- Saved by an earlier run: nothing to fetch, if the files are still there, in this
-    -- folder, under the name asked for now.
-    local all, stem = true, core.safe_name(opts.name or self.request_id) .. "-"
-    for _, p in ipairs(self.paths) do
-      local f = io.open(p, "rb")
-      local here = p:sub(1, #dir) == dir and p:match("([^/]*)$"):sub(1, #stem) == stem
-      if f then f:close() end
-      if not (f and here) then all = false end
-    end
-    if all then return self.paths end
-  end
+  local before = saved_before(self, dir)
+  if before then return before end
   local res = self.output
   if not res then
     local err
     res, err = self:wait { timeout = opts.timeout }
     if not res then return nil, err, {} end
   end
+  local c = self.client
+  -- Downloads are bounded by the job's deadline when it is still ahead, else by their own.
+  local deadline = self.deadline
+  if not deadline or deadline - runtime.now() < 1 then
+    deadline = runtime.now() + (opts.timeout or opts.download_timeout or 300)
+  end
+  local jr = self.life and self.life.journal
   local paths, err, partial = save.save(runtime.loop(), res, dir, {
-    name = opts.name or self.request_id, max_bytes = self.client.max_image_bytes,
-    timeout = opts.download_timeout or 300, request_id = self.request_id, retry = self.client.retry,
+    name = opts.name or self.request_id, max_bytes = c.max_image_bytes, max_images = c.max_images,
+    request_id = self.request_id, retry = c:retry_context(self, false, deadline),
+    slots = c.downloads, blob_dir = jr and jr:blob_dir(), own = self.paths,
+    made = c.made_dirs,
   })
   self.paths = paths or partial
-  if paths and self.client.journal and self.key then
-    self.client.journal:append { t = "saved", key = self.key, paths = json.array(paths) }
+  if paths then
+    if self.life then self.life:saved(self, paths) end
+    events.emit("saved", self, paths)
   end
-  if self.client.on_saved then self.client.on_saved(self, paths, err) end
+  if c.on_saved then c.on_saved(self, paths, err) end
   return paths, err, partial
 end
 

@@ -1,50 +1,107 @@
--- editflow.journal: what was paid for, written down before it can be lost.
---
--- One append-only file per output folder, `.editflow-journal.jsonl`, one JSON record a line,
--- each on disk (fdatasync) before the call that follows it:
+-- editflow.journal: the durable file under a folder's jobs; editflow.lifecycle decides what
+-- its records mean. One append-only file per output folder, `.editflow-journal.jsonl`, one
+-- JSON record a line, each on disk (fdatasync) before the step that follows it:
 --   {"t":"intent","key":K}                        before a submit is sent
 --   {"t":"accepted","key":K,"request_id":..,"status_url":..,"response_url":..,"cancel_url":..}
---   {"t":"refused","key":K}                       the server answered the submit with a refusal
---   {"t":"done","key":K,"request_id":..,"output":{...}}
---   {"t":"failed","key":K,"request_id":..,"error":{code,message,type}}
+--   {"t":"refused","key":K,"error":{..}}          the server certainly did not take the job
+--   {"t":"unknown","key":K,"error":{..}}          the submit may have created a job: no answer
+--   {"t":"done","key":K,"request_id":..,"output":{...}}      the job's result
+--   {"t":"failed","key":K,"request_id":..,"error":{..}}      the job's outcome was an error
+--   {"t":"cancel","key":K,"request_id":..}        the queue was asked to cancel it
 --   {"t":"saved","key":K,"paths":[...]}
---   {"t":"cancel","key":K,"request_id":..}        Ctrl-C asked the queue to cancel it
--- A job's key is a fingerprint of its endpoint and the exact body sent, plus how many equal
--- bodies came before it in this run, so the same script run again finds the same keys.
--- Reading tolerates a torn last line (a crash in the middle of a write).
--- What cannot be known: an "intent" with nothing after it. The submit may never have left,
--- or the server may have accepted it just before the crash. editflow submits such a job again
--- and says so on stderr: a job is never silently lost, and the one way to pay twice is named.
+--   {"t":"complete"}                              a run finished all it set out to do
+-- Durability: a failed append (a full disk) is cut back by the engine so the file always ends
+-- on a record boundary; a line torn by a crash, or glued to the next record by an older
+-- editflow, is repaired on reading without losing the records after it.
+-- One process at a time per folder: open() takes a lock (flock on `.editflow.lock`, released
+-- when the process ends however it ends) and, holding it, removes temporary files that a
+-- killed run left behind.
 local core = require "editflow.core"
 local json = require "editflow.json"
 
 local M = {}
 
 M.FILE = ".editflow-journal.jsonl"
+M.LOCK = ".editflow.lock"
+M.BLOBS = ".editflow-blobs"
+M.MAX_RECORD = 1024 * 1024   -- a record over this is refused (data: images go to files)
 
 local Journal = {}
 Journal.__index = Journal
 
--- journal.open(dir) -> journal (folder created if missing); raises if it cannot be read.
-function M.open(dir)
-  assert(core.mkdir(dir))
-  local path = (dir:sub(-1) == "/" and dir or dir .. "/") .. M.FILE
-  local self = setmetatable({ path = path, jobs = {}, seen = {}, torn = 0 }, Journal)
-  local f = io.open(path, "rb")
+-- Folders this Lua state holds the lock of: a second journal on the same folder in the same
+-- process shares it (flock would refuse a second open of the file even in one process).
+local locks = {}
+
+local function join(dir, name) return (dir:sub(-1) == "/" and dir or dir .. "/") .. name end
+
+-- Temporary files of the engine's file sink (".editflow-XXXXXX.part") and atomic writes
+-- (".NAME.XXXXXX.part"), see ef_xfer.c and ef_fs.c.
+local function is_temp(name)
+  return name:match("^%.editflow%-%w+%.part$") ~= nil or name:match("^%..+%.%w%w%w%w%w%w%.part$") ~= nil
+end
+
+local function clean_temps(dir)
+  for _, name in ipairs(core.listdir(dir) or {}) do
+    if is_temp(name) then os.remove(join(dir, name)) end
+  end
+end
+
+-- The records in one line: normally one; a torn record glued to the next one (what an older
+-- editflow left after a failed append) gives the ones that still read.
+local function records_of(line)
+  local rec = json.decode(line)
+  if type(rec) == "table" then return { rec } end
+  local out, from = {}, 1
+  while true do
+    local at = line:find('{"t":"', from + 1, true)
+    if not at then break end
+    local r = json.decode(line:sub(at))
+    if type(r) == "table" then out[#out + 1] = r break end
+    from = at
+  end
+  return out
+end
+
+-- journal.open(dir [, {lock = false}]) -> journal; raises naming the folder when it cannot
+-- be used (not writable, or in use by another editflow process).
+function M.open(dir, opts)
+  local ok, merr = core.mkdir(dir)
+  if not ok then error("editflow: cannot use the folder " .. dir .. ": " .. tostring(merr), 0) end
+  local self = setmetatable({ dir = dir, path = join(dir, M.FILE), jobs = {}, seen = {}, ids = {},
+    torn = 0, epoch = 0 }, Journal)
+  local lockpath = join(dir, M.LOCK)
+  if not (opts and opts.lock == false) and locks[lockpath] then
+    self.lock = locks[lockpath]
+  elseif not (opts and opts.lock == false) then
+    local lock, lerr, code = core.lock(lockpath)
+    if not lock then
+      if code == "LOCKED" then
+        error(string.format("editflow: the folder %s is in use by another editflow run (%s); "
+          .. "wait for it to end, or choose another output folder", dir, tostring(lerr)), 0)
+      end
+      error("editflow: cannot lock the folder " .. dir .. ": " .. tostring(lerr), 0)
+    end
+    self.lock, locks[lockpath] = lock, lock
+    clean_temps(dir)
+  end
+  local f = io.open(self.path, "rb")
   if f then
     local size = f:seek("end")
     if size and size > 0 then
       f:seek("set", size - 1)
-      -- a torn last line: the next record must start on a line of its own
-      self.pending_newline = f:read(1) ~= "\n"
+      self.pending_newline = f:read(1) ~= "\n"  -- a torn last line: start the next on its own
     end
     f:seek("set", 0)
     for line in f:lines() do
-      local rec = json.decode(line)
-      if type(rec) == "table" and type(rec.key) == "string" and type(rec.t) == "string" then
-        self:_apply(rec)
-      elseif line ~= "" then
-        self.torn = self.torn + 1  -- a line cut short by a crash: what it said never happened
+      local recs = records_of(line)
+      if #recs == 0 and line ~= "" then self.torn = self.torn + 1 end
+      for _, rec in ipairs(recs) do
+        if rec.t == "complete" then
+          self.epoch = self.epoch + 1
+        elseif type(rec.key) == "string" and type(rec.t) == "string" then
+          self:_apply(rec)
+        end
       end
     end
     f:close()
@@ -52,6 +109,8 @@ function M.open(dir)
   return self
 end
 
+-- Folds one record into the job's state (the last word wins, except that an outcome is never
+-- undone by an older kind of record).
 function Journal:_apply(rec)
   local j = self.jobs[rec.key] or {}
   self.jobs[rec.key] = j
@@ -61,7 +120,12 @@ function Journal:_apply(rec)
   elseif t == "accepted" then
     j.state, j.request_id = "accepted", rec.request_id
     j.status_url, j.response_url, j.cancel_url = rec.status_url, rec.response_url, rec.cancel_url
-  elseif t == "refused" or t == "failed" then
+    if type(rec.request_id) == "string" then self.ids[rec.request_id] = rec.key end
+  elseif t == "refused" then
+    j.state, j.error = "refused", rec.error
+  elseif t == "unknown" then
+    j.state, j.error = "unknown", rec.error
+  elseif t == "failed" then
     j.state, j.error = "failed", rec.error
   elseif t == "done" then
     j.state, j.output, j.request_id = "done", rec.output, rec.request_id or j.request_id
@@ -72,37 +136,56 @@ function Journal:_apply(rec)
   end
 end
 
--- The key of a body about to be sent (the n-th equal body of this run gets suffix n).
-function Journal:key(endpoint, body)
-  local fp = core.hash(endpoint .. "\n" .. body)
-  local n = (self.seen[fp] or 0) + 1
-  self.seen[fp] = n
-  return fp .. "-" .. n
-end
-
-function Journal:get(key) return self.jobs[key] end
-
--- The key the next equal body would get, without counting it; `ahead` (a table the caller
--- keeps, fingerprint -> count) accounts for equal bodies planned but not yet sent.
-function Journal:peek_key(endpoint, body, ahead)
+-- The key of a body about to be sent: a fingerprint of endpoint and body, the how-many-th
+-- equal body of this run it is, and -- for a job without a seed, whose every run gives a new
+-- sample -- the number of runs that completed before, so a finished run's seedless jobs are
+-- not replayed while an interrupted run's are. `ahead` (optional, caller-kept fingerprint ->
+-- count) accounts for equal bodies planned but not yet sent; peek only looks.
+local function make_key(self, endpoint, body, seeded, ahead, count)
   local fp = core.hash(endpoint .. "\n" .. body)
   local extra = 0
   if ahead then
     extra = ahead[fp] or 0
     ahead[fp] = extra + 1
   end
-  return fp .. "-" .. ((self.seen[fp] or 0) + extra + 1)
+  local n = (self.seen[fp] or 0) + extra + 1
+  if count then self.seen[fp] = n end
+  local key = fp .. "-" .. n
+  if not seeded and self.epoch > 0 then key = key .. "-r" .. self.epoch end
+  return key
 end
 
--- Appends one record durably; raises if the journal cannot be written (nothing may be sent
--- that is not written down first).
+function Journal:key(endpoint, body, seeded) return make_key(self, endpoint, body, seeded, nil, true) end
+function Journal:peek_key(endpoint, body, seeded, ahead)
+  return make_key(self, endpoint, body, seeded, ahead, false)
+end
+
+function Journal:get(key) return self.jobs[key] end
+
+-- Appends one record durably. -> true, or nil, message (the file still ends on a record).
 function Journal:append(rec)
   local line = json.encode(rec) .. "\n"
+  if #line > M.MAX_RECORD then
+    return nil, string.format("journal record of %d bytes is over the limit of %d", #line, M.MAX_RECORD)
+  end
   if self.pending_newline then line = "\n" .. line end
   local ok, err = core.append_file(self.path, line)
-  self.pending_newline = self.pending_newline and not ok
-  if not ok then error("editflow: cannot write the journal: " .. tostring(err), 0) end
-  self:_apply(rec)
+  if not ok then return nil, "cannot write the journal " .. self.path .. ": " .. tostring(err) end
+  self.pending_newline = false
+  if rec.t == "complete" then self.epoch = self.epoch + 1 else self:_apply(rec) end
+  return true
+end
+
+-- Where this journal keeps images that came inline (data: URIs), so records stay small.
+function Journal:blob_dir() return join(self.dir, M.BLOBS) end
+
+-- Releases the folder's lock (for every journal of this process on the folder).
+function Journal:close()
+  if self.lock then
+    self.lock:close()
+    for k, l in pairs(locks) do if l == self.lock then locks[k] = nil end end
+    self.lock = nil
+  end
 end
 
 return M

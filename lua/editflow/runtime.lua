@@ -8,6 +8,7 @@
 -- fire due timers. A task that raises is reported with its traceback (on_error) and ends;
 -- other tasks go on. Everything here is per Lua state, like the engine loop it owns.
 local core = require "editflow.core"
+local events = require "editflow.events"
 
 local M = {}
 
@@ -31,6 +32,28 @@ function M.loop()
     loop = core.loop()
   end
   return loop
+end
+
+-- The loop's own limits, set once for every client of this Lua state (a client's options
+-- never change them for another): max_connections caps open connections, per host too.
+local limits = {}
+function M.limits(opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("editflow.limits expects a table", 2) end
+    for k, v in pairs(opts) do
+      if k ~= "max_connections" then
+        error("editflow.limits: unknown option '" .. tostring(k) .. "' (accepted: max_connections)", 2)
+      end
+      if math.type(v) ~= "integer" or v < 1 then
+        error("editflow.limits: max_connections must be an integer >= 1, got " .. tostring(v), 2)
+      end
+    end
+    if opts.max_connections then
+      limits.max_connections = opts.max_connections
+      M.loop():limits(opts.max_connections, opts.max_connections)
+    end
+  end
+  return { max_connections = limits.max_connections }
 end
 
 -- ---- the ready queue and timers ----
@@ -94,9 +117,10 @@ function M.current()
   return tasks[co]
 end
 
--- Called with (task, message_with_traceback) when a task raises; replaceable.
+-- Called with (task, message_with_traceback) when a task raises; replaceable. By default a
+-- warning event (the host shows it; a plain Lua host sees it through warn(), `lua -W`).
 M.on_error = function(task, msg)
-  io.stderr:write("editflow: task ", tostring(task.name or task.id), " failed: ", msg, "\n")
+  events.warning("task " .. tostring(task.name or task.id) .. " failed: " .. msg)
 end
 
 local function resume(w)
@@ -104,7 +128,7 @@ local function resume(w)
   if coroutine.status(co) ~= "suspended" then return end
   local ok, err = coroutine.resume(co)
   if not ok then  -- only a bug in the task wrapper itself gets here
-    io.stderr:write("editflow: internal task error: ", tostring(err), "\n")
+    events.warning("internal task error: " .. tostring(err))
   end
 end
 

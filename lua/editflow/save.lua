@@ -1,9 +1,15 @@
--- editflow.save: a result's images into files of their real format, never outside the folder.
+-- editflow.save: a result's images into files of their real format, never outside the folder,
+-- never over a file this job did not write.
 -- Downloads stream into a temporary file in the target folder and are renamed into place
 -- only when complete and recognised as an image (engine: fsync, rename, fsync the folder);
--- data: URIs are decoded and written the same way. The file name is built from a cleaned
--- stem (core.safe_name: no separators, no leading dots) and the extension of the bytes'
--- real format, so a hostile URL, file_name or content type cannot choose where a file lands.
+-- data: URIs (and the inline images the journal kept as files) are written the same way.
+-- The file name is a cleaned stem (core.safe_name) plus the extension of the bytes' real
+-- format, so a hostile URL, file_name or content type cannot choose where a file lands. When
+-- that name is taken by a file this job did not write (another job, another run), the job's
+-- request id goes into the name instead of replacing it.
+-- Bounded: at most `max_images` images a result, downloads through the client's semaphore
+-- (a few at a time however many images), each retried through editflow.retry within the
+-- job's deadline, slow ones cut off (under 512 B/s for 30 s).
 -- Image URLs are fetched as they are, without any credential (they live on a CDN).
 local core = require "editflow.core"
 local http = require "editflow.http"
@@ -14,8 +20,7 @@ local runtime = require "editflow.runtime"
 
 local M = {}
 
--- Folders this process has already created: mkdir -p once per folder, not once per job.
-local made = {}
+M.MAX_URL = 8192
 
 local function join(dir, name)
   if dir:sub(-1) == "/" then return dir .. name end
@@ -27,103 +32,148 @@ local function fail(code, msg, request_id)
   return errors.new(code, msg, { request_id = request_id })
 end
 
-local function save_data_uri(dir, stem, uri, request_id)
-  local bytes, err = inputs.decode_data_uri(uri)
-  if not bytes then return nil, fail("BAD_IMAGE", "image " .. stem .. ": " .. err, request_id) end
-  local ext = core.sniff(bytes)
-  if not ext then return nil, fail("BAD_IMAGE", "image " .. stem .. ": the data is not an image", request_id) end
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The path for image `stem` of format `ext`: the plain name, unless another file holds it.
+local function target(dir, stem, ext, opts)
   local path = join(dir, stem .. "." .. ext)
+  if not exists(path) then return path end
+  for _, p in ipairs(opts.own or {}) do
+    if p == path then return path end  -- this job wrote it in an earlier run
+  end
+  local tag = core.safe_name(opts.request_id or "job"):sub(1, 12)
+  for n = 1, 100 do
+    local alt = join(dir, string.format("%s.%s%s.%s", stem, tag, n > 1 and ("-" .. n) or "", ext))
+    if not exists(alt) then return alt end
+  end
+  return nil
+end
+
+local function write_bytes(dir, stem, bytes, opts, what)
+  local ext = core.sniff(bytes)
+  if not ext then return nil, fail("BAD_IMAGE", what .. ": the data is not an image", opts.request_id) end
+  local path = target(dir, stem, ext, opts)
+  if not path then return nil, fail("FILE_WRITE", what .. ": no free file name for " .. stem, opts.request_id) end
   local ok, werr = core.write_file(path, bytes)
-  if not ok then return nil, fail("FILE_WRITE", werr, request_id) end
+  if not ok then return nil, fail("FILE_WRITE", werr, opts.request_id) end
   return path
 end
 
-local function finish_download(loop, t, dir, stem, request_id)
+local function save_inline(dir, stem, u, opts)
+  local bytes, err
+  local blob = u:match("^editflow%-blob:([%w._-]+)$")
+  if blob then  -- an inline image the journal kept (editflow.lifecycle)
+    if not opts.blob_dir then return nil, fail("BAD_IMAGE", "image " .. stem .. ": its journal copy is not here", opts.request_id) end
+    local f
+    f, err = io.open(join(opts.blob_dir, blob), "rb")
+    if f then bytes = f:read("a") f:close() end
+  else
+    bytes, err = inputs.decode_data_uri(u)
+  end
+  if not bytes then return nil, fail("BAD_IMAGE", "image " .. stem .. ": " .. tostring(err), opts.request_id) end
+  return write_bytes(dir, stem, bytes, opts, "image " .. stem)
+end
+
+-- One download try. -> path, or nil, err (err.status for an HTTP answer).
+local function download_once(loop, dir, u, stem, opts, left)
+  local budget = math.min(left or 300, 300)
+  local t, err = http.start(loop, {
+    url = u, file = dir, follow = true, max_body = opts.max_bytes, what = "download " .. stem,
+    timeout = math.max(1, math.floor(budget * 1000)), headers = { "Accept: image/*" },
+    connect_timeout = math.max(1, math.floor(math.min(budget, 10) * 1000)),
+    low_speed_limit = 512, low_speed_time = 30,
+  })
+  if not t then return nil, err end
   local resp, tr = http.finish(loop, t, "download " .. stem, true)
   if not resp then
-    tr.request_id = request_id  -- on failure the second value is the error
+    tr.request_id = opts.request_id  -- on failure the second value is the error
     return nil, tr
   end
-  local path, err
+  local path
   if resp.status ~= 200 then
-    err = errors.from_http(resp, "download " .. stem, request_id)
+    err = errors.from_http(resp, "download " .. stem, opts.request_id)
   else
     local ext = core.sniff(resp.head)
     if not ext then
-      err = fail("BAD_IMAGE", "download " .. stem .. ": the server sent something that is not an image", request_id)
+      err = fail("BAD_IMAGE", "download " .. stem .. ": the server sent something that is not an image", opts.request_id)
     else
-      path = join(dir, stem .. "." .. ext)
-      local ok, cerr = tr:commit(path)
-      if not ok then path, err = nil, fail("FILE_WRITE", cerr, request_id) end
+      path = target(dir, stem, ext, opts)
+      if not path then
+        err = fail("FILE_WRITE", "download " .. stem .. ": no free file name", opts.request_id)
+      else
+        local ok, cerr = tr:commit(path)
+        if not ok then path, err = nil, fail("FILE_WRITE", cerr, opts.request_id) end
+      end
     end
   end
   tr:close()  -- removes the temporary file if it was not committed
   return path, err
 end
 
--- save.save(loop, result, dir, {name=, max_bytes=, timeout=, request_id=})
---   -> paths, or nil, err, paths saved before the failure
+-- save.save(loop, result, dir, opts) -> paths, or nil, err, paths saved before the failure.
+-- opts: name (stem), max_bytes, max_images, request_id, retry (an editflow.retry context:
+-- policy, deadline, budget), slots (a semaphore for downloads), blob_dir, own (paths this job
+-- wrote before), made (a table of folders already created, kept by the caller).
 function M.save(loop, result, dir, opts)
   local rid = opts.request_id
   local images = type(result) == "table" and result.images
   if type(images) ~= "table" or #images == 0 then
     return nil, fail("BAD_RESPONSE", "the result holds no images", rid), {}
   end
+  local max = opts.max_images or 100
+  if #images > max then
+    return nil, fail("TOO_MANY_IMAGES", string.format("the result holds %d images, over the limit of %d",
+      #images, max), rid), {}
+  end
+  local made = opts.made or {}
   if not made[dir] then
     local ok, merr = core.mkdir(dir)
     if not ok then return nil, fail("FILE_WRITE", merr, rid), {} end
     made[dir] = true
   end
   local base = core.safe_name(opts.name or "image")
+  local ctx = opts.retry or { policy = retry.policy(), sleep = runtime.sleep }
 
-  local function start(u, stem)
-    local t, err = http.start(loop, {
-      url = u, file = dir, follow = true, max_body = opts.max_bytes, what = "download " .. stem,
-      timeout = math.floor((opts.timeout or 300) * 1000), headers = { "Accept: image/*" },
-      low_speed_limit = 1, low_speed_time = 60,
-    })
-    return t and { t = t, stem = stem, url = u } or { err = err }
-  end
-
-  -- Start every download first so they run concurrently on the loop.
-  local started = {}
-  for i, img in ipairs(images) do
+  local function one(i)
+    local img = images[i]
     local stem = string.format("%s-%d", base, i)
     local u = type(img) == "table" and img.url
-    if type(u) ~= "string" then
-      started[i] = { err = fail("BAD_RESPONSE", "image " .. i .. " has no url", rid) }
-    elseif u:find("^data:") then
-      started[i] = { data = u, stem = stem }
-    elseif u:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
-      started[i] = start(u, stem)
-    else
-      started[i] = { err = fail("BAD_RESPONSE", "image " .. i .. " has an unsupported URL scheme", rid) }
+    if type(u) ~= "string" then return nil, fail("BAD_RESPONSE", "image " .. i .. " has no url", rid) end
+    if u:find("^data:") or u:find("^editflow%-blob:") then return save_inline(dir, stem, u, opts) end
+    if #u > M.MAX_URL then return nil, fail("BAD_RESPONSE", "image " .. i .. " has a URL over " .. M.MAX_URL .. " bytes", rid) end
+    if not u:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
+      return nil, fail("BAD_RESPONSE", "image " .. i .. " has an unsupported URL scheme", rid)
     end
+    if opts.slots then opts.slots:acquire() end
+    local ok, path, err = pcall(retry.run, ctx, "download", function(left)
+      return download_once(loop, dir, u, stem, opts, left)
+    end)
+    if opts.slots then opts.slots:release() end
+    if not ok then error(path, 0) end
+    return path, err
   end
 
+  -- Images of one result download concurrently (each in its own task), within the slots.
+  local results, pending = {}, #images
+  local done = runtime.signal()
+  for i = 1, #images do
+    runtime.spawn(function()
+      local ok, path, err = pcall(one, i)
+      if not ok then path, err = nil, fail("INTERNAL", tostring(path), rid) end
+      results[i] = { path = path, err = err }
+      pending = pending - 1
+      if pending == 0 then done:fire() end
+    end)
+  end
+  done:wait()
   local paths, first_err = {}, nil
   for i = 1, #images do
-    local s, path, err = started[i], nil, nil
-    if s.err then err = s.err
-    elseif s.data then path, err = save_data_uri(dir, s.stem, s.data, rid)
-    else
-      -- A download that failed on the way (5xx, 429, a dropped connection) is tried again,
-      -- per the client's retry policy; a file that is not an image is not.
-      local policy = opts.retry or retry.policy()
-      for attempt = 1, policy.attempts do
-        path, err = finish_download(loop, s.t, dir, s.stem, rid)
-        local resp_like = err and err.status and { status = err.status, headers = {} } or nil
-        if path or attempt == policy.attempts or err.code == "BAD_IMAGE" or err.code == "FILE_WRITE"
-            or not retry.retryable("download", resp_like, not resp_like and err or nil) then
-          break
-        end
-        runtime.sleep(retry.delay(policy, attempt))
-        local again = start(s.url, s.stem)
-        if again.err then err = again.err break end
-        s.t = again.t
-      end
-    end
-    if path then paths[#paths + 1] = path elseif not first_err then first_err = err end
+    local r = results[i]
+    if r.path then paths[#paths + 1] = r.path elseif not first_err then first_err = r.err end
   end
   if first_err then return nil, first_err, paths end
   return paths

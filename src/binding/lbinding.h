@@ -12,6 +12,8 @@
 
 #define EF_LOOP_MT "editflow.Loop"
 #define EF_XFER_MT "editflow.Transfer"
+#define EF_LOCK_MT "editflow.Lock"
+#define EF_BUF_MT "editflow.Buffer" /* an engine buffer owned by Lua while a result is built */
 
 typedef struct lloop {
   ef_loop *l; /* NULL once closed */
@@ -29,5 +31,9 @@ void ef_lua_loop_forget(lua_State *L, int loop_idx, ef_xfer *x);
 /* lxfer.c */
 void ef_lua_xfer_register(lua_State *L);
 lxfer *ef_lua_xfer_push(lua_State *L);
+
+/* llock.c */
+int ef_lua_lock_new(lua_State *L);
+void ef_lua_lock_register(lua_State *L);
 
 #endif

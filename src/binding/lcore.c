@@ -1,13 +1,15 @@
 /*
 ** lcore.c — luaopen_editflow_core, the C half of the editflow module (`editflow.core`).
-** Registers the Loop and Transfer types and a few byte helpers that are too slow or too
+** Registers the Loop, Transfer and Lock types and a few byte helpers that are too slow or too
 ** awkward in Lua: base64 for data: URIs, image sniffing, safe file names, atomic writes,
-** mkdir -p, clocks and process figures (CPU, peak RSS, open-file limit). This is the only
-** symbol the module exports.
+** journal appends, bounded reads of local inputs, mkdir -p, clocks and process figures (CPU,
+** peak RSS, open-file limit). This is the only symbol the module exports.
 */
 #define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +23,13 @@ static int fail(lua_State *L, const char *msg) {
   lua_pushnil(L);
   lua_pushstring(L, msg);
   return 2;
+}
+
+static int fail_code(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, code);
+  return 3;
 }
 
 static int core_b64encode(lua_State *L) {
@@ -91,15 +100,59 @@ static int core_write_file(lua_State *L) {
   return 1;
 }
 
-/* core.append_file(path, bytes) -> true | nil, message. Appended and on disk when it returns. */
+/*
+** core.append_file(path, bytes) -> true | nil, message, code. Appended and on disk when it
+** returns. On failure the file is as it was before the call ("WRITE_ERROR"), or, if cutting
+** it back failed too, may end in a partial record ("WRITE_TORN").
+*/
 static int core_append_file(lua_State *L) {
   size_t n;
   const char *path = luaL_checkstring(L, 1);
   const char *data = luaL_checklstring(L, 2, &n);
   char err[512];
-  if (ef_append_durable(path, data, n, err, sizeof err) != 0)
-    return fail(L, err);
+  int rc = ef_append_durable(path, data, n, err, sizeof err);
+  if (rc != 0)
+    return fail_code(L, err, rc == -2 ? "WRITE_TORN" : "WRITE_ERROR");
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.truncate_file(path, size) -> true | nil, message, "WRITE_ERROR". Only ever shrinks. */
+static int core_truncate_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer size = luaL_checkinteger(L, 2);
+  char err[512];
+  luaL_argcheck(L, size >= 0 && (uintmax_t)size <= SIZE_MAX, 2, "must be a size in bytes");
+  if (ef_truncate_durable(path, (size_t)size, err, sizeof err) != 0)
+    return fail_code(L, err, "WRITE_ERROR");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int buf_free(lua_State *L) {
+  ef_buf_free(luaL_checkudata(L, 1, EF_BUF_MT));
+  return 0;
+}
+
+/*
+** core.read_file(path, max_bytes) -> bytes | nil, message, code ("NOT_REGULAR", "TOO_LARGE",
+** "READ_ERROR"). Never blocks (see ef_read_file). The engine's buffer lives in a userdata
+** while the string is made, so a memory error there cannot leak it.
+*/
+static int core_read_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  char err[512];
+  luaL_argcheck(L, max >= 0, 2, "must be 0 or more");
+  ef_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, EF_BUF_MT);
+  const char *code = ef_read_file(path, (uintmax_t)max < SIZE_MAX ? (size_t)max : SIZE_MAX, b,
+                                  err, sizeof err);
+  if (code)
+    return fail_code(L, err, code);
+  lua_pushlstring(L, b->data ? b->data : "", b->len);
+  ef_buf_free(b);
   return 1;
 }
 
@@ -183,6 +236,7 @@ static int core_isatty(lua_State *L) {
 }
 
 static int core_loop(lua_State *L) { return ef_lua_loop_new(L); }
+static int core_lock(lua_State *L) { return ef_lua_lock_new(L); }
 
 static const luaL_Reg corelib[] = {
   {"loop", core_loop},           {"b64encode", core_b64encode}, {"b64decode", core_b64decode},
@@ -190,6 +244,7 @@ static const luaL_Reg corelib[] = {
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"append_file", core_append_file},
   {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
+  {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
   {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);
@@ -199,6 +254,11 @@ int luaopen_editflow_core(lua_State *L) {
     return luaL_error(L, "libcurl global initialisation failed");
   ef_lua_loop_register(L);
   ef_lua_xfer_register(L);
+  ef_lua_lock_register(L);
+  luaL_newmetatable(L, EF_BUF_MT);
+  lua_pushcfunction(L, buf_free);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   luaL_newlib(L, corelib);
   lua_pushliteral(L, EDITFLOW_VERSION);
   lua_setfield(L, -2, "version");

@@ -140,7 +140,8 @@ static int fail(lua_State *L, const char *msg, const char *code) {
 /*
 ** loop:request{url=, method=, headers=, body=, timeout=ms, connect_timeout=ms, max_body=bytes,
 ** follow=bool, file=dir, sse=bool, max_event=bytes, low_speed_limit=bytes/s,
-** low_speed_time=s} -> transfer, started.
+** low_speed_time=s, once=bool} -> transfer, started. once: libcurl never sends the request a
+** second time by itself (a body it would have to re-send ends "RESEND_REFUSED" instead).
 ** Misuse raises; a failure to start (file cannot be created, libcurl refuses) returns
 ** nil, message, code.
 */
@@ -178,7 +179,9 @@ static int loop_request(lua_State *L) {
   int follow = lua_toboolean(L, -1);
   rawfield(L, 2, "sse");
   int sse = lua_toboolean(L, -1);
-  lua_pop(L, 2);
+  rawfield(L, 2, "once");
+  int once = lua_toboolean(L, -1);
+  lua_pop(L, 3);
   lua_Integer max_event = opt_int(L, 2, "max_event", 1024 * 1024, 64 * 1024 * 1024);
   if (sse && dir)
     return luaL_error(L, "request fields 'sse' and 'file' exclude each other");
@@ -196,6 +199,7 @@ static int loop_request(lua_State *L) {
   ef_xfer_set_low_speed(t->x, low_limit, low_time);
   ef_xfer_set_max_body(t->x, (size_t)max_body);
   ef_xfer_set_follow(t->x, follow);
+  ef_xfer_set_once(t->x, once);
   if (sse)
     ef_xfer_set_sse(t->x, (size_t)max_event);
 

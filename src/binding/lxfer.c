@@ -182,6 +182,17 @@ static int xfer_events(lua_State *L) {
   return 1;
 }
 
+/*
+** t:sent() -> bytes of the request body that may have left this process: for a once request,
+** those handed to libcurl so far; otherwise libcurl's count, known once the transfer ended.
+** 0 means the server cannot have the body, so sending it again cannot make a duplicate.
+*/
+static int xfer_sent(lua_State *L) {
+  lxfer *t = check_xfer(L);
+  lua_pushinteger(L, (lua_Integer)ef_xfer_uploaded(t->x));
+  return 1;
+}
+
 static int xfer_commit(lua_State *L) {
   lxfer *t = check_xfer(L);
   const char *path = luaL_checkstring(L, 2);
@@ -211,7 +222,7 @@ static int xfer_tostring(lua_State *L) {
 static const luaL_Reg meth[] = {
   {"state", xfer_state},       {"done", xfer_done},     {"response", xfer_response},
   {"commit", xfer_commit},     {"discard", xfer_discard}, {"abort", xfer_abort},
-  {"events", xfer_events},     {"headers", xfer_headers},
+  {"events", xfer_events},     {"headers", xfer_headers}, {"sent", xfer_sent},
   {"close", xfer_close},       {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {

@@ -49,6 +49,12 @@ void ef_xfer_set_timeouts(ef_xfer *x, long connect_ms, long total_ms);
 void ef_xfer_set_low_speed(ef_xfer *x, long bytes_per_s, long seconds);
 void ef_xfer_set_max_body(ef_xfer *x, size_t max);
 void ef_xfer_set_follow(ef_xfer *x, int follow);
+/* Never let libcurl send this request twice. Without it, libcurl silently sends a request
+** again when a reused keep-alive connection closes before any answer byte, so a POST may reach
+** the server twice. With it, a request with a body then ends "RESEND_REFUSED" (the server may
+** have it; deciding is the caller's), and one without a body goes on a fresh connection,
+** where libcurl never re-sends. */
+void ef_xfer_set_once(ef_xfer *x, int once);
 /* Parse the body as server-sent events instead of keeping it (non-2xx bodies are still kept);
 ** max_event bounds one event. The loop reports the transfer whenever new events arrived. */
 void ef_xfer_set_sse(ef_xfer *x, size_t max_event);
@@ -68,6 +74,10 @@ const ef_buf *ef_xfer_headers(const ef_xfer *x); /* raw header lines of the fina
 double ef_xfer_seconds(const ef_xfer *x);
 long ef_xfer_new_connections(const ef_xfer *x); /* 0 when an open connection was reused */
 size_t ef_xfer_size(const ef_xfer *x);         /* body bytes received */
+/* Request body bytes that may have left: in once mode those handed to libcurl so far (counted
+** while running); otherwise libcurl's upload count, known when the transfer ended. 0 means no
+** byte of the body can have reached the server. */
+size_t ef_xfer_uploaded(const ef_xfer *x);
 const unsigned char *ef_xfer_head(const ef_xfer *x, size_t *n); /* first bytes of the body */
 const char *ef_xfer_temp_path(const ef_xfer *x); /* file sink: NULL once committed/discarded */
 int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen);
@@ -128,8 +138,25 @@ int ef_write_atomic(const char *path, const void *data, size_t len, char *err, s
 /* Calls fn for each entry of a folder except . and ..; stops when fn returns non-zero. */
 int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *ud, char *err,
                 size_t errlen);
-/* Appends bytes to a file (created if missing) and waits until they are on disk. */
+/* Appends bytes to a file (created if missing) and waits until they are on disk. On failure
+** the file is cut back to its length before the call: -1 ("cannot write PATH: reason"), or -2
+** when that cut failed too and the file may end in a partial record. */
 int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/* Shrinks a file to size bytes and waits until that is on disk; refuses to grow it. 0 or -1. */
+int ef_truncate_durable(const char *path, size_t size, char *err, size_t errlen);
+/* Takes the exclusive lock of a lock file (created 0644 if missing) without waiting and
+** writes the own pid into it. Returns the descriptor that holds it (release: ef_unlock; the
+** kernel releases it when the process dies), -1 on error, or EF_LOCKED when another open
+** file holds it: *holder is then the pid written there, 0 if none yet. err names the holder. */
+#define EF_LOCKED (-2)
+int ef_lock(const char *path, char *err, size_t errlen, long *holder);
+void ef_unlock(int fd);
+/* Reads a whole regular file of at most max bytes into out (reset first; freed on failure).
+** Never blocks and never reads a device, FIFO, socket or directory. NULL on success, else a
+** stable code with a message in err: "NOT_REGULAR" ("'/dev/zero' is a character device, not
+** a regular file"), "TOO_LARGE" (size and limit named; also when it grew past max while being
+** read), "READ_ERROR" (strerror). */
+const char *ef_read_file(const char *path, size_t max, ef_buf *out, char *err, size_t errlen);
 int ef_fsync_dir_of(const char *path);
 /* mkstemps() with the mode fopen() would give and close-on-exec; -1 with errno on failure. */
 int ef_mktemp(char *tmpl, int suffixlen);

@@ -1,15 +1,20 @@
 /*
-** ef_fs.c — files that must survive a crash: mkdir -p, and whole-file writes that land
-** atomically (temporary name in the same directory, fsync, rename, fsync the directory).
+** ef_fs.c — files that must survive a crash: mkdir -p, whole-file writes that land atomically
+** (temporary name in the same directory, fsync, rename, fsync the directory), journal appends
+** that leave the file on a record boundary, the per-folder lock (flock, so a dead process
+** holds nothing), and bounded reads of local inputs that never block on a device or a FIFO.
 */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "ef_engine.h"
@@ -140,26 +145,225 @@ int ef_write_atomic(const char *path, const void *data, size_t len, char *err, s
   return 0;
 }
 
+/* Cuts a failed append back to where it began, durably; 0 or an errno. */
+static int cut_back(int fd, off_t size) {
+  while (ftruncate(fd, size) != 0)
+    if (errno != EINTR)
+      return errno;
+  return fdatasync(fd) != 0 ? errno : 0;
+}
+
 /*
 ** One record of a journal: O_APPEND so concurrent writers never interleave inside a write,
-** fdatasync before returning so a crash right after cannot lose it.
+** fdatasync before returning so a crash right after cannot lose it. On any failure (short
+** write, ENOSPC, EFBIG, EIO, fdatasync) the file is cut back to the length it had, so it still
+** ends where the previous record ended and the next append does not glue onto a torn one. The
+** cut assumes one writer per file (the folder's lock, ef_lock): a record another process
+** appended meanwhile would be cut too. Once fdatasync succeeded the record is on disk, so a
+** late close() error is not reported as a failure the caller would then repeat.
+** -1: failed, file as before; -2: failed and the cut failed too (the file may end torn).
 */
 int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+  struct stat st;
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    seterr(err, errlen, path, errno);
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
+    if (err && errlen)
+      snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
     return -1;
   }
   int e = ef_write_all(fd, data, len);
   if (e == 0 && fdatasync(fd) != 0)
     e = errno;
-  if (close(fd) != 0 && e == 0)
-    e = errno;
-  if (e != 0) {
-    seterr(err, errlen, path, e);
+  if (e == 0) {
+    (void)close(fd);
+    return 0;
+  }
+  int ce = cut_back(fd, st.st_size);
+  (void)close(fd);
+  if (err && errlen && ce == 0)
+    snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+  else if (err && errlen)
+    snprintf(err, errlen, "cannot write %s: %s; cutting it back to %jd bytes failed too: %s",
+             path, strerror(e), (intmax_t)st.st_size, strerror(ce));
+  return ce == 0 ? -1 : -2;
+}
+
+/* Shrinks a file to size bytes, durably; never grows it (that would append zero bytes). */
+int ef_truncate_durable(const char *path, size_t size, char *err, size_t errlen) {
+  struct stat st;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  int e = fd < 0 || fstat(fd, &st) != 0 ? errno : 0;
+  if (e == 0 && (uintmax_t)st.st_size < (uintmax_t)size) {
+    if (err && errlen)
+      snprintf(err, errlen, "cannot truncate %s: it is %jd bytes, shorter than %zu", path,
+               (intmax_t)st.st_size, size);
+    close(fd);
     return -1;
   }
-  return 0;
+  if (e == 0)
+    e = cut_back(fd, (off_t)size);
+  if (fd >= 0)
+    (void)close(fd);
+  if (e != 0 && err && errlen)
+    snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(e));
+  return e == 0 ? 0 : -1;
+}
+
+/* ---- the per-folder lock ---- */
+
+/* The pid a holder wrote into the lock file; 0 if none is there (yet). */
+static long read_holder(int fd) {
+  char buf[32];
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  long pid = strtol(buf, NULL, 10);
+  return pid > 0 ? pid : 0;
+}
+
+/*
+** flock, not a pid file: the kernel releases it when the process ends however it ends, so a
+** crash leaves no stale lock to clean up. The pid is written only to name the holder in a
+** refusal; failing to write it (disk full) does not weaken the lock, so it is not an error.
+** The file is never unlinked: a process that opened the old name would lock a different file.
+*/
+int ef_lock(const char *path, char *err, size_t errlen, long *holder) {
+  *holder = 0;
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+    return -1;
+  }
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e == EINTR)
+      continue;
+    if (e == EWOULDBLOCK)
+      *holder = read_holder(fd);
+    close(fd);
+    if (err && errlen && e != EWOULDBLOCK)
+      snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+    else if (err && errlen && *holder > 0)
+      snprintf(err, errlen, "%s: held by process %ld", path, *holder);
+    else if (err && errlen)
+      snprintf(err, errlen, "%s: held by another process", path);
+    return e == EWOULDBLOCK ? EF_LOCKED : -1;
+  }
+  char line[32];
+  int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) == 0)
+    (void)ef_write_all(fd, line, (size_t)n);
+  return fd;
+}
+
+/* Empties the pid (it would name a process that no longer holds anything), then releases. */
+void ef_unlock(int fd) {
+  if (fd < 0)
+    return;
+  (void)ftruncate(fd, 0);
+  (void)close(fd);
+}
+
+/* ---- bounded reads of local inputs ---- */
+
+static const char *kind_of(mode_t m) {
+  if (S_ISDIR(m))
+    return "a directory";
+  if (S_ISCHR(m))
+    return "a character device";
+  if (S_ISBLK(m))
+    return "a block device";
+  if (S_ISFIFO(m))
+    return "a FIFO (named pipe)";
+  if (S_ISSOCK(m))
+    return "a socket";
+  return "not a regular file";
+}
+
+static const char *refuse(char *err, size_t errlen, const char *code, const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+
+static const char *refuse(char *err, size_t errlen, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (err && errlen)
+    vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+/* Checks a stat result: NULL if it is a regular file within max, else the refusal's code. */
+static const char *check_input(const char *path, const struct stat *st, size_t max, char *err,
+                               size_t errlen) {
+  if (!S_ISREG(st->st_mode))
+    return refuse(err, errlen, "NOT_REGULAR", "'%s' is %s, not a regular file", path,
+                  kind_of(st->st_mode));
+  if ((uintmax_t)st->st_size > (uintmax_t)max)
+    return refuse(err, errlen, "TOO_LARGE", "'%s' is %jd bytes, over the limit of %zu bytes",
+                  path, (intmax_t)st->st_size, max);
+  return NULL;
+}
+
+/* Reads at most max + 1 bytes: one more than allowed is enough to know the file grew past it. */
+static const char *read_bounded(int fd, const char *path, size_t max, ef_buf *out, char *err,
+                                size_t errlen) {
+  char chunk[65536];
+  while (out->len <= max) {
+    size_t want = max + 1 - out->len;
+    ssize_t r = read(fd, chunk, want < sizeof chunk ? want : sizeof chunk);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return refuse(err, errlen, "READ_ERROR", "cannot read '%s': %s", path, strerror(errno));
+    if (r == 0)
+      return NULL;
+    if (ef_buf_append(out, chunk, (size_t)r) != 0)
+      return refuse(err, errlen, "READ_ERROR", "cannot read '%s': %s", path, strerror(ENOMEM));
+  }
+  return refuse(err, errlen, "TOO_LARGE", "'%s' grew past the limit of %zu bytes while being read",
+                path, max);
+}
+
+/*
+** A local input (an image to upload, a prompt file) named by a user or a glob: stat() first,
+** so a device, FIFO or socket is refused without even being opened (opening a FIFO waits for
+** a writer; reading /dev/zero never ends); then open O_NONBLOCK | O_NOCTTY and check again on
+** the descriptor, in case the name was swapped in between; then a bounded read.
+*/
+static const char *read_input(const char *path, size_t max, ef_buf *out, char *err,
+                              size_t errlen) {
+  struct stat st;
+  const char *code;
+  if (stat(path, &st) != 0)
+    return refuse(err, errlen, "READ_ERROR", "cannot read '%s': %s", path, strerror(errno));
+  if ((code = check_input(path, &st, max, err, errlen)) != NULL)
+    return code;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0)
+    return refuse(err, errlen, "READ_ERROR", "cannot read '%s': %s", path, strerror(errno));
+  if (fstat(fd, &st) != 0)
+    code = refuse(err, errlen, "READ_ERROR", "cannot read '%s': %s", path, strerror(errno));
+  else
+    code = check_input(path, &st, max, err, errlen);
+  if (code == NULL)
+    code = read_bounded(fd, path, max, out, err, errlen);
+  (void)close(fd);
+  return code;
+}
+
+const char *ef_read_file(const char *path, size_t max, ef_buf *out, char *err, size_t errlen) {
+  if (max > (size_t)-1 - 1)
+    max = (size_t)-1 - 1; /* room for the one byte that tells "more than max" */
+  ef_buf_reset(out);
+  const char *code = read_input(path, max, out, err, errlen);
+  if (code != NULL)
+    ef_buf_free(out);
+  return code;
 }
 
 int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *ud, char *err,

@@ -34,6 +34,8 @@ struct ef_xfer {
   long connect_ms, total_ms, low_bytes, low_secs;
   size_t max_body;          /* 0 = unlimited */
   int follow;
+  int once;                 /* never let libcurl send this request a second time */
+  size_t sent;              /* body bytes the read callback handed to libcurl (once mode) */
 
   /* response */
   ef_buf resp;
@@ -43,6 +45,7 @@ struct ef_xfer {
   size_t head_len;
   long status;
   long new_connections;     /* connections this transfer had to open (0: it reused one) */
+  size_t uploaded;          /* libcurl's count of body bytes sent, read when it finished */
   double seconds;
   const char *code;         /* static string */
   char *errmsg;             /* owned; NULL when ok */

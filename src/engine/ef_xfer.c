@@ -5,6 +5,11 @@
 ** limit, disk full) is recorded in the transfer and the callback returns libcurl's abort value,
 ** so the reason survives libcurl's generic CURLE_WRITE_ERROR. The easy handle exists only while
 ** the transfer runs; the request fields stay owned by the transfer until it is freed.
+**
+** A request marked "once" is never sent twice by libcurl itself: its body goes through a read
+** callback whose seek callback refuses to rewind, so libcurl's silent re-send on a reused
+** connection that died before answering (Curl_retry_request) fails with CURLE_SEND_FAIL_REWIND
+** instead; whether to send it again is then the caller's decision (RESEND_REFUSED).
 */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
@@ -133,6 +138,11 @@ const ef_buf *ef_xfer_events(const ef_xfer *x) { return &x->events; }
 void ef_xfer_clear_events(ef_xfer *x) { ef_buf_reset(&x->events); }
 void ef_xfer_set_follow(ef_xfer *x, int follow) { x->follow = follow; }
 
+void ef_xfer_set_once(ef_xfer *x, int once) {
+  if (x->state == EF_XFER_NEW)
+    x->once = once != 0;
+}
+
 int ef_xfer_to_file(ef_xfer *x, const char *dir, char *err, size_t errlen) {
   if (x->state != EF_XFER_NEW || x->fd >= 0) {
     seterr(err, errlen, "transfer already has a file or has started", NULL);
@@ -230,6 +240,29 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
   return ef_buf_append(&x->hdrs, p, n) == 0 ? n : 0;
 }
 
+/* The body of a "once" request, handed out in order and counted (what may have left us). */
+static size_t on_read(char *p, size_t size, size_t nmemb, void *ud) {
+  ef_xfer *x = ud;
+  size_t n = size * nmemb, left = x->body_len - x->sent;
+  if (n > left)
+    n = left;
+  if (n)
+    memcpy(p, x->body + x->sent, n);
+  x->sent += n;
+  return n;
+}
+
+/*
+** libcurl seeks only to send the body again (a retry on a fresh connection, a redirect that
+** keeps the method): refusing makes it fail with CURLE_SEND_FAIL_REWIND rather than re-send.
+** A "rewind" to where nothing was handed out yet changes nothing and is allowed.
+*/
+static int on_seek(void *ud, curl_off_t offset, int origin) {
+  ef_xfer *x = ud;
+  return offset == 0 && origin == SEEK_SET && x->sent == 0 ? CURL_SEEKFUNC_OK
+                                                           : CURL_SEEKFUNC_CANTSEEK;
+}
+
 /* ---- running ---- */
 
 #define SETOPT(opt, val)                                                                    \
@@ -239,6 +272,28 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
       return -1;                                                                            \
     }                                                                                       \
   } while (0)
+
+/*
+** The body of a method that has one. A "once" body is read through on_read/on_seek (CURLOPT_POST
+** with its size, so the method and headers are as with CURLOPT_POSTFIELDS); a "once" request
+** without a body cannot be refused a re-send that way, so it gets a connection of its own:
+** libcurl re-sends only on a reused connection.
+*/
+static int set_body(ef_xfer *x, CURL *e, char *err, size_t errlen) {
+  if (x->once && x->body_len > 0) {
+    x->sent = 0;
+    SETOPT(CURLOPT_POST, 1L);
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+    SETOPT(CURLOPT_READFUNCTION, on_read);
+    SETOPT(CURLOPT_READDATA, (void *)x);
+    SETOPT(CURLOPT_SEEKFUNCTION, on_seek);
+    SETOPT(CURLOPT_SEEKDATA, (void *)x);
+    return 0;
+  }
+  SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+  SETOPT(CURLOPT_POSTFIELDS, x->body ? x->body : "");
+  return 0;
+}
 
 int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen) {
   CURL *e = x->easy;
@@ -283,9 +338,11 @@ int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen) {
   } else {
     if (strcmp(m, "POST") != 0)
       SETOPT(CURLOPT_CUSTOMREQUEST, m);
-    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
-    SETOPT(CURLOPT_POSTFIELDS, x->body ? x->body : "");
+    if (set_body(x, e, err, errlen) != 0)
+      return -1;
   }
+  if (x->once && (x->body_len == 0 || strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0))
+    SETOPT(CURLOPT_FRESH_CONNECT, 1L);
   /* "Expect:" stops libcurl waiting up to a second for 100 Continue before a large body. */
   if (x->has_body) {
     struct curl_slist *l = curl_slist_append(x->headers, "Expect:");
@@ -323,6 +380,7 @@ static const char *code_name(CURLcode rc) {
   case CURLE_BAD_CONTENT_ENCODING: return "BAD_CONTENT_ENCODING";
   case CURLE_WEIRD_SERVER_REPLY: return "WEIRD_SERVER_REPLY";
   case CURLE_HTTP2_STREAM: return "HTTP2_STREAM";
+  case CURLE_SEND_FAIL_REWIND: return "RESEND_REFUSED";
   default: return "CURL_ERROR";
   }
 }
@@ -335,7 +393,10 @@ void ef_xfer_finish(ef_xfer *x, CURLcode rc) {
     double secs = 0;
     (void)curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
     (void)curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &secs);
+    curl_off_t up = 0;
     (void)curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &x->new_connections);
+    (void)curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    x->uploaded = up > 0 ? (size_t)up : 0;
     x->status = st;
     x->seconds = secs;
   }
@@ -357,6 +418,12 @@ void ef_xfer_finish(ef_xfer *x, CURLcode rc) {
   } else if (rc == CURLE_WRITE_ERROR && x->sink_fault == SINK_NOMEM) {
     x->code = "OUT_OF_MEMORY";
     snprintf(msg, sizeof msg, "out of memory holding the response body");
+  } else if (rc == CURLE_SEND_FAIL_REWIND && x->status == 0) {
+    snprintf(msg, sizeof msg, "the connection closed before any answer after the request was "
+                              "sent; it was not sent again (the server may have it)");
+  } else if (rc == CURLE_SEND_FAIL_REWIND) {
+    snprintf(msg, sizeof msg, "the server answered HTTP %ld asking for the request again "
+                              "(redirect or authentication); it was not sent again", x->status);
   } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
     snprintf(msg, sizeof msg, "transfer aborted before it finished");
   } else if (rc != CURLE_OK) {
@@ -383,6 +450,7 @@ const ef_buf *ef_xfer_headers(const ef_xfer *x) { return &x->hdrs; }
 double ef_xfer_seconds(const ef_xfer *x) { return x->seconds; }
 long ef_xfer_new_connections(const ef_xfer *x) { return x->new_connections; }
 size_t ef_xfer_size(const ef_xfer *x) { return x->received; }
+size_t ef_xfer_uploaded(const ef_xfer *x) { return x->sent > x->uploaded ? x->sent : x->uploaded; }
 const char *ef_xfer_temp_path(const ef_xfer *x) { return x->temp_path; }
 
 const unsigned char *ef_xfer_head(const ef_xfer *x, size_t *n) {

@@ -4,8 +4,10 @@
 ** main() runs everything inside pmain() under lua_pcall, so no error escapes unreported.
 ** `editflow run [OPTIONS] SCRIPT [ARGS]` runs a user script the way `lua SCRIPT` would
 ** (global `arg`, `...`); every other command goes to the Lua function editflow.cli.main,
-** which returns the exit status. Chunks run through docall(), whose message handler adds a traceback. SIGINT
-** only installs a hook, so the interrupt lands between Lua instructions, never inside libcurl.
+** which returns the exit status. Chunks run through docall(), whose message handler adds a
+** traceback. SIGINT, SIGTERM and SIGHUP only install a hook, so the interrupt lands between Lua
+** instructions, never inside libcurl; the host then lets editflow.cli.interrupted cancel what
+** is in flight and exits 128 + the signal's number. A second one of them kills at once.
 ** The engine module and the embedded Lua modules are installed in package.preload, so the
 ** binary needs no files beside it; other C modules (cjson) load as usual, which is why the
 ** host links liblua shared.
@@ -24,9 +26,31 @@ int luaopen_editflow_core(lua_State *L);
 
 static const char *progname = "editflow";
 static lua_State *globalL = NULL;
-static volatile sig_atomic_t interrupted = 0;
+static volatile sig_atomic_t interrupted = 0; /* the first stopping signal's number, or 0 */
 
 /* ---- interrupts, as lua.c: the handler only sets a hook ---- */
+
+/* The signals that stop a run: Ctrl-C, kill / a service manager, a closed terminal. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define NSTOP ((int)(sizeof stop_signals / sizeof stop_signals[0]))
+/*
+** Under nohup SIGHUP starts ignored, and must stay so: that is what nohup is for. SIGINT is
+** caught even when it starts ignored (as lua.c does; a script's `editflow ... &` is stopped
+** with kill -INT), and SIGTERM is not ignored by anything that starts us.
+*/
+static int ignored_at_start[NSTOP];
+
+static void note_ignored_signals(void) {
+  for (int k = 0; k < NSTOP; k++) {
+    struct sigaction old;
+    ignored_at_start[k] = stop_signals[k] == SIGHUP && sigaction(SIGHUP, NULL, &old) == 0 &&
+                          old.sa_handler == SIG_IGN;
+  }
+}
+
+static const char *signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
+}
 
 static void lstop(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -34,11 +58,32 @@ static void lstop(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted!");
 }
 
+/*
+** The first of the stop signals: all three go back to their default, so a second one (of any
+** of them) ends the process at once; while this handler runs, the others are blocked
+** (sa_mask), so the one recorded is the first.
+*/
 static void laction(int i) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-  signal(i, SIG_DFL); /* a second Ctrl-C kills the process at once */
-  interrupted = 1;
+  for (int k = 0; k < NSTOP; k++)
+    if (!ignored_at_start[k])
+      signal(stop_signals[k], SIG_DFL);
+  if (!interrupted)
+    interrupted = i;
   lua_sethook(globalL, lstop, flag, 1);
+}
+
+/* Stop signals run laction while Lua code runs (handler), and kill outside it (SIG_DFL). */
+static void set_stop_handlers(void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  for (int k = 0; k < NSTOP; k++)
+    sigaddset(&sa.sa_mask, stop_signals[k]);
+  for (int k = 0; k < NSTOP; k++)
+    if (!ignored_at_start[k])
+      sigaction(stop_signals[k], &sa, NULL);
 }
 
 static void l_message(const char *msg) {
@@ -72,11 +117,11 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   globalL = L;
-  if (!interrupted) /* once interrupted, a second Ctrl-C must end the process at once */
-    signal(SIGINT, laction);
+  if (!interrupted) /* once interrupted, a second signal must end the process at once */
+    set_stop_handlers(laction);
   int status = lua_pcall(L, narg, nres, base);
   if (!interrupted)
-    signal(SIGINT, SIG_DFL);
+    set_stop_handlers(SIG_DFL);
   lua_remove(L, base);
   return status;
 }
@@ -116,8 +161,9 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
-/* Calls editflow.cli.NAME(argv-table); leaves its results on the stack. */
-static int call_cli(lua_State *L, const char *name, char **argv, int argc, int nres) {
+/* Calls editflow.cli.NAME(argv-table[, extra]); leaves its results on the stack. */
+static int call_cli(lua_State *L, const char *name, char **argv, int argc, const char *extra,
+                    int nres) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "editflow.cli");
   if (docall(L, 1, 1) != LUA_OK)
@@ -129,20 +175,26 @@ static int call_cli(lua_State *L, const char *name, char **argv, int argc, int n
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
   }
-  return docall(L, 1, nres);
+  if (extra == NULL)
+    return docall(L, 1, nres);
+  lua_pushstring(L, extra);
+  return docall(L, 2, nres);
 }
 
 /*
-** After the first Ctrl-C has unwound the script: ask the queue to cancel every job in flight
-** (editflow.cli.interrupted: bounded, a few seconds), report, and exit 130 as shells expect.
+** After the first stop signal has unwound the script: ask the queue to cancel every job in
+** flight (editflow.cli.interrupted(argv, "SIGINT" | "SIGTERM" | "SIGHUP"): bounded, a few
+** seconds), report, and exit 128 + the signal's number as shells expect (130, 143, 129).
 */
 static int after_interrupt(lua_State *L, int status, char **argv, int argc) {
-  if (!interrupted)
+  int sig = interrupted;
+  if (!sig)
     return -1;
   if (status != LUA_OK)
     lua_pop(L, 1); /* the "interrupted!" error itself */
-  (void)report(L, call_cli(L, "interrupted", argv, argc, 0));
-  return 130;
+  lua_sethook(L, NULL, 0, 0); /* still set if the signal came as the chunk was returning */
+  (void)report(L, call_cli(L, "interrupted", argv, argc, signal_name(sig), 0));
+  return 128 + sig;
 }
 
 /*
@@ -150,7 +202,7 @@ static int after_interrupt(lua_State *L, int status, char **argv, int argc) {
 ** by editflow.cli.run_options, which answers the index of SCRIPT in argv.
 */
 static int run_script(lua_State *L, char **argv, int argc) {
-  if (report(L, call_cli(L, "run_options", argv, argc, 2)) != LUA_OK)
+  if (report(L, call_cli(L, "run_options", argv, argc, NULL, 2)) != LUA_OK)
     return 1;
   if (lua_isnil(L, -2)) {
     l_message(lua_tostring(L, -1));
@@ -169,12 +221,12 @@ static int run_script(lua_State *L, char **argv, int argc) {
   int rc = after_interrupt(L, status, argv, argc);
   if (rc >= 0)
     return rc;
-  (void)call_cli(L, "run_done", argv, argc, 0); /* ends a live progress line */
+  (void)call_cli(L, "run_done", argv, argc, NULL, 0); /* ends a live progress line */
   return report(L, status) == LUA_OK ? 0 : 1;
 }
 
 static int run_cli(lua_State *L, char **argv, int argc) {
-  int status = call_cli(L, "main", argv, argc, 1);
+  int status = call_cli(L, "main", argv, argc, NULL, 1);
   int rc = after_interrupt(L, status, argv, argc);
   if (rc >= 0)
     return rc;
@@ -205,6 +257,7 @@ int main(int argc, char **argv) {
   /* libcurl runs with CURLOPT_NOSIGNAL; a write to a peer that has gone must be an error
   ** return, not a signal that kills the process. */
   signal(SIGPIPE, SIG_IGN);
+  note_ignored_signals();
   lua_State *L = luaL_newstate();
   if (L == NULL) {
     l_message("cannot create state: not enough memory");

@@ -2,13 +2,27 @@
 ** test_engine.c — the engine's own tests, in C, against the sandbox on loopback.
 ** Run through tests/run_with_sandbox.py, which starts the sandbox, exports its URL as
 ** EDITFLOW_SANDBOX_URL and stops it by PID afterwards. Pure-function cases (base64, sniffing,
-** names, files) need no server. Prints "N passed, N failed"; exits non-zero on any failure.
+** names, files) need no server. The "once" case brings its own tiny HTTP server (a thread on
+** 127.0.0.1) whose connections die before answering their second request. Prints
+** "N passed, N failed"; exits non-zero on any failure.
 */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "ef_engine.h"
@@ -333,6 +347,335 @@ static void test_file_sink(void) {
   CHECK(system(cmd) == 0);
 }
 
+/* ---- a server whose keep-alive connections die before answering their second request ---- */
+
+typedef struct dying_server {
+  int lfd;              /* listening socket on 127.0.0.1 */
+  int stop[2];          /* a byte on stop[1] ends the thread */
+  int port;
+  pthread_t thread;
+  pthread_t conns[16];  /* one thread per connection, so an idle one blocks no other */
+  int nconns;
+  pthread_mutex_t mu;
+  char seen[4096];      /* every request body received, each followed by '|' */
+} dying_server;
+
+/* Waits (bounded by the stop pipe and a 10 s deadline) until fd is readable; 1 if it is. */
+static int wait_readable(dying_server *s, int fd) {
+  struct pollfd p[2] = {{fd, POLLIN, 0}, {s->stop[0], POLLIN, 0}};
+  return poll(p, 2, 10000) > 0 && p[1].revents == 0 && p[0].revents != 0;
+}
+
+/* Reads one whole request (headers and Content-Length body); 1, or 0 at EOF, error or stop. */
+static int read_request(dying_server *s, int fd, char *body, size_t cap) {
+  char buf[8192];
+  size_t n = 0;
+  char *end = NULL;
+  long clen = 0;
+  for (;;) {
+    if (end && n >= (size_t)(end + 4 - buf) + (size_t)clen)
+      break;
+    if (n == sizeof buf - 1 || !wait_readable(s, fd))
+      return 0;
+    ssize_t r = recv(fd, buf + n, sizeof buf - 1 - n, 0);
+    if (r <= 0)
+      return 0;
+    n += (size_t)r;
+    buf[n] = '\0';
+    if (end == NULL && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+      for (char *h = strstr(buf, "\r\n"); h && h < end; h = strstr(h + 2, "\r\n"))
+        if (strncasecmp(h + 2, "Content-Length:", 15) == 0)
+          clen = strtol(h + 17, NULL, 10);
+    }
+  }
+  size_t bn = (size_t)clen < cap - 1 ? (size_t)clen : cap - 1;
+  memcpy(body, end + 4, bn);
+  body[bn] = '\0';
+  return 1;
+}
+
+/* First request on a connection: answered, kept alive. Second: read whole, then hung up. */
+static void serve_connection(dying_server *s, int fd) {
+  static const char ok[] =
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+  char body[256];
+  for (int nth = 1; nth <= 2 && read_request(s, fd, body, sizeof body); nth++) {
+    pthread_mutex_lock(&s->mu);
+    strncat(s->seen, body, sizeof s->seen - strlen(s->seen) - 2);
+    strcat(s->seen, "|");
+    pthread_mutex_unlock(&s->mu);
+    if (nth == 1 && send(fd, ok, sizeof ok - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof ok - 1))
+      break;
+  }
+  close(fd);
+}
+
+typedef struct conn_arg {
+  dying_server *s;
+  int fd;
+} conn_arg;
+
+static void *conn_main(void *ud) {
+  conn_arg *c = ud;
+  serve_connection(c->s, c->fd);
+  free(c);
+  return NULL;
+}
+
+static void *dying_server_main(void *ud) {
+  dying_server *s = ud;
+  for (;;) {
+    struct pollfd p[2] = {{s->lfd, POLLIN, 0}, {s->stop[0], POLLIN, 0}};
+    if (poll(p, 2, 1000) < 0 && errno != EINTR)
+      break;
+    if (p[1].revents)
+      break;
+    if (p[0].revents) {
+      int fd = accept(s->lfd, NULL, NULL);
+      conn_arg *c = fd >= 0 && s->nconns < 16 ? malloc(sizeof *c) : NULL;
+      if (c) {
+        c->s = s;
+        c->fd = fd;
+        if (pthread_create(&s->conns[s->nconns], NULL, conn_main, c) == 0)
+          s->nconns++;
+        else
+          free(c), c = NULL;
+      }
+      if (fd >= 0 && c == NULL)
+        close(fd);
+    }
+  }
+  for (int i = 0; i < s->nconns; i++) /* they end at once: the stop pipe is readable */
+    pthread_join(s->conns[i], NULL);
+  return NULL;
+}
+
+static int dying_server_start(dying_server *s) {
+  struct sockaddr_in a;
+  socklen_t alen = sizeof a;
+  memset(s, 0, sizeof *s);
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->lfd, 8) != 0 ||
+      getsockname(s->lfd, (struct sockaddr *)&a, &alen) != 0 || pipe(s->stop) != 0)
+    return -1;
+  s->port = ntohs(a.sin_port);
+  pthread_mutex_init(&s->mu, NULL);
+  return pthread_create(&s->thread, NULL, dying_server_main, s) == 0 ? 0 : -1;
+}
+
+static void dying_server_stop(dying_server *s) {
+  (void)!write(s->stop[1], "x", 1);
+  pthread_join(s->thread, NULL);
+  close(s->lfd);
+  close(s->stop[0]);
+  close(s->stop[1]);
+  pthread_mutex_destroy(&s->mu);
+}
+
+/* How many times the server received this body. */
+static int copies(dying_server *s, const char *body) {
+  char key[64];
+  int n = 0;
+  snprintf(key, sizeof key, "|%s|", body);
+  pthread_mutex_lock(&s->mu);
+  char all[sizeof s->seen + 1] = "|";
+  strcat(all, s->seen);
+  pthread_mutex_unlock(&s->mu);
+  for (const char *p = all; (p = strstr(p, key)) != NULL; p++)
+    n++;
+  return n;
+}
+
+static ef_xfer *post(ef_loop *l, int port, const char *body, int once) {
+  char url[64], err[256];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/submit", port);
+  ef_xfer *x = ef_xfer_new();
+  ef_xfer_set_url(x, url);
+  ef_xfer_set_method(x, "POST");
+  ef_xfer_add_header(x, "Content-Type: text/plain");
+  ef_xfer_set_body(x, body, strlen(body));
+  ef_xfer_set_timeouts(x, 5000, 10000);
+  ef_xfer_set_once(x, once);
+  if (ef_loop_start(l, x, err, sizeof err) != 0)
+    fprintf(stderr, "start: %s\n", err);
+  wait_done(l, x);
+  return x;
+}
+
+/*
+** libcurl re-sends a request by itself when a reused connection closes before any answer
+** byte (Curl_retry_request). With once, the body cannot be rewound, so the second submit
+** fails RESEND_REFUSED and the server saw it exactly once; without, it saw it twice.
+*/
+static void test_once(void) {
+  dying_server s;
+  if (dying_server_start(&s) != 0) {
+    CHECK(!"cannot start the loopback server");
+    return;
+  }
+  ef_loop *l = ef_loop_new();
+  ef_xfer *a = post(l, s.port, "first", 1);
+  CHECK(ef_xfer_status(a) == 200 && ef_xfer_new_connections(a) == 1);
+  CHECK(ef_xfer_uploaded(a) == 5);
+  ef_xfer *b = post(l, s.port, "second", 1);
+  CHECK(strcmp(ef_xfer_code(b), "RESEND_REFUSED") == 0);
+  CHECK(ef_xfer_error(b) && strstr(ef_xfer_error(b), "not sent again") != NULL);
+  CHECK(ef_xfer_status(b) == 0 && ef_xfer_uploaded(b) == 6);
+  CHECK(copies(&s, "first") == 1 && copies(&s, "second") == 1);
+  ef_xfer_free(a);
+  ef_xfer_free(b);
+  ef_loop_free(l);
+
+  /* The hazard itself, documented: without once the same death makes two copies. */
+  l = ef_loop_new();
+  a = post(l, s.port, "third", 0);
+  b = post(l, s.port, "fourth", 0);
+  CHECK(ef_xfer_status(a) == 200 && ef_xfer_status(b) == 200);
+  CHECK(copies(&s, "fourth") == 2);
+  CHECK(ef_xfer_uploaded(b) == 6);
+  ef_xfer_free(a);
+  ef_xfer_free(b);
+
+  /* once without a body: it cannot be refused a rewind, so it never rides a reused
+  ** connection (the open one from "fourth" is left alone). */
+  a = post(l, s.port, "", 1);
+  CHECK(ef_xfer_status(a) == 200 && ef_xfer_new_connections(a) == 1);
+  CHECK(ef_xfer_uploaded(a) == 0 && copies(&s, "") == 1);
+  ef_xfer_free(a);
+  ef_loop_free(l);
+  dying_server_stop(&s);
+}
+
+/* ---- journal appends, the folder lock, bounded input reads ---- */
+
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/*
+** An append that fails half way (EFBIG past RLIMIT_FSIZE, in a child so the limit stays
+** there) leaves the file ending exactly where the previous record ended.
+*/
+static void test_append(const char *dir) {
+  char path[256], err[256];
+  snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+  CHECK(ef_append_durable(path, "{\"a\":1}\n", 8, err, sizeof err) == 0);
+  CHECK(ef_append_durable(path, "{\"b\":2}\n", 8, err, sizeof err) == 0);
+  CHECK(file_size(path) == 16);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit rl = {20, 20}; /* room for 4 of the next record's 10 bytes */
+    char big[] = "{\"c\":333}\n";
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+      _exit(3);
+    int rc = ef_append_durable(path, big, sizeof big - 1, err, sizeof err);
+    _exit(rc == -1 && strstr(err, "cannot write") && strstr(err, strerror(EFBIG)) ? 0 : 4);
+  }
+  int st = -1;
+  CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK(file_size(path) == 16);
+  CHECK(ef_append_durable(path, "{\"d\":4}\n", 8, err, sizeof err) == 0);
+  CHECK(file_size(path) == 24);
+
+  CHECK(ef_truncate_durable(path, 16, err, sizeof err) == 0 && file_size(path) == 16);
+  CHECK(ef_truncate_durable(path, 17, err, sizeof err) != 0 && file_size(path) == 16);
+  snprintf(path, sizeof path, "%s/missing/journal.jsonl", dir);
+  CHECK(ef_append_durable(path, "x", 1, err, sizeof err) == -1);
+  CHECK(strstr(err, "cannot write") != NULL);
+}
+
+/* A child process trying the lock: exit 0 when it got it, 10 when refused naming want_pid. */
+static int lock_in_child(const char *path, long want_pid) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    char err[256], needle[64];
+    long holder = -1;
+    int fd = ef_lock(path, err, sizeof err, &holder);
+    snprintf(needle, sizeof needle, "held by process %ld", want_pid);
+    if (fd >= 0)
+      _exit(0);
+    _exit(fd == EF_LOCKED && holder == want_pid && strstr(err, needle) ? 10 : 20);
+  }
+  int st = -1;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+    return -1;
+  return WEXITSTATUS(st);
+}
+
+static void test_lock(const char *dir) {
+  char path[256], err[256];
+  long holder = -1;
+  snprintf(path, sizeof path, "%s/.lock", dir);
+  int fd = ef_lock(path, err, sizeof err, &holder);
+  CHECK(fd >= 0 && holder == 0);
+  CHECK(file_size(path) > 1); /* our pid and a newline */
+  CHECK(lock_in_child(path, (long)getpid()) == 10);
+  ef_unlock(fd);
+  CHECK(file_size(path) == 0);
+  CHECK(lock_in_child(path, 0) == 0);
+  fd = ef_lock(path, err, sizeof err, &holder); /* the child's death released it */
+  CHECK(fd >= 0);
+  ef_unlock(fd);
+  snprintf(path, sizeof path, "%s/missing/.lock", dir);
+  CHECK(ef_lock(path, err, sizeof err, &holder) == -1 && strstr(err, "cannot lock") != NULL);
+}
+
+static void test_read_file(const char *dir) {
+  char path[256], err[256];
+  ef_buf b = {0};
+  CHECK(strcmp(ef_read_file("/dev/zero", 100, &b, err, sizeof err), "NOT_REGULAR") == 0);
+  CHECK(strcmp(err, "'/dev/zero' is a character device, not a regular file") == 0);
+  CHECK(strcmp(ef_read_file(dir, 100, &b, err, sizeof err), "NOT_REGULAR") == 0);
+  CHECK(strstr(err, "is a directory, not a regular file") != NULL);
+
+  snprintf(path, sizeof path, "%s/fifo", dir);
+  CHECK(mkfifo(path, 0600) == 0);
+  double t0 = now(); /* no writer: opening it for reading would wait forever */
+  CHECK(strcmp(ef_read_file(path, 100, &b, err, sizeof err), "NOT_REGULAR") == 0);
+  CHECK(now() - t0 < 1.0 && strstr(err, "is a FIFO") != NULL);
+
+  snprintf(path, sizeof path, "%s/sock", dir);
+  int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un un = {0};
+  un.sun_family = AF_UNIX;
+  CHECK(strlen(path) < sizeof un.sun_path);
+  memcpy(un.sun_path, path, strlen(path) + 1 < sizeof un.sun_path ? strlen(path) + 1 : 0);
+  CHECK(sfd >= 0 && bind(sfd, (struct sockaddr *)&un, sizeof un) == 0);
+  CHECK(strcmp(ef_read_file(path, 100, &b, err, sizeof err), "NOT_REGULAR") == 0);
+  CHECK(strstr(err, "is a socket") != NULL);
+  close(sfd);
+
+  snprintf(path, sizeof path, "%s/small.txt", dir);
+  CHECK(ef_write_atomic(path, "hello\0world", 11, err, sizeof err) == 0);
+  CHECK(ef_read_file(path, 11, &b, err, sizeof err) == NULL);
+  CHECK(b.len == 11 && memcmp(b.data, "hello\0world", 11) == 0);
+  CHECK(strcmp(ef_read_file(path, 10, &b, err, sizeof err), "TOO_LARGE") == 0);
+  CHECK(strstr(err, "is 11 bytes, over the limit of 10 bytes") != NULL && b.data == NULL);
+  snprintf(path, sizeof path, "%s/empty", dir);
+  CHECK(ef_write_atomic(path, "", 0, err, sizeof err) == 0);
+  CHECK(ef_read_file(path, 0, &b, err, sizeof err) == NULL && b.len == 0);
+  snprintf(path, sizeof path, "%s/absent", dir);
+  CHECK(strcmp(ef_read_file(path, 10, &b, err, sizeof err), "READ_ERROR") == 0);
+  CHECK(strstr(err, strerror(ENOENT)) != NULL);
+  ef_buf_free(&b);
+}
+
+static void test_local_files(void) {
+  char dir[] = "/tmp/editflow-local-XXXXXX", cmd[300];
+  CHECK(mkdtemp(dir) != NULL);
+  test_append(dir);
+  test_lock(dir);
+  test_read_file(dir);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
 int main(void) {
   base = getenv("EDITFLOW_SANDBOX_URL");
   if (base == NULL) {
@@ -343,6 +686,8 @@ int main(void) {
   test_codec();
   test_sse();
   test_files();
+  test_local_files();
+  test_once();
   test_requests();
   test_file_sink();
   printf("%d passed, %d failed\n", passed, failed);

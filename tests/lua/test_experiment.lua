@@ -2,7 +2,7 @@
 -- the gallery, dry runs, budgets and reuse on re-run.
 local T = require "testlib"
 local editflow = require "editflow"
-local template = require "editflow.template"
+local template = require "editflow.experiment.template"
 local json = require "editflow.json"
 
 local A = T.source_dir .. "/tests/fixtures/a.png"

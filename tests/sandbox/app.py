@@ -1,8 +1,9 @@
 # app.py - fal queue routes of the sandbox on top of httpd (transport) and jobqueue (state).
 # Owns URL routing (with and without --prefix), credential checks (Key / Bearer), the JSON
 # shapes of submit/status/stream/result/cancel answers, the /files CDN route, the SSE
-# producer, the /_sandbox/{stats,jobs,reset,health} introspection routes and the counters.
-# Never logs or echoes a credential.
+# producer, the /_sandbox/{stats,jobs,reset,health,control} routes, the run-time faults set
+# through /_sandbox/control (outage, repeated request ids, hostile field types, keep-alive
+# interval) and the counters. Never logs or echoes a credential.
 
 import asyncio
 import hmac
@@ -11,12 +12,20 @@ import sys
 import time
 
 import images
-from faults import Faults
+from faults import AFTER_WORK, Faults, bare_500
 from httpd import Response, Stream
 from jobqueue import COMPLETED, IN_QUEUE, JobQueue, new_id
 from validate import validate
 
 ROUTES = ("submit", "status", "stream", "result", "cancel", "files", "other")
+QUEUE_ROUTES = ROUTES[:-1]
+CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults")
+TRICKLE_BYTES, TRICKLE_EVERY, TRICKLE_FOR = 2, 1.0, 900.0   # [trickle]: 2 B/s, 15 min at most
+# [hostile]: field values a careless client trips on; answers alternate between the two sets
+_HOSTILE = ({"queue_position": {"n": 1}, "logs": "not a list", "metrics": "fast"},
+            {"queue_position": True,
+             "logs": [1, "x", None, {"message": "real", "level": "INFO"}],
+             "metrics": "n/a"})
 _DROP_HEADERS = {"authorization", "proxy-authorization", "cookie", "host", "content-length",
                  "transfer-encoding", "connection", "expect", "keep-alive", "te", "upgrade"}
 
@@ -42,6 +51,14 @@ class SandboxApp:
                             else own_origin + self.prefix)
         self.queue = JobQueue(opts.workers, opts.job_time, own_origin)
         self._reset_counters()
+        self._reset_controls()
+
+    def _reset_controls(self):
+        """The run-time faults of /_sandbox/control (not the keep-alive interval)."""
+        self.outage = None          # (monotonic end, routes, status) while an outage lasts
+        self.repeat_id = 0          # submits still to be answered with the previous job's id
+        self.hostile = False
+        self.hostile_n = 0          # alternates the hostile variant between status answers
 
     def _reset_counters(self):
         self.requests = 0
@@ -52,6 +69,8 @@ class SandboxApp:
         self.status_codes = {}
         self.duplicate_submits = 0
         self.seen_bodies = set()
+        self.repeated_ids = 0
+        self.last_job = None        # the previous accepted job ([repeat_id] answers with it)
 
     # ------------------------------------------------------------ entry
 
@@ -73,15 +92,34 @@ class SandboxApp:
         return resp
 
     async def _faulty_route(self, req, path):
-        """The real route, unless an injected fault (faults.py) answers instead."""
-        kind = self.faults.pick(self._route_name(req, path)) if self.faults else None
+        """The real route, unless an outage or an injected fault (faults.py) answers instead."""
+        route = self._route_name(req, path)
+        down = self._outage_answer(route)
+        if down is not None:
+            return route, down
+        kind = self.faults.pick(route, req.served) if self.faults else None
         if kind == "slow":
             await asyncio.sleep(1.5)
         elif kind == "joberror":
             req.inject_job_error = True
+        elif kind in AFTER_WORK:                  # the work is done, only the answer suffers
+            route, resp = await self._route(req, path)
+            return route, self.faults.spoil(kind, resp)
         elif kind is not None:
-            return self._route_name(req, path), self.faults.answer(kind)
+            return route, self.faults.answer(kind)
         return await self._route(req, path)
+
+    def _outage_answer(self, route):
+        """The ingress's answer while /_sandbox/control's outage covers route, else None."""
+        if self.outage is None:
+            return None
+        until, routes, status = self.outage
+        if time.monotonic() >= until:
+            self.outage = None
+            return None
+        if route not in routes:
+            return None
+        return Response.json(status, {"detail": "Service Unavailable"})
 
     @staticmethod
     def _route_name(req, path):
@@ -100,10 +138,10 @@ class SandboxApp:
         m = req.method
         if len(segs) == 2 and segs[0] == "files":
             if m not in ("GET", "HEAD"):
-                return "files", self._method_not_allowed()
+                return "files", Response.json(405, {"detail": "Method Not Allowed"})
             return "files", await self._file(req, segs[1])
         if len(segs) < 2 or "" in segs:
-            return "other", Response.json(404, {"detail": "Not Found"})
+            return "other", self._queue_error(404, "Not Found")
         app = segs[0] + "/" + segs[1]
         if len(segs) >= 4 and segs[2] == "requests":   # never a submit (a POSTed cancel is a 405)
             rid, rest = segs[3], segs[4:]
@@ -111,7 +149,7 @@ class SandboxApp:
                      ("cancel",): "cancel"}.get(tuple(rest))
             want = "PUT" if route == "cancel" else "GET"
             if route is None:
-                return "other", Response.json(404, {"detail": "Not Found"})
+                return "other", self._queue_error(404, "Not Found")
             if m != want and not (m == "HEAD" and want == "GET"):
                 return route, Response.json(405, {"detail": "Method Not Allowed"},
                                             [("x-fal-request-id", rid), ("Allow", want)])
@@ -124,8 +162,8 @@ class SandboxApp:
             return route, getattr(self, "_" + route)(req, job)
         if m != "POST":
             if "requests" in segs:             # e.g. status under a sub-path: not a fal route
-                return "other", Response.json(404, {"detail": "Not Found"})
-            return "other", self._method_not_allowed()
+                return "other", self._queue_error(404, "Not Found")
+            return "other", self._queue_error(405, "Method Not Allowed")
         scheme, bad = self._check_auth(req, None)
         if bad:
             return "submit", bad
@@ -133,8 +171,11 @@ class SandboxApp:
 
     # ------------------------------------------------------------ helpers
 
-    def _method_not_allowed(self):
-        return Response.json(405, {"detail": "Method Not Allowed"})
+    @staticmethod
+    def _queue_error(status, detail):
+        """An error the queue itself gives: like every queue answer it carries x-fal-request-id
+        (only ingress errors lack it, and clients treat those as passing)."""
+        return Response.json(status, {"detail": detail}, [("x-fal-request-id", new_id())])
 
     def _not_found(self, route, rid):
         body = {"status": "NOT_FOUND"} if route == "cancel" else {"detail": "Request not found"}
@@ -188,11 +229,15 @@ class SandboxApp:
                 limit = None
             if limit is not None and self.queue.line.waiting >= limit:
                 return Response.json(429, {"detail": "Queue is full"}, fresh)
-        job, position = self.queue.submit(endpoint, app, body, spec)
         digest = hash(bytes(req.body))  # the same body accepted twice is a paid duplicate
         if digest in self.seen_bodies:
             self.duplicate_submits += 1
         self.seen_bodies.add(digest)
+        self.submits_by_endpoint[endpoint] = self.submits_by_endpoint.get(endpoint, 0) + 1
+        if self.repeat_id > 0 and self.last_job is not None:
+            return self._repeated_submit()
+        job, position = self.queue.submit(endpoint, app, body, spec)
+        self.last_job = job
         if req.inject_job_error:
             job.fail = "500"  # an injected fault: accepted, then ends in error
         job.auth = scheme
@@ -205,14 +250,28 @@ class SandboxApp:
                 job.deadline = job.created_at + float(timeout)
             except ValueError:
                 pass
-        self.submits_by_endpoint[endpoint] = self.submits_by_endpoint.get(endpoint, 0) + 1
+        return self._submit_answer(job, position)
+
+    def _submit_answer(self, job, position):
         out = {"status": IN_QUEUE, "request_id": job.id}
         out.update(self._urls(job))
         out.update({"queue_position": position, "logs": None, "metrics": {}})
         return Response.json(200, out, [("x-fal-request-id", job.id)])
 
+    def _repeated_submit(self):
+        """[repeat_id]: a buggy server answers a new submit with the previous job's id and URLs;
+        no job is created for it."""
+        self.repeat_id -= 1
+        self.repeated_ids += 1
+        job = self.last_job
+        position = job.line.position(job) if job.status == IN_QUEUE else 0
+        return self._submit_answer(job, position)
+
     def _status(self, req, job):
         obj = job.status_obj(self._wants_logs(req), self._urls(job))
+        if self.hostile:
+            self.hostile_n += 1
+            obj = self._hostile(obj, self.hostile_n)
         return Response.json(200 if job.status == COMPLETED else 202, obj,
                              [("x-fal-request-id", job.id)])
 
@@ -222,6 +281,9 @@ class SandboxApp:
             return Response.json(400, {"detail": "Request is still in progress"}, hdr)
         if job.fail == "noresult":  # ended, yet the result never comes (a broken look-alike)
             return Response.json(202, {"status": "IN_PROGRESS"}, hdr)
+        if job.bare500_left > 0:    # [fail:bare500]: the ingress fails a few times, then mends
+            job.bare500_left -= 1
+            return bare_500()
         return Response(job.result_status, job.result_body, hdr + job.result_headers,
                         "application/json")
 
@@ -236,23 +298,29 @@ class SandboxApp:
             return Response.json(404, {"detail": "Not Found"}, [("x-fal-request-id", job.id)])
         logs = self._wants_logs(req)
         urls = self._urls(job)
-        keepalive, spacing = self.keepalive, self.position_interval
+        spacing = self.position_interval
         clock = time.monotonic
 
         async def producer(send):
             last = None
             wrote = sent = clock()
+            n = 0
             while True:
                 line_ev, job_ev = job.line.changed, job.changed   # taken before the snapshot
                 st = job.status
-                body = _json(job.status_obj(logs, urls))
-                if body != last:
-                    await send(b"data: " + body + b"\n\n")
+                obj = job.status_obj(logs, urls)
+                body = _json(obj)
+                if body != last:          # compared clean, so hostile variants cannot spin
+                    if self.hostile:
+                        n += 1
+                        obj = self._hostile(obj, n)
+                    await send(b"data: " + _json(obj) + b"\n\n")
                     last = body
                     wrote = sent = clock()
                 if st == COMPLETED:
                     return
                 now = clock()
+                keepalive = self.keepalive            # /_sandbox/control may change it
                 wait_for, timeout = job_ev, wrote + keepalive - now
                 if st == IN_QUEUE:
                     cool = sent + spacing - now
@@ -264,13 +332,21 @@ class SandboxApp:
                     async with asyncio.timeout(max(timeout, 0)):
                         await wait_for.wait()
                 except TimeoutError:
-                    if clock() >= wrote + keepalive:
+                    if clock() >= wrote + self.keepalive:
                         await send(b": ping\n\n")
                         wrote = clock()
 
         return Stream(200, [("Content-Type", "text/event-stream"),
                             ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"),
                             ("x-fal-request-id", job.id)], producer)
+
+    @staticmethod
+    def _hostile(obj, n):
+        """obj with queue_position/logs/metrics of the wrong types (variant n % 2); status,
+        request_id and the URLs stay right so a sane client still follows the job."""
+        out = dict(obj)
+        out.update(_HOSTILE[n % 2])
+        return out
 
     # ------------------------------------------------------------ CDN
 
@@ -287,8 +363,24 @@ class SandboxApp:
             data = images.encode(*spec)
         else:
             data = await asyncio.get_running_loop().run_in_executor(None, images.encode, *spec)
-        return Response(200, data, [("Cache-Control", "public, max-age=3600")],
-                        images.CONTENT_TYPES[spec[2]])
+        headers = [("Cache-Control", "public, max-age=3600"),
+                   ("Content-Type", images.CONTENT_TYPES[spec[2]])]
+        if token in self.queue.trickle:
+            return Stream(200, headers, self._trickle(data), length=len(data))
+        return Response(200, data, headers)
+
+    @staticmethod
+    def _trickle(data):
+        """[trickle]: a CDN that serves TRICKLE_BYTES per TRICKLE_EVERY s (bounded to
+        TRICKLE_FOR s, then it gives up and the connection closes with the body cut short)."""
+        async def producer(send):
+            end = time.monotonic() + TRICKLE_FOR
+            for i in range(0, len(data), TRICKLE_BYTES):
+                if time.monotonic() >= end:
+                    return
+                await send(data[i:i + TRICKLE_BYTES])
+                await asyncio.sleep(TRICKLE_EVERY)
+        return producer
 
     # ------------------------------------------------------------ introspection
 
@@ -305,6 +397,7 @@ class SandboxApp:
                 "cancelled": q.cancelled, "status_codes": dict(self.status_codes),
                 "webhooks": dict(q.webhooks),
                 "duplicate_submits": self.duplicate_submits,
+                "submit_bodies": len(self.seen_bodies), "repeated_ids": self.repeated_ids,
                 "faults": dict(self.faults.injected) if self.faults else {}}
 
     def _introspect(self, req, path):
@@ -315,8 +408,70 @@ class SandboxApp:
         if path == "/_sandbox/reset" and req.method == "POST":
             self.queue.reset()
             self._reset_counters()
+            self._reset_controls()
             self.server.reset_counters()
             return Response.json(200, {"ok": True})
+        if path == "/_sandbox/control" and req.method == "POST":
+            return self._control(req)
         if path == "/_sandbox/health":
             return Response.json(200, {"ok": True})
         return Response.json(404, {"detail": "Not Found"})
+
+    # ------------------------------------------------------------ run-time faults
+
+    def _control(self, req):
+        """POST /_sandbox/control: check every key first, then apply them all (or none)."""
+        try:
+            body = json.loads(req.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return self._bad_control("body is not JSON")
+        if not isinstance(body, dict):
+            return self._bad_control("body must be a JSON object")
+        unknown = sorted(set(body) - set(CONTROL_KEYS))
+        if unknown:
+            return self._bad_control("unknown keys %s (known: %s)" % (unknown, ", ".join(CONTROL_KEYS)))
+        outage, err = self._parse_outage(body["outage"]) if "outage" in body else (None, None)
+        if err:
+            return self._bad_control(err)
+        n = body.get("repeat_id", 0)
+        if type(n) is not int or n < 0:
+            return self._bad_control("repeat_id must be an integer >= 0")
+        for k in ("hostile", "reset_faults"):
+            if k in body and type(body[k]) is not bool:
+                return self._bad_control(k + " must be true or false")
+        ka = body.get("keepalive", 1.0)
+        if type(ka) not in (int, float) or not 0.01 <= ka <= 3600:
+            return self._bad_control("keepalive must be a number of seconds in [0.01, 3600]")
+        if body.get("reset_faults"):
+            self._reset_controls()
+        if "outage" in body:
+            self.outage = outage
+        if "repeat_id" in body:
+            self.repeat_id = n
+        if "hostile" in body:
+            self.hostile = body["hostile"]
+        if "keepalive" in body:
+            self.keepalive = float(ka)
+        return Response.json(200, {"ok": True})
+
+    @staticmethod
+    def _parse_outage(spec):
+        """(outage tuple or None, error or None) from the control body's "outage" value."""
+        if spec is None:
+            return None, None
+        if not isinstance(spec, dict) or set(spec) - {"seconds", "routes", "status"}:
+            return None, "outage must be null or {seconds, routes?, status?}"
+        secs = spec.get("seconds")
+        if type(secs) not in (int, float) or not 0 < secs <= 86400:
+            return None, "outage.seconds must be a number in (0, 86400]"
+        routes = spec.get("routes", list(QUEUE_ROUTES))
+        if not isinstance(routes, list) or not set(routes) <= set(QUEUE_ROUTES):
+            return None, "outage.routes must be a list of %s" % ", ".join(QUEUE_ROUTES)
+        status = spec.get("status", 503)
+        if type(status) is not int or not 400 <= status <= 599:
+            return None, "outage.status must be an HTTP status in [400, 599]"
+        return (time.monotonic() + secs, frozenset(routes), status), None
+
+    @staticmethod
+    def _bad_control(msg):
+        return Response.json(400, {"detail": msg})

@@ -1,8 +1,9 @@
 # httpd.py - a small asyncio HTTP/1.1 server (and a tiny loopback POST client) for the sandbox.
 # Owns the wire: request parsing (keep-alive, pipelining, Content-Length and chunked bodies,
 # Expect: 100-continue), response framing, server-sent-event streams sent with chunked
-# encoding (the connection stays reusable; a client EOF mid-stream ends the stream), and the
-# open-connection counters. It knows nothing about fal: a handler maps Request -> Response|Stream.
+# encoding (the connection stays reusable; a client EOF mid-stream ends the stream) or under a
+# declared Content-Length (slow or cut-off downloads), the number of requests each connection
+# already served (faults aimed at reused keep-alive connections), and the open-connection counters. It knows nothing about fal: a handler maps Request -> Response|Stream.
 
 import asyncio
 import json
@@ -27,11 +28,12 @@ class HTTPError(Exception):
 
 class Request:
     __slots__ = ("method", "target", "path", "query_string", "version", "headers", "body",
-                 "keep_alive", "_query", "inject_job_error")
+                 "keep_alive", "_query", "inject_job_error", "served")
 
     def __init__(self, method, target, version, headers):
         self.method, self.target, self.version, self.headers = method, target, version, headers
         self.inject_job_error = False
+        self.served = 0          # requests this connection answered before this one
         if target.startswith("http://") or target.startswith("https://"):
             parts = urlsplit(target)
             raw_path, self.query_string = parts.path or "/", parts.query
@@ -72,11 +74,15 @@ class Response:
 
 
 class Stream:
-    """A streamed answer: producer(send) is awaited; send(bytes) writes one chunk."""
-    __slots__ = ("status", "headers", "producer")
+    """A streamed answer: producer(send) is awaited; send(bytes) writes one chunk.
+    With length set the body goes out raw under that Content-Length instead of chunked; a
+    producer that returns before sending length bytes leaves the connection closed, which is
+    how a download cut off mid-body looks to the client."""
+    __slots__ = ("status", "headers", "producer", "length")
 
-    def __init__(self, status, headers, producer):
+    def __init__(self, status, headers, producer, length=None):
         self.status, self.headers, self.producer = status, list(headers), producer
+        self.length = length
 
 
 class _Conn:
@@ -150,6 +156,7 @@ class Server:
         if self.connections > self.max_connections:
             self.max_connections = self.connections
         conn = _Conn(reader, writer)
+        served = 0
         try:
             while True:
                 try:
@@ -163,6 +170,8 @@ class Server:
                     break
                 if req is None:
                     break
+                req.served = served
+                served += 1
                 try:
                     resp = await self.handler(req)
                 except Exception:
@@ -275,9 +284,12 @@ class Server:
     async def _send_stream(self, conn, req, stream):
         """Send a Stream. Returns True if the connection can carry another request."""
         writer = conn.writer
-        chunked = req.version == "HTTP/1.1"
-        keep = chunked and req.keep_alive
+        sized = stream.length is not None
+        chunked = req.version == "HTTP/1.1" and not sized
+        keep = (chunked or sized) and req.keep_alive   # an unframed body ends at close
         hdrs = stream.headers + ([("Transfer-Encoding", "chunked")] if chunked else [])
+        if sized:
+            hdrs.append(("Content-Length", str(stream.length)))
         hdrs.append(("Connection", "keep-alive" if keep else "close"))
         writer.write(_head(stream.status, hdrs))
         if req.method == "HEAD":
@@ -285,10 +297,13 @@ class Server:
             await writer.drain()
             return keep
 
+        sent = [0]
+
         async def send(data):
             if writer.is_closing():
                 raise ConnectionResetError
             writer.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            sent[0] += len(data)
             await writer.drain()
 
         producer = asyncio.ensure_future(stream.producer(send))
@@ -310,6 +325,8 @@ class Server:
         if chunked:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
+        if sized and sent[0] < stream.length:
+            return False                                  # short body: only a close ends it
         return keep
 
 

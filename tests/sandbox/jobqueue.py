@@ -2,15 +2,19 @@
 # Owns job state (IN_QUEUE -> IN_PROGRESS -> COMPLETED, errors riding on COMPLETED), queue
 # positions in O(log n) (a Fenwick tree over submit order), change notification (one
 # asyncio.Event per job, one per waiting line), failure triggers in the prompt ([fail:nsfw],
-# [fail:500], [fail:proxy], [fail:notimage], [fail:noresult], [slow:S]), output images, completion times, counters and loopback webhooks.
+# [fail:500]/[fail:typed500], [fail:bare500], [fail:proxy], [fail:notimage], [fail:noresult],
+# [slow:S], [endless], [images:N], [bigdata:MB], [trickle]), output images, completion times,
+# counters and loopback webhooks.
 
 import asyncio
 import json
 import re
 import random
+import struct
 import sys
 import time
 import uuid
+import zlib
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -24,6 +28,11 @@ NSFW_DETAIL = [{"loc": ["body", "prompt"],
                        "flagged by a content checker.",
                 "type": "content_policy_violation"}]
 _SLOW = re.compile(r"\[slow:([0-9]+(?:\.[0-9]*)?)\]")
+_IMAGES = re.compile(r"\[images:([0-9]+)\]")
+_BIGDATA = re.compile(r"\[bigdata:([0-9]+(?:\.[0-9]*)?)\]")
+MAX_IMAGES = 100_000          # [images:N]: every entry shares one file, so only the JSON grows
+MAX_BIGDATA_MB = 100          # [bigdata:MB]: the PNG, its base64 and the result JSON all sit in memory
+BARE500_TIMES = 2             # [fail:bare500]: bare 500s before the real result
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -58,6 +67,18 @@ def redact(obj):
     if isinstance(obj, dict):
         return {k: redact(v) for k, v in obj.items()}
     return obj
+
+
+def big_png(png, size):
+    """png padded to about size bytes with a tEXt chunk before IEND: still a valid PNG that any
+    decoder reads (ancillary text is skipped) and whose first bytes still sniff as PNG."""
+    pad = size - len(png) - 12 - 8
+    if pad <= 0:
+        return png
+    text = b"Comment\0" + b"editflow sandbox bigdata " * (pad // 25) + b"." * (pad % 25)
+    chunk = (struct.pack(">I", len(text)) + b"tEXt" + text
+             + struct.pack(">I", zlib.crc32(text, zlib.crc32(b"tEXt"))))
+    return png[:-12] + chunk + png[-12:]
 
 
 class WaitLine:
@@ -114,7 +135,7 @@ class Job:
                  "started_at", "completed_at", "logs", "error", "error_type", "result_status",
                  "result_body", "result_headers", "cancelled", "changed", "cancel_evt", "webhook",
                  "headers", "query", "auth", "job_time", "inference_time", "fail", "deadline",
-                 "gen")
+                 "gen", "bare500_left")
 
     def __init__(self, endpoint, app, body, spec, job_time):
         self.id = new_id()
@@ -136,9 +157,13 @@ class Job:
         prompt = spec["prompt"]
         m = _SLOW.search(prompt)
         self.job_time = min(float(m.group(1)), 3600.0) if m else job_time
-        self.fail = ("nsfw" if "[fail:nsfw]" in prompt else "500" if "[fail:500]" in prompt
+        self.fail = ("nsfw" if "[fail:nsfw]" in prompt
+                     else "500" if "[fail:500]" in prompt or "[fail:typed500]" in prompt
+                     else "bare500" if "[fail:bare500]" in prompt
                      else "proxy" if "[fail:proxy]" in prompt
-                     else "noresult" if "[fail:noresult]" in prompt else None)
+                     else "noresult" if "[fail:noresult]" in prompt
+                     else "endless" if "[endless]" in prompt else None)
+        self.bare500_left = BARE500_TIMES if self.fail == "bare500" else 0
         self.inference_time = None
         self.deadline = None
         self.gen = 0
@@ -181,6 +206,7 @@ class JobQueue:
         self.log = log or (lambda msg: None)
         self.files = {}                     # token -> (w, h, fmt, key); kept across resets
         self.not_images = set()             # tokens served as HTML ([fail:notimage])
+        self.trickle = set()                # tokens served at 2 bytes/s ([trickle])
         self._tasks = []
         self._hooks = set()
         self.ready = asyncio.Queue()        # workers take from here; skips jobs that left
@@ -292,6 +318,9 @@ class JobQueue:
         except (TypeError, ValueError):
             steps = 50
         job.log("Loading model %s" % job.endpoint)
+        if job.fail == "endless":  # a stuck runner: holds its worker until cancelled or reset
+            await job.cancel_evt.wait()
+            return
         if await self._pause(job, job.job_time / 2):
             return
         job.log("Step %d/%d" % (max(1, steps // 2), steps))
@@ -322,6 +351,12 @@ class JobQueue:
     async def _output(self, job):
         s = job.spec
         seed = s["seed"] if s["seed"] is not None else random.randint(0, 2 ** 31)
+        big = _BIGDATA.search(s["prompt"])
+        if big:
+            return await self._big_output(job, seed, float(big.group(1)))
+        many = _IMAGES.search(s["prompt"])
+        if many:
+            return await self._many_output(job, seed, int(many.group(1)))
         w, h, fmt, n = s["width"], s["height"], s["output_format"], s["num_images"]
         keys = [images.content_key(seed, s["prompt"], i) for i in range(n)]
         if images.is_cheap(w, h, fmt, keys[0]):
@@ -337,15 +372,56 @@ class JobQueue:
             if s["sync_mode"]:
                 url = images.data_uri(fmt, data)
             else:
-                self.files[token] = (w, h, fmt, k)
-                if "[fail:notimage]" in s["prompt"]:
-                    self.not_images.add(token)
-                url = "%s/files/%s" % (self.cdn_origin, name)
+                url = self._publish(token, name, (w, h, fmt, k), s["prompt"])
             out_images.append({"url": url, "width": w, "height": h,
                                "content_type": images.CONTENT_TYPES[fmt],
                                "file_name": name, "file_size": len(data)})
-        return {"images": out_images, "seed": seed, "has_nsfw_concepts": [False] * n,
-                "prompt": s["prompt"], "timings": {"inference": job.inference_time}}
+        return self._output_obj(job, seed, out_images)
+
+    def _publish(self, token, name, spec, prompt):
+        """Serve spec under /files/name; returns its URL. Prompt triggers pick how it is served."""
+        self.files[token] = spec
+        if "[fail:notimage]" in prompt:
+            self.not_images.add(token)
+        if "[trickle]" in prompt:
+            self.trickle.add(token)
+        return "%s/files/%s" % (self.cdn_origin, name)
+
+    @staticmethod
+    def _output_obj(job, seed, out_images):
+        return {"images": out_images, "seed": seed,
+                "has_nsfw_concepts": [False] * len(out_images),
+                "prompt": job.spec["prompt"], "timings": {"inference": job.inference_time}}
+
+    async def _many_output(self, job, seed, n):
+        """[images:N]: N entries that all name one small file (a huge result, not huge memory)."""
+        s = job.spec
+        w, h, fmt = s["width"], s["height"], s["output_format"]
+        k = images.content_key(seed, s["prompt"], 0)
+        data = await asyncio.get_running_loop().run_in_executor(None, images.encode, w, h, fmt, k)
+        token = new_id().replace("-", "")
+        name = "%s.%s" % (token, images.EXTENSIONS[fmt])
+        entry = {"url": self._publish(token, name, (w, h, fmt, k), s["prompt"]),
+                 "width": w, "height": h, "content_type": images.CONTENT_TYPES[fmt],
+                 "file_name": name, "file_size": len(data)}
+        return self._output_obj(job, seed, [entry] * max(0, min(n, MAX_IMAGES)))
+
+    async def _big_output(self, job, seed, mb):
+        """[bigdata:MB]: one PNG data: URI of about MB * 10^6 characters."""
+        s = job.spec
+        w, h = s["width"], s["height"]
+        k = images.content_key(seed, s["prompt"], 0)
+        chars = int(min(mb, MAX_BIGDATA_MB) * 1_000_000)
+
+        def build():
+            data = big_png(images.encode_png(w, h, k), chars * 3 // 4)
+            return data, images.data_uri("png", data)
+        data, uri = await asyncio.get_running_loop().run_in_executor(None, build)
+        token = new_id().replace("-", "")
+        return self._output_obj(job, seed, [{"url": uri, "width": w, "height": h,
+                                             "content_type": "image/png",
+                                             "file_name": token + ".png",
+                                             "file_size": len(data)}])
 
     # ------------------------------------------------------------ completion
 

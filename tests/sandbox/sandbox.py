@@ -40,7 +40,8 @@ def parse_args(argv=None):
                    help="share of queue requests that get an injected fault (0..1)")
     p.add_argument("--fault-seed", type=int, default=1, help="seed, so faulty runs repeat")
     p.add_argument("--faults", default="5xx,429,drop,badjson,slow,joberror",
-                   help="fault kinds to draw from (see faults.py)")
+                   help="fault kinds to draw from: 5xx, 429, drop, badjson, slow, joberror, lost, "
+                        "lostreused, garbled, bare500, truncated (see faults.py, README.md)")
     p.add_argument("--no-stream", action="store_true",
                    help="answer 404 on the status stream route, as some proxies do")
     p.add_argument("--exit-with-parent", action="store_true",

@@ -2,7 +2,8 @@
 # selftest.py - unittest suite for the editflow sandbox (tests/sandbox/*.py), stdlib only.
 # Starts sandbox.py as a subprocess on a free loopback port per test class, drives every route
 # (submit/status/stream/result/cancel/files, 401/422/429, prefix, --public-base, sync_mode,
-# failure triggers, webhooks, stats) and times image encoding and 200 concurrent jobs.
+# failure triggers, webhooks, stats, injected faults, /_sandbox/control) and times image
+# encoding and 200 concurrent jobs.
 # Fake credentials only; every wait is bounded; each subprocess is ended by its own PID.
 
 import asyncio
@@ -254,6 +255,10 @@ class SandboxCase(unittest.TestCase):
 
     def stats(self):
         return self.c.json("GET", "/_sandbox/stats", auth=None)[2]
+
+    def control(self, **kw):
+        st, _, j = self.c.json("POST", "/_sandbox/control", kw, auth=None)
+        self.assertEqual((st, j), (200, {"ok": True}))
 
 
 # ====================================================================== images, no server
@@ -619,6 +624,23 @@ class TestProtocol(SandboxCase):
             self.assertTrue(buf.startswith(b"HTTP/1.1 200 OK"))
             self.assertIn(b"Connection: close", buf)
 
+    def test_queue_answers_carry_request_id(self):
+        sub = self.submit()
+        base = rel(sub["response_url"])
+        unknown = "/%s/requests/00000000-0000-4000-8000-000000000000" % EP
+        for method, path, body, auth in (
+                ("GET", base + "/status", None, "key"), ("GET", base, None, "key"),
+                ("PUT", base + "/cancel", None, "key"), ("PUT", base + "/cancel", None, "key"),
+                ("GET", unknown + "/status", None, "key"), ("PUT", unknown + "/cancel", None, "key"),
+                ("POST", base + "/cancel", None, "key"), ("GET", "/" + EP, None, "key"),
+                ("GET", "/nothing", None, None), ("GET", "/%s/lora/requests/x/status" % EP, None, "key"),
+                ("POST", "/" + EP, {}, "key"), ("POST", "/" + EP, GOOD, "Key nope"),
+                ("POST", "/%s?fal_max_queue_length=0" % EP, GOOD, "key")):
+            st, h, _ = self.c.request(method, path, body, auth=auth)
+            self.assertIn("x-fal-request-id", h, (method, path, st))
+        st, _, _, h = read_sse(self.sb.host, self.sb.port, base + "/status/stream")
+        self.assertEqual(h["x-fal-request-id"], sub["request_id"])
+
     def test_files_with_auth_and_404s(self):
         sub = self.submit(dict(GOOD, image_size="square"))
         self.wait_done(sub)
@@ -632,6 +654,31 @@ class TestProtocol(SandboxCase):
 
 def socket_conn(host, port):
     return socket.create_connection((host, port), timeout=15)
+
+
+def raw_send(s, method, path, body=b"", auth=True):
+    head = "%s %s HTTP/1.1\r\nHost: x\r\n" % (method, path)
+    if auth:
+        head += "Authorization: Key %s\r\n" % KEY
+    s.sendall((head + "Content-Length: %d\r\n\r\n" % len(body)).encode() + body)
+
+
+def raw_answer(s):
+    """(status, headers, body) of one Content-Length answer, None if the server closed without
+    sending a byte. body is short if the server closed mid-body."""
+    buf = recv_until(s, b"\r\n\r\n")
+    if not buf:
+        return None
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    n = int(hdrs.get("content-length", 0))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split()[1]), hdrs, body
 
 
 def recv_until(s, marker, limit=1 << 20):
@@ -805,6 +852,298 @@ class TestPublicBase(unittest.TestCase):
             rc = sb.stop()
             shutil.rmtree(tmp, ignore_errors=True)
         self.assertEqual(rc, 0)
+
+
+# ====================================================================== new fault kinds
+
+class TestFaultKinds(unittest.TestCase):
+    """--fault-rate 1 with one kind at a time: each fault is seen exactly where it applies."""
+
+    def sandbox(self, kinds, job_time="0.05"):
+        sb = Sandbox("--quiet", "--fault-rate", "1", "--faults", kinds, "--job-time", job_time).start()
+        self.addCleanup(sb.stop)
+        c = Client(sb.host, sb.port)
+        self.addCleanup(c.close)
+        return sb, c
+
+    def test_lost_does_the_work_then_hangs_up(self):
+        sb, c = self.sandbox("lost", job_time="5")
+        with socket_conn(sb.host, sb.port) as s:
+            raw_send(s, "POST", "/" + EP, json.dumps(GOOD).encode())
+            self.assertIsNone(raw_answer(s))                  # not one byte
+        jobs = c.json("GET", "/_sandbox/jobs", auth=None)[2]
+        self.assertEqual(len(jobs), 1)                        # ...yet the job exists
+        with socket_conn(sb.host, sb.port) as s:
+            raw_send(s, "PUT", "/%s/requests/%s/cancel" % (EP, jobs[0]["request_id"]))
+            self.assertIsNone(raw_answer(s))
+        jobs = c.json("GET", "/_sandbox/jobs", auth=None)[2]
+        self.assertTrue(jobs[0]["cancelled"])                 # ...and the cancel happened
+        s = c.json("GET", "/_sandbox/stats", auth=None)[2]
+        self.assertEqual(s["faults"]["lost"], 2)
+        self.assertEqual((s["by_route"]["submit"], s["by_route"]["cancel"]), (1, 1))
+
+    def test_lostreused_only_on_a_reused_connection(self):
+        sb, c = self.sandbox("lostreused")
+        body = json.dumps(GOOD).encode()
+        with socket_conn(sb.host, sb.port) as s:
+            raw_send(s, "POST", "/" + EP, body)
+            st, h, first = raw_answer(s)
+            self.assertEqual(st, 200)                         # fresh connection: never injected
+            raw_send(s, "POST", "/" + EP, body)               # the client library's re-send
+            self.assertIsNone(raw_answer(s))
+        with socket_conn(sb.host, sb.port) as s:
+            raw_send(s, "GET", rel(json.loads(first)["status_url"]))
+            self.assertIn(raw_answer(s)[0], (200, 202))
+        self.assertEqual(len(c.json("GET", "/_sandbox/jobs", auth=None)[2]), 2)
+        s = c.json("GET", "/_sandbox/stats", auth=None)[2]
+        self.assertEqual(s["faults"]["lostreused"], 1)
+        self.assertEqual((s["duplicate_submits"], s["submit_bodies"]), (1, 1))
+
+    def test_garbled_keeps_status_and_request_id(self):
+        sb, c = self.sandbox("garbled")
+        with socket_conn(sb.host, sb.port) as s:
+            raw_send(s, "POST", "/" + EP, json.dumps(GOOD).encode())
+            st, h, body = raw_answer(s)
+            self.assertEqual(st, 200)
+            self.assertTrue(body.startswith(b'{"status":"IN_QUEUE"'), body[:40])
+            self.assertRaises(ValueError, json.loads, body)
+            rid = h["x-fal-request-id"]
+            path = "/%s/requests/%s" % (EP, rid)
+            raw_send(s, "GET", path + "/status")
+            st, h, body = raw_answer(s)
+            self.assertIn(st, (200, 202))
+            self.assertEqual(h["x-fal-request-id"], rid)
+            self.assertRaises(ValueError, json.loads, body)
+            raw_send(s, "GET", "/files/nope.png", auth=False)  # files: never garbled
+            st, _, body = raw_answer(s)
+            self.assertEqual((st, json.loads(body)), (404, {"detail": "File not found"}))
+        jobs = c.json("GET", "/_sandbox/jobs", auth=None)[2]
+        self.assertEqual([j["request_id"] for j in jobs], [rid])
+        st, events, _, _ = read_sse(sb.host, sb.port, path + "/status/stream")  # stream: never
+        self.assertEqual(events[-1]["status"], "COMPLETED")
+        self.assertEqual(c.json("GET", "/_sandbox/stats", auth=None)[2]["faults"]["garbled"], 2)
+
+    def test_bare500_on_get_routes_only(self):
+        sb, c = self.sandbox("bare500")
+        st, h, sub = c.json("POST", "/" + EP, GOOD)
+        self.assertEqual(st, 200)                             # submit: never
+        for path in (rel(sub["status_url"]), rel(sub["status_url"]) + "/stream",
+                     rel(sub["response_url"]), "/files/nope.png"):
+            st, h, body = c.request("GET", path)
+            self.assertEqual((st, body), (500, b"Internal Server Error"), path)
+            self.assertEqual(h["content-type"], "text/plain")
+            self.assertNotIn("x-fal-request-id", h)
+            self.assertNotIn("x-fal-error-type", h)
+        st, h, _ = c.json("PUT", rel(sub["cancel_url"]))     # cancel: never
+        self.assertEqual(st, 202)
+        self.assertIn("x-fal-request-id", h)
+        self.assertEqual(c.json("GET", "/_sandbox/stats", auth=None)[2]["faults"]["bare500"], 4)
+
+    def test_truncated_files_only(self):
+        sb, c = self.sandbox("truncated")
+        st, _, sub = c.json("POST", "/" + EP, GOOD)
+        self.assertTrue(wait_until(lambda: c.json("GET", rel(sub["status_url"]))[0] == 200, 10))
+        st, _, res = c.json("GET", rel(sub["response_url"]))
+        self.assertEqual(st, 200)
+        with socket_conn(sb.host, sb.port) as s:
+            raw_send(s, "GET", rel(res["images"][0]["url"]), auth=False)
+            st, h, body = raw_answer(s)
+            self.assertEqual(st, 200)
+            n = int(h["content-length"])
+            self.assertEqual(n, res["images"][0]["file_size"])
+            self.assertEqual(len(body), n // 2)
+            self.assertEqual(s.recv(1), b"")                  # closed after half the body
+        self.assertEqual(c.json("GET", "/_sandbox/stats", auth=None)[2]["faults"]["truncated"], 1)
+
+    def test_ingress_faults_carry_no_request_id(self):
+        sb, c = self.sandbox("5xx,429")
+        for _ in range(6):
+            st, h, _ = c.request("POST", "/" + EP, GOOD)
+            self.assertIn(st, (503, 429))
+            self.assertNotIn("x-fal-request-id", h)
+        self.assertEqual(c.json("GET", "/_sandbox/jobs", auth=None)[2], [])
+
+
+# ====================================================================== /_sandbox/control
+
+class TestControl(SandboxCase):
+    ARGS = ("--workers", "2", "--job-time", "0.3", "--quiet")
+
+    def setUp(self):
+        super().setUp()
+        self.c.json("POST", "/_sandbox/reset", auth=None)     # also ends outage/repeat/hostile
+
+    def test_outage_then_recovery(self):
+        sub = self.submit()
+        self.control(outage={"seconds": 0.8, "routes": ["status", "stream"], "status": 503})
+        t0 = time.monotonic()
+        for path in (rel(sub["status_url"]), rel(sub["status_url"]) + "/stream"):
+            st, h, j = self.c.json("GET", path)
+            self.assertEqual((st, j), (503, {"detail": "Service Unavailable"}), path)
+            self.assertNotIn("x-fal-request-id", h)
+            self.assertNotIn("x-fal-error-type", h)
+        self.assertEqual(self.c.json("POST", "/" + EP, GOOD)[0], 200)   # other routes work
+        time.sleep(max(0.0, t0 + 0.9 - time.monotonic()))
+        j = self.wait_done(sub)                               # the job ran on underneath
+        self.assertNotIn("error", j)
+        self.control(outage={"seconds": 30, "status": 502})   # every queue route
+        st, h, _ = self.c.json("POST", "/" + EP, GOOD)
+        self.assertEqual(st, 502)
+        self.assertNotIn("x-fal-request-id", h)
+        self.control(outage=None)
+        self.assertEqual(self.c.json("POST", "/" + EP, GOOD)[0], 200)
+        for bad in ({"outage": {"seconds": -1}}, {"outage": {"seconds": 1, "routes": ["x"]}},
+                    {"nope": 1}, {"repeat_id": "2"}, {"keepalive": 0}):
+            self.assertEqual(self.c.json("POST", "/_sandbox/control", bad, auth=None)[0], 400, bad)
+
+    def test_repeat_id(self):
+        a = self.submit(dict(GOOD, seed=1))
+        self.control(repeat_id=2)
+        b = self.submit(dict(GOOD, seed=2))
+        st, h, c = self.c.json("POST", "/" + EP, dict(GOOD, seed=3))
+        self.assertEqual(b["request_id"], a["request_id"])
+        self.assertEqual((c["request_id"], h["x-fal-request-id"]), (a["request_id"],) * 2)
+        self.assertEqual(c["status_url"], a["status_url"])
+        d = self.submit(dict(GOOD, seed=4))
+        self.assertNotEqual(d["request_id"], a["request_id"])
+        self.assertEqual(len(self.c.json("GET", "/_sandbox/jobs", auth=None)[2]), 2)
+        s = self.stats()
+        self.assertEqual((s["repeated_ids"], s["submit_bodies"], s["duplicate_submits"]), (2, 4, 0))
+        self.assertEqual(s["submits_by_endpoint"], {EP: 4})
+
+    def test_hostile_field_types(self):
+        self.control(hostile=True)
+        sub = self.submit()
+        polls = [self.c.json("GET", rel(sub["status_url"]))[2] for _ in range(2)]
+        self.assertEqual({type(j["queue_position"]) for j in polls}, {dict, bool})
+        self.assertEqual({type(j["logs"]) for j in polls}, {str, list})
+        for j in polls:
+            self.assertIn(j["status"], ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"))
+            self.assertIsInstance(j["metrics"], str)
+        st, events, _, _ = read_sse(self.sb.host, self.sb.port, rel(sub["status_url"]) + "/stream")
+        self.assertEqual(events[-1]["status"], "COMPLETED")
+        for e in events:
+            self.assertIn(type(e["queue_position"]), (dict, bool))
+            self.assertIsInstance(e["metrics"], str)
+            self.assertIn(e["logs"], ("not a list", [1, "x", None, {"message": "real", "level": "INFO"}]))
+        self.control(reset_faults=True)
+        j = self.c.json("GET", rel(sub["status_url"]))[2]
+        self.assertIsInstance(j["metrics"], dict)
+
+    def test_keepalive_and_endless(self):
+        self.control(keepalive=0.1)
+        try:
+            sub = self.submit(dict(GOOD, prompt="[endless]"))
+            got = b""
+            with socket_conn(self.sb.host, self.sb.port) as s:
+                raw_send(s, "GET", rel(sub["status_url"]) + "/stream")
+                s.settimeout(0.1)
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline:
+                    try:
+                        chunk = s.recv(65536)
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        break
+                    got += chunk
+            self.assertGreaterEqual(got.count(b": ping"), 4, got)
+            self.assertIn(b'"IN_PROGRESS"', got)
+            self.assertNotIn(b"COMPLETED", got)
+            self.assertEqual(self.c.json("GET", rel(sub["status_url"]))[2]["status"], "IN_PROGRESS")
+            self.assertEqual(self.c.json("PUT", rel(sub["cancel_url"]))[0], 202)
+            self.assertEqual(self.wait_done(sub, 2)["error_type"], "client_cancelled")
+        finally:
+            self.control(keepalive=15)
+
+
+# ====================================================================== big / slow outputs
+
+class TestOutputTriggers(SandboxCase):
+    ARGS = ("--workers", "2", "--job-time", "0.05", "--quiet")
+
+    def result_of(self, prompt):
+        """(submit answer, (status, headers, result JSON or raw bytes if not JSON))."""
+        sub = self.submit(dict(GOOD, prompt=prompt, image_size="square"))
+        self.wait_done(sub)
+        st, h, body = self.c.request("GET", rel(sub["response_url"]))
+        try:
+            body = json.loads(body)
+        except ValueError:
+            pass
+        return sub, (st, h, body)
+
+    def test_many_images(self):
+        t0 = time.perf_counter()
+        _, (st, _, res) = self.result_of("[images:100000]")
+        TIMINGS["images_100000_s"] = round(time.perf_counter() - t0, 2)
+        self.assertEqual(st, 200)
+        self.assertEqual(len(res["images"]), 100000)
+        self.assertEqual(len(res["has_nsfw_concepts"]), 100000)
+        self.assertEqual(len({i["url"] for i in res["images"]}), 1)
+        st, h, data = self.c.request("GET", rel(res["images"][-1]["url"]), auth=None)
+        self.assertEqual((st, len(data)), (200, res["images"][0]["file_size"]))
+        png_dims(data)
+
+    def test_bigdata_png_data_uri(self):
+        _, (st, _, res) = self.result_of("[bigdata:2]")
+        self.assertEqual((st, len(res["images"])), (200, 1))
+        url = res["images"][0]["url"]
+        self.assertTrue(url.startswith("data:image/png;base64,"))
+        self.assertLess(abs(len(url) - 2_000_000), 1000)
+        data = base64.b64decode(url.split(",", 1)[1])
+        self.assertEqual(len(data), res["images"][0]["file_size"])
+        self.assertEqual(png_dims(data), (res["images"][0]["width"], res["images"][0]["height"]))
+        i, kinds = 8, []
+        while i < len(data):                                   # every chunk's CRC is right
+            n = struct.unpack(">I", data[i:i + 4])[0]
+            kinds.append(data[i + 4:i + 8])
+            crc = struct.unpack(">I", data[i + 8 + n:i + 12 + n])[0]
+            self.assertEqual(zlib.crc32(data[i + 4:i + 8 + n]), crc, kinds[-1])
+            i += 12 + n
+        self.assertEqual(kinds, [b"IHDR", b"PLTE", b"IDAT", b"tEXt", b"IEND"])
+        if shutil.which("pngcheck"):
+            with tempfile.NamedTemporaryFile(suffix=".png") as f:
+                f.write(data)
+                f.flush()
+                out = subprocess.run(["pngcheck", f.name], capture_output=True, timeout=30)
+                self.assertEqual(out.returncode, 0, out.stdout)
+
+    def test_trickle(self):
+        _, (st, _, res) = self.result_of("[trickle]")
+        img = res["images"][0]
+        with socket_conn(self.sb.host, self.sb.port) as s:
+            raw_send(s, "GET", rel(img["url"]), auth=False)
+            head = recv_until(s, b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head[:40])
+            self.assertIn(b"Content-Length: %d\r\n" % img["file_size"], head)
+            self.assertIn(b"Content-Type: image/png\r\n", head)
+            got = len(head.partition(b"\r\n\r\n")[2])
+            s.settimeout(0.2)
+            deadline = time.monotonic() + 1.6
+            while time.monotonic() < deadline:
+                try:
+                    got += len(s.recv(65536))
+                except TimeoutError:
+                    pass
+        self.assertGreaterEqual(got, 2)
+        self.assertLessEqual(got, 6)                           # about 2 bytes per second
+
+    def test_fail_bare500_then_result_and_typed500(self):
+        sub, (st, h, body) = self.result_of("[fail:bare500]")
+        self.assertEqual((st, body), (500, b"Internal Server Error"))
+        st, h, body = self.c.request("GET", rel(sub["response_url"]))
+        self.assertEqual((st, body, h["content-type"]), (500, b"Internal Server Error", "text/plain"))
+        self.assertNotIn("x-fal-request-id", h)
+        self.assertNotIn("x-fal-error-type", h)
+        for _ in range(2):                                     # the third ask and after: mended
+            st, h, res = self.c.json("GET", rel(sub["response_url"]))
+            self.assertEqual(st, 200)
+            self.assertIn("images", res)
+        sub, (st, h, res) = self.result_of("[fail:typed500]")
+        self.assertEqual(st, 500)
+        self.assertEqual(res, {"detail": "Runner crashed", "error_type": "runner_server_error"})
+        self.assertEqual(h["x-fal-error-type"], "runner_server_error")
 
 
 # ====================================================================== load

@@ -4,10 +4,11 @@
 -- everything asked for was done, 1 on an operational failure (network, server, failed job,
 -- a file that could not be written), 2 on a usage error or invalid input (nothing was sent).
 local editflow = require "editflow"
-local args = require "editflow.args"
+local args = require "editflow.cli.args"
 local json = require "editflow.json"
-local progress = require "editflow.progress"
+local progress = require "editflow.cli.progress"
 local core = require "editflow.core"
+local errors = require "editflow.errors"
 
 local M = {}
 
@@ -15,7 +16,8 @@ local COMMON = {
   { nil, "endpoint", arg = true, metavar = "ID", help = "model endpoint (default fal-ai/qwen-image-edit-plus, or $EDITFLOW_ENDPOINT)" },
   { nil, "base-url", arg = true, metavar = "URL", help = "queue base URL (default https://queue.fal.run, or $EDITFLOW_BASE_URL)" },
   { nil, "auth", arg = true, metavar = "key|bearer", help = "credential scheme (default key, or $EDITFLOW_AUTH)" },
-  { nil, "timeout", arg = true, metavar = "SECONDS", help = "give up on the job after this long and cancel it" },
+  { nil, "timeout", arg = true, metavar = "SECONDS", help = "bound each job (submit to saved images) and cancel it at expiry (default 3600)" },
+  { nil, "resubmit-unknown", help = "send again jobs whose earlier submit may have reached the queue (its answer was lost): may pay twice" },
   { "q", "quiet", help = "no progress on stderr" },
   { "v", "verbose", help = "trace every HTTP call on stderr (never the credential)" },
   { "h", "help", help = "show this help" },
@@ -126,7 +128,7 @@ local function make_client(o, journal_dir)
   local last = {}
   local ok, client = pcall(editflow.client, {
     endpoint = o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
-    journal = journal_dir,
+    journal = journal_dir, job_timeout = o.timeout, resubmit_unknown = o["resubmit-unknown"] or nil,
     on_status = function(job, st)
       local shown = st.status .. tostring(st.queue_position)
       if last[job] ~= shown then
@@ -134,15 +136,15 @@ local function make_client(o, journal_dir)
         if st.status == "IN_QUEUE" and st.queue_position then
           say(quiet, "%s queued, position %s", job.request_id, tostring(st.queue_position))
         else
-          say(quiet, "%s %s", job.request_id, st.status:lower():gsub("_", " "))
+          say(quiet, "%s %s", job.request_id, errors.clean(st.status:lower():gsub("_", " "), 100))
         end
       end
     end,
     on_log = function(job, entry)
-      say(quiet, "%s log: %s", job.request_id, tostring(entry.message))
+      say(quiet, "%s log: %s", job.request_id, errors.clean(tostring(entry.message)))
     end,
   })
-  if not ok then return nil, (tostring(client):gsub("^editflow%.client: ", "")) end
+  if not ok then return nil, (tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")) end
   return client
 end
 
@@ -224,11 +226,19 @@ local function cmd_edit(argv)
     return e and 1 or 0
   end
   if not job then return report(nil, err) end
-  say(o.quiet, "submitted %s to %s", job.request_id, client.endpoint)
+  if job.from_journal then
+    say(o.quiet, "reused %s: finished in an earlier run into %s (nothing sent; a new sample needs a new run "
+      .. "after this one completes, or --no-journal)", job.request_id, outdir)
+  elseif job.resumed then
+    say(o.quiet, "resumed %s: accepted in an earlier run, followed by its id (not sent again)", job.request_id)
+  else
+    say(o.quiet, "submitted %s to %s", job.request_id, client.endpoint)
+  end
   local result, werr = job:wait { timeout = timeout }
   if not result then return report(nil, werr) end
   local paths, serr, partial = job:save(outdir, { name = o.name })
   if not paths then return report(partial, serr) end
+  client:complete()  -- a run of the same command from now on is a new sample
   report(paths)
   say(o.quiet, "saved %d image%s in %s", #paths, #paths == 1 and "" or "s", outdir)
   return 0
@@ -288,7 +298,6 @@ local function cmd_grid(argv)
   local client, cerr = make_client(o)
   if not client then return usage_error(cerr, "grid") end
   client.on_status, client.on_log = nil, nil
-  client.job_timeout = o.timeout  -- each job's own deadline
   local e = edit_input(o)
   local params = {}
   for _, k in ipairs { "image_size", "num_images", "num_inference_steps", "guidance_scale", "output_format",
@@ -391,9 +400,10 @@ function M.run_done()
   progress.finish()
 end
 
--- After a Ctrl-C (called by the host): ask the queue to cancel every job still in flight,
--- all at once, waiting at most a few seconds for the answers; then say what happened.
-function M.interrupted()
+-- After a Ctrl-C, SIGTERM or SIGHUP (called by the host, which then exits 128 + the signal):
+-- ask the queue to cancel every job still in flight, all at once, waiting at most a few
+-- seconds for the answers; journal each cancel; then say what happened.
+function M.interrupted(_, signame)
   progress.configure { display = "none" }
   progress.finish()
   local runtime = require "editflow.runtime"
@@ -401,16 +411,14 @@ function M.interrupted()
   local asked, failed = 0, 0
   for _, job in ipairs(jobs) do
     runtime.spawn(function()
-      local ok = job:cancel()
+      local ok = job:cancel()  -- the job's lifecycle journals a confirmed cancel
       if ok then asked = asked + 1 else failed = failed + 1 end
-      local jr = job.client.journal
-      if ok and jr and job.key then pcall(jr.append, jr, { t = "cancel", key = job.key, request_id = job.request_id }) end
     end)
   end
   local deadline = runtime.now() + 5
   while asked + failed < #jobs and runtime.now() < deadline do runtime.step(50) end
-  io.stderr:write(string.format("\neditflow: interrupted: %d job%s in flight, cancel requested for %d%s\n",
-    #jobs, #jobs == 1 and "" or "s", asked,
+  io.stderr:write(string.format("\neditflow: %s: %d job%s in flight, cancel requested for %d%s\n",
+    signame and signame ~= "SIGINT" and ("stopped by " .. signame) or "interrupted", #jobs, #jobs == 1 and "" or "s", asked,
     (#jobs - asked) > 0 and string.format(" (%d could not be cancelled: already ended or unreachable)", #jobs - asked) or ""))
   for _, job in ipairs(jobs) do io.stderr:write("editflow:   ", job.request_id, "\n") end
 end

@@ -1,13 +1,17 @@
--- editflow.progress: what the host shows while many jobs run.
--- Jobs report here (note()); nothing is shown until the host configures a display:
+-- editflow.cli.progress: what the host shows while many jobs run. Host only.
+-- It subscribes to the library's events (editflow.events); nothing is shown until the host
+-- configures a display:
 --   "live"  one status line on a terminal, redrawn at most 10 times a second:
 --           done / running / queued (best position) / waiting / failed, elapsed, time left
 --   "plain" a line on stderr per submitted and per finished job (for pipes and logs)
 --   "none"  nothing
 -- and, independently, json = true writes one JSON object per finished job on stdout.
--- A library user who never calls configure() sees nothing.
+-- Warnings (a journal that cannot be written, a job held back) are always shown, on a line
+-- of their own, with the server's control characters escaped.
 local core = require "editflow.core"
 local json = require "editflow.json"
+local events = require "editflow.events"
+local errors = require "editflow.errors"
 
 local M = {}
 
@@ -20,7 +24,13 @@ local started, last_draw, drawn = nil, 0, false
 
 -- configure{ display = "auto"|"live"|"plain"|"none", json = bool, tty = bool }
 -- "auto" is live on a terminal and plain otherwise (tty says which; the host knows).
+local subscribed = false
+
 function M.configure(opts)
+  if not subscribed then
+    events.subscribe(function(name, job, detail) M.note(name, job, detail) end)
+    subscribed = true
+  end
   local d = opts.display or "none"
   if d == "auto" then d = opts.tty and "live" or "plain" end
   if d ~= "live" and d ~= "plain" and d ~= "none" then
@@ -63,6 +73,14 @@ function M.finish()
   end
 end
 
+-- Clears the live line (it is redrawn on the next event), so a message gets a line of its own.
+local function clear()
+  if drawn then
+    err:write("\r\27[K")
+    drawn = false
+  end
+end
+
 local function say(fmt, ...)
   if display == "plain" then err:write("editflow: ", string.format(fmt, ...), "\n") end
 end
@@ -78,7 +96,13 @@ end
 -- note(event, job [, detail]) — called by the client and the jobs.
 --   "waiting"/"unwaiting": a submit waits for / got an in-flight slot (job is nil)
 --   "submitted", "status" (after job.state changed), "finished"
-function M.note(event, job)
+function M.note(event, job, detail)
+  if event == "warning" then
+    clear()
+    err:write("editflow: warning: ", errors.clean(tostring(detail)), "\n")
+    err:flush()
+    return
+  end
   if display == "none" and not as_json then return end
   started = started or core.monotime()
   if event == "waiting" then
@@ -88,7 +112,7 @@ function M.note(event, job)
   elseif event == "submitted" then
     move(job, "queued")
     positions[job] = job.queue_position
-    say("%s submitted", job.request_id)
+    say("%s %s", job.request_id, detail == "resumed" and "resumed (accepted in an earlier run)" or "submitted")
   elseif event == "status" then
     if job.state == "IN_QUEUE" then
       move(job, "queued")
@@ -97,12 +121,16 @@ function M.note(event, job)
       move(job, "running")
       positions[job] = nil
     end
+  elseif event == "held" then
+    counts.failed = counts.failed + 1
+    say("%s", errors.clean(tostring(detail)))
   elseif event == "finished" then
     move(job, nil)
     positions[job] = nil
     local ok = job.output ~= nil
     counts[ok and "done" or "failed"] = counts[ok and "done" or "failed"] + 1
-    if ok then say("%s done", job.request_id) else say("%s failed: %s", job.request_id, tostring(job.error)) end
+    if ok then say("%s %s", job.request_id, job.from_journal and "reused (finished in an earlier run)" or "done")
+    else say("%s failed: %s", job.request_id, errors.clean(tostring(job.error))) end
     if as_json then
       local images = {}
       for i, img in ipairs(ok and type(job.output.images) == "table" and job.output.images or {}) do
@@ -119,7 +147,9 @@ function M.note(event, job)
       out:flush()
     end
   end
-  draw(event == "finished")
+  if event ~= "log" and event ~= "retry" and event ~= "saved" and event ~= "reused" then
+    draw(event == "finished")
+  end
 end
 
 return M

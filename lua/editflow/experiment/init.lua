@@ -10,9 +10,11 @@ local core = require "editflow.core"
 local json = require "editflow.json"
 local model = require "editflow.model"
 local inputs = require "editflow.inputs"
-local template = require "editflow.template"
+local template = require "editflow.experiment.template"
 local tasks = require "editflow.tasks"
-local gallery = require "editflow.gallery"
+local gallery = require "editflow.experiment.gallery"
+local lifecycle = require "editflow.lifecycle"
+local journal = require "editflow.journal"
 
 local M = {}
 
@@ -149,7 +151,8 @@ function M.plan(spec, client)
       -- bodies get successive keys, exactly as they will when sent.
       local jr = client.journal
       if jr then
-        local known = jr:get(jr:peek_key(client.endpoint, client:prepare(input), ahead))
+        local body = client:prepare(input)
+        local known = jr:get(jr:peek_key(client.endpoint, body, lifecycle.is_seeded(body), ahead))
         if known and known.state == "done" then job.reuse, job.cost = true, 0 end
       end
       plan.jobs[#plan.jobs + 1] = job
@@ -193,10 +196,9 @@ end
 -- the rest instead of refusing the plan), price.
 function M.run(spec)
   check_spec(spec)
-  local client = spec.client or require("editflow").client(spec.client_options or {})
+  local client = spec.client or require("editflow.client").new(spec.client_options or {})
   local name = spec.name or "experiment"
   local dir = join(spec.out or "experiments", core.safe_name(name))
-  local journal = require "editflow.journal"
   if not client.journal and exists(join(dir, journal.FILE)) then
     client.journal = journal.open(dir)  -- reuse what an earlier run paid for
   end
@@ -219,7 +221,7 @@ function M.run(spec)
   local records = {}
   local function run_job(job, rec)
     local body = client:prepare(job.input)
-    local known = client.journal:get(client.journal:peek_key(client.endpoint, body))
+    local known = client.journal:get(client.journal:peek_key(client.endpoint, body, lifecycle.is_seeded(body)))
     local reused = known and known.state == "done"
     job.cost = reused and 0 or job.full_cost
     rec.cost_estimate = job.cost
@@ -272,9 +274,25 @@ function M.run(spec)
     end
   end, { concurrency = spec.concurrency or 8 })
 
-  local lines = {}
-  for i = 1, #plan.jobs do lines[i] = json.encode(records[i]) end
+  -- The manifest keeps what earlier runs into this folder recorded of other jobs: a run with
+  -- another prompt adds to it, never erases what was paid for.
+  local lines, mine = {}, {}
+  for i = 1, #plan.jobs do
+    if records[i].request_id then mine[records[i].request_id] = true end
+  end
+  local old = io.open(join(dir, "manifest.jsonl"), "rb")
+  if old then
+    for line in old:lines() do
+      local r = json.decode(line)
+      if type(r) == "table" and type(r.request_id) == "string" and not mine[r.request_id] then
+        lines[#lines + 1] = line
+      end
+    end
+    old:close()
+  end
+  for i = 1, #plan.jobs do lines[#lines + 1] = json.encode(records[i]) end
   assert(core.write_file(join(dir, "manifest.jsonl"), table.concat(lines, "\n") .. "\n"))
+  if summary.failed == 0 and summary.skipped == 0 then client:complete() end
   summary.manifest = join(dir, "manifest.jsonl")
   summary.gallery = gallery.write(dir, name, plan, records, spec)
   return summary

@@ -1,0 +1,223 @@
+-- editflow.lifecycle: the one owner of a job's life -- its states, what each journal record
+-- means, and whether a job is sent, followed again, reused or held back. Client, watcher,
+-- saver, experiment and host call one function per transition and never write journal
+-- records or decide "resume or resend" themselves.
+--
+--   new --intent--> sending --accepted--> accepted --finished--> done --saved--> saved
+--                           \--refused--> refused        \--failed--> failed
+--                           \--unknown--> unknown         (cancel: a flag on accepted)
+--
+-- On a run with the same journal, each job starts from what the journal says:
+--   nothing, refused, failed   send it (refused never reached the queue; a failed job's
+--                              outcome was an error, and running it again is what a re-run is for)
+--   accepted                   follow it by its request id: never sent again
+--   done                       reuse its result: nothing is sent (a seedless job only until
+--                              its run completes: a new run of it is a new sample)
+--   intent, unknown            the submit may have created a job whose answer was lost: hold
+--                              it back and say so, unless the client has resubmit_unknown
+-- A transition that cannot be written (a full disk) is never silent: after the submit was
+-- sent it does not stop the job (the request id is told as a warning and the job followed);
+-- before the submit it stops it (nothing is sent that is not written down first).
+local core = require "editflow.core"
+local json = require "editflow.json"
+local errors = require "editflow.errors"
+local events = require "editflow.events"
+local inputs = require "editflow.inputs"
+
+local M = {}
+
+local Life = {}
+Life.__index = Life
+
+local function journal_warning(self, what, err)
+  events.warning(string.format("%s; the job %s goes on, but if this process ends before it "
+    .. "is finished a new run cannot find it", tostring(err), what), self.job)
+end
+
+-- lifecycle.begin(client, body) -> life, with life.decision one of
+-- "send", "follow", "reuse", "hold" and, for "hold", life.error saying why.
+function M.begin(client, body)
+  local jr = client.journal
+  local life = setmetatable({ client = client, journal = jr, phase = "new" }, Life)
+  if not jr then
+    life.decision = "send"
+    return life
+  end
+  local seeded = M.is_seeded(body)
+  life.key = jr:key(client.endpoint, body, seeded)
+  local rec = jr:get(life.key)
+  if not rec and not seeded and client.reuse_finished then
+    -- Asked to: a seedless job finished by an earlier, completed run is reused too.
+    for epoch = jr.epoch - 1, 0, -1 do
+      local k = life.key:gsub("%-r%d+$", "") .. (epoch > 0 and ("-r" .. epoch) or "")
+      local old = jr:get(k)
+      if old and old.state == "done" then life.key, rec = k, old break end
+    end
+  end
+  life.record = rec
+  local state = rec and rec.state
+  if state == nil or state == "refused" or state == "failed" then
+    life.decision = "send"
+  elseif state == "done" then
+    life.decision, life.phase = "reuse", "done"
+  elseif state == "accepted" and M.valid_id(rec.request_id) then
+    life.decision, life.phase = "follow", "accepted"
+  elseif client.resubmit_unknown then
+    life.decision = "send"
+    events.warning(string.format("journal %s: job %s may have reached the queue in an earlier run "
+      .. "(its answer was lost); sending it again as asked (resubmit_unknown)", jr.path, life.key))
+  else
+    life.decision, life.phase = "hold", "unknown"
+    life.error = errors.new("UNKNOWN", string.format("not sent: in an earlier run this job's submit "
+      .. "may have reached the queue but its answer was lost, so it may already exist and be billed "
+      .. "(journal %s, job %s). Check your fal dashboard; to send it again anyway, use "
+      .. "--resubmit-unknown (resubmit_unknown = true)", jr.path, life.key), { key = life.key })
+  end
+  return life
+end
+
+-- Whether a body fixes its seed (then every run of it gives the same image). Inside a JSON
+-- string a quote is escaped, so `"seed":` followed by a number is the field itself.
+function M.is_seeded(body)
+  return body:find('"seed":%s*%-?%d') ~= nil
+end
+
+-- A request id is used in URL paths: letters, digits and -_.: only, and not dots alone.
+function M.valid_id(id)
+  return type(id) == "string" and #id <= 200 and id:match("^[%w_.:-]+$") ~= nil and id:find("[%w]") ~= nil
+end
+
+-- Before the submit is sent. Raises when it cannot be written: nothing is sent then.
+function Life:intent()
+  self.phase = "sending"
+  if not self.journal then return end
+  local ok, err = self.journal:append { t = "intent", key = self.key }
+  if not ok then error("editflow: not sent: " .. err, 0) end
+end
+
+local function error_record(err)
+  if not err then return nil end
+  return { code = err.code, message = err.message, type = err.type }
+end
+
+-- The queue took the job. -> true; or nil, err when the server gave an id it already gave
+-- to another job (then this submit's outcome is unknown).
+function Life:accepted(job)
+  local c, id = self.client, job.request_id
+  c.ids = c.ids or {}
+  local other = c.ids[id] or (self.journal and self.journal.ids[id])
+  if other and other ~= (self.key or job) then
+    local err = errors.new("REPEATED_ID", string.format("the server answered request id %s for a "
+      .. "second, different job; the first keeps it, and whether this submit created a job is "
+      .. "unknown", id), { request_id = id, maybe_submitted = true })
+    self:unknown(err)
+    return nil, err
+  end
+  c.ids[id] = self.key or job
+  self.phase, self.job = "accepted", job
+  job.life = self
+  if self.journal then
+    local ok, jerr = self.journal:append { t = "accepted", key = self.key, request_id = id,
+      status_url = job.status_url, response_url = job.response_url, cancel_url = job.cancel_url }
+    if not ok then journal_warning(self, id, jerr) end
+  end
+  return true
+end
+
+-- The server certainly did not take the job: a new run may send it.
+function Life:refused(err)
+  self.phase = "refused"
+  if self.journal then
+    local ok, jerr = self.journal:append { t = "refused", key = self.key, error = error_record(err) }
+    if not ok then events.warning(jerr) end
+  end
+end
+
+-- The submit may have created a job, but no usable answer came.
+function Life:unknown(err)
+  self.phase = "unknown"
+  if self.journal then
+    local ok, jerr = self.journal:append { t = "unknown", key = self.key, error = error_record(err) }
+    if not ok then events.warning(jerr) end
+  end
+end
+
+-- A copy of an output for the journal: inline images (data: URIs) are written to files in the
+-- journal's folder and recorded by name, so a record stays small whatever the server sent.
+local function recordable_output(self, output)
+  local images = type(output) == "table" and output.images
+  if type(images) ~= "table" then return output end
+  local copy, list = {}, {}
+  for k, v in pairs(output) do copy[k] = v end
+  local dir
+  for i, img in ipairs(images) do
+    local u = type(img) == "table" and img.url
+    if type(u) == "string" and u:find("^data:") then
+      local bytes = inputs.decode_data_uri(u)
+      local ext = bytes and core.sniff(bytes)
+      local entry = {}
+      for k, v in pairs(img) do entry[k] = v end
+      if ext then
+        dir = dir or self.journal:blob_dir()
+        local name = string.format("%s-%d.%s", core.safe_name(self.job and self.job.request_id or self.key), i, ext)
+        local ok = core.mkdir(dir) and core.write_file(dir .. "/" .. name, bytes)
+        entry.url = ok and ("editflow-blob:" .. name) or "(data: URI not kept: the journal folder could not be written)"
+      else
+        entry.url = "(data: URI that is not an image)"
+      end
+      list[i] = entry
+    else
+      list[i] = img
+    end
+  end
+  copy.images = json.array(list)
+  return copy
+end
+
+-- The job's outcome: its result.
+function Life:finished(job, output)
+  self.phase = "done"
+  if self.journal then
+    local ok, jerr = self.journal:append { t = "done", key = self.key, request_id = job.request_id,
+      output = recordable_output(self, output) }
+    if not ok then journal_warning(self, job.request_id, jerr) end
+  end
+end
+
+-- The job's outcome: an error the server declared (not a failure to follow it).
+function Life:failed(job, err)
+  self.phase = "failed"
+  if self.journal then
+    local ok, jerr = self.journal:append { t = "failed", key = self.key, request_id = job.request_id,
+      error = error_record(err) }
+    if not ok then events.warning(jerr, job) end
+  end
+end
+
+function Life:cancel_requested(job)
+  if self.journal then
+    local ok, jerr = self.journal:append { t = "cancel", key = self.key, request_id = job.request_id }
+    if not ok then events.warning(jerr, job) end
+  end
+end
+
+-- The images are on disk. -> true, or nil, message.
+function Life:saved(job, paths)
+  self.phase = "saved"
+  if not self.journal then return true end
+  local ok, jerr = self.journal:append { t = "saved", key = self.key, paths = json.array(paths) }
+  if not ok then events.warning(jerr, job) return nil, jerr end
+  return true
+end
+
+-- lifecycle.complete(client): the run finished all it set out to do; its seedless jobs are
+-- not replayed by the next run (which gets new samples).
+function M.complete(client)
+  local jr = client.journal
+  if jr then
+    local ok, err = jr:append { t = "complete" }
+    if not ok then events.warning(err) end
+  end
+end
+
+return M
