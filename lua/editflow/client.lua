@@ -295,7 +295,7 @@ end
 function Client:retry_context(job, persist, deadline)
   local c = self
   local sleep = runtime.sleep
-  if job and job.finished then  -- a job that ends meanwhile (its deadline, say) stops the waiting
+  if persist and job and job.finished then  -- a job that ends meanwhile (its deadline) stops following
     sleep = function(s) return not job.finished:wait(runtime.now() + s) end
   end
   return {
@@ -392,7 +392,7 @@ end
 -- One submit try. -> { doc = } (accepted), { header_id = } (2xx whose body cannot be read
 -- but whose x-fal-request-id names the job), or nil, err. Sent once: never re-sent by libcurl.
 local function submit_once(self, u, body, headers, left)
-  local resp, err = self:exchange("submit", "POST", u, body, headers, left, { once = true })
+  local resp, err = self:exchange("submit", "POST", u, body, headers, left, { once = true, want_headers = true })
   if not resp then
     err.maybe_submitted = not retry.not_sent(err.code)
     return nil, err

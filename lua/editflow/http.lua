@@ -17,10 +17,10 @@ end
 
 -- Waits for a started transfer and returns its response. The transfer is closed, unless
 -- keep is set (a file download the caller still has to commit), in which case it comes second.
-function M.finish(loop, t, what, keep)
+function M.finish(loop, t, what, keep, want_headers)
   runtime.await(t)
   local resp, msg, code = t:response()
-  if resp and (resp.status < 200 or resp.status > 299) then
+  if resp and (want_headers or resp.status < 200 or resp.status > 299) then
     resp.headers = t:headers()  -- error answers carry their type and retry hints in headers
   end
   if not (keep and resp) then t:close() end
@@ -28,10 +28,13 @@ function M.finish(loop, t, what, keep)
   return resp, keep and t or nil
 end
 
+-- req.want_headers: parse the headers of a success too (a submit's x-fal-request-id).
 function M.request(loop, req)
+  local want = req.want_headers
+  req.want_headers = nil
   local t, err = M.start(loop, req)
   if not t then return nil, err end
-  return M.finish(loop, t, req.what, req.file ~= nil)
+  return M.finish(loop, t, req.what, req.file ~= nil, want)
 end
 
 return M

@@ -383,7 +383,8 @@ end
 -- Bounded by the job's deadline (plus a short grace once it has passed).
 function Job:cancel()
   local id = self.request_id
-  local deadline = math.max(self.deadline or 0, runtime.now() + M.CANCEL_GRACE)
+  local deadline = self.deadline and math.max(self.deadline, runtime.now() + M.CANCEL_GRACE)
+    or (runtime.now() + self.client.timeout)
   local resp, err = self.client:call("cancel", "PUT", self.cancel_url, nil, nil, id,
     { deadline = deadline, budget = self.budget, request_id = id })
   if not resp then return nil, err end

@@ -52,10 +52,15 @@ local function boolean(name, v)
   return v
 end
 
+M.MAX_TEXT = 50000   -- bytes of a prompt: far beyond any model's context, short of abuse
+
 local function text(nonempty)
   return function(name, v)
     if type(v) ~= "string" or (nonempty and not v:find("%S")) then
       bad(name, nonempty and "a non-empty string" or "a string", v)
+    end
+    if #v > M.MAX_TEXT then
+      error(string.format("%s must be at most %d bytes, got %d", name, M.MAX_TEXT, #v), 0)
     end
     if not utf8.len(v) then error(name .. " must be valid UTF-8 text", 0) end
     return v

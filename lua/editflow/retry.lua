@@ -117,14 +117,22 @@ end
 -- retry.run(ctx, kind, try) -> the value try returned, or nil, the last error.
 --   try(seconds_left) -> value | nil, err   (err: an editflow error; see verdict for fields)
 --   ctx.policy       the client's policy
---   ctx.deadline     monotonic time after which nothing more is tried (nil: none)
+--   ctx.deadline     monotonic time after which nothing more is tried (nil: 300 s from now)
 --   ctx.persist      retry until the deadline instead of `attempts` times (following a job)
 --   ctx.budget       a table { left = n } shared by a job's calls (ignored when persisting)
 --   ctx.sleep        how to wait (runtime.sleep: lets other tasks run); false: stop trying
 --   ctx.on_retry(kind, err, wait)   told before each wait
 --   ctx.on_deadline(kind, err) -> err   builds the error when the deadline ends the loop
+M.DEFAULT_DEADLINE = 300  -- seconds, for a call made outside any job: nothing waits forever
+
 function M.run(ctx, kind, try)
   local policy, n = ctx.policy, 0
+  if not ctx.deadline then
+    local own = {}
+    for k, v in pairs(ctx) do own[k] = v end
+    own.deadline = core.monotime() + M.DEFAULT_DEADLINE
+    ctx = own
+  end
   while true do
     n = n + 1
     local left = ctx.deadline and (ctx.deadline - core.monotime())

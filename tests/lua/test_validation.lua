@@ -97,4 +97,11 @@ T.case("unknown endpoints pass fields through but still check images", function(
   T.raises(function() other:prepare { image_url = T.source_dir .. "/nope.png" } end, "image_url: cannot read image")
 end)
 
+T.case("a prompt over 50,000 bytes is refused before anything is sent", function()
+  local before = sb.stats().requests
+  T.raises(function() client:prepare { prompt = ("x"):rep(50001), image_urls = { "https://cdn.example/a.png" } } end,
+    "prompt must be at most 50000 bytes, got 50001")
+  T.eq(sb.stats().requests, before, "nothing sent")
+end)
+
 T.run()

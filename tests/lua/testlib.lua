@@ -85,8 +85,9 @@ end
 
 -- Blocking GET/POST to the sandbox's introspection routes (no credential needed there).
 local loop = core.loop()
-local function fetch(method, u)
-  local t = assert(loop:request { url = u, method = method })
+local function fetch(method, u, body)
+  local t = assert(loop:request { url = u, method = method, body = body,
+    headers = body and { "Content-Type: application/json" } or nil })
   while not t:done() do loop:step(50) end
   local r = assert(t:response())
   t:close()
@@ -109,6 +110,11 @@ function T.sandbox(extra)
   function sb.stats() return json.decode(fetch("GET", url .. "/_sandbox/stats").body) end
   function sb.jobs() return json.decode(fetch("GET", url .. "/_sandbox/jobs").body) end
   function sb.reset() fetch("POST", url .. "/_sandbox/reset") end
+  -- sb.control{ outage = {...}, repeat_id = n, hostile = true, keepalive = s, reset_faults = true }
+  function sb.control(t)
+    local r = fetch("POST", url .. "/_sandbox/control", json.encode(t))
+    assert(r.status == 200, "control refused: " .. tostring(r.body))
+  end
   function sb.stop()
     if sb.pipe then
       -- TERM, then up to 5 s for a clean exit, then KILL: never an unbounded wait.

@@ -338,6 +338,7 @@ local function cmd_one_id(cmd, argv)
   local ok, job = pcall(client.job, client, pos[1])
   if not ok then return usage_error(cmd .. ": " .. tostring(job):gsub("^.-:%d+: ", ""), cmd) end
   client.on_status, client.on_log = nil, nil  -- these commands print data, not progress
+  job.deadline = require("editflow.runtime").now() + (o.timeout or 120)  -- retries included
 
   local value, err
   if cmd == "status" then

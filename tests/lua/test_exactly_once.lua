@@ -1,0 +1,269 @@
+-- test_exactly_once.lua: money spent on a job is never wasted, against faults the real world
+-- produces (tests/sandbox: lost answers on reused connections, garbled bodies with intact
+-- headers, bare vs typed 5xx, status outages, repeated ids, hostile field types, endless and
+-- trickling bodies, huge results). Every case asserts what the user keeps and what the server
+-- counted: a job the queue accepted is never sent again, and nothing is silently lost.
+local T = require "testlib"
+local editflow = require "editflow"
+local core = require "editflow.core"
+local json = require "editflow.json"
+local journal = require "editflow.journal"
+
+local URL = "https://cdn.example/a.png"
+local ENDPOINT = "fal-ai/qwen-image-edit-plus"
+
+local function client(sb, extra)
+  local o = { base_url = sb.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.2,
+    retry = { base = 0.02, cap = 0.3 } }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return editflow.client(o)
+end
+
+-- Runs n jobs (distinct seeded prompts) through edit + save; -> counts by outcome.
+local function batch(c, n, dir, prompt)
+  local counts = { saved = 0, unknown = 0, failed = 0, codes = {} }
+  local inputs = {}
+  for i = 1, n do inputs[i] = { prompt = (prompt or "job %d"):format(i), image_urls = { URL }, seed = i } end
+  editflow.map(inputs, function(input, i)
+    local result, job = c:edit(input)
+    local err = not result and job
+    if result then
+      local paths, serr = job:save(dir, { name = "j" .. i })
+      if paths then counts.saved = counts.saved + 1 return end
+      err = serr
+    end
+    counts.codes[err.code] = (counts.codes[err.code] or 0) + 1
+    if err.maybe_submitted then counts.unknown = counts.unknown + 1 else counts.failed = counts.failed + 1 end
+  end, { concurrency = 16 })
+  return counts
+end
+
+local function totals(sb)
+  local s = sb.stats()
+  return s, s.submits_by_endpoint[ENDPOINT] or 0
+end
+
+T.case("answers lost after the work, on reused keep-alive connections: never sent twice", function()
+  local sb = T.sandbox { "--workers", "16", "--job-time", "0.01", "--fault-rate", "0.15",
+    "--fault-seed", "11", "--faults", "lostreused" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d })
+  local n = 120
+  local got = batch(c, n, d)
+  local s, submits = totals(sb)
+  print(string.format("  lost answers: %d jobs, %d saved, %d unknown (answer lost), %d failed; "
+    .. "server: %d submits, %d duplicate, %d faults injected", n, got.saved, got.unknown, got.failed,
+    submits, s.duplicate_submits, s.faults.lostreused or 0))
+  T.ok((s.faults.lostreused or 0) >= 10, "faults were injected")
+  T.eq(s.duplicate_submits, 0, "no body was ever accepted twice (libcurl re-sends nothing)")
+  T.eq(submits, n, "every job reached the queue exactly once")
+  T.eq(got.saved + got.unknown, n, "each job saved, or reported unknown (never silently lost)")
+  T.ok(got.saved >= n * 0.7, "most were saved: status and result losses are retried")
+  -- A new run holds the unknown ones back, and sends nothing at all
+  local again = client(sb, { journal = d })
+  local got2 = batch(again, n, d)
+  local _, submits2 = totals(sb)
+  T.eq(submits2, n, "the re-run sent nothing")
+  T.eq(got2.saved, got.saved, "the saved ones are reused")
+  T.eq(got2.codes.UNKNOWN or 0, got.unknown, "the unknown ones are held back and said so")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("a submit answer garbled with its x-fal-request-id intact is settled, not lost", function()
+  local sb = T.sandbox { "--workers", "16", "--job-time", "0.01", "--fault-rate", "0.25",
+    "--fault-seed", "5", "--faults", "garbled,bare500" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d })
+  local n = 100
+  local got = batch(c, n, d)
+  local s, submits = totals(sb)
+  print(string.format("  garbled/bare500: %d jobs, %d saved; server: %d submits, %d duplicate, faults %s",
+    n, got.saved, submits, s.duplicate_submits, json.encode(s.faults)), json.encode(got.codes))
+  T.ok((s.faults.garbled or 0) >= 5 and (s.faults.bare500 or 0) >= 5, "both faults were injected")
+  T.eq(got.saved, n, "every job saved: the id in the header settles the submit, bare 5xx are retried")
+  T.eq(submits, n, "each sent once")
+  T.eq(s.duplicate_submits, 0, "no duplicate")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("a bare 500 on the result is retried; a typed one is the job's outcome", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local c = client(sb)
+  local before = sb.stats().by_route.result
+  local ok = c:edit { prompt = "[fail:bare500] passes", image_urls = { URL } }
+  T.ok(ok and ok.images, "a bare 500 is a passing fault")
+  T.eq(sb.stats().by_route.result - before, 3, "two bare 500s, then the result")
+  before = sb.stats().by_route.result
+  local res, err = c:edit { prompt = "[fail:typed500] final", image_urls = { URL } }
+  T.eq(res, nil, "no result")
+  T.eq(err.type, "runner_server_error", "the server's error type")
+  T.eq(sb.stats().by_route.result - before, 1, "asked once: the outcome is final")
+  sb.stop()
+end)
+
+T.case("a status outage of 4 s does not fail an accepted job", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d, retry = { base = 0.2, cap = 1 } })
+  local jobs = {}
+  for i = 1, 3 do jobs[i] = assert(c:submit { prompt = "[slow:1] outage " .. i, image_urls = { URL }, seed = i }) end
+  sb.control { outage = { seconds = 4, routes = { "status", "stream", "result" }, status = 503 } }
+  local t0 = core.monotime()
+  for i, job in ipairs(jobs) do
+    local res, err = job:wait()
+    T.ok(res, "job " .. i .. " ended with its result: " .. tostring(err))
+  end
+  T.ok(core.monotime() - t0 >= 3.5, "it was followed through the outage")
+  local s, submits = totals(sb)
+  T.eq(submits, 3, "nothing sent again")
+  T.ok(s.status_codes["503"] >= 3, "the outage answered")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("a server that answers one request id for two jobs: the second is refused, the first kept", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d })
+  local first = assert(c:submit { prompt = "first", image_urls = { URL }, seed = 1 })
+  sb.control { repeat_id = 1 }
+  local second, err = c:submit { prompt = "second", image_urls = { URL }, seed = 2 }
+  T.eq(second, nil, "no second job under the same id")
+  T.eq(err.code, "REPEATED_ID", "code")
+  T.ok(err.maybe_submitted, "its existence is unknown")
+  T.contains(err.message, first.request_id, "names the id")
+  local res = assert(first:wait())
+  T.eq(res.prompt, "first", "the first job's result is the first's")
+  local jr = journal.open(d, { lock = false })
+  local states = {}
+  for _, rec in pairs(jr.jobs) do states[rec.state] = (states[rec.state] or 0) + 1 end
+  T.eq(states.done, 1, "one done")
+  T.eq(states.unknown, 1, "one unknown")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("hostile field types: a queue_position object, logs that are not a list", function()
+  local sb = T.sandbox { "--job-time", "0.3" }
+  sb.control { hostile = true }
+  local seen = {}
+  local unsubscribe = editflow.events.subscribe(function(name, job)
+    if name == "status" then seen[#seen + 1] = job.queue_position end
+  end)
+  for _, follow in ipairs { "stream", "poll" } do
+    local c = client(sb, { follow = follow, on_log = function(_, e) T.eq(type(e), "table", "log entries are tables") end })
+    local res, err = c:edit { prompt = "hostile " .. follow, image_urls = { URL } }
+    T.ok(res, follow .. ": the job still ends with its result: " .. tostring(err))
+  end
+  unsubscribe()
+  for _, p in ipairs(seen) do T.eq(math.type(p), "integer", "queue_position is an integer or absent") end
+  sb.stop()
+end)
+
+T.case("deadlines bound endless streams, trickling downloads and long Retry-After waits", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  sb.control { keepalive = 0.1 }
+  local c = client(sb, { job_timeout = 1.5 })
+  local before = sb.stats().by_route.cancel
+  local t0 = core.monotime()
+  local res, err = c:edit { prompt = "[endless] pings forever", image_urls = { URL } }
+  local dt = core.monotime() - t0
+  T.eq(res, nil, "no result")
+  T.eq(err.code, "TIMEOUT", "code")
+  T.ok(dt < 1.5 + 5 + 1, "bounded by the deadline and the cancel's grace (" .. dt .. ")")
+  T.eq(sb.stats().by_route.cancel - before, 1, "cancelled at the queue")
+
+  local trickle = client(sb, { job_timeout = 3 })
+  local d = T.tmpdir()
+  local _, job = assert(trickle:edit { prompt = "[trickle] slow image", image_urls = { URL } })
+  t0 = core.monotime()
+  local paths, serr = job:save(d)
+  dt = core.monotime() - t0
+  T.eq(paths, nil, "not saved")
+  T.ok(serr, "an error")
+  T.ok(dt < 5, "the download stopped at the job's deadline (" .. dt .. ")")
+  T.eq(#T.list_dir(d), 0, "no partial file")
+
+  local sb429 = T.sandbox { "--fault-rate", "1", "--faults", "429" }
+  local c429 = client(sb429, { job_timeout = 2, retry = { attempts = 10, base = 0.5 } })
+  t0 = core.monotime()
+  local j, e = c429:submit { prompt = "p", image_urls = { URL } }
+  dt = core.monotime() - t0
+  T.eq(j, nil, "refused")
+  T.ok(e.code == "HTTP_429" or e.code == "TIMEOUT", "the last answer or the deadline: " .. tostring(e.code))
+  T.ok(dt < 3, "the submit's retries stop at the job's deadline (" .. dt .. ")")
+  os.execute("rm -rf " .. T.quote(d))
+  sb429.stop()
+  sb.stop()
+end)
+
+T.case("bounded results: 10,000 images are refused, a 5 MB data: image goes to a file, not the journal", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d })
+  local files = sb.stats().by_route.files
+  local res, err = c:edit { prompt = "[images:10000] many", image_urls = { URL }, seed = 1 }
+  T.eq(res, nil, "refused")
+  T.eq(err.code, "TOO_MANY_IMAGES", "code")
+  T.contains(err.message, "10000 images", "says how many")
+  T.eq(sb.stats().by_route.files, files, "no download started")
+
+  local out, job = assert(c:edit { prompt = "[bigdata:5] inline", image_urls = { URL }, seed = 2 })
+  T.ok(#out.images[1].url > 5e6, "the result is a big data: URI")
+  local size = #(T.read(d .. "/" .. journal.FILE) or "")
+  T.ok(size < 64 * 1024, "the journal stays small (" .. size .. " bytes)")
+  -- a new run reuses the job from the journal and saves the image from the kept file
+  local again = client(sb, { journal = d })
+  local before = sb.stats().requests
+  local _, job2 = assert(again:edit { prompt = "[bigdata:5] inline", image_urls = { URL }, seed = 2 })
+  T.ok(job2.from_journal, "reused")
+  local paths = assert(job2:save(d, { name = "big" }))
+  T.eq(sb.stats().requests, before, "nothing asked of the server")
+  local f = assert(io.open(paths[1], "rb"))
+  T.eq(core.sniff(f:read(16)), "png", "a real PNG")
+  f:close()
+  T.ok(job ~= job2, "two runs")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("an interrupted submit (intent, no answer) is held back on the next run unless asked", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d })
+  local body = c:prepare { prompt = "crashed", image_urls = { URL }, seed = 9 }
+  local key = c.journal:peek_key(c.endpoint, body, true)
+  assert(core.append_file(d .. "/" .. journal.FILE, json.encode { t = "intent", key = key } .. "\n"))
+  c.journal:close()
+  local fresh = client(sb, { journal = d })
+  local job, err = fresh:send(body)
+  T.eq(job, nil, "held back")
+  T.eq(err.code, "UNKNOWN", "code")
+  T.contains(err.message, "--resubmit-unknown", "says what the user can do")
+  T.eq(totals(sb) and select(2, totals(sb)), 0, "nothing sent")
+  fresh.journal:close()
+  local brave = client(sb, { journal = d, resubmit_unknown = true })
+  job = assert(brave:send(body))
+  assert(job:wait())
+  T.eq(select(2, totals(sb)), 1, "sent when asked")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("a journal line torn and glued to the next record loses only the torn one", function()
+  local d = T.tmpdir()
+  local f = assert(io.open(d .. "/" .. journal.FILE, "wb"))
+  f:write('{"t":"intent","key":"a-1"}\n{"t":"done","key":"a-1","requ{"t":"accepted","key":"b-1","request_id":"rid-b"}\n')
+  f:write('{"t":"done","key":"c-1","request_id":"rid-c","output":{"images":[]}}\n')
+  f:close()
+  local jr = journal.open(d, { lock = false })
+  T.eq(jr:get("b-1").state, "accepted", "the glued record is read")
+  T.eq(jr:get("b-1").request_id, "rid-b", "with its id")
+  T.eq(jr:get("c-1").state, "done", "later records are kept")
+  T.eq(jr:get("a-1").state, "intent", "the torn one is lost, and only it")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.run()
