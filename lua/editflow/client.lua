@@ -443,34 +443,35 @@ function Client:send(body, opts)
   local job = { deadline = runtime.now() + self.job_timeout, budget = { left = self.retry.job_budget } }
   -- Nothing below may keep the slot if it raises (a journal that cannot be written, a
   -- callback that fails): release it, then let the error go on.
-  local sent, got, err = pcall(function()
+  local sent, accepted, err = pcall(function()
     life:intent()
-    return retry.run(self:retry_context(job, false), "submit", function(left)
+    local got, serr = retry.run(self:retry_context(job, false), "submit", function(left)
       return submit_once(self, u, body, headers, left)
     end)
+    if not got then return nil, serr end
+    local j = Job.new(self, got.doc or { request_id = got.header_id })
+    j.deadline, j.budget = job.deadline, job.budget
+    if got.header_id and not settle(self, j) then
+      return nil, errors.new("UNKNOWN", "submit: the answer could not be read and the queue did not "
+        .. "confirm request " .. got.header_id .. "; the job may exist and be billed",
+        { request_id = got.header_id, maybe_submitted = true })
+    end
+    local ok, rerr = life:accepted(j)
+    if not ok then return nil, rerr end
+    return j
   end)
   if not sent then
     self.slots:release()
-    error(got, 0)
+    -- Raised after the submit may have left (a callback while settling): say so on the record.
+    if life.phase == "sending" then life:unknown(errors.new("INTERNAL", tostring(accepted))) end
+    error(accepted, 0)
   end
-  if got then
-    local accepted = Job.new(self, got.doc or { request_id = got.header_id })
-    accepted.deadline, accepted.budget = job.deadline, job.budget
-    if got.header_id and not settle(self, accepted) then
-      err = errors.new("UNKNOWN", "submit: the answer could not be read and the queue did not "
-        .. "confirm request " .. got.header_id .. "; the job may exist and be billed",
-        { request_id = got.header_id, maybe_submitted = true })
-    else
-      local ok, rerr = life:accepted(accepted)
-      if ok then
-        accepted.holds_slot = true  -- released when its watcher finishes
-        self:_throttle(true)
-        accepted:_watch()
-        events.emit("submitted", accepted, "submitted")
-        return accepted
-      end
-      err = rerr
-    end
+  if accepted then
+    accepted.holds_slot = true  -- released when its watcher finishes
+    self:_throttle(true)
+    accepted:_watch()
+    events.emit("submitted", accepted, "submitted")
+    return accepted
   end
   self.slots:release()
   if err.maybe_submitted or err.code == "UNKNOWN" or err.code == "REPEATED_ID" then

@@ -165,10 +165,12 @@ function Job:_result_once(left)
   if resp.status < 200 or resp.status > 299 then
     local e = errors.from_http(resp, "result", id)
     -- The job's outcome: an error it carries the type of, or a 4xx other than the credential's.
+    -- The job's outcome: an answer that carries its error type, or a validation refusal (422).
+    -- Any other 4xx (404 after retention, a proxy's 400) says nothing of the job: it stays
+    -- accepted and a new run asks again, never pays again.
     local typed = e.type ~= nil or (resp.headers and resp.headers["x-fal-error-type"] ~= nil)
-    e.outcome = (typed and resp.status >= 500) or (resp.status >= 400 and resp.status < 500
-      and resp.status ~= 401 and resp.status ~= 403 and resp.status ~= 408 and resp.status ~= 409
-      and resp.status ~= 429)
+    e.outcome = (typed and resp.status >= 400 and resp.status ~= 401 and resp.status ~= 403
+      and resp.status ~= 408 and resp.status ~= 409 and resp.status ~= 429) or resp.status == 422
     return nil, e
   end
   if type(doc) ~= "table" then return nil, bad_answer("result", id) end
@@ -298,7 +300,7 @@ end
 -- Starts the watcher task (once). Submitted jobs start it at once; a job found again by its
 -- id starts it when first waited for.
 function Job:_watch()
-  if self.watcher then return end
+  if self.watcher or self.finished.set then return end
   live[self] = true
   self.deadline = self.deadline or (runtime.now() + self.client.job_timeout)
   self.watcher = runtime.spawn(self._run, self)
@@ -338,11 +340,17 @@ function Job:_run()
       end)
       if self.finished.set then return end
       if res and res ~= NOT_READY then
-        if st.error or st.status ~= "COMPLETED" then return self:_finish(nil, status_failure(self, st, res)) end
-        if type(res.images) == "table" and #res.images > c.max_images then
-          return self:_finish(nil, errors.new("TOO_MANY_IMAGES", string.format(
+        -- The result call decides (SPEC §1): an output with images is a success whatever the
+        -- final status said; a status that ended in error with no output is a failure.
+        local has_output = type(res.images) == "table"
+        local st_error = (type(st.error) == "string" and st.error ~= "") or type(st.error) == "table"
+        if not has_output and (st_error or st.status ~= "COMPLETED") then
+          return self:_finish(nil, status_failure(self, st, res))
+        end
+        if has_output and #res.images > c.max_images then  -- our limit, not the job's outcome
+          return self:_finish(nil, following_ended(self, errors.new("TOO_MANY_IMAGES", string.format(
             "the result holds %d images, over the limit of %d (max_images) [request %s]", #res.images,
-            c.max_images, self.request_id), { request_id = self.request_id, outcome = true }))
+            c.max_images, self.request_id), { request_id = self.request_id })))
         end
         return self:_finish(res)
       elseif not res then

@@ -34,6 +34,38 @@ local function journal_warning(self, what, err)
     .. "is finished a new run cannot find it", tostring(err), what), self.job)
 end
 
+-- The journal's record for a key: the key's own, or -- for a seedless job -- the same job in
+-- a run before the last completed one when it is still in flight or in doubt there (then it
+-- must be followed or held here too, never sent again), or done and the client asked to
+-- reuse finished runs (otherwise a finished run's seedless job is a new sample).
+-- -> key, record (or the key and nil).
+local function lookup(client, jr, key, seeded)
+  local rec = jr:get(key)
+  if rec or seeded or jr.epoch == 0 then return key, rec end
+  local base = key:gsub("%-r%d+$", "")
+  for epoch = jr.epoch - 1, 0, -1 do
+    local k = epoch > 0 and (base .. "-r" .. epoch) or base
+    local old = jr:get(k)
+    local st = old and old.state
+    if st == "accepted" or st == "intent" or st == "unknown" or (st == "done" and client.reuse_finished) then
+      return k, old
+    end
+  end
+  return key, nil
+end
+
+-- lifecycle.paid(client, body [, ahead]) -> true when sending this body would cost nothing
+-- new: the job is done, accepted or in doubt in the journal (for pricing a plan; `ahead` as
+-- in journal:peek_key). Looks only: counts nothing.
+function M.paid(client, body, ahead)
+  local jr = client.journal
+  if not jr then return false end
+  local seeded = M.is_seeded(body)
+  local _, rec = lookup(client, jr, jr:peek_key(client.endpoint, body, seeded, ahead), seeded)
+  local st = rec and rec.state
+  return st == "done" or st == "accepted" or st == "intent" or st == "unknown"
+end
+
 -- lifecycle.begin(client, body) -> life, with life.decision one of
 -- "send", "follow", "reuse", "hold" and, for "hold", life.error saying why.
 function M.begin(client, body)
@@ -45,15 +77,8 @@ function M.begin(client, body)
   end
   local seeded = M.is_seeded(body)
   life.key = jr:key(client.endpoint, body, seeded)
-  local rec = jr:get(life.key)
-  if not rec and not seeded and client.reuse_finished then
-    -- Asked to: a seedless job finished by an earlier, completed run is reused too.
-    for epoch = jr.epoch - 1, 0, -1 do
-      local k = life.key:gsub("%-r%d+$", "") .. (epoch > 0 and ("-r" .. epoch) or "")
-      local old = jr:get(k)
-      if old and old.state == "done" then life.key, rec = k, old break end
-    end
-  end
+  local rec
+  life.key, rec = lookup(client, jr, life.key, seeded)
   life.record = rec
   local state = rec and rec.state
   if state == nil or state == "refused" or state == "failed" then
@@ -89,10 +114,11 @@ end
 
 -- Before the submit is sent. Raises when it cannot be written: nothing is sent then.
 function Life:intent()
+  if self.journal then
+    local ok, err = self.journal:append { t = "intent", key = self.key }
+    if not ok then error("editflow: not sent: " .. err, 0) end
+  end
   self.phase = "sending"
-  if not self.journal then return end
-  local ok, err = self.journal:append { t = "intent", key = self.key }
-  if not ok then error("editflow: not sent: " .. err, 0) end
 end
 
 local function error_record(err)

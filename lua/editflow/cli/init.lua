@@ -109,7 +109,12 @@ configuration (environment):
   EDITFLOW_AUTH       key (fal: "Authorization: Key ...") or bearer (proxies: "Bearer ...")
   EDITFLOW_ENDPOINT   model endpoint, default fal-ai/qwen-image-edit-plus
 
-exit status: 0 done, 1 failed (network, server, job, files), 2 usage or invalid input.
+exit status: 0 done, 1 failed (network, server, job, files), 2 usage or invalid input,
+  128 + the signal after SIGINT (130), SIGTERM (143) or SIGHUP (129): jobs in flight are
+  cancelled at the queue first.
+A job accepted by the queue is never sent again: a re-run in the same -o folder reuses what
+is done, follows what was accepted, and holds back a submit whose answer was lost (see
+--resubmit-unknown).
 'editflow COMMAND --help' lists a command's options.
 ]]
 
@@ -211,7 +216,13 @@ local function cmd_edit(argv)
   -- say) must not be reported as "invalid input, nothing sent".
   local ok, body = pcall(client.prepare, client, edit_input(o))
   if not ok then return invalid(tostring(body)) end
-  local job, err = client:send(body)
+  -- A journal that cannot be written before the submit stops it (nothing sent): an error
+  -- like any other, not a traceback.
+  local sent, job, err = pcall(client.send, client, body)
+  if not sent then
+    if tostring(job):find("interrupted", 1, true) then error(job, 0) end
+    job, err = nil, errors.new("NOT_SENT", tostring(job))
+  end
   local function report(paths, e)
     if o.json then
       io.stdout:write(json.encode {
@@ -307,10 +318,18 @@ local function cmd_grid(argv)
     concurrency = concurrency, dry_run = o["dry-run"], max_cost = max_cost, price = price,
     partial = o.partial }
   local experiment = require "editflow.experiment"
+  local submits = 0
+  local unsubscribe = require("editflow.events").subscribe(function(name)
+    if name == "submitted" then submits = submits + 1 end
+  end)
   local ok, summary = pcall(experiment.run, spec)
+  unsubscribe()
   if not ok then
     local msg = tostring(summary)
+    if msg:find("interrupted", 1, true) then error(summary, 0) end
     if msg:find("over the budget") then io.stderr:write("editflow: ", msg:gsub("^.-:%d+: ", ""), "\n") return 1 end
+    -- Once something was sent, a failure is operational (1), never "invalid input" (2).
+    if submits > 0 then io.stderr:write("editflow: ", errors.clean(msg:gsub("^.-:%d+: ", "")), "\n") return 1 end
     return invalid(msg)
   end
   if summary.dry_run then

@@ -151,9 +151,8 @@ function M.plan(spec, client)
       -- bodies get successive keys, exactly as they will when sent.
       local jr = client.journal
       if jr then
-        local body = client:prepare(input)
-        local known = jr:get(jr:peek_key(client.endpoint, body, lifecycle.is_seeded(body), ahead))
-        if known and known.state == "done" then job.reuse, job.cost = true, 0 end
+        -- done, accepted or in doubt: already paid for (or held back), never paid again
+        if lifecycle.paid(client, client:prepare(input), ahead) then job.reuse, job.cost = true, 0 end
       end
       plan.jobs[#plan.jobs + 1] = job
       plan.megapixels = plan.megapixels + mp
@@ -221,8 +220,7 @@ function M.run(spec)
   local records = {}
   local function run_job(job, rec)
     local body = client:prepare(job.input)
-    local known = client.journal:get(client.journal:peek_key(client.endpoint, body, lifecycle.is_seeded(body)))
-    local reused = known and known.state == "done"
+    local reused = lifecycle.paid(client, body)
     job.cost = reused and 0 or job.full_cost
     rec.cost_estimate = job.cost
     if not reused and spec.max_cost and summary.spent + job.cost > spec.max_cost + 1e-9 then
