@@ -410,7 +410,9 @@ end
 -- A 2xx submit answer that could not be read but named the job in its header: the job is
 -- taken as accepted under that id once a status call confirms the queue knows it.
 local function settle(self, job)
-  local st = job:status()
+  local u = job.status_url
+  local st = retry.run(self:retry_context(job, true, math.min(job.deadline, runtime.now() + 30)),
+    "status", function(left) return job:_status_once(u, left) end)
   return st ~= nil
 end
 
@@ -433,7 +435,15 @@ function Client:send(body, opts)
   local u, headers = submit_request(self, opts)
   local life = lifecycle.begin(self, body)
   if life.decision == "reuse" then return Job.restored(self, life) end
-  if life.decision == "follow" then return resume(self, life) end
+  if life.decision == "follow" then
+    local job = resume(self, life)
+    if not life.record.cancel_requested then return job end
+    -- An interrupted run asked the queue to cancel it: it may have finished all the same
+    -- (then its result is kept); if the cancel took, it is sent anew, once.
+    local res, ferr = job:wait()
+    if res or not (ferr and (ferr.type == "client_cancelled" or ferr.status == 499)) then return job end
+    life:resend()
+  end
   if life.decision == "hold" then
     events.emit("held", nil, life.error)
     return nil, life.error

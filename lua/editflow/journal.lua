@@ -118,7 +118,7 @@ function Journal:_apply(rec)
   if t == "intent" then
     j.state = "intent"
   elseif t == "accepted" then
-    j.state, j.request_id = "accepted", rec.request_id
+    j.state, j.request_id, j.cancel_requested = "accepted", rec.request_id, nil
     j.status_url, j.response_url, j.cancel_url = rec.status_url, rec.response_url, rec.cancel_url
     if type(rec.request_id) == "string" then self.ids[rec.request_id] = rec.key end
   elseif t == "refused" then

@@ -112,6 +112,12 @@ function M.valid_id(id)
   return type(id) == "string" and #id <= 200 and id:match("^[%w_.:-]+$") ~= nil and id:find("[%w]") ~= nil
 end
 
+-- The job this key named was cancelled at the queue (by an interrupted run) and ended
+-- without a result: it is to be sent anew, under the same key.
+function Life:resend()
+  self.decision, self.phase, self.record = "send", "new", nil
+end
+
 -- Before the submit is sent. Raises when it cannot be written: nothing is sent then.
 function Life:intent()
   if self.journal then

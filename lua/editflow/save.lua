@@ -38,17 +38,42 @@ local function exists(path)
   return f ~= nil
 end
 
--- The path for image `stem` of format `ext`: the plain name, unless another file holds it.
-local function target(dir, stem, ext, opts)
-  local path = join(dir, stem .. "." .. ext)
-  if not exists(path) then return path end
-  for _, p in ipairs(opts.own or {}) do
-    if p == path then return path end  -- this job wrote it in an earlier run
+-- Whether the file at `path` holds exactly these bytes (or the bytes of the file `other`).
+local function same_content(path, bytes, other)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local size = f:seek("end")
+  local want = bytes and #bytes
+  local g
+  if not want then
+    g = io.open(other, "rb")
+    want = g and g:seek("end")
+    if g then g:seek("set", 0) end
   end
+  local same = size == want
+  if same then
+    f:seek("set", 0)
+    local mine = f:read("a")
+    same = mine == (bytes or g:read("a"))
+  end
+  f:close()
+  if g then g:close() end
+  return same
+end
+
+-- The path for image `stem` of format `ext`, and whether it already holds these very bytes
+-- (a run that saved it and stopped before recording that: nothing to write). The plain name,
+-- unless another file holds it; then the job's request id goes into the name.
+local function target(dir, stem, ext, opts, bytes, tmp)
   local tag = core.safe_name(opts.request_id or "job"):sub(1, 12)
-  for n = 1, 100 do
-    local alt = join(dir, string.format("%s.%s%s.%s", stem, tag, n > 1 and ("-" .. n) or "", ext))
-    if not exists(alt) then return alt end
+  for n = 0, 100 do
+    local path = n == 0 and join(dir, stem .. "." .. ext)
+      or join(dir, string.format("%s.%s%s.%s", stem, tag, n > 1 and ("-" .. n) or "", ext))
+    if not exists(path) then return path, false end
+    for _, p in ipairs(opts.own or {}) do
+      if p == path then return path, false end  -- this job wrote it in an earlier run
+    end
+    if same_content(path, bytes, tmp) then return path, true end
   end
   return nil
 end
@@ -56,8 +81,9 @@ end
 local function write_bytes(dir, stem, bytes, opts, what)
   local ext = core.sniff(bytes)
   if not ext then return nil, fail("BAD_IMAGE", what .. ": the data is not an image", opts.request_id) end
-  local path = target(dir, stem, ext, opts)
+  local path, already = target(dir, stem, ext, opts, bytes)
   if not path then return nil, fail("FILE_WRITE", what .. ": no free file name for " .. stem, opts.request_id) end
+  if already then return path end
   local ok, werr = core.write_file(path, bytes)
   if not ok then return nil, fail("FILE_WRITE", werr, opts.request_id) end
   return path
@@ -101,10 +127,11 @@ local function download_once(loop, dir, u, stem, opts, left)
     if not ext then
       err = fail("BAD_IMAGE", "download " .. stem .. ": the server sent something that is not an image", opts.request_id)
     else
-      path = target(dir, stem, ext, opts)
+      local already
+      path, already = target(dir, stem, ext, opts, nil, resp.file)
       if not path then
         err = fail("FILE_WRITE", "download " .. stem .. ": no free file name", opts.request_id)
-      else
+      elseif not already then
         local ok, cerr = tr:commit(path)
         if not ok then path, err = nil, fail("FILE_WRITE", cerr, opts.request_id) end
       end

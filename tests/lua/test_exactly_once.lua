@@ -266,4 +266,132 @@ T.case("a journal line torn and glued to the next record loses only the torn one
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("a seedless job accepted in an interrupted run is followed, even after another run completed", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d })
+  -- run 1: job A accepted, then the process "dies" (the journal is all that is left)
+  local a = assert(c:submit { prompt = "[slow:1] A", image_urls = { URL } })
+  c.journal:close()
+  -- run 2: another job, B, completes in the same folder
+  local c2 = client(sb, { journal = d })
+  assert(c2:edit { prompt = "B", image_urls = { URL } })
+  c2:complete()
+  c2.journal:close()
+  -- run 3: A again: followed by its id, not sent again
+  local c3 = client(sb, { journal = d })
+  local res, job = c3:edit { prompt = "[slow:1] A", image_urls = { URL } }
+  T.ok(res, "A's result: " .. tostring(job))
+  T.eq(job.request_id, a.request_id, "the same request")
+  T.ok(job.resumed, "resumed, not submitted")
+  local _, submits = totals(sb)
+  T.eq(submits, 2, "A and B, each once")
+  T.eq(sb.stats().duplicate_submits, 0, "no duplicate")
+  -- run 4 after run 3 completed: a seedless job is a new sample now
+  c3:complete()
+  c3.journal:close()
+  local c4 = client(sb, { journal = d })
+  local _, job4 = assert(c4:edit { prompt = "B", image_urls = { URL } })
+  T.ok(not job4.from_journal and not job4.resumed, "B is sent anew after its run completed")
+  T.eq(select(2, totals(sb)), 3, "one more submit, as a new sample")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("a result the server no longer knows (404) keeps the job accepted: never paid again", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local c = client(sb, { journal = d, job_timeout = 2 })
+  local body = c:prepare { prompt = "gone", image_urls = { URL }, seed = 3 }
+  local key = c.journal:peek_key(c.endpoint, body, true)
+  local path = d .. "/" .. journal.FILE
+  assert(core.append_file(path, json.encode { t = "intent", key = key } .. "\n"))
+  assert(core.append_file(path, json.encode { t = "accepted", key = key, request_id = "no-such-request" } .. "\n"))
+  c.journal:close()
+  local again = client(sb, { journal = d, job_timeout = 2 })
+  local job = assert(again:send(body))
+  T.ok(job.resumed, "followed by its id")
+  local res, err = job:wait()
+  T.eq(res, nil, "no result")
+  T.ok(err.message:find("stays in the journal", 1, true), "says it stays: " .. err.message)
+  T.eq(again.journal:get(key).state, "accepted", "still accepted, not failed")
+  T.eq(select(2, totals(sb)), 0, "never sent")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("a budget prices an accepted job at nothing and never skips it", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local c = client(sb)
+  local spec = { name = "b", out = d, prompt = "p ${x}", vars = { x = { "1", "2" } }, images = { URL },
+    seeds = { 1 }, client = c, params = { image_size = "square" } }
+  local plan = editflow.experiment(setmetatable({ dry_run = true }, { __index = spec }))
+  -- an interrupted run left job 1 accepted (sent, its end never seen by that run)
+  local nj = client(sb)
+  local body = nj:prepare { prompt = "p 1", image_urls = { URL }, seed = 1, image_size = "square" }
+  local jr = journal.open(d .. "/b")
+  local key = jr:peek_key(nj.endpoint, body, true)
+  local first = assert(nj:send(body))
+  assert(jr:append { t = "intent", key = key })
+  assert(jr:append { t = "accepted", key = key, request_id = first.request_id })
+  jr:close()
+  local replan = editflow.experiment(setmetatable({ client = client(sb), dry_run = true }, { __index = spec }))
+  T.ok(math.abs(replan.cost - plan.cost / 2) < 1e-9, "the accepted job is priced at nothing")
+  local s = editflow.experiment(setmetatable({ client = client(sb), max_cost = plan.cost / 2 + 1e-6,
+    partial = true }, { __index = spec }))
+  T.eq(s.skipped, 0, "nothing skipped: the job already paid for costs nothing")
+  T.eq(s.done, 2, "both jobs done")
+  T.eq(select(2, totals(sb)), 2, "each sent once")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("the result decides: a look-alike's final SUCCEEDED (or an empty error) with an output is a success", function()
+  for _, final in ipairs { "SUCCEEDED", "EMPTY_ERROR" } do
+    local p = io.popen("echo $$; exec python3 " .. T.quote(T.source_dir .. "/tests/lua/servers/odd_status.py") .. " " .. final)
+    local pid, port = tonumber(p:read("l")), tonumber(p:read("l"))
+    local d = T.tmpdir()
+    local ok, err = pcall(function()
+      local c = editflow.client { base_url = "http://127.0.0.1:" .. port, key = "k", journal = d,
+        poll_interval = 0.02, retry = { base = 0.02 } }
+      local res, e = c:edit { prompt = "odd", image_urls = { URL }, seed = 1 }
+      T.ok(res and res.images, final .. ": a success: " .. tostring(e))
+      c.journal:close()
+      local again = client({ url = "http://127.0.0.1:" .. port }, { journal = d })
+      local _, job = assert(again:edit { prompt = "odd", image_urls = { URL }, seed = 1 })
+      T.ok(job.from_journal, final .. ": reused on a re-run, not sent again")
+    end)
+    os.execute("kill " .. pid)
+    p:close()
+    os.execute("rm -rf " .. T.quote(d))
+    if not ok then error(err, 0) end
+  end
+end)
+
+T.case("a job an interrupted run cancelled is followed first, then sent anew once if the cancel took", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local input = { prompt = "[slow:2] cancelled", image_urls = { URL }, seed = 4 }
+  local c = client(sb, { journal = d })
+  local job = assert(c:submit(input))
+  assert(job:cancel())
+  c.journal:close()
+  local again = client(sb, { journal = d })
+  local res, job2 = again:edit(input)
+  T.ok(res, "the job was done in the end: " .. tostring(job2))
+  T.ok(job2.request_id ~= job.request_id, "by a new request")
+  local jobs = sb.jobs()
+  T.eq(#jobs, 2, "two requests at the queue")
+  T.ok(jobs[1].cancelled and not jobs[2].cancelled, "the first cancelled, the second ran")
+  -- and a third run reuses the second's result
+  again.journal:close()
+  local third = client(sb, { journal = d })
+  local _, job3 = assert(third:edit(input))
+  T.ok(job3.from_journal, "reused")
+  T.eq(#sb.jobs(), 2, "nothing more sent")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
 T.run()

@@ -149,8 +149,24 @@ local function make_client(o, journal_dir)
       say(quiet, "%s log: %s", job.request_id, errors.clean(tostring(entry.message)))
     end,
   })
-  if not ok then return nil, (tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")) end
+  if not ok then
+    local msg = tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")
+    -- A folder in use or not writable is not a usage mistake: exit 1, no "Try --help".
+    if msg:find("is in use by another editflow run", 1, true) or msg:find("cannot use the folder", 1, true)
+        or msg:find("cannot lock the folder", 1, true) then
+      return nil, msg, 1
+    end
+    return nil, msg
+  end
   return client
+end
+
+local function fail_client(msg, code, cmd)
+  if code then
+    io.stderr:write("editflow: ", msg, "\n")
+    return code
+  end
+  return usage_error(msg, cmd)
 end
 
 local function number_or_text(s)
@@ -209,8 +225,8 @@ local function cmd_edit(argv)
   if not o.image then return usage_error("edit: at least one -i IMAGE is required", "edit") end
   local timeout = o.timeout
   local outdir = o.output or "editflow-output"
-  local client, cerr = make_client(o, not o["no-journal"] and outdir or nil)
-  if not client then return usage_error(cerr, "edit") end
+  local client, cerr, code = make_client(o, not o["no-journal"] and outdir or nil)
+  if not client then return fail_client(cerr, code, "edit") end
 
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
   -- say) must not be reported as "invalid input, nothing sent".
@@ -306,8 +322,8 @@ local function cmd_grid(argv)
   if price ~= nil and type(price) ~= "number" then return usage_error("--price expects dollars", "grid") end
   local concurrency = num("concurrency")
   if concurrency ~= nil and not math.tointeger(concurrency) then return usage_error("--concurrency expects an integer", "grid") end
-  local client, cerr = make_client(o)
-  if not client then return usage_error(cerr, "grid") end
+  local client, cerr, code = make_client(o)
+  if not client then return fail_client(cerr, code, "grid") end
   client.on_status, client.on_log = nil, nil
   local e = edit_input(o)
   local params = {}
@@ -327,7 +343,10 @@ local function cmd_grid(argv)
   if not ok then
     local msg = tostring(summary)
     if msg:find("interrupted", 1, true) then error(summary, 0) end
-    if msg:find("over the budget") then io.stderr:write("editflow: ", msg:gsub("^.-:%d+: ", ""), "\n") return 1 end
+    if msg:find("over the budget") or msg:find("is in use by another editflow run", 1, true) then
+      io.stderr:write("editflow: ", (msg:gsub("^.-:%d+: ", ""):gsub("^editflow: ", "")), "\n")
+      return 1
+    end
     -- Once something was sent, a failure is operational (1), never "invalid input" (2).
     if submits > 0 then io.stderr:write("editflow: ", errors.clean(msg:gsub("^.-:%d+: ", "")), "\n") return 1 end
     return invalid(msg)
@@ -352,8 +371,8 @@ local function cmd_one_id(cmd, argv)
   if not o then return pos end
   if #pos ~= 1 then return usage_error(cmd .. ": expects exactly one REQUEST_ID", cmd) end
   if o.output and cmd ~= "result" then return usage_error(cmd .. ": -o is for 'result' only", cmd) end
-  local client, cerr = make_client(o)
-  if not client then return usage_error(cerr, cmd) end
+  local client, cerr, code = make_client(o)
+  if not client then return fail_client(cerr, code, cmd) end
   local ok, job = pcall(client.job, client, pos[1])
   if not ok then return usage_error(cmd .. ": " .. tostring(job):gsub("^.-:%d+: ", ""), cmd) end
   client.on_status, client.on_log = nil, nil  -- these commands print data, not progress
@@ -446,6 +465,7 @@ end
 -- cli.main(argv) -> exit status. argv[1] is the command.
 function M.main(argv)
   local cmd = argv[1]
+  progress.configure { display = "none" }  -- warnings are shown by every command
   if cmd == nil then
     io.stderr:write(USAGE)
     return 2
