@@ -310,7 +310,7 @@ function Client:retry_context(job, persist, deadline)
       return errors.new("TIMEOUT", string.format("%s: the job's deadline came before it could be "
         .. "done (last: %s)%s", kind, tostring(err and err.message or "?"),
         (job and job.request_id) and (" [request " .. job.request_id .. "]") or ""),
-        { request_id = job and job.request_id, last = err, maybe_submitted = kind == "submit" or nil })
+        { request_id = job and job.request_id, last = err, maybe_submitted = err and err.maybe_submitted })
     end,
   }
 end
@@ -391,8 +391,10 @@ end
 
 -- One submit try. -> { doc = } (accepted), { header_id = } (2xx whose body cannot be read
 -- but whose x-fal-request-id names the job), or nil, err. Sent once: never re-sent by libcurl.
-local function submit_once(self, u, body, headers, left)
+local function submit_once(self, life, u, body, headers, left)
+  life.on_wire = true  -- from here until the answer, the queue may be taking the job
   local resp, err = self:exchange("submit", "POST", u, body, headers, left, { once = true, want_headers = true })
+  life.on_wire = false
   if not resp then
     err.maybe_submitted = not retry.not_sent(err.code)
     return nil, err
@@ -456,9 +458,10 @@ function Client:send(body, opts)
   local sent, accepted, err = pcall(function()
     life:intent()
     local got, serr = retry.run(self:retry_context(job, false), "submit", function(left)
-      return submit_once(self, u, body, headers, left)
+      return submit_once(self, life, u, body, headers, left)
     end)
     if not got then return nil, serr end
+    life.answered = true
     local j = Job.new(self, got.doc or { request_id = got.header_id })
     j.deadline, j.budget = job.deadline, job.budget
     if got.header_id and not settle(self, j) then
@@ -472,8 +475,16 @@ function Client:send(body, opts)
   end)
   if not sent then
     self.slots:release()
-    -- Raised after the submit may have left (a callback while settling): say so on the record.
-    if life.phase == "sending" then life:unknown(errors.new("INTERNAL", tostring(accepted))) end
+    -- Raised (an interrupt, a callback while settling): unknown if a submit was on its way
+    -- or answered, refused if none was (a wait between tries, say): then nothing was taken.
+    if life.phase == "sending" then
+      local why = tostring(accepted):find("interrupted", 1, true) and "the run was interrupted" or tostring(accepted)
+      if life.on_wire or life.answered then
+        life:unknown(errors.new("UNKNOWN", why .. " while the submit was on its way", { maybe_submitted = true }))
+      else
+        life:refused(errors.new("NOT_SENT", why .. " before the submit was sent again"))
+      end
+    end
     error(accepted, 0)
   end
   if accepted then

@@ -168,9 +168,13 @@ function Job:_result_once(left)
     -- The job's outcome: an answer that carries its error type, or a validation refusal (422).
     -- Any other 4xx (404 after retention, a proxy's 400) says nothing of the job: it stays
     -- accepted and a new run asks again, never pays again.
-    local typed = e.type ~= nil or (resp.headers and resp.headers["x-fal-error-type"] ~= nil)
-    e.outcome = (typed and resp.status >= 400 and resp.status ~= 401 and resp.status ~= 403
-      and resp.status ~= 408 and resp.status ~= 409 and resp.status ~= 429) or resp.status == 422
+    -- A typed 5xx counts only from the queue itself (x-fal-request-id): an ingress's typed
+    -- 503 in front of it says nothing of the job.
+    local h = resp.headers or {}
+    local typed = e.type ~= nil or h["x-fal-error-type"] ~= nil
+    local st = resp.status
+    e.outcome = (typed and st >= 400 and st ~= 401 and st ~= 403 and st ~= 408 and st ~= 409
+      and st ~= 429 and (st < 500 or h["x-fal-request-id"] ~= nil)) or st == 422
     return nil, e
   end
   if type(doc) ~= "table" then return nil, bad_answer("result", id) end
@@ -310,10 +314,16 @@ function Job:_watch()
     local limit = self.client.job_timeout
     self.deadline = runtime.now() + M.CANCEL_GRACE
     local ok = self:cancel()
-    self:_finish(nil, following_ended(self, errors.new("TIMEOUT", string.format(
-      "job did not finish within %g s (job_timeout); %s [request %s]", limit,
-      ok and "cancel requested" or "the cancel was not confirmed", self.request_id),
-      { request_id = self.request_id })))
+    local err = errors.new("TIMEOUT", string.format("job did not finish within %g s (job_timeout); %s [request %s]",
+      limit, ok and "cancel requested" or "the cancel was not confirmed", self.request_id),
+      { request_id = self.request_id })
+    if ok and self.life and self.life.journal then
+      err.message = err.message .. "; a new run follows it by its id: its result is kept if it "
+        .. "finished anyway, else it is sent anew"
+    else
+      err = following_ended(self, err)
+    end
+    self:_finish(nil, err)
   end)
 end
 

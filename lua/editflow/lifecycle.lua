@@ -165,9 +165,13 @@ function Life:refused(err)
   end
 end
 
+-- Submits of this Lua state that ended unknown (for the host's report after a signal).
+M.in_doubt = {}
+
 -- The submit may have created a job, but no usable answer came.
 function Life:unknown(err)
   self.phase = "unknown"
+  M.in_doubt[#M.in_doubt + 1] = { key = self.key, message = err and err.message }
   if self.journal then
     local ok, jerr = self.journal:append { t = "unknown", key = self.key, error = error_record(err) }
     if not ok then events.warning(jerr) end

@@ -16,7 +16,13 @@ local SIZE_LIST = "square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3
 
 local function show(v)
   if type(v) == "string" then return "'" .. v .. "'" end
-  if type(v) == "table" then return "a table" end
+  if type(v) == "table" then
+    if #v > 0 then return string.format("a list of %d", #v) end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    return #keys > 0 and ("a table with " .. table.concat(keys, ", ")) or "an empty table"
+  end
   return tostring(v)
 end
 

@@ -7,8 +7,9 @@
 --     may have created the job: retrying those could pay twice, so they are final ("unknown").
 --   * Following a job (status, stream, result) is idempotent: 408, 409, 429, any 5xx that is
 --     not the job's outcome, transport failures and unreadable answers are retried until the
---     job's deadline -- never turned into a failed job. A result answer that carries
---     `error_type` (body) or `X-Fal-Error-Type` (header) IS the job's outcome: final.
+--     job's deadline -- never turned into a failed job. A result answer from the queue (it
+--     carries x-fal-request-id) with `error_type` (body) or `X-Fal-Error-Type` (header) IS
+--     the job's outcome: final. Without that header it came from the ingress: passing.
 --   * cancel and downloads: 408, 409, 429, 5xx and transport failures, `attempts` times.
 --   * Never: a 504 whose X-Fal-Request-Timeout-Type is "user", any other 4xx.
 -- Waits grow exponentially with jitter up to a cap, are never shorter than the server's
@@ -64,8 +65,8 @@ function M.verdict(kind, e)
       if SUBMIT_STATUS[st] then return true, M.retry_after(h) end
       return false
     end
-    if kind == "result" and st >= 500 and (e.type or h["x-fal-error-type"]) then
-      return false  -- the job's outcome, not a passing fault
+    if kind == "result" and st >= 500 and (e.type or h["x-fal-error-type"]) and h["x-fal-request-id"] then
+      return false  -- the job's outcome, from the queue itself, not a passing fault
     end
     if OTHER_STATUS[st] or (st >= 500 and (FOLLOWING[kind] or kind == "download")) then
       return true, M.retry_after(h)

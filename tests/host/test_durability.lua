@@ -512,4 +512,24 @@ case("-i /dev/zero and -i FIFO exit 2 at once, saying it is not a regular file, 
   os.execute("rm -rf " .. q(d))
 end))
 
+case("Ctrl-C between submit retries: journaled refused (nothing on the wire), sent by the next run", guarded(function()
+  local s = T.sandbox { "--key", KEY, "--job-time", "0.01" }
+  local d = T.tmpdir() .. "/out"
+  control(s, { outage = { seconds = 30, routes = { "submit" }, status = 503 } })
+  local h = spawn(command(s.url, { "edit", "-p", "interrupted in backoff", "-i", A, "-o", d, "--seed", "3", "-v" }))
+  for _ = 1, 100 do  -- until the first 503 was answered and a retry is waiting
+    if (T.read(h.err) or ""):find("retrying in", 1, true) then break end
+    sleep(0.05)
+  end
+  signal(h.pid, "INT")
+  T.eq(proc_wait(h, 10), 130, "exit 130")
+  T.eq(#records(d, "unknown"), 0, "not unknown: no submit was on its way")
+  T.eq(#records(d, "refused"), 1, "refused")
+  control(s, { outage = json.null })
+  local st, _, err = run_bounded(command(s.url, { "edit", "-p", "interrupted in backoff", "-i", A, "-o", d, "--seed", "3" }), 30)
+  T.eq(st, 0, "the next run sends it: " .. err)
+  T.eq(submits(s), 1, "once")
+  s.stop()
+end))
+
 T.run()

@@ -394,4 +394,40 @@ T.case("a job an interrupted run cancelled is followed first, then sent anew onc
   sb.stop()
 end)
 
+T.case("an ingress's typed 503 on the result is a passing fault, not the job's outcome", function()
+  local sb = T.sandbox { "--workers", "16", "--job-time", "0.01", "--fault-rate", "0.3",
+    "--fault-seed", "23", "--faults", "5xx" }
+  local d = T.tmpdir()
+  local n = 40
+  local got = batch(client(sb, { journal = d }), n, d)
+  local s, submits = totals(sb)
+  T.ok((s.faults["5xx"] or 0) >= 10, "faults were injected")
+  T.eq(got.failed, 0, "no job recorded as failed: " .. json.encode(got.codes))
+  T.eq(got.saved + got.unknown, n, "saved, or in doubt after a refused submit's retries")
+  T.eq(s.duplicate_submits, 0, "no duplicate")
+  local again = batch(client(sb, { journal = d }), n, d)
+  T.eq(select(2, totals(sb)), submits + got.unknown - (again.codes.UNKNOWN or 0), "a re-run pays for nothing done")
+  T.eq(sb.stats().duplicate_submits, 0, "still no duplicate")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("a submit refused until the deadline is journaled refused, and the next run sends it", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  sb.control { outage = { seconds = 30, routes = { "submit" }, status = 503 } }
+  local c = client(sb, { journal = d, job_timeout = 1, retry = { attempts = 20, base = 0.2 } })
+  local input = { prompt = "outage", image_urls = { URL }, seed = 1 }
+  local job, err = c:submit(input)
+  T.eq(job, nil, "not accepted")
+  T.ok(not err.maybe_submitted, "certainly not taken: " .. err.message)
+  c.journal:close()
+  sb.control { outage = json.null }
+  local again = client(sb, { journal = d })
+  assert(again:edit(input))
+  T.eq(select(2, totals(sb)), 1, "sent once, by the next run")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
 T.run()

@@ -254,8 +254,8 @@ local function cmd_edit(argv)
   end
   if not job then return report(nil, err) end
   if job.from_journal then
-    say(o.quiet, "reused %s: finished in an earlier run into %s (nothing sent; a new sample needs a new run "
-      .. "after this one completes, or --no-journal)", job.request_id, outdir)
+    say(o.quiet, "reused %s: finished in an earlier run (nothing sent%s)", job.request_id,
+      o.seed and "" or "; a new sample needs a new run after this one completes, or --no-journal")
   elseif job.resumed then
     say(o.quiet, "resumed %s: accepted in an earlier run, followed by its id (not sent again)", job.request_id)
   else
@@ -361,9 +361,10 @@ local function cmd_grid(argv)
     return 0
   end
   io.stdout:write(summary.gallery, "\n")
-  say(o.quiet, "%d done, %d reused, %d failed, %d skipped; about $%.4f spent; manifest %s",
-    summary.done, summary.reused, summary.failed, summary.skipped, summary.spent, summary.manifest)
-  return (summary.failed == 0 and summary.skipped == 0) and 0 or 1
+  for _, line in ipairs(summary.held_messages or {}) do say(false, "%s", errors.clean(line)) end
+  say(o.quiet, "%d done (%d of them reused), %d failed, %d held back, %d skipped; about $%.4f spent; manifest %s",
+    summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped, summary.spent, summary.manifest)
+  return (summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0) and 0 or 1
 end
 
 local function cmd_one_id(cmd, argv)
@@ -460,6 +461,13 @@ function M.interrupted(_, signame)
     signame and signame ~= "SIGINT" and ("stopped by " .. signame) or "interrupted", #jobs, #jobs == 1 and "" or "s", asked,
     (#jobs - asked) > 0 and string.format(" (%d could not be cancelled: already ended or unreachable)", #jobs - asked) or ""))
   for _, job in ipairs(jobs) do io.stderr:write("editflow:   ", job.request_id, "\n") end
+  local doubt = require("editflow.lifecycle").in_doubt
+  if #doubt > 0 then
+    io.stderr:write(string.format("editflow: %d submit%s %s on the way when stopped: the queue may have "
+      .. "taken %s (not known); a new run holds %s back unless told --resubmit-unknown\n", #doubt,
+      #doubt == 1 and "" or "s", #doubt == 1 and "was" or "were", #doubt == 1 and "it" or "them",
+      #doubt == 1 and "it" or "them"))
+  end
 end
 
 -- cli.main(argv) -> exit status. argv[1] is the command.

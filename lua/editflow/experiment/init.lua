@@ -240,8 +240,14 @@ function M.run(spec)
       rec.cost_estimate = 0
     end
     if not result then
-      rec.status, rec.error = "failed", { code = err.code, message = err.message, type = err.type }
-      summary.failed = summary.failed + 1
+      rec.error = { code = err.code, message = err.message, type = err.type }
+      if not j and (err.code == "UNKNOWN" or err.maybe_submitted) then  -- in doubt: a re-run cannot mend it alone
+        rec.status, summary.held = "held", (summary.held or 0) + 1
+        summary.held_messages = summary.held_messages or {}
+        table.insert(summary.held_messages, err.message)
+      else
+        rec.status, summary.failed = "failed", summary.failed + 1
+      end
       return
     end
     rec.seed = result.seed or job.seed
@@ -290,7 +296,7 @@ function M.run(spec)
   end
   for i = 1, #plan.jobs do lines[#lines + 1] = json.encode(records[i]) end
   assert(core.write_file(join(dir, "manifest.jsonl"), table.concat(lines, "\n") .. "\n"))
-  if summary.failed == 0 and summary.skipped == 0 then client:complete() end
+  if summary.failed == 0 and summary.skipped == 0 and not summary.held then client:complete() end
   summary.manifest = join(dir, "manifest.jsonl")
   summary.gallery = gallery.write(dir, name, plan, records, spec)
   return summary
