@@ -293,6 +293,19 @@ end
 -- The context of editflow.retry.run for a call made for `job` (or for no job): its deadline,
 -- its retry budget, and where retries are told.
 function Client:retry_context(job, persist, deadline)
+  -- A job's contexts are made once and kept: every status and result call asks for one.
+  local cache = job and not deadline and job.finished and (persist and "ctx_follow" or "ctx_call")
+  if cache then
+    local ctx = job[cache]
+    if ctx and ctx.deadline == job.deadline then return ctx end
+    ctx = self:_new_context(job, persist)
+    job[cache] = ctx
+    return ctx
+  end
+  return self:_new_context(job, persist, deadline)
+end
+
+function Client:_new_context(job, persist, deadline)
   local c = self
   local sleep = runtime.sleep
   if persist and job and job.finished then  -- a job that ends meanwhile (its deadline) stops following

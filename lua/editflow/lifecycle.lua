@@ -136,16 +136,15 @@ end
 -- to another job (then this submit's outcome is unknown).
 function Life:accepted(job)
   local c, id = self.client, job.request_id
-  c.ids = c.ids or {}
-  local other = c.ids[id] or (self.journal and self.journal.ids[id])
-  if other and other ~= (self.key or job) then
+  c.ids = c.ids or {}  -- request id -> true: every id this client was given (ids only, no jobs)
+  if c.ids[id] or (self.journal and self.journal.ids[id]) then
     local err = errors.new("REPEATED_ID", string.format("the server answered request id %s for a "
       .. "second, different job; the first keeps it, and whether this submit created a job is "
       .. "unknown", id), { request_id = id, maybe_submitted = true })
     self:unknown(err)
     return nil, err
   end
-  c.ids[id] = self.key or job
+  c.ids[id] = true
   self.phase, self.job = "accepted", job
   job.life = self
   if self.journal then

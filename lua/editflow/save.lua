@@ -127,13 +127,20 @@ local function download_once(loop, dir, u, stem, opts, left)
     if not ext then
       err = fail("BAD_IMAGE", "download " .. stem .. ": the server sent something that is not an image", opts.request_id)
     else
-      local already
-      path, already = target(dir, stem, ext, opts, nil, resp.file)
-      if not path then
-        err = fail("FILE_WRITE", "download " .. stem .. ": no free file name", opts.request_id)
-      elseif not already then
-        local ok, cerr = tr:commit(path)
-        if not ok then path, err = nil, fail("FILE_WRITE", cerr, opts.request_id) end
+      -- The name is taken between the look and the commit only by another process; the
+      -- commit never replaces, so look again then.
+      for _ = 1, 10 do
+        local already
+        path, already = target(dir, stem, ext, opts, nil, resp.file)
+        if not path then
+          err = fail("FILE_WRITE", "download " .. stem .. ": no free file name", opts.request_id)
+          break
+        end
+        if already then break end
+        local ok, cerr, code = tr:commit(path, "new")
+        if ok then break end
+        path = nil
+        if code ~= "EXISTS" then err = fail("FILE_WRITE", cerr, opts.request_id) break end
       end
     end
   end
@@ -184,7 +191,13 @@ function M.save(loop, result, dir, opts)
     return path, err
   end
 
-  -- Images of one result download concurrently (each in its own task), within the slots.
+  -- Images of one result download concurrently (each in its own task), within the slots;
+  -- a single image needs no task of its own.
+  if #images == 1 then
+    local path, err = one(1)
+    if not path then return nil, err, {} end
+    return { path }
+  end
   local results, pending = {}, #images
   local done = runtime.signal()
   for i = 1, #images do

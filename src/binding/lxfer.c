@@ -193,10 +193,31 @@ static int xfer_sent(lua_State *L) {
   return 1;
 }
 
+/* t:commit(path [, "new"]) -> true | nil, msg, "FILE_WRITE" | nil, msg, "EXISTS" (with "new":
+** never replaces path; the temporary file is kept so another name can be tried). */
 static int xfer_commit(lua_State *L) {
+  static const char *const modes[] = {"replace", "new", NULL};
   lxfer *t = check_xfer(L);
   const char *path = luaL_checkstring(L, 2);
+  int fresh = luaL_checkoption(L, 3, "replace", modes) == 1;
   char err[512];
+  if (fresh) {
+    int r = ef_xfer_commit_new(t->x, path, err, sizeof err);
+    if (r == 1) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      lua_pushliteral(L, "EXISTS");
+      return 3;
+    }
+    if (r == 0) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    lua_pushliteral(L, "FILE_WRITE");
+    return 3;
+  }
   if (ef_xfer_commit(t->x, path, err, sizeof err) != 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);

@@ -81,6 +81,8 @@ size_t ef_xfer_uploaded(const ef_xfer *x);
 const unsigned char *ef_xfer_head(const ef_xfer *x, size_t *n); /* first bytes of the body */
 const char *ef_xfer_temp_path(const ef_xfer *x); /* file sink: NULL once committed/discarded */
 int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen);
+/* Never replaces final_path: 0 done, 1 it exists (temp kept, try another name), -1 failed. */
+int ef_xfer_commit_new(ef_xfer *x, const char *final_path, char *err, size_t errlen);
 void ef_xfer_discard(ef_xfer *x);
 
 ef_loop *ef_loop_new(void);

@@ -487,6 +487,50 @@ int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen)
   return 0;
 }
 
+/*
+** Like ef_xfer_commit, but never replaces a file: link(2) fails with EEXIST where rename(2)
+** would overwrite, so two processes saving into one folder cannot replace each other's
+** images. Returns 1 when final_path exists (the temporary file is kept: try another name).
+** Filesystems without hard links fall back to rename.
+*/
+int ef_xfer_commit_new(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
+  if (x->state != EF_XFER_DONE || x->temp_path == NULL) {
+    seterr(err, errlen, "nothing to commit: transfer not finished or not a file download", NULL);
+    return -1;
+  }
+  if (x->fd >= 0) {
+    int e = fsync(x->fd) != 0 ? errno : 0;
+    if (close(x->fd) != 0 && e == 0)
+      e = errno;
+    x->fd = -1;
+    if (e != 0) {
+      seterr(err, errlen, x->temp_path, strerror(e));
+      ef_xfer_discard(x);
+      return -1;
+    }
+  }
+  if (link(x->temp_path, final_path) != 0) {
+    if (errno == EEXIST) {
+      seterr(err, errlen, final_path, "exists");
+      return 1;
+    }
+    if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != EMLINK)
+      goto fail;
+    if (rename(x->temp_path, final_path) != 0)
+      goto fail;
+  } else {
+    (void)unlink(x->temp_path);
+  }
+  free(x->temp_path);
+  x->temp_path = NULL;
+  (void)ef_fsync_dir_of(final_path);
+  return 0;
+fail:
+  seterr(err, errlen, final_path, strerror(errno));
+  ef_xfer_discard(x);
+  return -1;
+}
+
 void ef_xfer_discard(ef_xfer *x) {
   if (x->fd >= 0) {
     close(x->fd);

@@ -209,4 +209,32 @@ T.case("a refused experiment leaves no folder behind", function()
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("a second grid into the same folder with another prompt keeps the first's images and manifest", function()
+  local d = T.tmpdir()
+  local function grid(prompt)
+    return editflow.experiment { name = "same", out = d, client = client(), prompt = prompt,
+      vars = { s = { "a", "b" } }, seeds = { 1 }, images = { A }, params = { image_size = "square" } }
+  end
+  local first = grid("first ${s}")
+  T.eq(first.done, 2, "first run")
+  local before = {}
+  for _, name in ipairs(T.list_dir(d .. "/same")) do
+    if name:find("%.png$") then before[name] = T.read(d .. "/same/" .. name) end
+  end
+  local second = grid("second ${s}")
+  T.eq(second.done, 2, "second run")
+  local pngs = 0
+  for _, name in ipairs(T.list_dir(d .. "/same")) do
+    if name:find("%.png$") then pngs = pngs + 1 end
+  end
+  T.eq(pngs, 4, "four images: none replaced")
+  for name, bytes in pairs(before) do
+    T.eq(T.read(d .. "/same/" .. name), bytes, name .. " unchanged")
+  end
+  local lines = 0
+  for _ in (T.read(d .. "/same/manifest.jsonl") or ""):gmatch("[^\n]+") do lines = lines + 1 end
+  T.eq(lines, 4, "the manifest keeps both runs' records")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()
