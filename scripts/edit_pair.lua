@@ -2,10 +2,15 @@
 -- once, every result saved into one folder.
 --   editflow run scripts/edit_pair.lua [OUT_DIR [PHOTO_1 PHOTO_2]]
 -- Configuration comes from the environment (FAL_KEY, EDITFLOW_BASE_URL, EDITFLOW_AUTH).
+-- Paths: the script's own assets (assets/ beside it) are found from the script's location,
+-- so it runs from any folder, in the source tree or installed (share/editflow/scripts/); paths
+-- you pass, and the output folder, are taken relative to the current folder.
 local editflow = require "editflow"
 
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."  -- this script's folder
+
 local out = arg[1] or "demo-output"
-local photos = { arg[2] or "scripts/assets/portrait.png", arg[3] or "scripts/assets/street.png" }
+local photos = { arg[2] or (here .. "/assets/portrait.png"), arg[3] or (here .. "/assets/street.png") }
 local prompts = {
   "Place the person from the first image on the road of the second image, golden hour light",
   "Make the person from the first image walk along this road, painted as a watercolour",

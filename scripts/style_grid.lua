@@ -2,9 +2,14 @@
 --   editflow run scripts/style_grid.lua [PHOTO [OUT_DIR]]
 -- Each style × lighting × seed is one job; the result is OUT_DIR/style-grid/index.html.
 -- Add --dry-run's equivalent by setting EDITFLOW_DRY_RUN=1 to see the plan and its cost only.
+-- Paths: the script's own assets (assets/ beside it) are found from the script's location,
+-- so it runs from any folder, in the source tree or installed (share/editflow/scripts/); paths
+-- you pass, and the output folder, are taken relative to the current folder.
 local editflow = require "editflow"
 
-local photo = arg[1] or "scripts/assets/portrait.png"
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."  -- this script's folder
+
+local photo = arg[1] or (here .. "/assets/portrait.png")
 local out = arg[2] or "experiments"
 
 local summary = editflow.experiment {

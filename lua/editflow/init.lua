@@ -32,7 +32,16 @@ M.step = runtime.step        -- step(timeout_ms) -> pending count; never blocks 
 M.run = runtime.run          -- run until nothing is pending
 M.pending = runtime.pending
 M.limits = runtime.limits    -- limits{max_connections=} for the shared loop, once
-M.events = require "editflow.events"  -- events.subscribe(fn(name, job, detail))
+M.subscribe = require("editflow.events").subscribe  -- subscribe(fn(name, job, detail)) -> unsubscribe
+
+-- A host's own event loop waits on editflow (the cqueues convention, so cqueues.poll(editflow)
+-- works as it is): pollfd() is readable when editflow has work, timeout() says when it must
+-- run at the latest, step(0) does the work. The first pollfd() (or embed()) hands the loop to
+-- the host: from then on a waiting call outside an editflow task raises instead of blocking.
+M.pollfd = runtime.pollfd    -- pollfd() -> descriptor, or nil where the engine has none
+M.events = runtime.events    -- events() -> "r"
+M.timeout = runtime.timeout  -- timeout() -> seconds until step() is due, or nil: nothing pending
+M.embed = runtime.embed      -- embed(): the host owns the loop (without asking for pollfd)
 
 -- Prompt experiments (editflow.experiment and its template module).
 M.images = inputs.images     -- images("photos/*.jpg", "more/") -> sorted paths

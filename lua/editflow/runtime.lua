@@ -168,6 +168,7 @@ function M.spawn(fn, ...)
   tasks[task.co] = task
   alive = alive + 1
   push_ready { co = task.co }
+  if M._arm then M._arm() end  -- a host waiting on pollfd() must wake for the new task
   return task
 end
 
@@ -234,11 +235,72 @@ function M._step(timeout_ms)
     if not item.dead then push_ready(item.waiter) end
   end
   run_ready()
+  M._arm()
   return alive + l:running() + live_timers
 end
 
--- Drives the scheduler from outside any task until cond() holds.
+-- ---- a host's loop owns the scheduling (editflow.pollfd / timeout / embed) ----
+
+local hosted = false   -- set once a host took the loop: then nothing here may block
+local core_has_fd = core.poller ~= "poll"
+local POLL_SLICE = 0.02  -- seconds between steps a host must make when there is no descriptor
+
+function M.embed() hosted = true end
+
+function M.events() return "r" end
+
+-- Seconds until step() must run at the latest: 0 when a task is ready, the next timer of
+-- editflow's own, or the engine's (libcurl's) timer; nil when nothing at all is pending.
+function M.timeout()
+  if rhead <= rtail then return 0 end
+  local t
+  while timers[1] and timers[1].dead do heap_pop() end
+  if timers[1] then t = math.max(0, timers[1].at - now()) end
+  local l = loop
+  if l and l.timeout then
+    local ms = l:timeout()
+    if ms and ms >= 0 and (not t or ms / 1000 < t) then t = ms / 1000 end
+  end
+  if not t and M.pending() > 0 then t = SLICE_MS / 1000 end  -- transfers, no timer known
+  -- Without a descriptor (the poll(2) engine) socket activity is seen only by stepping: a
+  -- host with transfers in flight must come back at least this often.
+  if l and not core_has_fd and l:running() > 0 then t = math.min(t or POLL_SLICE, POLL_SLICE) end
+  return t
+end
+
+-- Arms the engine's descriptor for editflow's own next due time, so a host that waits only
+-- on pollfd() (and timeout()) misses neither a ready task nor a timer.
+local function arm()
+  local l = loop
+  if not (hosted and l and l.arm) then return end
+  if rhead <= rtail then l:arm(0) return end
+  while timers[1] and timers[1].dead do heap_pop() end
+  if timers[1] then
+    l:arm(math.max(0, math.ceil((timers[1].at - now()) * 1000)))
+  else
+    l:arm(-1)
+  end
+end
+
+M._arm = arm
+
+-- The descriptor a host waits on (readable when editflow has work), or nil where the engine
+-- has none (the poll(2) backend): then timeout() alone says when to step.
+function M.pollfd()
+  hosted = true
+  local l = M.loop()
+  local fd = l.pollfd and l:pollfd() or nil
+  arm()
+  return fd
+end
+
+-- Drives the scheduler from outside any task until cond() holds. Refused once a host owns
+-- the loop: driving it here would freeze the host until the wait ended.
 local function drive_until(cond)
+  if hosted and not cond() then
+    error("editflow: this call waits, and the host's event loop owns editflow's loop "
+      .. "(editflow.pollfd/embed): call it inside editflow.spawn(function() ... end) instead", 3)
+  end
   while not cond() do M.step(SLICE_MS) end
 end
 

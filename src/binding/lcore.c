@@ -264,5 +264,7 @@ int luaopen_editflow_core(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushstring(L, ef_curl_version());
   lua_setfield(L, -2, "curl_version");
+  lua_pushstring(L, ef_loop_backend());
+  lua_setfield(L, -2, "poller"); /* "epoll" (loop:pollfd() is a descriptor) or "poll" (nil) */
   return 1;
 }

@@ -271,6 +271,55 @@ static int loop_limits(lua_State *L) {
   return 0;
 }
 
+/*
+** The host hook (see ef_loop_fd in ef_engine.h). loop:pollfd() -> the descriptor that is
+** readable while the loop has work, or nil when the engine's backend has none (poll(2)):
+** the Lua side then waits on loop:timeout() alone. The descriptor stays the loop's: watch it
+** for reading, never read or close it.
+*/
+static int loop_pollfd(lua_State *L) {
+  lloop *lo = check_loop(L, 1);
+  int fd = ef_loop_fd(lo->l);
+  if (fd < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, fd);
+  return 1;
+}
+
+/*
+** loop:arm(ms): wake the loop (and its pollfd) in ms milliseconds at the latest; nil or -1
+** clears. One wakeup at a time: a new call replaces the old one. A fraction rounds up, so the
+** wakeup never comes before the timer it stands for. Any other negative raises: an overdue
+** timer is 0, and silently clearing it would lose the wakeup.
+*/
+static int loop_arm(lua_State *L) {
+  lloop *lo = check_loop(L, 1);
+  long ms = -1;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number n = luaL_checknumber(L, 2);
+    luaL_argcheck(L, n == -1 || n >= 0, 2, "must be milliseconds >= 0, or -1 or nil to clear");
+    if (n >= (lua_Number)LONG_MAX)
+      ms = LONG_MAX;
+    else if (n >= 0)
+      ms = (long)n + ((lua_Number)(long)n < n); /* rounded up, without libm */
+  }
+  ef_loop_arm(lo->l, ms);
+  return 0;
+}
+
+/* loop:timeout() -> milliseconds until the loop must be stepped (0: now), or nil if nothing
+** is due but socket activity. */
+static int loop_timeout(lua_State *L) {
+  lloop *lo = check_loop(L, 1);
+  long ms = ef_loop_timeout_ms(lo->l);
+  if (ms < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, (lua_Integer)ms);
+  return 1;
+}
+
 static int loop_tostring(lua_State *L) {
   lloop *lo = luaL_checkudata(L, 1, EF_LOOP_MT);
   lua_pushfstring(L, "editflow.Loop (%p%s)", (void *)lo, lo->l ? "" : ", closed");
@@ -279,7 +328,8 @@ static int loop_tostring(lua_State *L) {
 
 static const luaL_Reg meth[] = {
   {"request", loop_request}, {"step", loop_step}, {"running", loop_running},
-  {"limits", loop_limits},   {"close", loop_close}, {NULL, NULL}};
+  {"limits", loop_limits},   {"close", loop_close}, {"pollfd", loop_pollfd},
+  {"arm", loop_arm},         {"timeout", loop_timeout}, {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {
   {"__index", NULL}, {"__gc", loop_close}, {"__close", loop_close},

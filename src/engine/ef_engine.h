@@ -96,6 +96,30 @@ ef_xfer *ef_loop_pop_done(ef_loop *l);
 ef_xfer *ef_loop_pop_news(ef_loop *l);
 size_t ef_loop_running(const ef_loop *l);
 
+/*
+** The host hook, for a program that owns its own event loop (luv, cqueues, a poll() loop):
+** wait until ef_loop_fd is readable or ef_loop_timeout_ms has passed, then ef_loop_step(l, 0).
+**
+** ef_loop_fd: a descriptor that becomes readable whenever the loop has work: a socket libcurl
+** waits on is ready, libcurl's timer is due, or the wakeup armed with ef_loop_arm is due. Only
+** watch it for reading, never read it; each ef_loop_step re-arms it, so it is not readable
+** while nothing is due (no busy loop). It belongs to the loop (do not close it). -1 when the
+** backend has none (the poll(2) backend): the host then relies on ef_loop_timeout_ms alone,
+** which knows timers but not socket activity, so it must also step at a polling interval.
+**
+** ef_loop_arm: the loop (and its descriptor) must wake in ms milliseconds at the latest; one
+** wakeup at a time, a new call replaces it, -1 clears it; a step after it came due spends it.
+**
+** ef_loop_timeout_ms: milliseconds until the loop must be stepped: the earlier of libcurl's
+** timer and the armed wakeup; 0 when work is ready now (also finished transfers or events not
+** yet popped); -1 when nothing is due (only socket activity can bring work).
+*/
+int ef_loop_fd(const ef_loop *l);
+void ef_loop_arm(ef_loop *l, long ms);
+long ef_loop_timeout_ms(const ef_loop *l);
+/* The readiness backend compiled in: "epoll" or "poll" (CMake option EDITFLOW_POLLER). */
+const char *ef_loop_backend(void);
+
 /* ---- bytes and names (ef_codec.c) ---- */
 
 size_t ef_b64_encoded_len(size_t n);

@@ -6,6 +6,7 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
+#define _DARWIN_C_SOURCE /* F_FULLFSYNC and flock on macOS, hidden by _POSIX_C_SOURCE */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -18,6 +19,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "ef_engine.h"
+
+/*
+** Data (and the size) on stable storage, for journal appends and cuts. fdatasync where the
+** configure check found it (EDITFLOW_HAVE_FDATASYNC); else fsync, which also writes the
+** times. On macOS fsync only reaches the drive's cache: F_FULLFSYNC asks the drive to flush,
+** with fsync as the fallback on filesystems that refuse it.
+*/
+static int sync_data(int fd) {
+#if defined(EDITFLOW_HAVE_FDATASYNC)
+  return fdatasync(fd);
+#else
+#if defined(F_FULLFSYNC)
+  if (fcntl(fd, F_FULLFSYNC) == 0)
+    return 0;
+#endif
+  return fsync(fd);
+#endif
+}
 
 static void seterr(char *err, size_t n, const char *what, int e) {
   if (err && n)
@@ -150,7 +169,7 @@ static int cut_back(int fd, off_t size) {
   while (ftruncate(fd, size) != 0)
     if (errno != EINTR)
       return errno;
-  return fdatasync(fd) != 0 ? errno : 0;
+  return sync_data(fd) != 0 ? errno : 0;
 }
 
 /*
@@ -175,7 +194,7 @@ int ef_append_durable(const char *path, const void *data, size_t len, char *err,
     return -1;
   }
   int e = ef_write_all(fd, data, len);
-  if (e == 0 && fdatasync(fd) != 0)
+  if (e == 0 && sync_data(fd) != 0)
     e = errno;
   if (e == 0) {
     (void)close(fd);

@@ -1,31 +1,37 @@
 /*
 ** ef_loop.c — the multi loop: starts transfers, drives libcurl, queues finished transfers.
 **
-** libcurl's socket interface on epoll (the pattern of curl's multi-event.c): libcurl tells us
-** which sockets to watch (on_socket) and when its next timeout is due (on_timer); a step
-** waits in epoll_wait and hands libcurl only the sockets that are ready, so the cost of a
-** step follows the activity, not the number of transfers in flight (a thousand idle status
-** streams cost nothing). Finished transfers move from the running list to the done list and
+** libcurl's socket interface (the pattern of curl's multi-event.c): libcurl tells us which
+** sockets to watch (on_socket) and when its next timeout is due (on_timer); a step waits on
+** the readiness backend (ef_poller.h: epoll, or poll(2) where epoll is missing) and hands
+** libcurl only the sockets that are ready, so with epoll the cost of a step follows the
+** activity, not the number of transfers in flight (a thousand idle status streams cost
+** nothing). Finished transfers move from the running list to the done list and
 ** are handed out by ef_loop_pop_done() after the step has returned, so the caller never runs
 ** while libcurl is inside a call. Connections stay in the multi handle's cache between
 ** transfers, and easy handles are reset and reused, so requests to one host reuse both.
+**
+** The host hook (ef_loop_fd, ef_loop_arm, ef_loop_timeout_ms): the loop's due time is the
+** earlier of libcurl's timer and a wakeup the caller armed. Every change to either is pushed
+** to the backend at once (rearm), and each step ends by pushing it again, which also drains
+** a wakeup that fired; so the backend's descriptor is readable exactly while there is work.
 */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <time.h>
-#include <unistd.h>
 #include "ef_internal.h"
+#include "ef_poller.h"
 
 #define EF_POOL_MAX 64
 
 struct ef_loop {
   CURLM *multi;
-  int epfd;
+  ef_poller *poller;
   long long deadline_ms;  /* libcurl's next timeout on the monotonic clock, -1 if none */
+  long long wake_ms;      /* the caller's wakeup (ef_loop_arm), same clock, -1 if none */
   CURL *pool[EF_POOL_MAX];
   int npool;
   ef_list running;
@@ -119,25 +125,25 @@ static long long now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* libcurl's socket callback: mirror what it wants watched into the epoll set. */
+/* The loop's next due time: the earlier of libcurl's timer and the caller's wakeup. */
+static long long due_ms(const ef_loop *l) {
+  if (l->deadline_ms < 0)
+    return l->wake_ms;
+  if (l->wake_ms < 0)
+    return l->deadline_ms;
+  return l->deadline_ms < l->wake_ms ? l->deadline_ms : l->wake_ms;
+}
+
+static void rearm(ef_loop *l) { ef_poller_arm(l->poller, due_ms(l)); }
+
+/* libcurl's socket callback: mirror what it wants watched into the backend's set. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
   ef_loop *l = userp;
   (void)e;
-  if (what == CURL_POLL_REMOVE) {
-    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
-    return 0;
-  }
-  struct epoll_event ev = {0};
-  ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-  ev.data.fd = s;
-  int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  if (epoll_ctl(l->epfd, op, s, &ev) != 0) {
-    /* the fd may have been closed and reused behind our back: try the other operation */
-    op = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(l->epfd, op, s, &ev) != 0 && errno != EEXIST)
-      return -1;
-  }
-  (void)curl_multi_assign(l->multi, s, (void *)l); /* non-NULL: "already in the set" */
+  if (ef_poller_watch(l->poller, s, what, socketp != NULL) != 0)
+    return -1;
+  if (what != CURL_POLL_REMOVE)
+    (void)curl_multi_assign(l->multi, s, (void *)l); /* non-NULL: "already in the set" */
   return 0;
 }
 
@@ -146,8 +152,11 @@ static int on_timer(CURLM *m, long timeout_ms, void *userp) {
   ef_loop *l = userp;
   (void)m;
   l->deadline_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+  rearm(l);
   return 0;
 }
+
+const char *ef_loop_backend(void) { return ef_poller_name(); }
 
 ef_loop *ef_loop_new(void) {
   if (ef_global_init() != 0)
@@ -155,12 +164,11 @@ ef_loop *ef_loop_new(void) {
   ef_loop *l = calloc(1, sizeof *l);
   if (l == NULL)
     return NULL;
-  l->deadline_ms = -1;
-  l->epfd = epoll_create1(EPOLL_CLOEXEC);
-  l->multi = l->epfd >= 0 ? curl_multi_init() : NULL;
+  l->deadline_ms = l->wake_ms = -1;
+  l->poller = ef_poller_new();
+  l->multi = l->poller ? curl_multi_init() : NULL;
   if (l->multi == NULL) {
-    if (l->epfd >= 0)
-      close(l->epfd);
+    ef_poller_free(l->poller);
     free(l);
     return NULL;
   }
@@ -200,7 +208,7 @@ void ef_loop_free(ef_loop *l) {
   curl_multi_cleanup(l->multi);
   while (l->npool > 0)
     curl_easy_cleanup(l->pool[--l->npool]);
-  close(l->epfd);
+  ef_poller_free(l->poller);
   free(l->news);
   free(l);
 }
@@ -271,42 +279,61 @@ static void drain(ef_loop *l) {
 }
 
 /*
-** One turn: waits up to timeout_ms (less when libcurl's timer is due sooner, not at all when
-** finished transfers or events are waiting to be collected) for ready sockets, lets libcurl
-** act on exactly those, then on its timer if due, and collects what finished.
+** One turn: waits up to timeout_ms (less when libcurl's timer or the caller's wakeup is due
+** sooner, not at all when finished transfers or events are waiting to be collected) for
+** ready sockets, lets libcurl act on exactly those, then on its timer if due, and collects
+** what finished. A wakeup that came due is spent; the backend is re-armed for what is next.
 */
 int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen) {
-  struct epoll_event evs[256];
+  ef_ready ready[256];
   int running = 0, wait = timeout_ms < 0 ? 0 : timeout_ms;
   if (l->done.n > 0 || l->nnews > l->nextnews)
     wait = 0;
-  if (l->deadline_ms >= 0) {
-    long long d = l->deadline_ms - now_ms();
+  long long due = due_ms(l);
+  if (due >= 0) {
+    long long d = due - now_ms();
     if (d < wait)
       wait = d < 0 ? 0 : (int)d;
   }
-  int n = epoll_wait(l->epfd, evs, (int)(sizeof evs / sizeof evs[0]), wait);
-  if (n < 0 && errno != EINTR) {
-    snprintf(err, errlen, "epoll_wait: %s", strerror(errno));
+  int n = ef_poller_wait(l->poller, wait, ready, (int)(sizeof ready / sizeof ready[0]), err,
+                         errlen);
+  if (n < 0)
     return -1;
-  }
   CURLMcode mc = CURLM_OK;
-  for (int i = 0; i < n && mc == CURLM_OK; i++) {
-    unsigned e = evs[i].events;
-    int mask = ((e & EPOLLIN) ? CURL_CSELECT_IN : 0) | ((e & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
-               ((e & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
-    mc = curl_multi_socket_action(l->multi, evs[i].data.fd, mask, &running);
-  }
-  if (mc == CURLM_OK && l->deadline_ms >= 0 && now_ms() >= l->deadline_ms) {
+  for (int i = 0; i < n && mc == CURLM_OK; i++)
+    mc = curl_multi_socket_action(l->multi, ready[i].fd, ready[i].mask, &running);
+  long long t = now_ms();
+  if (mc == CURLM_OK && l->deadline_ms >= 0 && t >= l->deadline_ms) {
     l->deadline_ms = -1;
     mc = curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   }
+  if (l->wake_ms >= 0 && t >= l->wake_ms)
+    l->wake_ms = -1;
+  rearm(l);
   if (mc != CURLM_OK) {
     snprintf(err, errlen, "%s", curl_multi_strerror(mc));
     return -1;
   }
   drain(l);
   return 0;
+}
+
+int ef_loop_fd(const ef_loop *l) { return ef_poller_fd(l->poller); }
+
+void ef_loop_arm(ef_loop *l, long ms) {
+  long long t = now_ms();
+  l->wake_ms = ms < 0 ? -1 : ms > LLONG_MAX - t ? LLONG_MAX : t + ms;
+  rearm(l);
+}
+
+long ef_loop_timeout_ms(const ef_loop *l) {
+  if (l->done.n > 0 || l->nnews > l->nextnews)
+    return 0;
+  long long due = due_ms(l);
+  if (due < 0)
+    return -1;
+  long long d = due - now_ms();
+  return d <= 0 ? 0 : d > LONG_MAX ? LONG_MAX : (long)d;
 }
 
 ef_xfer *ef_loop_pop_done(ef_loop *l) {

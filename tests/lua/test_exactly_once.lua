@@ -152,7 +152,7 @@ T.case("hostile field types: a queue_position object, logs that are not a list",
   local sb = T.sandbox { "--job-time", "0.3" }
   sb.control { hostile = true }
   local seen = {}
-  local unsubscribe = editflow.events.subscribe(function(name, job)
+  local unsubscribe = editflow.subscribe(function(name, job)
     if name == "status" then seen[#seen + 1] = job.queue_position end
   end)
   for _, follow in ipairs { "stream", "poll" } do

@@ -1,0 +1,118 @@
+-- test_embed.lua: editflow inside other Lua event loops, as their hosts would use it.
+-- luv (libuv) and cqueues each drive editflow through the hook (editflow.pollfd, timeout,
+-- step(0)) while a heartbeat timer of the host's own must keep ticking during the jobs; an
+-- idle wait with a job in flight must cost next to no CPU (no busy polling); and once the host
+-- owns the loop, a waiting call outside an editflow task raises instead of freezing the host.
+-- Run in a process of its own per host (the hook hands the loop over for good).
+local T = require "testlib"
+local core = require "editflow.core"
+
+local URL = "https://cdn.example/a.png"
+local LUA = "lua5.4"
+
+-- Each host runs in its own lua5.4 process (the loop is handed over once per Lua state);
+-- the child prints "KEY=VALUE" lines the test reads.
+local function run_child(src, sb_url)
+  local d = T.tmpdir()
+  local f = assert(io.open(d .. "/child.lua", "w"))
+  f:write(src)
+  f:close()
+  local st, out, err = T.sh(string.format("cd %s && FAL_KEY=test-key EDITFLOW_BASE_URL=%s timeout 60 %s child.lua",
+    T.quote(d), T.quote(sb_url), LUA))
+  local vals = {}
+  for k, v in (out or ""):gmatch("(%w+)=([^\n]*)") do vals[k] = v end
+  os.execute("rm -rf " .. T.quote(d))
+  return st, vals, out, err
+end
+
+-- Common to both hosts: a client, a job slow enough to wait for, CPU and tick counters.
+local PRELUDE = [[
+local editflow = require "editflow"
+local core = require "editflow.core"
+local client = editflow.client { poll_interval = 0.05 }
+local ticks, done, result_ok = 0, false, false
+local function job()
+  local res, j = client:edit { prompt = "[slow:3] embedded", image_urls = { "]] .. URL .. [[" } }
+  result_ok = res ~= nil and #assert(j:save("out")) == 1
+  done = true
+end
+]]
+
+local REPORT = [[
+local cpu = core.cpu_time() - cpu0
+print("ticks=" .. ticks)
+print("ok=" .. tostring(result_ok))
+print("cpu=" .. string.format("%.3f", cpu))
+print("wall=" .. string.format("%.3f", core.monotime() - t0))
+print("fd=" .. tostring(fd))
+-- a waiting call outside a task, now that the host owns the loop, raises with the remedy
+local ok, err = pcall(client.edit, client, { prompt = "outside", image_urls = { "]] .. URL .. [[" } })
+print("outside=" .. tostring(not ok and tostring(err):find("editflow.spawn", 1, true) ~= nil))
+]]
+
+local LUV = PRELUDE .. [[
+local uv = require "luv"
+local fd = editflow.pollfd()
+local timer = uv.new_timer()
+local poll = fd and uv.new_poll(fd)
+local heartbeat = uv.new_timer()
+local service
+-- One turn of editflow, then a timer for its next due time (the fd covers the rest).
+function service()
+  editflow.step(0)
+  timer:stop()
+  if done then
+    if poll then poll:stop() end
+    heartbeat:stop()
+    return
+  end
+  local t = editflow.timeout()
+  if t then timer:start(math.max(1, math.ceil(t * 1000)), 0, service) end
+end
+if poll then poll:start("r", service) end
+heartbeat:start(100, 100, function() ticks = ticks + 1 end)
+editflow.spawn(job)
+local cpu0, t0 = core.cpu_time(), core.monotime()
+service()
+uv.run()
+]] .. REPORT
+
+local CQUEUES = PRELUDE .. [[
+local cqueues = require "cqueues"
+local cq = cqueues.new()
+local fd = editflow.pollfd()
+cq:wrap(function()
+  while not done do
+    cqueues.poll(editflow)   -- editflow:pollfd(), :events(), :timeout(): the cqueues convention
+    editflow.step(0)
+  end
+end)
+cq:wrap(function()
+  while not done do
+    cqueues.sleep(0.1)
+    ticks = ticks + 1
+  end
+end)
+editflow.spawn(job)
+local cpu0, t0 = core.cpu_time(), core.monotime()
+assert(cq:loop())
+]] .. REPORT
+
+local sb = T.sandbox { "--job-time", "0.01" }
+
+for _, host in ipairs { { "luv", LUV }, { "cqueues", CQUEUES } } do
+  T.case(host[1] .. " drives editflow: its heartbeat keeps ticking, an idle wait costs no CPU", function()
+    local st, v, out, err = run_child(host[2], sb.url)
+    T.eq(st, 0, host[1] .. " child: " .. tostring(out) .. tostring(err))
+    T.eq(v.ok, "true", "the job's result was saved")
+    local wall, cpu, ticks = tonumber(v.wall), tonumber(v.cpu), tonumber(v.ticks)
+    T.ok(wall >= 2.9, "the job took its 3 s (" .. wall .. ")")
+    T.ok(ticks >= wall * 10 * 0.7, string.format("the heartbeat ticked through the job: %d ticks in %.1f s", ticks, wall))
+    T.ok(cpu < 0.25 * wall, string.format("no busy polling: %.3f s CPU in %.1f s", cpu, wall))
+    T.ok(v.fd ~= "nil" or core.poller == "poll", "a pollable descriptor on this engine (" .. tostring(v.fd) .. ")")
+    T.eq(v.outside, "true", "a blocking call outside a task raises, naming editflow.spawn")
+    print(string.format("  %s: %.3f s CPU over a %.1f s job, %d heartbeat ticks", host[1], cpu, wall, ticks))
+  end)
+end
+
+T.run()
