@@ -32,7 +32,7 @@ _editflow() {
     if [[ $prev == --progress ]]; then
       COMPREPLY=($(compgen -W "auto live plain none" -- "$cur"))
     elif [[ $cur == -* ]]; then
-      COMPREPLY=($(compgen -W "-q --quiet --json --progress --" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -q --quiet --json --progress --" -- "$cur"))
     else
       COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur") $(compgen -d -- "$cur"))
     fi

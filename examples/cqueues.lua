@@ -10,13 +10,21 @@ assert(photo, "usage: lua5.4 examples/cqueues.lua PHOTO [PROMPT]")
 local client = editflow.client {}
 local finished = false
 
+-- A task's failure is a warning event; a host shows it where it shows its own messages.
+editflow.subscribe(function(name, _, detail)
+  if name == "warning" then io.stderr:write("editflow: ", tostring(detail), "\n") end
+end)
+
 editflow.spawn(function()
-  local result, job = client:edit { prompt = prompt, image_urls = { photo } }
-  if result then
-    for _, path in ipairs(assert(job:save("out"))) do print(path) end
-  else
-    io.stderr:write("edit failed: ", tostring(job), "\n")
-  end
+  local ok, err = pcall(function()  -- whatever happens, the host is told the work is over
+    local result, job = client:edit { prompt = prompt, image_urls = { photo } }
+    if result then
+      for _, path in ipairs(assert(job:save("out"))) do print(path) end
+    else
+      io.stderr:write("edit failed: ", tostring(job), "\n")
+    end
+  end)
+  if not ok then io.stderr:write("edit failed: ", tostring(err), "\n") end
   finished = true
 end)
 

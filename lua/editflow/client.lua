@@ -446,6 +446,7 @@ end
 -- With a journal, editflow.lifecycle decides first: a job done or accepted in an earlier run
 -- is not sent again, and one whose earlier submit may have been lost is held back.
 function Client:send(body, opts)
+  runtime.may_wait(2)  -- a submit waits for the queue's answer: refused before anything is sent
   opts = opts or {}
   local u, headers = submit_request(self, opts)
   local life = lifecycle.begin(self, body)

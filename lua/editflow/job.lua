@@ -137,6 +137,7 @@ end
 
 -- job:status([{logs=false}]) -> status table, or nil, err. One status call (retried per policy).
 function Job:status(opts)
+  runtime.may_wait(2)
   local u = (opts and opts.logs == false) and self.status_url or with_logs(self.status_url)
   return retry.run(self.client:retry_context(self, false), "status", function(left)
     return self:_status_once(u, left)
@@ -188,6 +189,7 @@ end
 
 -- job:result() -> the model's output table, or nil, err (code NOT_READY while running).
 function Job:result()
+  runtime.may_wait(2)
   local out, err = retry.run(self.client:retry_context(self, false), "result", function(left)
     return self:_result_once(left)
   end)
@@ -382,6 +384,7 @@ end
 -- job:wait([{timeout=seconds}]) -> result, or nil, err.
 -- On a client deadline the job is cancelled and TIMEOUT returned.
 function Job:wait(opts)
+  if not self.finished.set then runtime.may_wait(2) end
   local timeout = opts and opts.timeout
   if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then
     error("timeout must be a positive number of seconds", 2)
@@ -400,6 +403,7 @@ end
 -- job:cancel() -> "CANCELLATION_REQUESTED", or nil, err (code ALREADY_COMPLETED, NOT_FOUND, ...).
 -- Bounded by the job's deadline (plus a short grace once it has passed).
 function Job:cancel()
+  runtime.may_wait(2)
   local id = self.request_id
   local deadline = self.deadline and math.max(self.deadline, runtime.now() + M.CANCEL_GRACE)
     or (runtime.now() + self.client.timeout)
@@ -440,6 +444,7 @@ function Job:save(dir, opts)
   opts = opts or {}
   local before = saved_before(self, dir)
   if before then return before end
+  runtime.may_wait(2)  -- downloads wait: refused before any starts
   local res = self.output
   if not res then
     local err

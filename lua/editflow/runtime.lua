@@ -294,13 +294,19 @@ function M.pollfd()
   return fd
 end
 
+local HOSTED_WAIT = "editflow: this call waits, and the host's event loop owns editflow's loop "
+  .. "(editflow.pollfd/embed): call it inside editflow.spawn(function() ... end) instead"
+
+-- runtime.may_wait(): raises unless the caller may wait here -- inside a task, or while
+-- editflow drives its own loop. Calls that wait check it first, before they send anything.
+function M.may_wait(level)
+  if hosted and not M.current() then error(HOSTED_WAIT, (level or 1) + 1) end
+end
+
 -- Drives the scheduler from outside any task until cond() holds. Refused once a host owns
 -- the loop: driving it here would freeze the host until the wait ended.
 local function drive_until(cond)
-  if hosted and not cond() then
-    error("editflow: this call waits, and the host's event loop owns editflow's loop "
-      .. "(editflow.pollfd/embed): call it inside editflow.spawn(function() ... end) instead", 3)
-  end
+  if hosted and not cond() then error(HOSTED_WAIT, 3) end
   while not cond() do M.step(SLICE_MS) end
 end
 
@@ -460,6 +466,7 @@ end
 
 -- Runs the scheduler until nothing is pending.
 function M.run()
+  M.may_wait(2)
   while M.step(SLICE_MS) > 0 do end
 end
 

@@ -12,6 +12,7 @@ local M = {}
 -- With stop_on_error no new item starts after a failure and map raises the first error once
 -- the items already started have ended.
 function M.map(list, fn, opts)
+  runtime.may_wait(2)
   if type(list) ~= "table" then error("map expects a list", 2) end
   if type(fn) ~= "function" then error("map expects a function", 2) end
   opts = opts or {}
@@ -45,6 +46,7 @@ end
 
 -- wait(x) for a task, a job or a list of them -> results, errors (by position).
 function M.wait(x)
+  runtime.may_wait(2)
   local list = (type(x) == "table" and (x.co or x.request_id)) and { x } or x
   local results, errs = {}, {}
   for i, item in ipairs(list) do

@@ -205,6 +205,8 @@ static int run_script(lua_State *L, char **argv, int argc) {
   if (report(L, call_cli(L, "run_options", argv, argc, NULL, 2)) != LUA_OK)
     return 1;
   if (lua_isnil(L, -2)) {
+    if (lua_isboolean(L, -1)) /* --help was answered: nothing to run */
+      return 0;
     l_message(lua_tostring(L, -1));
     return 2;
   }

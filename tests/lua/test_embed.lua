@@ -106,7 +106,9 @@ local sb = T.sandbox { "--job-time", "0.01" }
 
 for _, host in ipairs { { "luv", LUV }, { "cqueues", CQUEUES } } do
   T.case(host[1] .. " drives editflow: its heartbeat keeps ticking, an idle wait costs no CPU", function()
+    local before = sb.stats().by_route.submit
     local st, v, out, err = run_child(host[2], sb.url)
+    T.eq(sb.stats().by_route.submit - before, 1, "one submit: the refused call outside a task sent nothing")
     T.eq(st, 0, host[1] .. " child: " .. tostring(out) .. tostring(err))
     T.eq(v.ok, "true", "the job's result was saved")
     local wall, cpu, ticks = tonumber(v.wall), tonumber(v.cpu), tonumber(v.ticks)

@@ -410,6 +410,7 @@ local function cmd_one_id(cmd, argv)
 end
 
 local RUN = {
+  { "h", "help", help = "show this help" },
   { "q", "quiet", help = "no progress display" },
   { nil, "json", help = "write one JSON object per finished job on stdout" },
   { nil, "progress", arg = true, metavar = "MODE", help = "auto (default), live, plain or none" },
@@ -422,7 +423,11 @@ function M.run_options(argv)
   while argv[i] and argv[i]:sub(1, 1) == "-" and argv[i] ~= "-" do
     local a = argv[i]
     if a == "--" then i = i + 1 break end
-    if a == "-q" or a == "--quiet" then o.quiet = true
+    if a == "-h" or a == "--help" then
+      io.stdout:write("usage: editflow run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]\n\n",
+        "Runs a Lua script with editflow available (arg and ... as under lua).\n\n", args.help(RUN), "\n")
+      return nil, false  -- help shown: nothing to run, exit 0
+    elseif a == "-q" or a == "--quiet" then o.quiet = true
     elseif a == "--json" then o.json = true
     elseif a == "--progress" then i = i + 1; o.progress = argv[i]
     elseif a:match("^%-%-progress=") then o.progress = a:match("=(.*)$")
