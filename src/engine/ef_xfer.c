@@ -459,14 +459,16 @@ const unsigned char *ef_xfer_head(const ef_xfer *x, size_t *n) {
 }
 
 /*
-** Makes the downloaded file permanent: data on disk (fsync) before the rename, and the
-** directory entry on disk after it, so a crash leaves either no file or the whole file.
+** The temporary file's data on disk and its descriptor closed, once (a commit that found its
+** name taken keeps the file for the next try). 0, or -1 with err set and the file removed.
 */
-int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
+static int settle_temp(ef_xfer *x, char *err, size_t errlen) {
   if (x->state != EF_XFER_DONE || x->temp_path == NULL) {
     seterr(err, errlen, "nothing to commit: transfer not finished or not a file download", NULL);
     return -1;
   }
+  if (x->fd < 0)
+    return 0;
   int e = fsync(x->fd) != 0 ? errno : 0;
   if (close(x->fd) != 0 && e == 0)
     e = errno;
@@ -476,14 +478,29 @@ int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen)
     ef_xfer_discard(x);
     return -1;
   }
+  return 0;
+}
+
+/* The temporary file is now final_path: forget it, and put the directory entry on disk. */
+static void committed(ef_xfer *x, const char *final_path) {
+  free(x->temp_path);
+  x->temp_path = NULL;
+  (void)ef_fsync_dir_of(final_path);
+}
+
+/*
+** Makes the downloaded file permanent: data on disk (fsync) before the rename, and the
+** directory entry on disk after it, so a crash leaves either no file or the whole file.
+*/
+int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
+  if (settle_temp(x, err, errlen) != 0)
+    return -1;
   if (rename(x->temp_path, final_path) != 0) {
     seterr(err, errlen, final_path, strerror(errno));
     ef_xfer_discard(x);
     return -1;
   }
-  free(x->temp_path);
-  x->temp_path = NULL;
-  (void)ef_fsync_dir_of(final_path);
+  committed(x, final_path);
   return 0;
 }
 
@@ -494,41 +511,21 @@ int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen)
 ** Filesystems without hard links fall back to rename.
 */
 int ef_xfer_commit_new(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
-  if (x->state != EF_XFER_DONE || x->temp_path == NULL) {
-    seterr(err, errlen, "nothing to commit: transfer not finished or not a file download", NULL);
+  if (settle_temp(x, err, errlen) != 0)
+    return -1;
+  if (link(x->temp_path, final_path) == 0) {
+    (void)unlink(x->temp_path);
+  } else if (errno == EEXIST) {
+    seterr(err, errlen, final_path, "exists");
+    return 1;
+  } else if ((errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != EMLINK) ||
+             rename(x->temp_path, final_path) != 0) {
+    seterr(err, errlen, final_path, strerror(errno));
+    ef_xfer_discard(x);
     return -1;
   }
-  if (x->fd >= 0) {
-    int e = fsync(x->fd) != 0 ? errno : 0;
-    if (close(x->fd) != 0 && e == 0)
-      e = errno;
-    x->fd = -1;
-    if (e != 0) {
-      seterr(err, errlen, x->temp_path, strerror(e));
-      ef_xfer_discard(x);
-      return -1;
-    }
-  }
-  if (link(x->temp_path, final_path) != 0) {
-    if (errno == EEXIST) {
-      seterr(err, errlen, final_path, "exists");
-      return 1;
-    }
-    if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != EMLINK)
-      goto fail;
-    if (rename(x->temp_path, final_path) != 0)
-      goto fail;
-  } else {
-    (void)unlink(x->temp_path);
-  }
-  free(x->temp_path);
-  x->temp_path = NULL;
-  (void)ef_fsync_dir_of(final_path);
+  committed(x, final_path);
   return 0;
-fail:
-  seterr(err, errlen, final_path, strerror(errno));
-  ef_xfer_discard(x);
-  return -1;
 }
 
 void ef_xfer_discard(ef_xfer *x) {
