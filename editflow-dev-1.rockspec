@@ -32,8 +32,10 @@ dependencies = {
 -- libcurl >= 7.85 (Debian: libcurl4-openssl-dev). Only the library is checked here: Debian keeps
 -- curl/curl.h under include/x86_64-linux-gnu, where LuaRocks 3.8 does not look; CMake finds
 -- the headers through pkg-config.
+-- libcrypto (OpenSSL 3, Debian: libssl-dev) verifies webhook signatures.
 external_dependencies = {
    CURL = { library = "curl" },
+   CRYPTO = { library = "crypto" },
 }
 
 build = {

@@ -538,6 +538,21 @@ end
 -- the same jobs without a seed gets new samples instead of this run's results.
 function Client:complete() lifecycle.complete(self) end
 
+-- client:ingest_webhook(body) -> true [, "already"], or nil, err: fal's webhook body (the raw
+-- JSON text or its decoded table) recorded as its job's outcome in this client's journal, so
+-- a later run reuses the job without a request. Verify the request first (editflow.webhook).
+-- What it means for the job is editflow.lifecycle's (lifecycle.webhook).
+function Client:ingest_webhook(body)
+  local doc = body
+  if type(body) == "string" then
+    doc = json.decode(body)
+    if type(doc) ~= "table" then return nil, errors.new("BAD_WEBHOOK", "webhook: the body is not JSON") end
+  elseif type(body) ~= "table" then
+    error("ingest_webhook: body must be the webhook's JSON text or its decoded table", 2)
+  end
+  return lifecycle.webhook(self, doc)
+end
+
 -- client:edit(input [, opts]) -> result, job; or nil, err, job. Submits and waits.
 function Client:edit(input, opts)
   local job, err = self:submit(input, opts)

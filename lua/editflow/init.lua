@@ -21,6 +21,7 @@ M.file = inputs.file
 M.is_error = errors.is
 M.sizes = model.SIZES
 M.json = json
+M.webhook = require "editflow.webhook"  -- webhook.verify(headers, body [, opts]) -> true | nil, err
 
 -- Concurrency (editflow.runtime, editflow.tasks): tasks are coroutines on the shared loop.
 M.spawn = runtime.spawn      -- spawn(fn, ...) -> task

@@ -245,6 +245,56 @@ function Life:saved(job, paths)
   return true
 end
 
+-- lifecycle.webhook(client, doc) -> true [, "already"], or nil, err: the outcome fal posted
+-- to a webhook ({request_id, status = "OK"|"ERROR", payload, error, payload_error}), for the
+-- journal's job of that request id. Only an accepted job takes it: one already done or
+-- failed answers true, "already" (fal delivers again for hours); an id the journal does not
+-- know, or no longer follows under its key, is NOT_FOUND. A payload fal could not send
+-- (payload_error) records nothing (NO_PAYLOAD): the job is then followed as before.
+-- The caller verified the request first (editflow.webhook).
+function M.webhook(client, doc)
+  local jr = client.journal
+  if not jr then error("editflow: ingest_webhook needs a client with a journal (journal = dir)", 3) end
+  if type(doc) ~= "table" or not M.valid_id(doc.request_id) then
+    return nil, errors.new("BAD_WEBHOOK", "webhook: the body carries no valid request_id")
+  end
+  local id = doc.request_id
+  local key = jr.ids[id]
+  local rec = key and jr:get(key)
+  if not rec or rec.request_id ~= id then
+    return nil, errors.new("NOT_FOUND", string.format("webhook: request %s is not a job of the "
+      .. "journal %s", id, jr.path), { request_id = id })
+  end
+  if rec.state == "done" or rec.state == "failed" then return true, "already" end
+  if rec.state ~= "accepted" then
+    return nil, errors.new("NOT_FOUND", string.format("webhook: request %s is not in flight in "
+      .. "the journal %s (%s)", id, jr.path, tostring(rec.state)), { request_id = id })
+  end
+  local life = setmetatable({ client = client, journal = jr, key = key, record = rec,
+    phase = "accepted", job = { request_id = id } }, Life)
+  local out
+  if doc.status == "OK" then
+    if type(doc.payload) ~= "table" then
+      return nil, errors.new("NO_PAYLOAD", string.format("webhook: request %s finished but fal "
+        .. "sent no payload (%s); follow the job for its result", id,
+        errors.clean(doc.payload_error or "none", 200)), { request_id = id })
+    end
+    out = { t = "done", key = key, request_id = id, output = recordable_output(life, doc.payload) }
+  elseif doc.status == "ERROR" then
+    local detail = doc.error
+    if detail == nil and type(doc.payload) == "table" then detail = doc.payload.detail end
+    out = { t = "failed", key = key, request_id = id, error = {
+      code = "JOB_FAILED", message = string.format("job failed: %s [request %s]",
+        errors.clean(type(detail) == "string" and detail or json.encode(detail or "error"), 500), id) } }
+  else
+    return nil, errors.new("BAD_WEBHOOK", "webhook: status must be OK or ERROR, got "
+      .. errors.clean(tostring(doc.status), 50), { request_id = id })
+  end
+  local ok, jerr = jr:append(out)
+  if not ok then return nil, errors.new("JOURNAL", tostring(jerr), { request_id = id }) end
+  return true
+end
+
 -- lifecycle.complete(client): the run finished all it set out to do; its seedless jobs are
 -- not replayed by the next run (which gets new samples).
 function M.complete(client)

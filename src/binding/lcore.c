@@ -2,8 +2,8 @@
 ** lcore.c — luaopen_editflow_core, the C half of the editflow module (`editflow.core`).
 ** Registers the Loop, Transfer and Lock types and a few byte helpers that are too slow or too
 ** awkward in Lua: base64 for data: URIs, image sniffing, safe file names, atomic writes,
-** journal appends, bounded reads of local inputs, mkdir -p, clocks and process figures (CPU,
-** peak RSS, open-file limit). This is the only symbol the module exports.
+** journal appends, bounded reads of local inputs, mkdir -p, SHA-256 and Ed25519 verification
+** (webhook signatures), clocks and process figures (CPU, peak RSS, open-file limit). This is the only symbol the module exports.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -183,6 +183,35 @@ static int core_hash(lua_State *L) {
   return 1;
 }
 
+/* core.sha256(bytes) -> the 32-byte digest (raw). */
+static int core_sha256(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  unsigned char out[32];
+  if (ef_sha256(s, n, out) != 0)
+    return luaL_error(L, "sha256: libcrypto failed");
+  lua_pushlstring(L, (const char *)out, sizeof out);
+  return 1;
+}
+
+/*
+** core.ed25519_verify(pub, msg, sig) -> boolean. pub is the 32 raw bytes of the key, sig the
+** 64 raw bytes of the signature; any other length is a signature that does not verify (the
+** bytes come from the network), not misuse. Only a libcrypto failure raises.
+*/
+static int core_ed25519_verify(lua_State *L) {
+  size_t np, nm, ns;
+  const char *pub = luaL_checklstring(L, 1, &np);
+  const char *msg = luaL_checklstring(L, 2, &nm);
+  const char *sig = luaL_checklstring(L, 3, &ns);
+  int rc = ef_ed25519_verify((const unsigned char *)pub, np, msg, nm,
+                             (const unsigned char *)sig, ns);
+  if (rc < 0)
+    return luaL_error(L, "ed25519_verify: libcrypto failed");
+  lua_pushboolean(L, rc == 1);
+  return 1;
+}
+
 static int core_monotime(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -245,6 +274,7 @@ static const luaL_Reg corelib[] = {
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"append_file", core_append_file},
   {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
+  {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify},
   {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);

@@ -137,6 +137,15 @@ unsigned long long ef_fnv1a64(const void *p, size_t n);
 /* Writes into out (size outlen >= 2) a file name safe on every common filesystem. */
 void ef_safe_name(const char *in, size_t n, char *out, size_t outlen);
 
+/* ---- webhook crypto (ef_crypto.c, OpenSSL 3 libcrypto) ---- */
+
+/* SHA-256 of the bytes into out. 0, or -1 when libcrypto failed. */
+int ef_sha256(const void *p, size_t n, unsigned char out[32]);
+/* Ed25519 (RFC 8032, pure): 1 when sig is pub's signature of msg, 0 when not (also for a key
+** that is not 32 bytes or a signature that is not 64), -1 when libcrypto failed. */
+int ef_ed25519_verify(const unsigned char *pub, size_t publen, const void *msg, size_t n,
+                      const unsigned char *sig, size_t siglen);
+
 /* ---- server-sent events (ef_sse.c) ---- */
 
 typedef int (*ef_sse_emit)(void *ud, const char *data, size_t len); /* non-zero stops the feed */

@@ -117,6 +117,42 @@ static void test_codec(void) {
   CHECK(strlen(out) == 120);
 }
 
+/* Hex digits to bytes (test vectors only: the input is trusted). */
+static size_t unhex(const char *hex, unsigned char *out) {
+  size_t n = strlen(hex) / 2;
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    sscanf(hex + 2 * i, "%2x", &v);
+    out[i] = (unsigned char)v;
+  }
+  return n;
+}
+
+/* SHA-256 (FIPS 180-2 "abc") and Ed25519 (RFC 8032 section 7.1, TEST 2) vectors. */
+static void test_crypto(void) {
+  unsigned char d[32], want[32], pub[32], sig[64], msg[1];
+  CHECK(ef_sha256("abc", 3, d) == 0);
+  unhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", want);
+  CHECK(memcmp(d, want, 32) == 0);
+  CHECK(ef_sha256("", 0, d) == 0);
+  unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", want);
+  CHECK(memcmp(d, want, 32) == 0);
+
+  unhex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", pub);
+  unhex("92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+        "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00", sig);
+  msg[0] = 0x72;
+  CHECK(ef_ed25519_verify(pub, 32, msg, 1, sig, 64) == 1);
+  msg[0] = 0x73;
+  CHECK(ef_ed25519_verify(pub, 32, msg, 1, sig, 64) == 0);  /* another message */
+  msg[0] = 0x72;
+  sig[10] ^= 1;
+  CHECK(ef_ed25519_verify(pub, 32, msg, 1, sig, 64) == 0);  /* a flipped bit */
+  sig[10] ^= 1;
+  CHECK(ef_ed25519_verify(pub, 31, msg, 1, sig, 64) == 0);  /* wrong lengths: no, not a crash */
+  CHECK(ef_ed25519_verify(pub, 32, msg, 1, sig, 63) == 0);
+}
+
 static int collect(void *ud, const char *d, size_t n) {
   ef_buf *b = ud;
   ef_buf_append(b, d, n);
@@ -849,6 +885,7 @@ int main(void) {
   }
   CHECK(ef_global_init() == 0);
   test_codec();
+  test_crypto();
   test_sse();
   test_files();
   test_local_files();
