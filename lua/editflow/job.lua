@@ -24,6 +24,7 @@ local http = require "editflow.http"
 local save = require "editflow.save"
 local events = require "editflow.events"
 local retry = require "editflow.retry"
+local url = require "editflow.url"
 
 local M = {}
 
@@ -33,7 +34,6 @@ Job.__name = "editflow.Job"
 
 local RUNNING = { IN_QUEUE = true, IN_PROGRESS = true }
 M.CANCEL_GRACE = 5   -- seconds a cancel may take once the deadline has passed
-M.MAX_URL = 8192     -- a longer URL from the server is refused
 
 -- Jobs being followed right now, per Lua state (for cancelling everything on a signal).
 local live = {}
@@ -45,7 +45,7 @@ function M.live()
 end
 
 local function short_url(u)
-  if type(u) == "string" and #u <= M.MAX_URL then return u end
+  if type(u) == "string" and #u <= url.MAX then return u end
   return nil
 end
 

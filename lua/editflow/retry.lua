@@ -43,8 +43,6 @@ local FINAL = { URL_MALFORMAT = true, UNSUPPORTED_PROTOCOL = true, BODY_TOO_LARG
 
 function M.not_sent(code) return NOT_SENT[code] == true end
 
-M.following = FOLLOWING
-
 -- Seconds from a Retry-After header (delta-seconds form); nil when absent or a date.
 function M.retry_after(headers)
   local v = headers and headers["retry-after"]

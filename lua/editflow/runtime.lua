@@ -108,6 +108,14 @@ local function heap_pop()
   return top
 end
 
+-- Milliseconds until the earliest live timer (0 if overdue), or nil when none; cancelled
+-- timers at the top of the heap are dropped on the way.
+local function next_timer_ms()
+  while timers[1] and timers[1].dead do heap_pop() end
+  if not timers[1] then return nil end
+  return math.max(0, math.ceil((timers[1].at - now()) * 1000))
+end
+
 -- ---- tasks ----
 
 -- The task the caller runs in, or nil (main chunk, or a coroutine that is not a task).
@@ -214,11 +222,8 @@ function M._step(timeout_ms)
   run_ready()
   local wait = timeout_ms or 0
   if rhead <= rtail then wait = 0 end
-  while timers[1] and timers[1].dead do heap_pop() end
-  if timers[1] then
-    local ms = math.ceil((timers[1].at - now()) * 1000)
-    if ms < wait then wait = ms < 0 and 0 or ms end
-  end
+  local ms = next_timer_ms()
+  if ms and ms < wait then wait = ms end
   local finished, err = l:step(wait)
   if not finished then error("editflow: transfer loop failed: " .. tostring(err), 0) end
   for i = 1, #finished do
@@ -253,9 +258,8 @@ function M.events() return "r" end
 -- editflow's own, or the engine's (libcurl's) timer; nil when nothing at all is pending.
 function M.timeout()
   if rhead <= rtail then return 0 end
-  local t
-  while timers[1] and timers[1].dead do heap_pop() end
-  if timers[1] then t = math.max(0, timers[1].at - now()) end
+  local t = next_timer_ms()
+  t = t and t / 1000
   local l = loop
   if l and l.timeout then
     local ms = l:timeout()
@@ -274,12 +278,7 @@ local function arm()
   local l = loop
   if not (hosted and l and l.arm) then return end
   if rhead <= rtail then l:arm(0) return end
-  while timers[1] and timers[1].dead do heap_pop() end
-  if timers[1] then
-    l:arm(math.max(0, math.ceil((timers[1].at - now()) * 1000)))
-  else
-    l:arm(-1)
-  end
+  l:arm(next_timer_ms() or -1)
 end
 
 M._arm = arm

@@ -17,10 +17,10 @@ local errors = require "editflow.errors"
 local inputs = require "editflow.inputs"
 local retry = require "editflow.retry"
 local runtime = require "editflow.runtime"
+local url = require "editflow.url"
 
 local M = {}
 
-M.MAX_URL = 8192
 
 local function join(dir, name)
   if dir:sub(-1) == "/" then return dir .. name end
@@ -178,7 +178,7 @@ function M.save(loop, result, dir, opts)
     local u = type(img) == "table" and img.url
     if type(u) ~= "string" then return nil, fail("BAD_RESPONSE", "image " .. i .. " has no url", rid) end
     if u:find("^data:") or u:find("^editflow%-blob:") then return save_inline(dir, stem, u, opts) end
-    if #u > M.MAX_URL then return nil, fail("BAD_RESPONSE", "image " .. i .. " has a URL over " .. M.MAX_URL .. " bytes", rid) end
+    if #u > url.MAX then return nil, fail("BAD_RESPONSE", "image " .. i .. " has a URL over " .. url.MAX .. " bytes", rid) end
     if not u:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
       return nil, fail("BAD_RESPONSE", "image " .. i .. " has an unsupported URL scheme", rid)
     end

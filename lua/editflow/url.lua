@@ -3,6 +3,8 @@
 -- server hands back that point at another origin are re-based onto the configured base URL.
 local M = {}
 
+M.MAX = 8192   -- bytes: a longer URL from a server (status, result, image) is refused
+
 local DEFAULT_PORT = { http = 80, https = 443 }
 
 -- url.parse(s) -> { scheme, host, port, path, query, origin, prefix } or nil, message

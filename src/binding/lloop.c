@@ -271,6 +271,15 @@ static int loop_limits(lua_State *L) {
   return 0;
 }
 
+/* Pushes v, or nil when it is negative (the engine's "none"). */
+static int push_or_nil(lua_State *L, long v) {
+  if (v < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
 /*
 ** The host hook (see ef_loop_fd in ef_engine.h). loop:pollfd() -> the descriptor that is
 ** readable while the loop has work, or nil when the engine's backend has none (poll(2)):
@@ -279,12 +288,7 @@ static int loop_limits(lua_State *L) {
 */
 static int loop_pollfd(lua_State *L) {
   lloop *lo = check_loop(L, 1);
-  int fd = ef_loop_fd(lo->l);
-  if (fd < 0)
-    lua_pushnil(L);
-  else
-    lua_pushinteger(L, fd);
-  return 1;
+  return push_or_nil(L, ef_loop_fd(lo->l));
 }
 
 /*
@@ -312,12 +316,7 @@ static int loop_arm(lua_State *L) {
 ** is due but socket activity. */
 static int loop_timeout(lua_State *L) {
   lloop *lo = check_loop(L, 1);
-  long ms = ef_loop_timeout_ms(lo->l);
-  if (ms < 0)
-    lua_pushnil(L);
-  else
-    lua_pushinteger(L, (lua_Integer)ms);
-  return 1;
+  return push_or_nil(L, ef_loop_timeout_ms(lo->l));
 }
 
 static int loop_tostring(lua_State *L) {
