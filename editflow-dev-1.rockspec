@@ -25,8 +25,7 @@ an HTML contact sheet) and an `editflow` command-line host.
 }
 
 dependencies = {
-   "lua >= 5.4, < 5.5",
-   "lua-cjson >= 2.1",  -- every answer is decoded with it (Debian: lua-cjson)
+   "lua >= 5.4, < 5.5",  -- nothing else: JSON is decoded by editflow.core itself
 }
 
 -- libcurl >= 7.85 (Debian: libcurl4-openssl-dev). Only the library is checked here: Debian keeps

@@ -20,6 +20,7 @@ set(EDITFLOW_INSTALL_DATA "${CMAKE_INSTALL_DATADIR}" CACHE STRING
 install(TARGETS editflow RUNTIME DESTINATION ${EDITFLOW_INSTALL_BIN})
 install(TARGETS editflow_core LIBRARY DESTINATION ${EDITFLOW_INSTALL_CMOD}/editflow)
 install(FILES ${EDITFLOW_LUA_CORE} DESTINATION ${EDITFLOW_INSTALL_LMOD}/editflow)
+install(FILES ${EDITFLOW_LUA_CATALOG} DESTINATION ${EDITFLOW_INSTALL_LMOD}/editflow/catalog)
 install(FILES ${EDITFLOW_LUA_EXPERIMENT} DESTINATION ${EDITFLOW_INSTALL_LMOD}/editflow/experiment)
 
 # editflow(1) and `editflow <TAB>`: the paths man(1) and bash-completion look in by default.

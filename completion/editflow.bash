@@ -10,12 +10,13 @@ _editflow() {
   cur=${COMP_WORDS[COMP_CWORD]}
   prev=${COMP_WORDS[COMP_CWORD-1]}
 
-  local common="--endpoint --base-url --auth --timeout --resubmit-unknown -q --quiet -v --verbose -h --help"
-  local model="-n --num-images -s --image-size --steps -g --guidance -f --format --acceleration --no-safety-checker"
+  local common="-m --model --endpoint --base-url --auth --timeout --resubmit-unknown -q --quiet -v --verbose -h --help"
+  # qwen's fields (the default model); `editflow edit -m ID --help` lists another model's
+  local model="-n --num-images -s --image-size --steps -g --guidance -f --format --acceleration --no-safety-checker --set --inline --allow-fallbacks --no-store-io --output-lifetime"
   local sizes="square_hd square portrait_4_3 portrait_16_9 landscape_4_3 landscape_16_9"
 
   if [[ $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W "edit grid status result cancel run help --help --version" -- "$cur"))
+    COMPREPLY=($(compgen -W "edit grid schema price status result cancel run help --help --version" -- "$cur"))
     return 0
   fi
   cmd=${COMP_WORDS[1]}
@@ -52,7 +53,7 @@ _editflow() {
         COMPREPLY=($(compgen -f -P "${cur%%=*}=" -- "${cur#*=}"))
       fi
       return 0 ;;
-    -p|--prompt|--endpoint|--base-url|--timeout|-n|--num-images|--steps|-g|--guidance|--seed| \
+    -p|--prompt|-m|--model|--endpoint|--base-url|--set|--output-lifetime|--timeout|-n|--num-images|--steps|-g|--guidance|--seed| \
     --negative-prompt|--name|--var|--zip|--seeds|--concurrency|--max-cost|--price)
       return 0 ;;  # free text: nothing to offer
   esac
@@ -69,6 +70,8 @@ _editflow() {
       opts="-o --output $common" ;;
     cancel)
       opts="$common" ;;
+    schema|price)
+      opts="--json $common" ;;
     *)
       return 0 ;;
   esac

@@ -12,8 +12,8 @@ local http = require "editflow.http"
 local json = require "editflow.json"
 local url = require "editflow.url"
 local errors = require "editflow.errors"
-local model = require "editflow.model"
-local inputs = require "editflow.inputs"
+local schema = require "editflow.schema"
+local storage = require "editflow.storage"
 local Job = require "editflow.job"
 local events = require "editflow.events"
 local retry = require "editflow.retry"
@@ -23,6 +23,8 @@ local lifecycle = require "editflow.lifecycle"
 local M = {}
 
 M.DEFAULT_BASE_URL = "https://queue.fal.run"
+M.DEFAULT_API_URL = "https://api.fal.ai"         -- fal's platform API (pricing)
+M.DEFAULT_STORAGE_URL = "https://rest.fal.ai"    -- fal storage (uploads of local files)
 M.DEFAULT_ENDPOINT = "fal-ai/qwen-image-edit-plus"
 -- Seconds a job may take from submit to saved images when no timeout is given, so nothing
 -- waits forever; at expiry the job is cancelled at the queue (see job.lua).
@@ -45,6 +47,9 @@ local OPTIONS = {
   retry = "table or false", journal = "string", job_timeout = "number",
   verbose = "function or boolean",
   max_file_bytes = "number", max_result_bytes = "number", max_image_bytes = "number",
+  api_url = "string", storage_url = "string", schema_url = "string or false", inline = "boolean",
+  multipart_bytes = "number", part_bytes = "number",
+  disable_fallbacks = "boolean", store_io = "boolean", object_lifecycle = "number",
 }
 
 local function opt_error(name, v)
@@ -62,7 +67,7 @@ local function check_types(opts)
       error(string.format("editflow.client: unknown option '%s' (accepted: %s)", tostring(k),
         table.concat(names, ", ")), 3)
     end
-    local ok = want:find(type(v), 1, true) or ((k == "key" or k == "retry") and v == false)
+    local ok = want:find(type(v), 1, true) or ((k == "key" or k == "retry" or k == "schema_url") and v == false)
     if not ok then opt_error(k, v) end
     if want == "number" and not (v > 0 and v < math.huge) then
       error(string.format("editflow.client: %s must be a positive number, got %s", k, tostring(v)), 3)
@@ -151,6 +156,25 @@ function M.new(opts)
     if not u then error(string.format("editflow.client: trust[%d]: %s", i, e), 2) end
     self.trusted[u.origin] = true
   end
+  -- fal's platform beside the queue: a fal key (auth "key") goes to these two origins as
+  -- well, a proxy token never (SPEC §2, §5, §7).
+  self.platform = {}
+  for _, which in ipairs { "api", "storage" } do
+    local text = opts[which .. "_url"] or env("EDITFLOW_" .. which:upper() .. "_URL")
+      or M["DEFAULT_" .. which:upper() .. "_URL"]
+    local u, e = url.parse(text)
+    if not u or u.query then error(string.format("editflow.client: %s_url: %s", which, e or "must not carry a query"), 2) end
+    self.platform[which] = { url = url.root(u) .. u.prefix, origin = u.origin }
+  end
+  self.schema_url = opts.schema_url
+  self.inline = opts.inline == true
+  self.files = { by_path = {} }  -- local inputs by content (editflow.storage)
+  self.multipart_bytes, self.part_bytes = opts.multipart_bytes, opts.part_bytes
+  self.disable_fallbacks, self.store_io = opts.disable_fallbacks, opts.store_io
+  if opts.object_lifecycle ~= nil and not math.tointeger(opts.object_lifecycle) then
+    error("editflow.client: object_lifecycle must be a whole number of seconds, got " .. tostring(opts.object_lifecycle), 2)
+  end
+  self.object_lifecycle = opts.object_lifecycle and math.tointeger(opts.object_lifecycle)
   self.headers = {}
   for k, v in pairs(opts.headers or {}) do
     check_header_name("headers", k)
@@ -223,6 +247,34 @@ function Client:may_authenticate(u)
   return known
 end
 
+-- fal's platform (pricing API, storage): its base URL, whether the credential may go there (a
+-- fal key, not a proxy token), and one call to it, retried like any call. `anonymous` sends no
+-- credential whatever the origin (an upload URL is signed).
+function Client:platform_url(which) return self.platform[which].url end
+
+function Client:platform_ok() return self.auth == "key" and secrets[self] ~= nil end
+
+function Client:platform_call(what, method, u, body, extra_headers, anonymous)
+  local platform = not anonymous and self:platform_ok() and url.origin(u)
+  if platform ~= self.platform.api.origin and platform ~= self.platform.storage.origin then platform = nil end
+  local last
+  local resp, err = retry.run(self:retry_context(nil, false), what, function(left)
+    local t0 = self.verbose and runtime.now()
+    local r, e = http.request(runtime.loop(), self:request_options(what, method, u, body, extra_headers,
+      { anonymous = not platform, platform = platform and true or nil }, left))
+    if self.verbose then
+      self:trace(what, method, u, string.format("%s (%.0f ms)", r and r.status or e.code, (runtime.now() - t0) * 1000))
+    end
+    if not r then return nil, e end
+    last = r
+    if r.status >= 200 and r.status <= 299 then return r end
+    return nil, { status = r.status, headers = r.headers, code = "HTTP_" .. r.status }
+  end)
+  if resp then return resp end
+  if err.status and last then return last end
+  return nil, err
+end
+
 -- A URL returned by the server, made safe to follow: kept on a trusted origin, otherwise
 -- re-based onto the base URL (SPEC §2). nil for a missing or unusable URL.
 function Client:follow_url(u)
@@ -245,7 +297,8 @@ function Client:request_options(what, method, u, body, extra_headers, more, left
     if k == "Accept" then headers[1] = "Accept: " .. v else headers[#headers + 1] = k .. ": " .. v end
   end
   local auth = secrets[self]
-  if auth and self:may_authenticate(u) then headers[#headers + 1] = auth end
+  local anonymous, platform = more and more.anonymous, more and more.platform
+  if auth and not anonymous and (platform or self:may_authenticate(u)) then headers[#headers + 1] = auth end
   local timeout = self.timeout
   if left then timeout = math.min(timeout, math.max(left, 0.001)) end
   local req = {
@@ -254,7 +307,9 @@ function Client:request_options(what, method, u, body, extra_headers, more, left
     connect_timeout = math.max(1, math.floor(math.min(self.connect_timeout, timeout) * 1000)),
     max_body = self.max_result_bytes,
   }
-  for k, v in pairs(more or {}) do req[k] = v end
+  for k, v in pairs(more or {}) do
+    if k ~= "anonymous" and k ~= "platform" then req[k] = v end
+  end
   return req
 end
 
@@ -372,6 +427,23 @@ local function submit_request(self, opts)
     end
     h["X-Fal-Queue-Priority"] = opts.priority
   end
+  -- fal's per-request preferences: no fallback model (another model gives another image for
+  -- the same seed), whether fal keeps the request's input and output, how long its output
+  -- files live. Client options, which a submit's own options override.
+  local fallbacks = opts.disable_fallbacks
+  if fallbacks == nil then fallbacks = self.disable_fallbacks end
+  if fallbacks then
+    h["X-Fal-Disable-Fallbacks"] = "true"
+    h["x-app-fal-disable-fallback"] = "true"  -- the spelling fal's app gateway reads too
+  end
+  local store = opts.store_io
+  if store == nil then store = self.store_io end
+  if store ~= nil then h["X-Fal-Store-IO"] = store and "1" or "0" end
+  local life = opts.object_lifecycle or self.object_lifecycle
+  if life ~= nil then
+    if not math.tointeger(life) or life < 1 then error("object_lifecycle must be a whole number of seconds >= 1", 0) end
+    h["X-Fal-Object-Lifecycle-Preference"] = string.format('{"expiration_duration_seconds":%d}', life)
+  end
   for k, v in pairs(opts.headers or {}) do
     check_header_name("submit headers", k)
     check_header_value("headers['" .. tostring(k) .. "']", v)
@@ -380,11 +452,29 @@ local function submit_request(self, opts)
   return url.with_query(self:url_for(self.endpoint), q), h
 end
 
+-- client:model() -> the endpoint's model (editflow.schema: fetched, cached or shipped), which
+-- validates inputs and describes fields. A waiting call the first time it fetches.
+function Client:model()
+  local m = self._model
+  if not m then
+    m = schema.model(self.endpoint, { schema_url = self.schema_url })
+    self._model = m
+  end
+  return m
+end
+
+-- client:price() -> the endpoint's price { unit_price, unit, currency, source }, or nil, why
+-- (editflow.price: fal's pricing API with a fal key, its cache, the shipped table).
+function Client:price()
+  return require("editflow.price").lookup(self)
+end
+
 -- client:prepare(input) -> the body that would be sent, and the normalised input.
--- Validation and local files happen here: any problem raises before a request is made.
+-- Validation and local files happen here: any problem raises before a request is made. In the
+-- body a local file is named by its content (editflow.storage) until it is sent.
 function Client:prepare(input)
-  local normal = model.validate(self.endpoint, input)
-  inputs.resolve_all(normal, self.max_file_bytes)
+  local normal = self:model():validate(input)
+  storage.name_all(self, self:model(), normal)
   return json.encode(normal), normal
 end
 
@@ -470,6 +560,9 @@ function Client:send(body, opts)
   -- Nothing below may keep the slot if it raises (a journal that cannot be written, a
   -- callback that fails): release it, then let the error go on.
   local sent, accepted, err = pcall(function()
+    local wire, uerr = storage.materialize(self, body)  -- uploads, or data: URIs
+    if not wire then return nil, uerr end
+    body = wire
     life:intent()
     local got, serr = retry.run(self:retry_context(job, false), "submit", function(left)
       return submit_once(self, life, u, body, headers, left)

@@ -1,8 +1,9 @@
 -- editflow.inputs: images given as local files become inputs the server can read.
 -- A string that is not an http(s) or data: URL is a local path; editflow.file(path) says so
 -- explicitly (for a file whose name looks like a URL). A local file is checked (exists, is
--- readable, is under the size limit, is really a PNG, JPEG, GIF or WebP by its bytes) and
--- inlined as a data: URI with the MIME type of what it is, not of its name.
+-- readable, is under the size limit, is really a PNG, JPEG, GIF or WebP by its bytes); it
+-- goes out (editflow.storage) as a fal storage URL or a data: URI with the MIME type of what
+-- it is, not of its name.
 local core = require "editflow.core"
 
 local M = {}
@@ -41,24 +42,6 @@ end
 
 function M.data_uri(bytes, mime)
   return "data:" .. mime .. ";base64," .. core.b64encode(bytes)
-end
-
--- One image reference (already type-checked by editflow.model) -> URL string to send.
-function M.resolve(field, v, max_bytes)
-  if type(v) == "string" and M.is_url(v) then return v end
-  local path = type(v) == "table" and v.path or v
-  return M.data_uri(M.load(field, path, max_bytes))
-end
-
--- Resolves every image field of a validated input, in place.
-function M.resolve_all(input, max_bytes)
-  if input.image_urls then
-    for i, v in ipairs(input.image_urls) do
-      input.image_urls[i] = M.resolve(string.format("image_urls[%d]", i), v, max_bytes)
-    end
-  end
-  if input.image_url then input.image_url = M.resolve("image_url", input.image_url, max_bytes) end
-  return input
 end
 
 local IMAGE_EXT = { png = true, jpg = true, jpeg = true, webp = true, gif = true }

@@ -10,6 +10,7 @@
 --   {"t":"cancel","key":K,"request_id":..}        the queue was asked to cancel it
 --   {"t":"saved","key":K,"paths":[...]}
 --   {"t":"complete"}                              a run finished all it set out to do
+--   {"t":"upload","sha256":H,"file_url":..,"storage":..,"at":..}  a local file in fal storage
 -- Durability: a failed append (a full disk) is cut back by the engine so the file always ends
 -- on a record boundary; a line torn by a crash, or glued to the next record by an older
 -- editflow, is repaired on reading without losing the records after it.
@@ -69,7 +70,7 @@ function M.open(dir, opts)
   local ok, merr = core.mkdir(dir)
   if not ok then error("editflow: cannot use the folder " .. dir .. ": " .. tostring(merr), 0) end
   local self = setmetatable({ dir = dir, path = join(dir, M.FILE), jobs = {}, seen = {}, ids = {},
-    torn = 0, epoch = 0 }, Journal)
+    uploads = {}, torn = 0, epoch = 0 }, Journal)
   local lockpath = join(dir, M.LOCK)
   if not (opts and opts.lock == false) and locks[lockpath] then
     self.lock = locks[lockpath]
@@ -99,6 +100,8 @@ function M.open(dir, opts)
       for _, rec in ipairs(recs) do
         if rec.t == "complete" then
           self.epoch = self.epoch + 1
+        elseif rec.t == "upload" then
+          if type(rec.sha256) == "string" then self.uploads[rec.sha256] = rec end
         elseif type(rec.key) == "string" and type(rec.t) == "string" then
           self:_apply(rec)
         end
@@ -172,7 +175,13 @@ function Journal:append(rec)
   local ok, err = core.append_file(self.path, line)
   if not ok then return nil, "cannot write the journal " .. self.path .. ": " .. tostring(err) end
   self.pending_newline = false
-  if rec.t == "complete" then self.epoch = self.epoch + 1 else self:_apply(rec) end
+  if rec.t == "complete" then
+    self.epoch = self.epoch + 1
+  elseif rec.t == "upload" then
+    self.uploads[rec.sha256] = rec
+  else
+    self:_apply(rec)
+  end
   return true
 end
 

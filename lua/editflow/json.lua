@@ -1,17 +1,18 @@
--- editflow.json: JSON in and out.
--- Decoding uses lua-cjson (a private instance, so other users' settings cannot leak in) and
--- then tidies what cjson 2.1 gives Lua 5.4: integral numbers become integers, nulls in
--- objects become absent keys. Encoding is done here because cjson 2.1 prints numbers with at
--- most 14 significant digits (a 15-digit seed would change) and cannot tell [] from {}.
-local cjson = require "cjson"
+-- editflow.json: JSON in and out, both exact.
+-- Decoding is editflow.core's (src/engine/ef_json.c, a strict RFC 8259 reader; src/binding/
+-- ljson.c builds the values): integer literals stay exact integers (fal's seeds go past 2^53),
+-- other integral numbers that fit become integers too, nulls in objects become absent keys,
+-- arrays are marked with json.array's metatable (so [] stays distinct from {}). Encoding is
+-- done here, in Lua, so that integers print exactly and keys come out sorted.
+local core = require "editflow.core"
 
 local M = {}
 
-local codec = cjson.new()
-codec.decode_max_depth(64)
-codec.decode_invalid_numbers(false)
+local core_decode = core.json_decode
 
-M.null = cjson.null
+-- The JSON null, where a nil cannot stand (in arrays, at the top level). The same
+-- lightuserdata NULL as lua-cjson's cjson.null, so values from either compare equal.
+M.null = core.json_null
 
 local ARRAY = {}  -- metatable marking a table as a JSON array (even when empty)
 
@@ -19,31 +20,17 @@ function M.array(t)
   return setmetatable(t or {}, ARRAY)
 end
 
-local function tidy(v)
-  local ty = type(v)
-  if ty == "number" then
-    return math.tointeger(v) or v
-  elseif ty ~= "table" then
-    return v
+-- json.decode(text) -> value, or nil, message. Never raises: what comes from outside is not
+-- misuse. Nesting is limited to 64 levels.
+function M.decode(text)
+  if type(text) ~= "string" then
+    return nil, "invalid JSON: expected a string, got " .. type(text)
   end
-  local n = #v
-  if n > 0 and next(v, n) == nil then
-    for i = 1, n do v[i] = tidy(v[i]) end
-    return setmetatable(v, ARRAY)
-  end
-  for k, x in pairs(v) do
-    if x == cjson.null then v[k] = nil else v[k] = tidy(x) end
+  local v, err = core_decode(text, ARRAY, M.null)
+  if v == nil then
+    return nil, "invalid JSON: " .. err
   end
   return v
-end
-
--- json.decode(text) -> value, or nil, message
-function M.decode(text)
-  local ok, v = pcall(codec.decode, text)
-  if not ok then
-    return nil, "invalid JSON: " .. tostring(v):gsub("^.-: ", "")
-  end
-  return tidy(v)
 end
 
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
@@ -83,7 +70,7 @@ local function encode_into(v, out, depth)
     end
   elseif ty == "boolean" then
     out[#out + 1] = v and "true" or "false"
-  elseif v == nil or v == cjson.null then
+  elseif v == nil or v == M.null then
     out[#out + 1] = "null"
   elseif ty == "table" then
     if depth > 64 then error("cannot encode: nesting deeper than 64", 0) end

@@ -1,7 +1,12 @@
--- editflow.model: the input schemas of the models editflow knows, and their validation.
--- validate() checks every field before anything is sent and returns a normalised copy
--- (fal's spellings, integers as integers); a bad field raises a message naming the field
--- and what it accepts. Unknown endpoints pass through unchecked apart from their images.
+-- editflow.model: an endpoint's input checked against its JSON Schema, the one fal publishes in
+-- the endpoint's OpenAPI document (editflow.schema finds it: fetched, cached or shipped).
+-- model.compile(doc, endpoint) turns the document into a model; model:validate(input) checks
+-- every field before anything is sent -- types, enums, ranges, lengths, required fields,
+-- anyOf shapes such as image_size, nested objects -- and returns a normalised copy (fal's
+-- spellings, integers as integers); a bad field raises a message naming the field and what it
+-- accepts. Fields named *_url (a string) and *_urls (a list of strings) are file inputs: an
+-- http(s) or data: URL, a local path or editflow.file(path); editflow.inputs resolves them.
+-- An endpoint without a schema (model.unchecked) passes through apart from its images.
 local M = {}
 
 M.SIZES = {
@@ -9,14 +14,22 @@ M.SIZES = {
   portrait_4_3 = { 768, 1024 }, portrait_16_9 = { 576, 1024 },
   landscape_4_3 = { 1024, 768 }, landscape_16_9 = { 1024, 576 },
 }
--- The seed proxy's names for fal's two portrait sizes (SPEC §3); fal's name is what is sent.
+-- The seed proxy's names for fal's two portrait sizes (SPEC §3): accepted wherever fal's
+-- schema has fal's name, and fal's name is what is sent.
 M.SIZE_ALIASES = { portrait_3_4 = "portrait_4_3", portrait_9_16 = "portrait_16_9" }
-local SIZE_LIST = "square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3, "
-  .. "landscape_16_9 (or portrait_3_4, portrait_9_16)"
+
+M.MAX_TEXT = 50000   -- bytes of a prompt: far beyond any model's context, short of abuse
+local MAX_DEPTH = 32 -- $ref hops and nesting followed before a schema is judged broken
+
+local Model = {}
+Model.__index = Model
+
+-- ---- reading a schema ----
 
 local function show(v)
-  if type(v) == "string" then return "'" .. v .. "'" end
+  if type(v) == "string" then return "'" .. (#v > 60 and v:sub(1, 57) .. "..." or v) .. "'" end
   if type(v) == "table" then
+    if v.__editflow_file then return "editflow.file(" .. tostring(v.path) .. ")" end
     if #v > 0 then return string.format("a list of %d", #v) end
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = tostring(k) end
@@ -30,177 +43,432 @@ local function bad(name, what, v)
   error(string.format("%s must be %s, got %s", name, what, show(v)), 0)
 end
 
-local function toint(v)
-  return type(v) == "number" and math.tointeger(v) or nil
-end
-
-local function integer(lo, hi)
-  return function(name, v)
-    local i = toint(v)
-    if not i or i < lo or (hi and i > hi) then
-      bad(name, hi and ("an integer " .. lo .. ".." .. hi) or ("an integer >= " .. lo), v)
-    end
-    return i
+-- "#/components/schemas/Name" inside doc -> the schema it names.
+local function lookup(doc, ref)
+  if type(ref) ~= "string" or ref:sub(1, 2) ~= "#/" then return nil end
+  local node = doc
+  for part in ref:sub(3):gmatch("[^/]+") do
+    part = part:gsub("~1", "/"):gsub("~0", "~")
+    if type(node) ~= "table" then return nil end
+    node = node[part]
   end
+  return type(node) == "table" and node or nil
 end
 
-local function number(lo, hi)
-  return function(name, v)
-    if type(v) ~= "number" or v ~= v or v < lo or v > hi then
-      bad(name, "a number " .. lo .. ".." .. hi, v)
+function Model:deref(s)
+  local hops = 0
+  while type(s) == "table" and s["$ref"] ~= nil do
+    hops = hops + 1
+    local target = lookup(self.doc, s["$ref"])
+    if not target or hops > MAX_DEPTH then
+      error(string.format("the schema of %s is broken: %s does not resolve", self.endpoint, tostring(s["$ref"])), 0)
     end
-    return math.tointeger(v) or v
+    s = target
   end
+  return type(s) == "table" and s or {}
 end
 
-local function boolean(name, v)
-  if type(v) ~= "boolean" then bad(name, "true or false", v) end
+local function is_list(v)
+  return type(v) == "table" and not v.__editflow_file and (#v > 0 or next(v) == nil) and next(v, #v > 0 and #v or nil) == nil
+end
+
+local function types_of(s)
+  local t = s.type
+  if type(t) == "string" then return { [t] = true } end
+  if type(t) == "table" then
+    local set = {}
+    for _, x in ipairs(t) do set[x] = true end
+    return set
+  end
+  return nil
+end
+
+local function num_text(x)
+  return tostring(math.tointeger(x) or x)
+end
+
+-- The bounds of a number schema as text ("2..100", ">= 0", "> 0 and <= 1").
+local function range_text(s)
+  local lo, hi = s.minimum, s.maximum
+  local xlo = s.exclusiveMinimum == true or type(s.exclusiveMinimum) == "number"
+  local xhi = s.exclusiveMaximum == true or type(s.exclusiveMaximum) == "number"
+  if type(s.exclusiveMinimum) == "number" then lo = s.exclusiveMinimum end
+  if type(s.exclusiveMaximum) == "number" then hi = s.exclusiveMaximum end
+  if lo and hi and not xlo and not xhi then return num_text(lo) .. ".." .. num_text(hi) end
+  local parts = {}
+  if lo then parts[#parts + 1] = (xlo and "> " or ">= ") .. num_text(lo) end
+  if hi then parts[#parts + 1] = (xhi and "< " or "<= ") .. num_text(hi) end
+  return #parts > 0 and table.concat(parts, " and ") or nil
+end
+
+local function in_range(s, x)
+  local lo, hi = s.minimum, s.maximum
+  if type(s.exclusiveMinimum) == "number" then
+    if x <= s.exclusiveMinimum then return false end
+  elseif lo and (x < lo or (s.exclusiveMinimum == true and x == lo)) then
+    return false
+  end
+  if type(s.exclusiveMaximum) == "number" then
+    if x >= s.exclusiveMaximum then return false end
+  elseif hi and (x > hi or (s.exclusiveMaximum == true and x == hi)) then
+    return false
+  end
+  return true
+end
+
+-- What a schema accepts, in words, for error messages and `editflow schema`.
+function Model:describe(s, depth)
+  depth = (depth or 0) + 1
+  s = self:deref(s)
+  if depth > 4 then return "a value" end
+  local alts = s.anyOf or s.oneOf
+  if type(alts) == "table" then
+    local parts = {}
+    for _, a in ipairs(alts) do
+      local d = self:describe(a, depth)
+      if d ~= "null" then parts[#parts + 1] = d end
+    end
+    return table.concat(parts, " or ")
+  end
+  if type(s.allOf) == "table" and #s.allOf == 1 then return self:describe(s.allOf[1], depth) end
+  if type(s.enum) == "table" then
+    local vals = {}
+    for i, v in ipairs(s.enum) do vals[i] = tostring(v) end
+    return "one of " .. table.concat(vals, ", ")
+  end
+  if s.const ~= nil then return "exactly " .. tostring(s.const) end
+  local t = types_of(s) or {}
+  if t.integer then
+    local r = range_text(s)
+    return "an integer" .. (r and (" " .. r) or "")
+  elseif t.number then
+    local r = range_text(s)
+    return "a number" .. (r and (" " .. r) or "")
+  elseif t.boolean then
+    return "true or false"
+  elseif t.string then
+    local n = s.maxLength and (" of at most " .. s.maxLength .. " characters") or ""
+    return (s.minLength and s.minLength > 0 and "a non-empty string" or "a string") .. n
+  elseif t.array then
+    local lo, hi = s.minItems or 0, s.maxItems
+    local count = hi and (lo == hi and tostring(lo) or (lo .. " to " .. hi)) or (lo > 0 and ("at least " .. lo) or "")
+    local item = s.items and self:describe(s.items, depth) or "values"
+    return "a list of " .. (count ~= "" and (count .. " ") or "") .. "(" .. item .. ")"
+  elseif t.object or s.properties then
+    local names = {}
+    for k in pairs(s.properties or {}) do names[#names + 1] = k .. "=" end
+    table.sort(names)
+    return #names > 0 and ("a table {" .. table.concat(names, ", ") .. "}") or "a table"
+  elseif t.null then
+    return "null"
+  end
+  return "a value"
+end
+
+-- ---- checking a value ----
+
+local FILE_TEXT = "an image URL, a local path or editflow.file(path)"
+
+local function file_ref(name, v)
+  if type(v) == "string" and v ~= "" then return v end
+  if type(v) == "table" and v.__editflow_file then return v end
+  bad(name, FILE_TEXT, v)
+end
+
+local function text(name, v, s)
+  if type(v) ~= "string" then return nil end
+  if #v > M.MAX_TEXT then
+    error(string.format("%s must be at most %d bytes, got %d", name, M.MAX_TEXT, #v), 0)
+  end
+  local n = utf8.len(v)
+  if not n then error(name .. " must be valid UTF-8 text", 0) end
+  if (s.minLength and n < s.minLength) or (s.maxLength and n > s.maxLength) then return nil end
+  if name == "prompt" and not v:find("%S") then return nil end  -- an empty prompt edits nothing
   return v
 end
 
-M.MAX_TEXT = 50000   -- bytes of a prompt: far beyond any model's context, short of abuse
+local check
 
-local function text(nonempty)
-  return function(name, v)
-    if type(v) ~= "string" or (nonempty and not v:find("%S")) then
-      bad(name, nonempty and "a non-empty string" or "a string", v)
+-- One alternative of anyOf: the normalised value, or nil and the message it raised.
+local function try(self, s, name, v, depth)
+  local ok, out = pcall(check, self, s, name, v, depth)
+  if ok then return out end
+  return nil, out
+end
+
+local function check_object(self, s, name, v, depth)
+  if type(v) ~= "table" or v.__editflow_file or (#v > 0) then bad(name, self:describe(s), v) end
+  local props = s.properties or {}
+  local out = {}
+  for _, k in ipairs(type(s.required) == "table" and s.required or {}) do
+    if v[k] == nil then error(string.format("%s.%s is required", name, k), 0) end
+  end
+  for k, x in pairs(v) do
+    local sub = props[k]
+    local at = name .. "." .. tostring(k)
+    if sub == nil then
+      if s.additionalProperties == true then
+        out[k] = x
+      elseif type(s.additionalProperties) == "table" then
+        out[k] = check(self, s.additionalProperties, at, x, depth)
+      else
+        local names = {}
+        for n in pairs(props) do names[#names + 1] = n end
+        table.sort(names)
+        error(string.format("%s is not a field of %s (accepted: %s)", at, name, table.concat(names, ", ")), 0)
+      end
+    else
+      out[k] = check(self, sub, at, x, depth)
     end
-    if #v > M.MAX_TEXT then
-      error(string.format("%s must be at most %d bytes, got %d", name, M.MAX_TEXT, #v), 0)
+  end
+  return out
+end
+
+function check(self, s, name, v, depth)
+  depth = (depth or 0) + 1
+  if depth > MAX_DEPTH then error("the schema of " .. self.endpoint .. " nests too deep", 0) end
+  s = self:deref(s)
+  local alts = s.anyOf or s.oneOf
+  if type(alts) == "table" and #alts > 0 then
+    local first
+    for _, a in ipairs(alts) do
+      local out, err = try(self, a, name, v, depth)
+      if out ~= nil then return out end
+      first = first or err
     end
-    if not utf8.len(v) then error(name .. " must be valid UTF-8 text", 0) end
+    -- One alternative of a shape the value has (a table for an object) explains best.
+    for _, a in ipairs(alts) do
+      local t = types_of(self:deref(a)) or {}
+      if type(v) == "table" and (t.object or t.array) then
+        local _, err = try(self, a, name, v, depth)
+        error(err, 0)
+      end
+    end
+    bad(name, self:describe(s), v)
+  end
+  if type(s.allOf) == "table" then
+    for _, a in ipairs(s.allOf) do v = check(self, a, name, v, depth) end
+  end
+  if type(s.enum) == "table" then
+    for _, e in ipairs(s.enum) do
+      if e == v then return v end
+    end
+    local alias = M.SIZE_ALIASES[v]
+    if alias then
+      for _, e in ipairs(s.enum) do
+        if e == alias then return alias end
+      end
+    end
+    bad(name, self:describe(s), v)
+  end
+  if s.const ~= nil then
+    if v ~= s.const then bad(name, self:describe(s), v) end
     return v
   end
-end
-
-local function enum(...)
-  local set, list = {}, table.concat({ ... }, ", ")
-  for _, s in ipairs({ ... }) do set[s] = true end
-  return function(name, v)
-    if not set[v] then bad(name, "one of " .. list, v) end
-    return v
+  local t = types_of(s)
+  if not t then
+    if s.properties then return check_object(self, s, name, v, depth) end
+    return v  -- any value
   end
-end
-
-local function image_size(name, v)
-  if type(v) == "string" then
-    v = M.SIZE_ALIASES[v] or v
-    if M.SIZES[v] then return v end
-  elseif type(v) == "table" then
-    local w, h = toint(v.width), toint(v.height)
-    local only = true
-    for k in pairs(v) do
-      if k ~= "width" and k ~= "height" then only = false end
-    end
-    if only and w and h and w >= 64 and w <= 4096 and h >= 64 and h <= 4096 then
-      return { width = w, height = h }
-    end
-    bad(name, "{width=, height=} with integers 64..4096", v)
+  if t.integer and math.type(v) ~= nil and math.tointeger(v) then
+    local i = math.tointeger(v)
+    if in_range(s, i) then return i end
   end
-  bad(name, "one of " .. SIZE_LIST .. " or {width=, height=}", v)
-end
-
--- An image reference: a URL or local path (string) or editflow.file(path); resolved later.
-local function image_ref(name, v)
-  if type(v) == "string" and v ~= "" then return v end
-  if type(v) == "table" and v.__editflow_file then return v end
-  bad(name, "an image URL, a local path or editflow.file(path)", v)
-end
-
-local function image_list(lo, hi)
-  return function(name, v)
-    if type(v) == "string" or (type(v) == "table" and v.__editflow_file) then v = { v } end
-    if type(v) ~= "table" or #v < lo or #v > hi or next(v, #v) ~= nil then
-      bad(name, string.format("a list of %d to %d images", lo, hi), v)
+  if t.number and type(v) == "number" and v == v and v > -math.huge and v < math.huge then
+    if in_range(s, v) then return math.tointeger(v) or v end
+  end
+  if t.boolean and type(v) == "boolean" then return v end
+  if t.string then
+    local out = text(name, v, s)
+    if out then return out end
+    if name == "prompt" then bad(name, "a non-empty string", v) end
+  end
+  if t.array and is_list(v) then
+    if (s.minItems and #v < s.minItems) or (s.maxItems and #v > s.maxItems) then
+      bad(name, self:describe(s), v)
     end
     local out = {}
-    for i = 1, #v do out[i] = image_ref(string.format("%s[%d]", name, i), v[i]) end
-    return out
-  end
-end
-
-local function loras(name, v)
-  if type(v) ~= "table" or #v > 3 or next(v, #v) ~= nil then
-    bad(name, "a list of up to 3 {path=, scale=} tables", v)
-  end
-  local out = {}
-  for i, l in ipairs(v) do
-    local at = string.format("%s[%d]", name, i)
-    if type(l) ~= "table" then bad(at, "a {path=, scale=} table", l) end
-    out[i] = { path = text(true)(at .. ".path", l.path) }
-    if l.scale ~= nil then out[i].scale = number(0, 4)(at .. ".scale", l.scale) end
-  end
-  return out
-end
-
-local COMMON = {
-  prompt = text(true),
-  image_size = image_size,
-  num_inference_steps = integer(2, 100),
-  guidance_scale = number(0, 20),
-  num_images = integer(1, 4),
-  seed = integer(0),
-  sync_mode = boolean,
-  enable_safety_checker = boolean,
-  output_format = enum("png", "jpeg"),
-  negative_prompt = text(false),
-  acceleration = enum("none", "regular"),
-}
-
-local function schema(extra, required)
-  local fields = {}
-  for k, f in pairs(COMMON) do fields[k] = f end
-  for k, f in pairs(extra) do fields[k] = f end
-  local names = {}
-  for k in pairs(fields) do names[#names + 1] = k end
-  table.sort(names)
-  return { fields = fields, required = required, names = table.concat(names, ", ") }
-end
-
-local PLUS = schema({ image_urls = image_list(1, 3) }, { "prompt", "image_urls" })
-local PLUS_LORA = schema({ image_urls = image_list(1, 3), loras = loras }, { "prompt", "image_urls" })
-local SINGLE = schema({ image_url = image_ref }, { "prompt", "image_url" })
-
-M.schemas = {
-  ["fal-ai/qwen-image-edit-plus"] = PLUS,
-  ["fal-ai/qwen-image-edit-2509"] = PLUS,
-  ["fal-ai/qwen-image-edit-plus-lora"] = PLUS_LORA,
-  ["fal-ai/qwen-image-edit-2509-lora"] = PLUS_LORA,
-  ["fal-ai/qwen-image-edit"] = SINGLE,
-}
-
--- model.validate(endpoint, input) -> normalised copy; raises naming the first bad field.
-function M.validate(endpoint, input)
-  if type(input) ~= "table" then bad("input", "a table", input) end
-  local s = M.schemas[endpoint]
-  local out = {}
-  if not s then
-    for k, v in pairs(input) do out[k] = v end
-    if out.image_urls ~= nil then out.image_urls = image_list(1, math.maxinteger)("image_urls", out.image_urls) end
-    if out.image_url ~= nil then out.image_url = image_ref("image_url", out.image_url) end
-    return out
-  end
-  for _, k in ipairs(s.required) do
-    if input[k] == nil then error(k .. " is required", 0) end
-  end
-  for k, v in pairs(input) do
-    local check = s.fields[k]
-    if not check then
-      error(string.format("unknown field %s for %s (accepted: %s)", show(k), endpoint, s.names), 0)
+    for i = 1, #v do
+      out[i] = s.items and check(self, s.items, string.format("%s[%d]", name, i), v[i], depth) or v[i]
     end
-    out[k] = check(k, v)
+    return out
+  end
+  if t.object and type(v) == "table" and not v.__editflow_file then
+    return check_object(self, s, name, v, depth)
+  end
+  bad(name, self:describe(s), v)
+end
+
+-- ---- the model of an endpoint ----
+
+-- The input schema of `endpoint` in an OpenAPI document: the JSON body of the POST to
+-- /<endpoint>, or of the only POST with a JSON body. -> schema, or nil, why.
+local function input_schema(doc, endpoint)
+  if type(doc) ~= "table" or type(doc.paths) ~= "table" then return nil, "not an OpenAPI document" end
+  local function body_of(item)
+    local post = type(item) == "table" and item.post
+    local rb = type(post) == "table" and post.requestBody
+    local content = type(rb) == "table" and rb.content
+    local media = type(content) == "table" and content["application/json"]
+    return type(media) == "table" and type(media.schema) == "table" and media.schema or nil
+  end
+  local s = body_of(doc.paths["/" .. endpoint])
+  if s then return s end
+  local found, n = nil, 0
+  for _, item in pairs(doc.paths) do
+    local b = body_of(item)
+    if b then found, n = b, n + 1 end
+  end
+  if n == 1 then return found end
+  return nil, "no input schema for " .. endpoint .. " in the document"
+end
+
+-- model.compile(doc, endpoint [, source]) -> model, or nil, why.
+function M.compile(doc, endpoint, source)
+  local raw, why = input_schema(doc, endpoint)
+  if not raw then return nil, why end
+  local self = setmetatable({ doc = doc, endpoint = endpoint, source = source }, Model)
+  local ok, s = pcall(Model.deref, self, raw)
+  if not ok then return nil, s end
+  if type(s.properties) ~= "table" then return nil, "the input schema of " .. endpoint .. " has no fields" end
+  self.input = s
+  self.required = {}
+  for _, k in ipairs(type(s.required) == "table" and s.required or {}) do self.required[k] = true end
+  -- Fields in fal's order (x-fal-order-properties), then any others by name.
+  local order, seen = {}, {}
+  for _, k in ipairs(type(s["x-fal-order-properties"]) == "table" and s["x-fal-order-properties"] or {}) do
+    if s.properties[k] ~= nil and not seen[k] then order[#order + 1], seen[k] = k, true end
+  end
+  local rest = {}
+  for k in pairs(s.properties) do
+    if not seen[k] then rest[#rest + 1] = k end
+  end
+  table.sort(rest)
+  for _, k in ipairs(rest) do order[#order + 1] = k end
+  self.order = order
+  -- File inputs: *_url strings and *_urls lists of strings.
+  self.files = {}
+  for _, k in ipairs(order) do
+    local f = self:deref(s.properties[k])
+    local t = types_of(f) or {}
+    if k:match("_url$") and (t.string or not f.type) then
+      self.files[k] = "one"
+    elseif k:match("_urls$") and t.array then
+      self.files[k] = "list"
+    end
+  end
+  return self
+end
+
+-- The field taking the job's images: "image_urls" (a list) or "image_url" (one), else the
+-- first file field, else nil.
+function Model:image_field()
+  if self.files.image_urls then return "image_urls", "list" end
+  if self.files.image_url then return "image_url", "one" end
+  for _, k in ipairs(self.order) do
+    if self.files[k] then return k, self.files[k] end
+  end
+  return nil
+end
+
+-- A field's schema (dereferenced) and its facts for help texts: type word, default, accepts.
+function Model:field(name)
+  local raw = self.input.properties[name]
+  if raw == nil then return nil end
+  local s = self:deref(raw)
+  local kind
+  local alts = s.anyOf or s.oneOf
+  if type(alts) == "table" then
+    for _, a in ipairs(alts) do
+      local t = types_of(self:deref(a)) or {}
+      if t.string or self:deref(a).enum then kind = kind or "string" end
+      if t.object then kind = kind or "object" end
+    end
+  end
+  local t = types_of(s) or {}
+  kind = kind or (t.integer and "integer") or (t.number and "number") or (t.boolean and "boolean")
+    or (t.string and "string") or (t.array and "array") or (t.object and "object")
+    or (s.enum and "string") or "any"
+  local default = s.default
+  if default == nil and type(raw) == "table" then default = raw.default end
+  return {
+    name = name, schema = s, type = kind, default = default, required = self.required[name] == true,
+    file = self.files[name], accepts = self.files[name] and (self.files[name] == "list"
+      and ("a list of (" .. FILE_TEXT .. ")") or FILE_TEXT) or self:describe(s),
+    description = s.description or (type(raw) == "table" and raw.description) or s.title,
+    items = t.array and s.items and self:deref(s.items) or nil,
+  }
+end
+
+function Model:fields()
+  local out = {}
+  for i, k in ipairs(self.order) do out[i] = self:field(k) end
+  return out
+end
+
+-- model:validate(input) -> normalised copy; raises naming the first bad field.
+function Model:validate(input)
+  if type(input) ~= "table" then bad("input", "a table", input) end
+  for _, k in ipairs(self.order) do
+    if self.required[k] and input[k] == nil then
+      error(string.format("%s is required by %s", k, self.endpoint), 0)
+    end
+  end
+  local out = {}
+  for k, v in pairs(input) do
+    if type(k) ~= "string" or self.input.properties[k] == nil then
+      error(string.format("unknown field %s for %s (accepted: %s)", show(k), self.endpoint,
+        table.concat(self.order, ", ")), 0)
+    end
+    local kind = self.files[k]
+    if kind == "one" then
+      out[k] = file_ref(k, v)
+    elseif kind == "list" then
+      if type(v) == "string" or (type(v) == "table" and v.__editflow_file) then v = { v } end
+      local s = self:deref(self.input.properties[k])
+      local lo = math.max(s.minItems or 1, 1)
+      if not is_list(v) or #v < lo or (s.maxItems and #v > s.maxItems) then
+        bad(k, s.maxItems and string.format("a list of %d to %d images", lo, s.maxItems)
+          or string.format("a list of at least %d image%s", lo, lo == 1 and "" or "s"), v)
+      end
+      local list = {}
+      for i = 1, #v do list[i] = file_ref(string.format("%s[%d]", k, i), v[i]) end
+      out[k] = list
+    else
+      out[k] = check(self, self.input.properties[k], k, v)
+    end
   end
   return out
 end
 
--- Output pixels one job will produce (for cost estimates); nil when unknown.
-function M.output_pixels(input)
-  local size = input.image_size or "square_hd"
-  local w, h
-  if type(size) == "table" then w, h = size.width, size.height
-  elseif M.SIZES[size] then w, h = M.SIZES[size][1], M.SIZES[size][2] end
-  if not w then return nil end
-  return w * h * (input.num_images or 1)
+-- ---- an endpoint without a schema ----
+
+local Unchecked = setmetatable({}, { __index = Model })
+Unchecked.__index = Unchecked
+
+-- model.unchecked(endpoint) -> a model that checks only the images (image_url, image_urls).
+function M.unchecked(endpoint)
+  return setmetatable({ endpoint = endpoint, files = { image_urls = "list", image_url = "one" },
+    order = {}, required = {}, input = { properties = {} }, unchecked = true }, Unchecked)
 end
+
+function Unchecked:validate(input)
+  if type(input) ~= "table" then bad("input", "a table", input) end
+  local out = {}
+  for k, v in pairs(input) do out[k] = v end
+  if out.image_urls ~= nil then
+    local v = out.image_urls
+    if type(v) == "string" or (type(v) == "table" and v.__editflow_file) then v = { v } end
+    if not is_list(v) or #v == 0 then bad("image_urls", "a list of images", v) end
+    local list = {}
+    for i = 1, #v do list[i] = file_ref(string.format("image_urls[%d]", i), v[i]) end
+    out.image_urls = list
+  end
+  if out.image_url ~= nil then out.image_url = file_ref("image_url", out.image_url) end
+  return out
+end
+
+function Unchecked:fields() return {} end
+function Unchecked:field() return nil end
 
 return M

@@ -13,6 +13,7 @@ local json = require "editflow.json"
 local errors = require "editflow.errors"
 local http = require "editflow.http"
 local runtime = require "editflow.runtime"
+local cache = require "editflow.cache"
 
 local M = {}
 
@@ -75,36 +76,7 @@ local function ed25519_keys(jwks)
   return keys
 end
 
--- ---- the key cache ----
-
-local function cache_file(opts)
-  local dir = opts.cache_dir
-  if not dir then
-    local base = env("XDG_CACHE_HOME") or (env("HOME") and env("HOME") .. "/.cache")
-    if not base then return nil end
-    dir = base .. "/editflow"
-  end
-  return dir, dir .. "/jwks.json"
-end
-
--- The cache file's entry for this URL, or nil (missing, unreadable, for another URL).
-local function read_disk(path, u)
-  local f = path and io.open(path, "rb")
-  if not f then return nil end
-  local doc = json.decode(f:read("a") or "")
-  f:close()
-  if type(doc) ~= "table" or doc.url ~= u or type(doc.fetched_at) ~= "number"
-      or type(doc.jwks) ~= "table" then
-    return nil
-  end
-  return { jwks = doc.jwks, fetched_at = doc.fetched_at }
-end
-
--- Best effort: a cache that cannot be written only means the next process fetches again.
-local function write_disk(dir, path, u, entry)
-  if not (dir and core.mkdir(dir)) then return end
-  core.write_file(path, json.encode { url = u, fetched_at = entry.fetched_at, jwks = entry.jwks })
-end
+-- ---- the key cache (memory, then editflow.cache's "jwks.json") ----
 
 local function fetch(u)
   runtime.may_wait(4)
@@ -124,15 +96,13 @@ end
 -- `refresh`: the cached keys did not verify; fetch again unless they are very new.
 local function keys_for(opts, refresh)
   local u = opts.jwks_url or env("EDITFLOW_JWKS_URL") or M.DEFAULT_JWKS_URL
-  local dir, path = cache_file(opts)
-  local slot = u .. "\n" .. tostring(path)
+  local dir = cache.dir(opts.cache_dir)
+  local slot = u .. "\n" .. tostring(dir)
   local now = os.time()
   local entry = memory[slot]
   if not (entry and now - entry.fetched_at < M.CACHE_TTL) then
-    entry = read_disk(path, u)
-    if entry and not (now - entry.fetched_at < M.CACHE_TTL and entry.fetched_at <= now + 60) then
-      entry = nil  -- too old (or from the future): never used
-    end
+    local disk = cache.get("jwks.json", u, M.CACHE_TTL, dir)  -- too old or from the future: nil
+    entry = disk and type(disk.value) == "table" and { jwks = disk.value, fetched_at = disk.at } or nil
     memory[slot] = entry
   end
   if entry and not (refresh and now - (entry.tried_at or entry.fetched_at) >= M.REFETCH_AFTER) then
@@ -148,7 +118,7 @@ local function keys_for(opts, refresh)
       { cause = err })
   end
   memory[slot] = got
-  write_disk(dir, path, u, got)
+  cache.put("jwks.json", u, got.jwks, dir, got.fetched_at)
   return got
 end
 

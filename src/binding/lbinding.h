@@ -32,6 +32,9 @@ void ef_lua_loop_forget(lua_State *L, int loop_idx, ef_xfer *x);
 void ef_lua_xfer_register(lua_State *L);
 lxfer *ef_lua_xfer_push(lua_State *L);
 
+/* ljson.c: adds json_decode and json_null to the module table on top of the stack */
+void ef_lua_json_register(lua_State *L);
+
 /* llock.c */
 int ef_lua_lock_new(lua_State *L);
 void ef_lua_lock_register(lua_State *L);

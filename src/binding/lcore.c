@@ -1,9 +1,10 @@
 /*
 ** lcore.c — luaopen_editflow_core, the C half of the editflow module (`editflow.core`).
-** Registers the Loop, Transfer and Lock types and a few byte helpers that are too slow or too
-** awkward in Lua: base64 for data: URIs, image sniffing, safe file names, atomic writes,
-** journal appends, bounded reads of local inputs, mkdir -p, SHA-256 and Ed25519 verification
-** (webhook signatures), clocks and process figures (CPU, peak RSS, open-file limit). This is the only symbol the module exports.
+** Registers the Loop, Transfer and Lock types, JSON decoding (ljson.c) and a few byte helpers
+** that are too slow or too awkward in Lua: base64 for data: URIs, image sniffing and
+** dimensions, safe file names, atomic writes, journal appends, bounded reads of local inputs,
+** mkdir -p, SHA-256 and Ed25519 verification (webhook signatures), clocks and process figures
+** (CPU, peak RSS, open-file limit). luaopen_editflow_core is the only symbol the module exports.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -68,6 +69,25 @@ static int core_sniff(lua_State *L) {
   }
   lua_pushstring(L, k->ext);
   lua_pushstring(L, k->mime);
+  return 2;
+}
+
+/*
+** core.image_size(bytes) -> width, height; or nil, message when the bytes are not a PNG, JPEG,
+** GIF or WebP, or their header is cut short or malformed (these bytes come from outside).
+*/
+static int core_image_size(lua_State *L) {
+  size_t n;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  const ef_image_kind *k = ef_sniff_image(s, n);
+  uint32_t w, h;
+  if (k == NULL)
+    return fail(L, "not a PNG, JPEG, GIF or WebP image");
+  if (ef_image_size(s, n, &w, &h) != 0)
+    return fail(L, lua_pushfstring(L, "no image size in the %s header (cut short or malformed)",
+                                   k->ext));
+  lua_pushinteger(L, (lua_Integer)w);
+  lua_pushinteger(L, (lua_Integer)h);
   return 2;
 }
 
@@ -270,6 +290,7 @@ static int core_lock(lua_State *L) { return ef_lua_lock_new(L); }
 static const luaL_Reg corelib[] = {
   {"loop", core_loop},           {"b64encode", core_b64encode}, {"b64decode", core_b64decode},
   {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
+  {"image_size", core_image_size},
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"append_file", core_append_file},
   {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
@@ -290,6 +311,7 @@ int luaopen_editflow_core(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_newlib(L, corelib);
+  ef_lua_json_register(L);
   lua_pushliteral(L, EDITFLOW_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushstring(L, ef_curl_version());

@@ -1,8 +1,10 @@
 /*
 ** ef_codec.c — bytes that come from outside: base64 (data: URIs both ways), image-format
-** sniffing from magic numbers, and turning any string into a file name that is safe to create.
+** sniffing from magic numbers and image dimensions from headers, and turning any string into
+** a file name that is safe to create.
 ** Every function here is total over arbitrary input (these are fuzz targets).
 */
+#include <stdint.h>
 #include <string.h>
 #include "ef_engine.h"
 
@@ -82,6 +84,122 @@ const ef_image_kind *ef_sniff_image(const unsigned char *p, size_t n) {
   if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
     return &webp;
   return NULL;
+}
+
+static uint32_t be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
+static uint32_t le16(const unsigned char *p) { return (uint32_t)p[1] << 8 | p[0]; }
+static uint32_t le24(const unsigned char *p) { return (uint32_t)p[2] << 16 | le16(p); }
+static uint32_t be32(const unsigned char *p) { return be16(p) << 16 | be16(p + 2); }
+
+/*
+** JPEG: the size is in the frame header (SOF0..SOF15), which must come before the first scan.
+** C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not frame headers. Segments are
+** skipped by their length, each checked against n; fill bytes (0xFF runs) are allowed before
+** a marker, and the markers without a length (TEM, RST0..7, SOI) are stepped over.
+*/
+static int jpeg_size(const unsigned char *p, size_t n, uint32_t *w, uint32_t *h) {
+  size_t i = 2;
+  for (;;) {
+    if (i >= n || p[i] != 0xFF)
+      return -1;
+    while (i < n && p[i] == 0xFF)
+      i++;
+    if (i >= n)
+      return -1;
+    unsigned m = p[i++];
+    if (m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7))
+      continue;
+    if (m == 0x00 || m == 0xD9 || m == 0xDA)
+      return -1; /* not a marker, the end of the image, or a scan: no frame header before it */
+    if (n - i < 2)
+      return -1;
+    size_t len = be16(p + i);
+    if (len < 2)
+      return -1;
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+      /* length (2), precision (1), lines (2), samples per line (2), components (1), then 3
+      ** bytes per component: the whole header must be there, its length consistent */
+      if (len < 8 || n - i < len || len != 8 + 3 * (size_t)p[i + 7] || p[i + 7] == 0)
+        return -1;
+      *h = be16(p + i + 3);
+      *w = be16(p + i + 5);
+      return 0;
+    }
+    i += len;
+  }
+}
+
+/*
+** WebP: the first chunk after "RIFF....WEBP" says which kind: "VP8 " (lossy: a key frame's
+** 14-bit sizes after its start code), "VP8L" (lossless: 14-bit sizes minus one, packed after
+** the 0x2F signature) or "VP8X" (extended: the 24-bit canvas sizes minus one).
+*/
+static int webp_size(const unsigned char *p, size_t n, uint32_t *w, uint32_t *h) {
+  const unsigned char *c = p + 20; /* the first chunk's payload */
+  if (n < 20)
+    return -1;
+  if (memcmp(p + 12, "VP8 ", 4) == 0) {
+    if (n < 30 || (c[0] & 1) != 0 || memcmp(c + 3, "\x9d\x01\x2a", 3) != 0)
+      return -1; /* not a key frame, or no start code */
+    *w = le16(c + 6) & 0x3FFF;
+    *h = le16(c + 8) & 0x3FFF;
+    return 0;
+  }
+  if (memcmp(p + 12, "VP8L", 4) == 0) {
+    if (n < 25 || c[0] != 0x2F || (c[4] >> 5) != 0)
+      return -1; /* no signature, or a version other than 0 */
+    *w = 1 + (c[1] | (uint32_t)(c[2] & 0x3F) << 8);
+    *h = 1 + (c[2] >> 6 | (uint32_t)c[3] << 2 | (uint32_t)(c[4] & 0x0F) << 10);
+    return 0;
+  }
+  if (memcmp(p + 12, "VP8X", 4) == 0) {
+    if (n < 30)
+      return -1;
+    *w = 1 + le24(c + 4);
+    *h = 1 + le24(c + 7);
+    return 0;
+  }
+  return -1;
+}
+
+/*
+** Width and height from the header of a PNG (IHDR, which must be the first chunk), JPEG
+** (the frame header), GIF (the logical screen) or WebP. 0, or -1 when the bytes are none of
+** these, the header is not within the n bytes, or it is malformed (a zero size included).
+*/
+int ef_image_size(const unsigned char *p, size_t n, uint32_t *w, uint32_t *h) {
+  const ef_image_kind *k = ef_sniff_image(p, n);
+  uint32_t ww = 0, hh = 0;
+  int rc = -1;
+  if (k == NULL)
+    return -1;
+  switch (k->ext[0]) {
+  case 'p': /* png: signature (8), IHDR's length (4, always 13) and type (4), width, height */
+    if (n >= 24 && be32(p + 8) == 13 && memcmp(p + 12, "IHDR", 4) == 0) {
+      ww = be32(p + 16);
+      hh = be32(p + 20);
+      rc = ww <= 0x7FFFFFFF && hh <= 0x7FFFFFFF ? 0 : -1; /* PNG's limit is 2^31 - 1 */
+    }
+    break;
+  case 'j':
+    rc = jpeg_size(p, n, &ww, &hh);
+    break;
+  case 'g': /* gif: signature (6), then the logical screen's width and height, little-endian */
+    if (n >= 10) {
+      ww = le16(p + 6);
+      hh = le16(p + 8);
+      rc = 0;
+    }
+    break;
+  default:
+    rc = webp_size(p, n, &ww, &hh);
+    break;
+  }
+  if (rc != 0 || ww == 0 || hh == 0)
+    return -1;
+  *w = ww;
+  *h = hh;
+  return 0;
 }
 
 unsigned long long ef_fnv1a64(const void *p, size_t n) {

@@ -13,6 +13,7 @@
 #define EF_ENGINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* ---- growable byte buffer (ef_buf.c) ---- */
 
@@ -130,6 +131,9 @@ long ef_b64_decode(const char *in, size_t n, unsigned char *out, size_t *bad);
 typedef struct ef_image_kind { const char *ext; const char *mime; } ef_image_kind;
 /* Recognises PNG, JPEG, GIF and WebP from leading bytes; NULL if none. */
 const ef_image_kind *ef_sniff_image(const unsigned char *p, size_t n);
+/* Width and height from a PNG, JPEG, GIF or WebP header: 0, or -1 when the header is not
+** within the n bytes or is malformed (a zero size included). */
+int ef_image_size(const unsigned char *p, size_t n, uint32_t *w, uint32_t *h);
 
 /* 64-bit FNV-1a of the bytes: a stable fingerprint (not a cryptographic hash). */
 unsigned long long ef_fnv1a64(const void *p, size_t n);

@@ -9,8 +9,8 @@
 ** instructions, never inside libcurl; the host then lets editflow.cli.interrupted cancel what
 ** is in flight and exits 128 + the signal's number. A second one of them kills at once.
 ** The engine module and the embedded Lua modules are installed in package.preload, so the
-** binary needs no files beside it; other C modules (cjson) load as usual, which is why the
-** host links liblua shared.
+** binary needs no files beside it; other C modules a script requires (luv, lua-cjson, ...)
+** load as usual, which is why the host links liblua shared.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>

@@ -1,7 +1,8 @@
 /*
 ** fuzz_codec.c — libFuzzer target: the decoders of remote bytes in ef_codec.c. base64 (data:
 ** URIs from results) must decode within its output bound and round-trip what it accepts;
-** image sniffing must stay in bounds; a cleaned file name must never be a path or a special
+** image sniffing and dimensions must stay in bounds, and a size is only ever found in bytes
+** that sniff as an image, and is never zero; a cleaned file name must never be a path or a special
 ** name, whatever the server called the file.
 */
 #include <stddef.h>
@@ -34,8 +35,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   free(out);
 
-  /* sniffing */
-  (void)ef_sniff_image(data, size);
+  /* sniffing and dimensions; the bytes are copied to an exact-size block so that ASan sees
+  ** any read past the end (libFuzzer's own buffer is exact too, but not every driver's) */
+  const ef_image_kind *kind = ef_sniff_image(data, size);
+  unsigned char *img = malloc(size ? size : 1);
+  memcpy(img, data, size);
+  uint32_t w = 0, h = 0;
+  if (ef_image_size(img, size, &w, &h) == 0 && (kind == NULL || w == 0 || h == 0))
+    abort();
+  free(img);
 
   /* file names */
   char name[128];

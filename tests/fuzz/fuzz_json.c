@@ -1,7 +1,7 @@
 /*
 ** fuzz_json.c — libFuzzer target: status objects and error bodies as the Lua side parses them
-** (lua-cjson under editflow.json, then editflow.errors' reading of fal's error shapes, then a
-** job's reading of a status object). Lua errors are allowed only as returned values; anything
+** (editflow.json's decoder, core.json_decode over src/engine/ef_json.c, then editflow.errors'
+** reading of fal's error shapes, then a job's reading of a status object). Lua errors are allowed only as returned values; anything
 ** raised is a defect.
 */
 #include <stddef.h>

@@ -29,7 +29,7 @@ local function signal(pid, sig) os.execute(UNPRELOAD .. "kill -" .. sig .. " " .
 -- "env NAME=VALUE ... BIN ARGS..." for a sandbox (extra: names -> values; prefix: words before env).
 local function command(url, args, extra, prefix)
   local parts = { prefix or "", "env" }
-  local e = { FAL_KEY = KEY, EDITFLOW_BASE_URL = url, EDITFLOW_AUTH = "key" }
+  local e = { FAL_KEY = KEY, EDITFLOW_BASE_URL = url, EDITFLOW_STORAGE_URL = url, EDITFLOW_API_URL = url, EDITFLOW_AUTH = "key" }
   for k, v in pairs(extra or {}) do e[k] = v end
   for k, v in pairs(e) do parts[#parts + 1] = k .. "=" .. q(v) end
   parts[#parts + 1] = q(BIN)

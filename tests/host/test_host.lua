@@ -6,6 +6,7 @@ local core = require "editflow.core"
 local BIN = assert(os.getenv("EDITFLOW_BIN"), "EDITFLOW_BIN is not set")
 local A = T.source_dir .. "/tests/fixtures/a.png"
 local B = T.source_dir .. "/tests/fixtures/b.png"
+local json = require "editflow.json"
 local KEY = "test-key-host-7f3a9c"
 
 local sb = T.sandbox { "--key", KEY, "--bearer", KEY .. "-bearer", "--job-time", "0.05" }
@@ -20,7 +21,7 @@ local function run(env, ...)
 end
 
 local function env(extra)
-  local e = { FAL_KEY = KEY, EDITFLOW_BASE_URL = sb.url, EDITFLOW_AUTH = "key" }
+  local e = { FAL_KEY = KEY, EDITFLOW_BASE_URL = sb.url, EDITFLOW_STORAGE_URL = sb.url, EDITFLOW_API_URL = sb.url, EDITFLOW_AUTH = "key" }
   for k, v in pairs(extra or {}) do e[k] = v end
   return e
 end
@@ -55,7 +56,7 @@ T.case("edit writes the images, prints their paths, exits 0 (Key and Bearer)", f
   for _, auth in ipairs { "key", "bearer" } do
     local d = T.tmpdir()
     local key = auth == "key" and KEY or (KEY .. "-bearer")
-    local st, out, err = run({ FAL_KEY = key, EDITFLOW_BASE_URL = sb.url, EDITFLOW_AUTH = auth },
+    local st, out, err = run({ FAL_KEY = key, EDITFLOW_BASE_URL = sb.url, EDITFLOW_STORAGE_URL = sb.url, EDITFLOW_API_URL = sb.url, EDITFLOW_AUTH = auth },
       "edit", "-p", "put them side by side", "-i", A, "-i", B, "-o", d, "--num-images", "2", "--seed", "3")
     T.eq(st, 0, auth .. " exit status; stderr: " .. tostring(err))
     local paths = lines(out)
@@ -75,9 +76,9 @@ T.case("invalid input exits 2 before any request, naming the field and the flag"
   local before = sb.stats().requests
   local cases = {
     { { "-n", "7" }, "num_images must be an integer 1..4, got 7 (option --num-images)" },
-    { { "--image-size", "huge" }, "image_size must be one of square_hd" },
+    { { "--image-size", "huge" }, "image_size must be a table {height=, width=} or one of square_hd" },
     { { "--steps", "1000" }, "num_inference_steps must be an integer 2..100, got 1000 (option --steps)" },
-    { { "--format", "gif" }, "output_format must be one of png, jpeg, got 'gif'" },
+    { { "--format", "gif" }, "output_format must be one of jpeg, png, got 'gif' (option --format)" },
     { { "-i", T.source_dir .. "/tests/fixtures/missing.png" }, "image_urls[2]: cannot read image" },
     { { "-i", T.source_dir .. "/tests/fixtures/not-an-image.png" }, "is not a PNG, JPEG, GIF or WebP image" },
   }
@@ -269,7 +270,9 @@ end)
 
 T.case("grid: dry run sends nothing; a budget refuses; a run writes the gallery, a re-run reuses it", function()
   local d = T.tmpdir()
-  local before = sb.stats().requests
+  local s0 = sb.stats()
+  local function sent() local s = sb.stats() return s.by_route.submit + s.upload_initiates end
+  local before = sent()
   local grid = { "grid", "-p", "a ${animal} in ${style}", "--var", "animal=cat,dog", "--var", "style=oil,ink",
     "-i", A, "--seeds", "1,2", "-s", "square", "-o", d, "--name", "cli" }
   local function with(...)  -- grid's arguments and more (table.unpack mid-list would cut them)
@@ -280,18 +283,21 @@ T.case("grid: dry run sends nothing; a budget refuses; a run writes the gallery,
   local st, out, err = run(env(), with("--dry-run"))
   T.eq(st, 0, "dry run: " .. tostring(err))
   T.contains(out, "plan: 8 jobs (0 reused from an earlier run), 8 images, 2.10 output megapixels, estimated $0.0629", "the plan")
-  T.eq(sb.stats().requests, before, "the sandbox counted nothing")
+  T.contains(out, "per megapixels (pricing API)", "priced from fal's pricing API")
+  T.eq(sent(), before, "nothing submitted or uploaded")
   st, out, err = run(env(), with("--max-cost", "0.01"))
   T.eq(st, 1, "over budget")
   T.contains(err, "over the budget", "says so")
-  T.eq(sb.stats().requests, before, "still nothing sent")
+  T.eq(sent(), before, "still nothing sent")
   st, out, err = run(env(), "grid", "-p", "a ${animal} in ${colour}", "--var", "animal=cat", "-i", A, "-o", d)
   T.eq(st, 2, "missing variable")
   T.contains(err, "missing variable 'colour'", "named")
-  st, out, err = run(env(), with())
+  -- a cache of its own: the photo was uploaded by an earlier case (and remembered there)
+  st, out, err = run(env { XDG_CACHE_HOME = T.tmpdir() }, with())
   T.eq(st, 0, "run: " .. tostring(err))
   T.eq(out, d .. "/cli/index.html\n", "prints the gallery's path")
   T.contains(T.read(d .. "/cli/index.html"), "a dog in ink", "gallery written")
+  T.eq(sb.stats().uploads - s0.uploads, 1, "8 jobs over one local photo: one upload")
   local submits = sb.stats().by_route.submit
   st, out = run(env(), with())
   T.eq(st, 0, "re-run")
@@ -339,6 +345,50 @@ T.case("edit run again: a seeded job is reused, a seedless one gives a new sampl
   T.contains(err5, "submitted", "the re-run says submitted")
   T.ok(out4 ~= out5 and T.exists(out4:match("[^\n]+")) and T.exists(out5:match("[^\n]+")), "two files, none replaced")
   T.eq(sb.stats().by_route.submit - before, 4, "a new sample was paid for, as asked")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("any model: -m ENDPOINT takes its schema's fields; schema and price describe it", function()
+  local before = sb.stats()
+  -- qwen 2511 runs, with -i going to its image_urls
+  local d = T.tmpdir()
+  local st, out, err = run(env(), "edit", "-m", "fal-ai/qwen-image-edit-2511", "-p", "make it blue", "-i", A,
+    "-o", d, "--num-inference-steps", "20")
+  T.eq(st, 0, "2511 edit: " .. tostring(err))
+  T.eq(#lines(out), 1, "one image saved")
+  -- a shipped non-qwen schema refuses a bad field offline: exit 2, the field and the option named
+  st, out, err = run(env { EDITFLOW_SCHEMA_URL = "off" }, "edit", "-m", "fal-ai/nano-banana/edit", "-p", "x",
+    "-i", A, "--aspect-ratio", "7:5")
+  T.eq(st, 2, "invalid aspect ratio")
+  T.contains(err, "aspect_ratio must be one of", "the field")
+  T.contains(err, "(option --aspect-ratio)", "the option")
+  -- Kontext takes one image_url from -i
+  st, out, err = run(env { EDITFLOW_SCHEMA_URL = "off" }, "edit", "-m", "fal-ai/flux-pro/kontext", "-p", "x",
+    "-i", A, "-i", B)
+  T.eq(st, 2, "two images for a one-image model")
+  T.contains(err, "takes exactly one image (image_url), got 2", "says so")
+  local mid = sb.stats()
+  T.eq(mid.by_route.submit - before.by_route.submit, 1, "only the valid edit was submitted")
+  -- --help lists the model's own options
+  st, out = run(env(), "edit", "-m", "fal-ai/nano-banana/edit", "--help")
+  T.eq(st, 0, "help")
+  T.contains(out, "--aspect-ratio", "the schema's fields as options")
+  T.ok(not out:find("--num-inference-steps", 1, true), "and not another model's")
+  -- editflow schema / price
+  st, out = run(env(), "schema", "fal-ai/qwen-image-edit")
+  T.eq(st, 0, "schema")
+  T.contains(out, "num_inference_steps  integer", "fields with types")
+  T.contains(out, "an integer 2..50", "ranges")
+  T.contains(out, "option:  --steps", "the option")
+  st, out = run(env(), "price", "fal-ai/qwen-image-edit-plus")
+  T.eq(st, 0, "price")
+  T.contains(out, "$0.0300 per megapixels (pricing API", "from the pricing API")
+  st, out = run(env { EDITFLOW_API_URL = "http://127.0.0.1:9" }, "price", "fal-ai/qwen-image-edit-plus", "--json")
+  T.eq(st, 0, "price, offline")
+  T.eq(json.decode(out).source, "shipped", "from the shipped table")
+  st, _, err = run(env(), "schema", "someone/nothing")
+  T.eq(st, 1, "no schema anywhere")
+  T.contains(err, "no schema for someone/nothing", "says so")
   os.execute("rm -rf " .. T.quote(d))
 end)
 

@@ -16,10 +16,11 @@ T.case("installed layout works from a stock lua5.4", function()
   f:write(string.format([[
 local editflow = require "editflow"
 assert(package.searchpath("editflow", package.path):find(%q, 1, true), "loaded from the prefix")
-local c = editflow.client{ base_url = %q, key = "test-key" }
+local c = editflow.client{ base_url = %q, storage_url = %q, key = "test-key", schema_url = false }
+assert(c:model().source == "shipped", "the shipped schemas are installed")
 local result, job = assert(c:edit{ prompt = "installed", image_urls = { %q } })
 for _, p in ipairs(assert(job:save(%q))) do print(p) end
-]], prefix, sb.url, T.source_dir .. "/tests/fixtures/a.png", prefix .. "/out"))
+]], prefix, sb.url, sb.url, T.source_dir .. "/tests/fixtures/a.png", prefix .. "/out"))
   f:close()
   -- (LD_PRELOAD and ASAN_OPTIONS: the ASan runtime, only in the sanitizer build)
   local cmd = string.format("env -u FAL_KEY LD_PRELOAD=%s ASAN_OPTIONS=%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s",

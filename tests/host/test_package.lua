@@ -1,6 +1,6 @@
 -- test_package.lua: editflow as users install it.
 --   * `luarocks make` of editflow-dev-1.rockspec, from a copy of the source tree, into a private
---     tree (no network: --deps-mode=none, the system's lua-cjson serves); then a stock lua5.4
+--     tree (no network: --deps-mode=none; editflow needs no other rock); then a stock lua5.4
 --     with `luarocks path` runs an edit against the sandbox and saves a PNG, and the tree's
 --     bin/editflow runs;
 --   * `cmake --install` into a temporary prefix: the man page renders with `man -l` and names
@@ -36,10 +36,10 @@ local function cli_options()
       end
     end
   end
-  for _, t in ipairs { "COMMON", "EDIT", "GRID", "ONE_ID", "RUN" } do
+  for _, t in ipairs { "COMMON", "EDIT", "GRID", "MODEL_COMMON", "ONE_ID", "ABOUT", "RUN" } do
     T.ok(tables[t] and #tables[t] > 0, "option table " .. t .. " found in cli/init.lua")
   end
-  T.ok(n >= 50, "the option tables were read (" .. n .. " entries)")
+  T.ok(n >= 35, "the option tables were read (" .. n .. " entries)")
   return tables
 end
 
@@ -128,7 +128,7 @@ T.case("luarocks make installs the module and the host into a private tree", fun
   end
   T.ok(not T.exists(lmod .. "/cli/init.lua"), "editflow/cli is not installed (it lives in the host)")
 
-  -- A stock lua5.4 that knows only the tree (and the system's lua-cjson), from another folder.
+  -- A stock lua5.4 that knows only the tree, from another folder.
   local run_dir = work .. "/run"
   local script = work .. "/try.lua"
   local f = assert(io.open(script, "w"))
@@ -142,8 +142,8 @@ for _, p in ipairs(assert(job:save("out"))) do print(p) end
 ]], tree, tree, SRC .. "/tests/fixtures/a.png"))
   f:close()
   st, out, err = T.sh(string.format("mkdir -p %s && cd %s && eval \"$(%s path)\" && "
-    .. "env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u EDITFLOW_AUTH -u EDITFLOW_ENDPOINT FAL_KEY=test-key EDITFLOW_BASE_URL=%s "
-    .. "timeout 120 lua5.4 %s", q(run_dir), q(run_dir), rocks, q(sb.url), q(script)))
+    .. "env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u EDITFLOW_AUTH -u EDITFLOW_ENDPOINT FAL_KEY=test-key EDITFLOW_BASE_URL=%s EDITFLOW_STORAGE_URL=%s EDITFLOW_API_URL=%s "
+    .. "timeout 120 lua5.4 %s", q(run_dir), q(run_dir), rocks, q(sb.url), q(sb.url), q(sb.url), q(script)))
   T.eq(st, 0, "stock lua5.4 ran an edit from the tree: " .. tostring(err))
   local saved = out:match("^(out/[%w-]+%-1%.png)\n$")
   T.ok(saved, "one saved path, relative to the current folder: " .. tostring(out))
@@ -213,7 +213,7 @@ T.case("cmake --install: bash completion offers the commands, then each command'
     return set
   end
   local cmds = offers("")
-  for _, c in ipairs { "edit", "grid", "status", "result", "cancel", "run", "help", "--help", "--version" } do
+  for _, c in ipairs { "edit", "grid", "schema", "price", "status", "result", "cancel", "run", "help", "--help", "--version" } do
     T.ok(cmds[c], "command " .. c .. " offered")
   end
   local opts = cli_options()
@@ -225,6 +225,9 @@ T.case("cmake --install: bash completion offers the commands, then each command'
   expect("edit", opts.COMMON, edit)
   expect("grid", opts.GRID, grid)
   expect("grid", opts.COMMON, grid)
+  expect("edit", opts.MODEL_COMMON, edit)
+  expect("grid", opts.MODEL_COMMON, grid)
+  expect("schema", opts.ABOUT, offers("schema", "--"))
   T.ok(not edit["--var"] and not grid["--sync"], "options are per command")
   local status, result = offers("status", "--"), offers("result", "--")
   expect("status", opts.COMMON, status)
@@ -244,7 +247,8 @@ T.case("cmake --install: the ready scripts run from any folder", function()
     T.ok(T.exists(dir .. "/" .. f), "share/editflow/scripts/" .. f)
   end
   local elsewhere = T.tmpdir()  -- neither the source tree nor the prefix
-  local env = "env -u EDITFLOW_AUTH -u EDITFLOW_ENDPOINT FAL_KEY=test-key EDITFLOW_BASE_URL=" .. q(sb.url) .. " "
+  local env = "env -u EDITFLOW_AUTH -u EDITFLOW_ENDPOINT FAL_KEY=test-key EDITFLOW_BASE_URL=" .. q(sb.url)
+    .. " EDITFLOW_STORAGE_URL=" .. q(sb.url) .. " EDITFLOW_API_URL=" .. q(sb.url) .. " "
   local bin = q(p .. "/bin/editflow")
 
   -- edit_pair.lua: its two photos from its own assets/, the output relative to the current folder.

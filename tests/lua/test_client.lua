@@ -10,7 +10,7 @@ local B = T.source_dir .. "/tests/fixtures/b.png"
 local sb = T.sandbox { "--job-time", "0.05" }
 
 local function client(extra)
-  local o = { base_url = sb.url, key = "test-key", poll_interval = 0.02 }
+  local o = { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", poll_interval = 0.02 }
   for k, v in pairs(extra or {}) do o[k] = v end
   return editflow.client(o)
 end
@@ -36,8 +36,12 @@ T.case("edit two local images, save the result into files of their real format",
   T.eq(core.sniff(T.read(paths[1])), "png", "a real PNG")
   T.eq(#T.list_dir(d), 1, "no temporary files left")
   local input = job_input(job.request_id)
-  T.match(input.image_urls[1], "^data:image/png;base64,", "local file sent as a data URI")
+  -- with a fal key, local files go to fal storage once each and the job sends their URLs
+  T.match(input.image_urls[1], "^" .. sb.url:gsub("%p", "%%%0") .. "/media/", "local file sent as its storage URL")
+  T.ok(input.image_urls[1] ~= input.image_urls[2], "two files, two URLs")
   local s = sb.stats()
+  T.eq(s.uploads - before.uploads, 2, "two uploads")
+  T.eq(s.upload_credential_leaks, 0, "the credential never went to an upload URL")
   T.eq(s.by_route.submit - before.by_route.submit, 1, "one submit")
   T.eq(s.by_route.files - before.by_route.files, 1, "one download")
   T.eq(s.files_with_auth, 0, "the credential never went to the image URL")
@@ -115,7 +119,7 @@ end)
 T.case("status tracks queue position and shows only new log lines", function()
   local busy = T.sandbox { "--workers", "1", "--job-time", "0.3" }
   local positions, logs = {}, {}
-  local c = editflow.client { base_url = busy.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.05,
+  local c = editflow.client { base_url = busy.url, storage_url = busy.url, api_url = busy.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.05,
     on_status = function(job, st)
       if job.request_id == (third_id or "") and st.queue_position then positions[#positions + 1] = st.queue_position end
     end,
@@ -195,7 +199,7 @@ end)
 
 T.case("nobody listening: a transport error, and no doubt that nothing was submitted", function()
   local c = editflow.client { base_url = "http://127.0.0.1:9", key = "k", connect_timeout = 2 }
-  local job, err = c:submit { prompt = "p", image_urls = { A } }
+  local job, err = c:submit { prompt = "p", image_urls = { "https://cdn.example/a.png" } }
   T.eq(job, nil, "no job")
   T.eq(err.code, "COULDNT_CONNECT", "code")
   T.eq(err.maybe_submitted, false, "known not to have reached a server")

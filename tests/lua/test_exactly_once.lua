@@ -16,7 +16,7 @@ local function client(sb, extra)
   -- attempts = 10: a download or a refused submit meets a fault 4 times in a row often enough
   -- under a 25 % storm to make the counts below a matter of luck; following needs no count
   -- (it is retried until the deadline).
-  local o = { base_url = sb.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.2,
+  local o = { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.2,
     retry = { base = 0.02, cap = 0.3, attempts = 10, job_budget = 40 } }
   for k, v in pairs(extra or {}) do o[k] = v end
   return editflow.client(o)

@@ -9,7 +9,7 @@ local A = T.source_dir .. "/tests/fixtures/a.png"
 local B = T.source_dir .. "/tests/fixtures/b.png"
 local sb = T.sandbox { "--job-time", "0.02", "--workers", "8" }
 
-local function client() return editflow.client { base_url = sb.url, key = "test-key" } end
+local function client() return editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key" } end
 
 local function manifest(dir)
   local out = {}
@@ -58,19 +58,24 @@ end
 
 T.case("a dry run plans and prices, and sends nothing", function()
   local d = T.tmpdir()
-  local before = sb.stats().requests
+  local before = sb.stats()
   local s = editflow.experiment(spec { out = d, client = client(), dry_run = true })
   T.eq(s.jobs, 12, "2 x 2 combinations x 3 seeds")
   T.eq(s.images, 12, "one image each")
   T.ok(math.abs(s.megapixels - 12 * 0.262144) < 1e-9, "512x512 each")
   T.ok(math.abs(s.cost - 12 * 0.262144 * 0.03) < 1e-9, "at $0.03 per megapixel")
-  T.eq(sb.stats().requests, before, "nothing sent")
+  T.eq(s.plan.price.source, "pricing API", "priced from fal's pricing API")
+  local after = sb.stats()
+  T.eq(after.by_route.submit, before.by_route.submit, "nothing sent")
+  T.eq(after.upload_initiates, before.upload_initiates, "nothing uploaded")
+  T.eq(after.pricing_calls, before.pricing_calls + 1, "one pricing call")
+  before = after
   T.eq(#T.list_dir(d), 0, "no folder made")
   local priced = editflow.experiment(spec { out = d, client = client(), dry_run = true, price = 0.1 })
   T.ok(math.abs(priced.cost - 12 * 0.262144 * 0.1) < 1e-9, "price changeable")
   T.raises(function() editflow.experiment(spec { out = d, client = client(), prompt = "${colour}" }) end,
     "prompt: missing variable 'colour'")
-  T.eq(sb.stats().requests, before, "a missing variable sends nothing")
+  T.eq(sb.stats().requests, before.requests, "a missing variable sends nothing")
 end)
 
 T.case("a run: images named by combination, manifest, gallery; a re-run pays nothing", function()
@@ -196,7 +201,7 @@ T.case("editflow.file in images, directly and as a variable's value", function()
   local _, thumbs = T.read(s.gallery):gsub("<img src=\"inputs/", "")
   T.eq(thumbs, 4, "their thumbnails shown")
   local single = editflow.experiment { name = "single", out = d, dry_run = true, prompt = "p",
-    images = { A }, client = editflow.client { base_url = sb.url, key = "k", endpoint = "fal-ai/qwen-image-edit" } }
+    images = { A }, client = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "k", endpoint = "fal-ai/qwen-image-edit" } }
   T.eq(single.plan.jobs[1].input.image_url, A, "one-image endpoints get image_url")
   os.execute("rm -rf " .. T.quote(d))
 end)

@@ -42,7 +42,7 @@ end)
 
 T.case("under injected faults every job ends and no submit is paid twice", function()
   local sb = T.sandbox { "--workers", "8", "--job-time", "0.02", "--fault-rate", "0.25", "--fault-seed", "7" }
-  local c = editflow.client { base_url = sb.url, key = "test-key", poll_interval = 0.02,
+  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", poll_interval = 0.02,
     retry = { base = 0.02, cap = 0.2, attempts = 6 } }
   local d = T.tmpdir()
   local inputs = {}
@@ -79,7 +79,7 @@ end)
 
 T.case("Retry-After is honoured and a 429 storm lowers the concurrency", function()
   local sb = T.sandbox { "--fault-rate", "1", "--faults", "429" }
-  local c = editflow.client { base_url = sb.url, key = "test-key", max_in_flight = 8,
+  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", max_in_flight = 8,
     retry = { attempts = 2, base = 0.01, jitter = 0 } }
   local t0 = core.monotime()
   local job, err = c:submit { prompt = "p", image_urls = { URL } }
@@ -94,14 +94,14 @@ end)
 
 T.case("not retried: a 4xx, and a submit whose connection broke after sending", function()
   local sb = T.sandbox { "--fault-rate", "1", "--faults", "drop" }
-  local c = editflow.client { base_url = sb.url, key = "test-key", retry = { base = 0.01 } }
+  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", retry = { base = 0.01 } }
   local job, err = c:submit { prompt = "p", image_urls = { URL } }
   T.eq(job, nil, "no job")
   T.eq(err.maybe_submitted, true, "says the job may exist")
   T.eq(sb.stats().by_route.submit, 1, "one try only: a retry could pay twice")
   sb.stop()
   local ok_sb = T.sandbox()
-  local other = editflow.client { base_url = ok_sb.url, key = "test-key", endpoint = "someone/else",
+  local other = editflow.client { base_url = ok_sb.url, storage_url = ok_sb.url, api_url = ok_sb.url, key = "test-key", endpoint = "someone/else",
     retry = { base = 0.01 } }
   local j2, e2 = other:submit { prompt = "p", image_urls = { URL }, num_images = 99 }
   T.eq(j2, nil, "refused")
@@ -112,12 +112,12 @@ end)
 
 T.case("a submit that raises midway gives its in-flight slot back", function()
   local sb = T.sandbox()
-  local c = editflow.client { base_url = sb.url, key = "test-key", max_in_flight = 1 }
+  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", max_in_flight = 1 }
   T.raises(function() c:submit({ prompt = "p", image_urls = { URL } }, { headers = { ["X-A"] = ("a"):rep(9000) } }) end,
     "4096 bytes at most")
   T.raises(function() c:submit({ prompt = "p", image_urls = { URL } }, { headers = { ["X\r\nEvil"] = "1" } }) end,
     "bad header name")
-  local noisy = editflow.client { base_url = sb.url, key = "test-key", max_in_flight = 1,
+  local noisy = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", max_in_flight = 1,
     verbose = function() error("verbose callback failed") end }
   T.raises(function() noisy:submit { prompt = "p", image_urls = { URL } } end, "verbose callback failed")
   T.eq(noisy.slots.held, 0, "slot released after the raise")

@@ -9,7 +9,7 @@ local core = require "editflow.core"
 local URL = "https://cdn.example/a.png"
 
 local function client(sb, extra)
-  local o = { base_url = sb.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.1 }
+  local o = { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", poll_interval = 0.02, max_poll_interval = 0.1 }
   for k, v in pairs(extra or {}) do o[k] = v end
   return editflow.client(o)
 end
@@ -174,7 +174,10 @@ T.case("a callback that raises while a job is streamed does not leave the stream
 end)
 
 T.case("job:wait from the main chunk while other jobs run in the background", function()
-  local sb = T.sandbox { "--workers", "2", "--job-time", "0.1" }
+  -- one worker: the queue runs the jobs strictly in order, 0.2 s apart, so
+  -- when the last one is done the three before it are done and their
+  -- results fetched, if waiting on the last one moved them too
+  local sb = T.sandbox { "--workers", "1", "--job-time", "0.2" }
   local c = client(sb)
   local jobs = {}
   for i = 1, 4 do jobs[i] = assert(c:submit { prompt = "bg " .. i, image_urls = { URL } }) end

@@ -6,7 +6,7 @@ local editflow = require "editflow"
 local json = require "editflow.json"
 
 local sb = T.sandbox()
-local client = editflow.client { base_url = sb.url, key = "test-key" }
+local client = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key" }
 local IMG = T.source_dir .. "/tests/fixtures/a.png"
 
 local function input(extra)
@@ -22,15 +22,16 @@ end
 local BAD = {
   { { prompt = false }, "prompt must be a non-empty string, got false" },
   { { prompt = "   " }, "prompt must be a non-empty string" },
-  { { image_urls = {} }, "image_urls must be a list of 1 to 3 images" },
-  { { image_urls = { "a", "b", "c", "d" } }, "image_urls must be a list of 1 to 3 images" },
+  { { image_urls = {} }, "image_urls must be a list of at least 1 image, got an empty table" },
   { { image_urls = { 42 } }, "image_urls[1] must be an image URL, a local path or editflow.file(path), got 42" },
   { { image_urls = { T.source_dir .. "/tests/fixtures/missing.png" } }, "image_urls[1]: cannot read image" },
   { { image_urls = { T.source_dir .. "/tests/fixtures/not-an-image.png" } }, "is not a PNG, JPEG, GIF or WebP image" },
   { { image_urls = { T.source_dir .. "/tests/fixtures" } }, "image_urls[1]: cannot read image" },
-  { { image_size = "huge" }, "image_size must be one of square_hd, square, portrait_4_3" },
-  { { image_size = { width = 10, height = 10 } }, "image_size must be {width=, height=} with integers 64..4096" },
-  { { image_size = { width = 512, height = 512, depth = 3 } }, "image_size must be {width=, height=}" },
+  -- the shapes and ranges of fal's schema (the shipped copy, as fal publishes it)
+  { { image_size = "huge" }, "image_size must be a table {height=, width=} or one of square_hd, square, portrait_4_3" },
+  { { image_size = { width = 0, height = 10 } }, "image_size.width must be an integer > 0 and <= 14142, got 0" },
+  { { image_size = { width = 512, height = 20000 } }, "image_size.height must be an integer > 0 and <= 14142, got 20000" },
+  { { image_size = { width = 512, height = 512, depth = 3 } }, "image_size.depth is not a field of image_size (accepted: height, width)" },
   { { num_inference_steps = 1 }, "num_inference_steps must be an integer 2..100, got 1" },
   { { num_inference_steps = 101 }, "num_inference_steps must be an integer 2..100, got 101" },
   { { num_inference_steps = 2.5 }, "num_inference_steps must be an integer 2..100, got 2.5" },
@@ -38,15 +39,15 @@ local BAD = {
   { { guidance_scale = "4" }, "guidance_scale must be a number 0..20, got '4'" },
   { { num_images = 7 }, "num_images must be an integer 1..4, got 7" },
   { { num_images = 0 }, "num_images must be an integer 1..4, got 0" },
-  { { seed = -1 }, "seed must be an integer >= 0, got -1" },
-  { { seed = "1" }, "seed must be an integer >= 0, got '1'" },
+  { { seed = 2.5 }, "seed must be an integer, got 2.5" },
+  { { seed = "1" }, "seed must be an integer, got '1'" },
   { { sync_mode = "yes" }, "sync_mode must be true or false, got 'yes'" },
   { { enable_safety_checker = 1 }, "enable_safety_checker must be true or false, got 1" },
-  { { output_format = "gif" }, "output_format must be one of png, jpeg, got 'gif'" },
+  { { output_format = "gif" }, "output_format must be one of jpeg, png, got 'gif'" },
   { { negative_prompt = 3 }, "negative_prompt must be a string, got 3" },
   { { acceleration = "fast" }, "acceleration must be one of none, regular, got 'fast'" },
   { { prompt = "caf\233" }, "prompt must be valid UTF-8 text" },
-  { { num_image = 2 }, "unknown field 'num_image' for fal-ai/qwen-image-edit-plus (accepted: acceleration," },
+  { { num_image = 2 }, "unknown field 'num_image' for fal-ai/qwen-image-edit-plus (accepted: prompt, image_urls," },
 }
 
 T.case("each invalid field is named with what it accepts", function()
@@ -65,35 +66,37 @@ T.case("nothing reached the server while validating", function()
   T.eq(s.requests, 0, "requests seen by the sandbox")
 end)
 
-T.case("valid inputs normalise: portrait spellings, integers, local files as data: URIs", function()
+T.case("valid inputs normalise: portrait spellings, integers, local files by their content", function()
   local body = json.decode(client:prepare(input {
     image_size = "portrait_3_4", num_images = 2.0, image_urls = { IMG, editflow.file(IMG) },
   }))
   T.eq(body.image_size, "portrait_4_3", "the proxy's portrait_3_4 is sent as fal's name")
   T.eq(json.decode(client:prepare(input { image_size = "portrait_9_16" })).image_size, "portrait_16_9", "9:16")
   T.eq(math.type(body.num_images), "integer", "2.0 becomes 2")
-  T.match(body.image_urls[1], "^data:image/png;base64,iVBORw0KGgo", "a path becomes a PNG data URI")
+  -- until it is sent, a local file is named by its SHA-256 (the journal's identity of the job)
+  local sha = (require("editflow.core").sha256(T.read(IMG)):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  T.eq(body.image_urls[1], "editflow-file:sha256:" .. sha, "a path is named by its content")
   T.eq(body.image_urls[1], body.image_urls[2], "editflow.file(path) is the same image")
   local sized = json.decode(client:prepare(input { image_size = { width = 640, height = 480 } }))
   T.eq(sized.image_size.width, 640, "custom size")
 end)
 
 T.case("client options are checked", function()
-  T.raises(function() editflow.client { base_url = sb.url, key = "k", auth = "basic" } end,
+  T.raises(function() editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "k", auth = "basic" } end,
     "auth must be 'key' (fal) or 'bearer' (proxies), got 'basic'")
   T.raises(function() editflow.client { base_url = "ftp://x", key = "k" } end, "base_url: unsupported URL scheme 'ftp'")
-  T.raises(function() editflow.client { base_url = sb.url, key = "k", endpoint = "../x" } end, "endpoint must look like")
-  T.raises(function() editflow.client { base_url = sb.url, key = "k", timeuot = 3 } end, "unknown option 'timeuot'")
-  T.raises(function() editflow.client { base_url = sb.url, key = "a\nb" } end, "key must be a string without CR, LF or NUL")
-  T.raises(function() editflow.client { base_url = sb.url } end, "no credential: set FAL_KEY")
+  T.raises(function() editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "k", endpoint = "../x" } end, "endpoint must look like")
+  T.raises(function() editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "k", timeuot = 3 } end, "unknown option 'timeuot'")
+  T.raises(function() editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "a\nb" } end, "key must be a string without CR, LF or NUL")
+  T.raises(function() editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url } end, "no credential: set FAL_KEY")
   T.raises(function() client:job("../../etc") end, "request_id must be")
 end)
 
 T.case("unknown endpoints pass fields through but still check images", function()
-  local other = editflow.client { base_url = sb.url, key = "k", endpoint = "someone/else" }
+  local other = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "k", endpoint = "someone/else" }
   local body = json.decode(other:prepare { anything = 1, image_urls = { IMG } })
   T.eq(body.anything, 1, "extra field passed")
-  T.match(body.image_urls[1], "^data:image/png", "file resolved")
+  T.match(body.image_urls[1], "^editflow%-file:sha256:%x+$", "file read and named")
   T.raises(function() other:prepare { image_url = T.source_dir .. "/nope.png" } end, "image_url: cannot read image")
 end)
 

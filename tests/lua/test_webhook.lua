@@ -154,15 +154,15 @@ T.case("the JWKS is fetched once, cached on disk, and refetched when over 24 h o
 
     -- A new cache folder holding a copy that is a day and a second old: fetched anew.
     local old = T.tmpdir()
-    disk.fetched_at = os.time() - 24 * 3600 - 1
+    disk.at = os.time() - 24 * 3600 - 1
     assert(core.write_file(old .. "/jwks.json", json.encode(disk)))
     T.eq(webhook.verify(signed(key, BODY), BODY, { jwks_url = u, cache_dir = old }), true, "verified")
     T.eq(count(), 2, "an old cache is refetched")
-    T.ok(json.decode(T.read(old .. "/jwks.json")).fetched_at >= os.time() - 5, "the cache renewed")
+    T.ok(json.decode(T.read(old .. "/jwks.json")).at >= os.time() - 5, "the cache renewed")
 
     -- A fresh cache on disk is used without any request (a new process, as it were).
     local fresh = T.tmpdir()
-    disk.fetched_at = os.time() - 3600
+    disk.at = os.time() - 3600
     assert(core.write_file(fresh .. "/jwks.json", json.encode(disk)))
     T.eq(webhook.verify(signed(key, BODY), BODY, { jwks_url = u, cache_dir = fresh }), true, "from disk")
     T.eq(count(), 2, "a fresh disk cache makes no request")
@@ -185,7 +185,7 @@ local sb = T.sandbox {}
 T.case("ingest_webhook records the outcome; a new run reuses the job without a request", function()
   local d = T.tmpdir()
   local input = { prompt = "webhook [slow:30]", image_urls = { "https://cdn.example/a.png" }, seed = 7 }
-  local c = editflow.client { key = "test-key", base_url = sb.url, journal = d }
+  local c = editflow.client { key = "test-key", base_url = sb.url, storage_url = sb.url, api_url = sb.url, journal = d }
   local job = assert(c:submit(input))
   local id = job.request_id
   local submits = sb.stats().by_route.submit
@@ -201,21 +201,21 @@ T.case("ingest_webhook records the outcome; a new run reuses the job without a r
   code_of("NOT_FOUND", "unknown request id", nf, err)
   code_of("BAD_WEBHOOK", "not JSON", c:ingest_webhook("not json"))
 
-  local c2 = editflow.client { key = "test-key", base_url = sb.url, journal = d }
+  local c2 = editflow.client { key = "test-key", base_url = sb.url, storage_url = sb.url, api_url = sb.url, journal = d }
   local job2 = assert(c2:submit(input))
   T.ok(job2.from_journal, "reused from the journal")
   T.eq(job2.request_id, id, "the same job")
   local res = assert(job2:wait())
   T.eq(res.images[1].url, "https://cdn.example/out.png", "the webhook's payload is the result")
   T.eq(sb.stats().by_route.submit, submits, "no new submit")
-  T.raises(function() editflow.client { key = "test-key", base_url = sb.url }:ingest_webhook(body) end,
+  T.raises(function() editflow.client { key = "test-key", base_url = sb.url, storage_url = sb.url, api_url = sb.url }:ingest_webhook(body) end,
     "needs a client with a journal")
   os.execute("rm -rf " .. T.quote(d))
 end)
 
 T.case("an ERROR webhook records the job failed", function()
   local d = T.tmpdir()
-  local c = editflow.client { key = "test-key", base_url = sb.url, journal = d }
+  local c = editflow.client { key = "test-key", base_url = sb.url, storage_url = sb.url, api_url = sb.url, journal = d }
   local job = assert(c:submit { prompt = "webhook error [slow:30]",
     image_urls = { "https://cdn.example/a.png" }, seed = 8 })
   T.eq(c:ingest_webhook { request_id = job.request_id, status = "ERROR", error = "out of memory" },

@@ -3,7 +3,8 @@
 # shapes of submit/status/stream/result/cancel answers, the /files CDN route, the SSE
 # producer, the /_sandbox/{stats,jobs,reset,health,control} routes, the run-time faults set
 # through /_sandbox/control (outage, repeated request ids, hostile field types, keep-alive
-# interval) and the counters. Never logs or echoes a credential.
+# interval) and the counters. Never logs or echoes a credential. fal's platform routes (schema,
+# pricing, storage, the upload CDN) live in falplatform.py; this file only routes to them.
 
 import asyncio
 import hmac
@@ -12,6 +13,7 @@ import sys
 import time
 
 import images
+import falplatform
 from faults import AFTER_WORK, Faults, bare_500
 from httpd import Response, Stream
 from jobqueue import COMPLETED, IN_QUEUE, JobQueue, new_id
@@ -19,7 +21,7 @@ from validate import validate
 
 ROUTES = ("submit", "status", "stream", "result", "cancel", "files", "other")
 QUEUE_ROUTES = ROUTES[:-1]
-CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults")
+CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults") + falplatform.CONTROL_KEYS
 TRICKLE_BYTES, TRICKLE_EVERY, TRICKLE_FOR = 2, 1.0, 900.0   # [trickle]: 2 B/s, 15 min at most
 # [hostile]: field values a careless client trips on; answers alternate between the two sets
 _HOSTILE = ({"queue_position": {"n": 1}, "logs": "not a list", "metrics": "fast"},
@@ -50,6 +52,8 @@ class SandboxApp:
         self.public_base = (opts.public_base.rstrip("/") if opts.public_base
                             else own_origin + self.prefix)
         self.queue = JobQueue(opts.workers, opts.job_time, own_origin)
+        self.platform = falplatform.Platform(own_origin, opts.key, opts.bearer,
+                                             getattr(opts, "catalog", "") or falplatform.CATALOG_DIR)
         self._reset_counters()
         self._reset_controls()
 
@@ -62,7 +66,7 @@ class SandboxApp:
 
     def _reset_counters(self):
         self.requests = 0
-        self.by_route = dict.fromkeys(ROUTES, 0)
+        self.by_route = dict.fromkeys(ROUTES + falplatform.ROUTES, 0)
         self.submits_by_endpoint = {}
         self.auth = {"key": 0, "bearer": 0, "bad": 0}
         self.files_with_auth = 0
@@ -82,7 +86,13 @@ class SandboxApp:
             return self._introspect(req, path)
         t0 = time.perf_counter()
         self.requests += 1
-        route, resp = await self._faulty_route(req, path)
+        route = falplatform.Platform.route_name(req, path)
+        if route is not None:         # fal's platform: its own faults (fail_next), no outage
+            if route == "media" and "authorization" in req.headers:
+                self.files_with_auth += 1
+            resp = self.platform.handle(route, req, path)
+        else:
+            route, resp = await self._faulty_route(req, path)
         self.by_route[route] += 1
         code = str(resp.status)
         self.status_codes[code] = self.status_codes.get(code, 0) + 1
@@ -218,7 +228,8 @@ class SandboxApp:
                                                    "type": "json_invalid",
                                                    "ctx": {"error": str(e)[:200]}}]},
                                  fresh + [("X-Fal-Retryable", "false")])
-        errs, spec = validate(body)
+        judged = self.platform.validate_submit(endpoint, body)
+        errs, spec = judged if judged is not None else validate(body)
         if errs:
             return Response.json(422, {"detail": errs}, fresh + [("X-Fal-Retryable", "false")])
         limit = req.query.get("fal_max_queue_length")
@@ -398,7 +409,8 @@ class SandboxApp:
                 "webhooks": dict(q.webhooks),
                 "duplicate_submits": self.duplicate_submits,
                 "submit_bodies": len(self.seen_bodies), "repeated_ids": self.repeated_ids,
-                "faults": dict(self.faults.injected) if self.faults else {}}
+                "faults": dict(self.faults.injected) if self.faults else {},
+                **self.platform.stats()}
 
     def _introspect(self, req, path):
         if path == "/_sandbox/stats" and req.method in ("GET", "HEAD"):
@@ -409,6 +421,7 @@ class SandboxApp:
             self.queue.reset()
             self._reset_counters()
             self._reset_controls()
+            self.platform.reset()
             self.server.reset_counters()
             return Response.json(200, {"ok": True})
         if path == "/_sandbox/control" and req.method == "POST":
@@ -442,8 +455,14 @@ class SandboxApp:
         ka = body.get("keepalive", 1.0)
         if type(ka) not in (int, float) or not 0.01 <= ka <= 3600:
             return self._bad_control("keepalive must be a number of seconds in [0.01, 3600]")
+        platform_acts, err = self.platform.parse_control(body)
+        if err:
+            return self._bad_control(err)
         if body.get("reset_faults"):
             self._reset_controls()
+            self.platform.fail_next.clear()
+        for act in platform_acts:
+            act()
         if "outage" in body:
             self.outage = outage
         if "repeat_id" in body:

@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--faults", default="5xx,429,drop,badjson,slow,joberror",
                    help="fault kinds to draw from: 5xx, 429, drop, badjson, slow, joberror, lost, "
                         "lostreused, garbled, bare500, truncated (see faults.py, README.md)")
+    p.add_argument("--catalog", default="",
+                   help="folder of editflow's shipped catalog (default: lua/editflow/catalog of "
+                        "this checkout); its documents and prices back the platform routes")
     p.add_argument("--no-stream", action="store_true",
                    help="answer 404 on the status stream route, as some proxies do")
     p.add_argument("--exit-with-parent", action="store_true",

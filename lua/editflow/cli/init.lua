@@ -9,11 +9,15 @@ local json = require "editflow.json"
 local progress = require "editflow.cli.progress"
 local core = require "editflow.core"
 local errors = require "editflow.errors"
+local fields = require "editflow.cli.fields"
+local schema = require "editflow.schema"
+local pricing = require "editflow.price"
 
 local M = {}
 
 local COMMON = {
-  { nil, "endpoint", arg = true, metavar = "ID", help = "model endpoint (default fal-ai/qwen-image-edit-plus, or $EDITFLOW_ENDPOINT)" },
+  { "m", "model", arg = true, metavar = "ID", help = "model endpoint (default fal-ai/qwen-image-edit-plus, or $EDITFLOW_ENDPOINT); its fields become options" },
+  { nil, "endpoint", arg = true, metavar = "ID", help = "same as --model" },
   { nil, "base-url", arg = true, metavar = "URL", help = "queue base URL (default https://queue.fal.run, or $EDITFLOW_BASE_URL)" },
   { nil, "auth", arg = true, metavar = "key|bearer", help = "credential scheme (default key, or $EDITFLOW_AUTH)" },
   { nil, "timeout", arg = true, metavar = "SECONDS", help = "bound each job (submit to saved images) and cancel it at expiry (default 3600)" },
@@ -32,19 +36,19 @@ local EDIT = with_common {
   { "p", "prompt", arg = true, metavar = "TEXT", help = "what to do to the images (required)" },
   { "i", "image", arg = true, multi = true, metavar = "IMAGE", help = "input image: URL or local file; 1 to 3 times (required)" },
   { "o", "output", arg = true, metavar = "DIR", help = "folder for the results (default editflow-output)" },
-  { "n", "num-images", arg = true, metavar = "N", help = "images to generate, 1..4 (default 1)" },
-  { "s", "image-size", arg = true, metavar = "SIZE", help = "square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3, landscape_16_9, or WxH" },
-  { nil, "steps", arg = true, metavar = "N", help = "num_inference_steps, 2..100 (default 50)" },
-  { "g", "guidance", arg = true, metavar = "X", help = "guidance_scale, 0..20 (default 4)" },
-  { nil, "seed", arg = true, metavar = "N", help = "seed, for repeatable results" },
-  { nil, "negative-prompt", arg = true, metavar = "TEXT", help = "what to avoid" },
-  { "f", "format", arg = true, metavar = "png|jpeg", help = "output format (default png)" },
-  { nil, "acceleration", arg = true, metavar = "none|regular", help = "speed/quality trade-off (default regular)" },
-  { nil, "no-safety-checker", help = "send enable_safety_checker=false" },
-  { nil, "sync", help = "sync_mode: images come back inline as data: URIs" },
   { nil, "name", arg = true, metavar = "STEM", help = "file name stem for the results (default: the request id)" },
   { nil, "json", help = "print one JSON object (request_id, ok, paths or error) instead of the paths" },
   { nil, "no-journal", help = "do not read or write the journal in the output folder (always submit)" },
+}
+
+-- Options of every model-running command (edit, grid): fields without an option of their
+-- own, how local files go, fal's request preferences.
+local MODEL_COMMON = {
+  { nil, "set", arg = true, multi = true, metavar = "FIELD=VALUE", help = "any input field (VALUE as JSON, else as text)" },
+  { nil, "inline", help = "send local images inline as data: URIs instead of uploading them to fal storage" },
+  { nil, "allow-fallbacks", help = "let fal use a fallback model (by default refused when a seed is given)" },
+  { nil, "no-store-io", help = "ask fal not to keep the request's input and output (X-Fal-Store-IO: 0)" },
+  { nil, "output-lifetime", arg = true, metavar = "SECONDS", help = "how long fal keeps the output files" },
 }
 
 -- grid takes every edit option except the single-job ones, plus the experiment's own.
@@ -57,19 +61,11 @@ local GRID = with_common {
   { nil, "seeds", arg = true, metavar = "N,N,...", help = "run every combination with each seed" },
   { "o", "output", arg = true, metavar = "DIR", help = "parent folder of the experiment folder (default experiments)" },
   { nil, "name", arg = true, metavar = "NAME", help = "experiment name = its folder (default: experiment)" },
-  { nil, "negative-prompt", arg = true, metavar = "TEMPLATE", help = "negative prompt template" },
-  { "n", "num-images", arg = true, metavar = "N", help = "images per job, 1..4" },
-  { "s", "image-size", arg = true, metavar = "SIZE", help = "a size name or WxH" },
-  { nil, "steps", arg = true, metavar = "N", help = "num_inference_steps" },
-  { "g", "guidance", arg = true, metavar = "X", help = "guidance_scale" },
-  { "f", "format", arg = true, metavar = "png|jpeg", help = "output format" },
-  { nil, "acceleration", arg = true, metavar = "none|regular", help = "acceleration" },
-  { nil, "no-safety-checker", help = "send enable_safety_checker=false" },
   { nil, "concurrency", arg = true, metavar = "N", help = "jobs in flight (default 8)" },
   { nil, "dry-run", help = "print the plan (jobs, images, megapixels, cost) and send nothing" },
   { nil, "max-cost", arg = true, metavar = "DOLLARS", help = "refuse a plan whose new jobs cost more than this" },
   { nil, "partial", help = "with --max-cost: run the jobs that fit, in order, and skip the rest" },
-  { nil, "price", arg = true, metavar = "DOLLARS", help = "price per output megapixel (default: the endpoint's, $0.03)" },
+  { nil, "price", arg = true, metavar = "DOLLARS", help = "price per unit of the endpoint (default: fal's pricing API, else the shipped table)" },
 }
 
 local ONE_ID = with_common {
@@ -77,12 +73,9 @@ local ONE_ID = with_common {
   { nil, "no-logs", help = "(status) do not ask for the job's logs" },
 }
 
--- Which flag sets each model field, to point error messages at what the user typed.
-local FLAG_OF = {
-  prompt = "-p", image_urls = "-i", num_images = "--num-images", image_size = "--image-size",
-  num_inference_steps = "--steps", guidance_scale = "--guidance", seed = "--seed",
-  negative_prompt = "--negative-prompt", output_format = "--format", acceleration = "--acceleration",
-}
+-- Which flag sets each model field, to point error messages at what the user typed; filled
+-- from the model's options when a command reads them.
+local FLAG_OF = { prompt = "-p", image_urls = "-i", image_url = "-i" }
 
 local USAGE = [[
 usage: editflow COMMAND [OPTIONS]
@@ -93,6 +86,8 @@ commands:
        [--seeds 1,2] [-o DIR] [--dry-run] [--max-cost DOLLARS]
                                                     a prompt experiment: every combination x seed,
                                                     images + manifest.jsonl + index.html
+  schema [-m] ENDPOINT                              an endpoint's fields: types, defaults, ranges, options
+  price [-m] ENDPOINT [--json]                      an endpoint's unit price, unit and where it comes from
   status REQUEST_ID                                 print a job's status as JSON
   result REQUEST_ID [-o DIR]                        print a job's result as JSON (and save its images)
   cancel REQUEST_ID                                 ask the queue to cancel a job
@@ -108,6 +103,9 @@ configuration (environment):
   EDITFLOW_BASE_URL   queue base URL, default https://queue.fal.run (a proxy: its base URL)
   EDITFLOW_AUTH       key (fal: "Authorization: Key ...") or bearer (proxies: "Bearer ...")
   EDITFLOW_ENDPOINT   model endpoint, default fal-ai/qwen-image-edit-plus
+  EDITFLOW_SCHEMA_URL fal's OpenAPI document for schemas ("off": use the shipped ones only)
+  EDITFLOW_API_URL    fal's platform API for prices, default https://api.fal.ai
+  EDITFLOW_STORAGE_URL fal storage for local images, default https://rest.fal.ai
 
 exit status: 0 done, 1 failed (network, server, job, files), 2 usage or invalid input,
   128 + the signal after SIGINT (130), SIGTERM (143) or SIGHUP (129): jobs in flight are
@@ -131,8 +129,14 @@ end
 local function make_client(o, journal_dir)
   local quiet = o.quiet
   local last = {}
+  local lifetime = o["output-lifetime"] and math.tointeger(tonumber(o["output-lifetime"]))
+  if o["output-lifetime"] and not (lifetime and lifetime > 0) then
+    return nil, "--output-lifetime expects a whole number of seconds > 0, got '" .. o["output-lifetime"] .. "'"
+  end
   local ok, client = pcall(editflow.client, {
-    endpoint = o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
+    endpoint = o.model or o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
+    inline = o.inline or nil, disable_fallbacks = o["allow-fallbacks"] and false or nil,
+    store_io = o["no-store-io"] and false or nil, object_lifecycle = lifetime,
     journal = journal_dir, job_timeout = o.timeout, resubmit_unknown = o["resubmit-unknown"] or nil,
     on_status = function(job, st)
       local shown = st.status .. tostring(st.queue_position)
@@ -169,26 +173,63 @@ local function fail_client(msg, code, cmd)
   return usage_error(msg, cmd)
 end
 
-local function number_or_text(s)
-  if s == nil then return nil end
-  return tonumber(s) or s
+-- The endpoint a command line names (-m, --model, --endpoint), before its options are read:
+-- they depend on it.
+local function endpoint_of(argv)
+  local found
+  for i = 2, #argv do
+    local a = argv[i]
+    if a == "--" then break end
+    local v = a:match("^%-%-model=(.*)$") or a:match("^%-%-endpoint=(.*)$") or (a:match("^%-m(.+)$"))
+    if v then found = v
+    elseif (a == "-m" or a == "--model" or a == "--endpoint") and argv[i + 1] then found = argv[i + 1] end
+  end
+  return found or os.getenv("EDITFLOW_ENDPOINT") ~= "" and os.getenv("EDITFLOW_ENDPOINT")
+    or require("editflow.client").DEFAULT_ENDPOINT
 end
 
-local function edit_input(o)
-  local size = o["image-size"]
-  if size then
-    local w, h = size:match("^(%d+)[xX](%d+)$")
-    if w then size = { width = tonumber(w), height = tonumber(h) } end
+-- A command's options: its own, then the model's fields, then the shared ones.
+local function model_spec(own, m, skip)
+  local spec = {}
+  for _, o in ipairs(own) do spec[#spec + 1] = o end
+  local taken = {}
+  for _, o in ipairs(spec) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
+  local mine = fields.options(m, skip)
+  for _, o in ipairs(mine) do
+    if not taken[o[2]] then
+      if o[1] and taken[o[1]] then o[1] = nil end
+      spec[#spec + 1] = o
+      FLAG_OF[o.field] = FLAG_OF[o.field] or ("--" .. o[2])
+    end
   end
-  return {
-    prompt = o.prompt, image_urls = o.image, image_size = size,
-    num_images = number_or_text(o["num-images"]),
-    num_inference_steps = number_or_text(o.steps), guidance_scale = number_or_text(o.guidance),
-    seed = number_or_text(o.seed), negative_prompt = o["negative-prompt"],
-    output_format = o.format, acceleration = o.acceleration,
-    enable_safety_checker = o["no-safety-checker"] and false or nil,
-    sync_mode = o.sync or nil,
-  }
+  for _, o in ipairs(MODEL_COMMON) do spec[#spec + 1] = o end
+  return spec, mine
+end
+
+-- The input a command line gives: the model's options, --set FIELD=VALUE, the prompt and the
+-- images (-i goes to the model's image field: a list, or the one image of image_url models).
+local function edit_input(o, m, mine)
+  local input = fields.values(o, mine)
+  for _, kv in ipairs(o.set or {}) do
+    local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
+    if not k then error("--set expects FIELD=VALUE, got '" .. kv .. "'", 0) end
+    local doc = json.decode(v)
+    if doc == nil or (type(doc) == "table" and getmetatable(doc) == nil and next(doc) == nil and v ~= "{}") then doc = v end
+    input[k] = doc == json.null and v or doc
+  end
+  input.prompt = o.prompt
+  if o.image then
+    local field, kind = m:image_field()
+    if m.unchecked then field, kind = "image_urls", "list" end
+    if not field then error(m.endpoint .. " takes no input image (-i)", 0) end
+    if kind == "one" then
+      if #o.image ~= 1 then error(string.format("%s takes exactly one image (%s), got %d -i", m.endpoint, field, #o.image), 0) end
+      input[field] = o.image[1]
+    else
+      input[field] = o.image
+    end
+  end
+  return input
 end
 
 local function invalid(msg)
@@ -218,7 +259,10 @@ local function parse_command(argv, cmd, spec, usage)
 end
 
 local function cmd_edit(argv)
-  local o, pos = parse_command(argv, "edit", EDIT, "edit -p PROMPT -i IMAGE [-i IMAGE ...] [OPTIONS]")
+  local m = schema.model(endpoint_of(argv))
+  local spec, mine = model_spec(EDIT, m, { prompt = true })
+  local o, pos = parse_command(argv, "edit", spec, "edit [-m ENDPOINT] -p PROMPT -i IMAGE [-i IMAGE ...] [OPTIONS]"
+    .. "\n\noptions of " .. m.endpoint .. (m.unchecked and " (no schema: --set FIELD=VALUE for its fields)" or (" (schema: " .. tostring(m.source) .. ")")))
   if not o then return pos end
   if #pos > 0 then return usage_error("edit: unexpected argument '" .. pos[1] .. "'", "edit") end
   if not o.prompt then return usage_error("edit: -p PROMPT is required", "edit") end
@@ -230,7 +274,7 @@ local function cmd_edit(argv)
 
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
   -- say) must not be reported as "invalid input, nothing sent".
-  local ok, body = pcall(client.prepare, client, edit_input(o))
+  local ok, body = pcall(function() return client:prepare(edit_input(o, m, mine)) end)
   if not ok then return invalid(tostring(body)) end
   -- A journal that cannot be written before the submit stops it (nothing sent): an error
   -- like any other, not a traceback.
@@ -280,8 +324,10 @@ local function split_var(flag, spec)
 end
 
 local function cmd_grid(argv)
-  local o, pos = parse_command(argv, "grid", GRID,
-    "grid -p TEMPLATE --var NAME=A,B [...] -i IMAGE [--seeds 1,2] [-o DIR]")
+  local m = schema.model(endpoint_of(argv))
+  local spec_opts, mine = model_spec(GRID, m, { prompt = true, negative_prompt = true, seed = true })
+  local o, pos = parse_command(argv, "grid", spec_opts,
+    "grid [-m ENDPOINT] -p TEMPLATE --var NAME=A,B [...] -i IMAGE [--seeds 1,2] [-o DIR]")
   if not o then return pos end
   if #pos > 0 then return usage_error("grid: unexpected argument '" .. pos[1] .. "'", "grid") end
   if not o.prompt then return usage_error("grid: -p TEMPLATE is required", "grid") end
@@ -325,10 +371,10 @@ local function cmd_grid(argv)
   local client, cerr, code = make_client(o)
   if not client then return fail_client(cerr, code, "grid") end
   client.on_status, client.on_log = nil, nil
-  local e = edit_input(o)
-  local params = {}
-  for _, k in ipairs { "image_size", "num_images", "num_inference_steps", "guidance_scale", "output_format",
-                       "acceleration", "enable_safety_checker" } do params[k] = e[k] end
+  local iok, params = pcall(edit_input, { set = o.set }, m, mine)
+  if not iok then return invalid(tostring(params)) end
+  for k, v in pairs(fields.values(o, mine)) do params[k] = v end
+  params.prompt = nil
   local spec = { name = o.name, out = o.output, prompt = o.prompt, negative_prompt = o["negative-prompt"],
     vars = vars, zip = zip, images = o.image, params = params, seeds = seeds, client = client,
     concurrency = concurrency, dry_run = o["dry-run"], max_cost = max_cost, price = price,
@@ -352,8 +398,11 @@ local function cmd_grid(argv)
     return invalid(msg)
   end
   if summary.dry_run then
-    io.stdout:write(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, estimated $%.4f at $%.3f/MP; nothing sent\n",
-      summary.jobs, summary.reused_planned, summary.images, summary.megapixels, summary.cost, summary.price))
+    local plan = summary.plan
+    io.stdout:write(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, %s; nothing sent\n",
+      summary.jobs, summary.reused_planned, summary.images, summary.megapixels,
+      plan.price and string.format("estimated %s$%.4f at %s", plan.approx and "about " or "", summary.cost,
+        pricing.describe(plan.price)) or ("not priced: " .. tostring(plan.unpriced))))
     if max_cost and summary.cost > max_cost + 1e-9 then
       io.stdout:write(string.format("over the budget: --max-cost $%.4f\n", max_cost))
       return 1
@@ -366,6 +415,8 @@ local function cmd_grid(argv)
     summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped, summary.spent, summary.manifest)
   return (summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0) and 0 or 1
 end
+
+local cmd_about
 
 local function cmd_one_id(cmd, argv)
   local o, pos = parse_command(argv, cmd, ONE_ID, cmd .. " REQUEST_ID [OPTIONS]")
@@ -406,6 +457,49 @@ local function cmd_one_id(cmd, argv)
     return 0
   end
   io.stdout:write(json.encode(value), "\n")
+  return 0
+end
+
+local ABOUT = with_common {
+  { nil, "json", help = "print JSON: (schema) the input schema as fal publishes it, (price) the price" },
+}
+
+-- `editflow schema ENDPOINT` and `editflow price ENDPOINT`.
+function cmd_about(cmd, argv)
+  local o, pos = parse_command(argv, cmd, ABOUT, cmd .. " [-m] ENDPOINT [OPTIONS]")
+  if not o then return pos end
+  local endpoint = pos[1] or o.model or o.endpoint
+  if #pos > 1 or not endpoint then return usage_error(cmd .. ": expects one ENDPOINT", cmd) end
+  o.model, o.endpoint = endpoint, nil
+  local client, cerr, code = make_client(o)
+  if not client then return fail_client(cerr, code, cmd) end
+  if cmd == "schema" then
+    local m = client:model()
+    if m.unchecked then
+      say(false, "no schema for %s: not shipped with editflow, and fal's could not be had", endpoint)
+      return 1
+    end
+    if o.json then
+      io.stdout:write(json.encode(m.input), "\n")
+    else
+      io.stdout:write(endpoint, " (schema: ", tostring(m.source), ")\n\n", fields.describe(m), "\n")
+    end
+    return 0
+  end
+  local p, why = pricing.lookup(client, endpoint)
+  if not p then
+    say(false, "%s", why)
+    return 1
+  end
+  if o.json then
+    io.stdout:write(json.encode(p), "\n")
+  else
+    local m = client:model()
+    local est = pricing.estimate(p, m, {})
+    io.stdout:write(string.format("%s: %s\none job with the defaults: %s$%.4f (%d image%s, %.2f output megapixels)\n",
+      endpoint, pricing.describe(p), est.approx and "about " or "", est.cost, est.images,
+      est.images == 1 and "" or "s", est.megapixels))
+  end
   return 0
 end
 
@@ -494,8 +588,10 @@ function M.main(argv)
     return cmd_one_id(cmd, argv)
   elseif cmd == "grid" then
     return cmd_grid(argv)
+  elseif cmd == "schema" or cmd == "price" then
+    return cmd_about(cmd, argv)
   end
-  return usage_error("unknown command '" .. cmd .. "' (edit, grid, status, result, cancel, run)")
+  return usage_error("unknown command '" .. cmd .. "' (edit, grid, schema, price, status, result, cancel, run)")
 end
 
 return M

@@ -6,6 +6,7 @@
 -- inputs given as URLs are shown as links, never loaded.
 local core = require "editflow.core"
 local inputs = require "editflow.inputs"
+local price = require "editflow.price"
 
 local M = {}
 
@@ -53,8 +54,9 @@ function M.write(dir, name, plan, records, spec)
   for _, r in ipairs(records) do
     if r.status == "done" then done = done + 1 elseif r.status == "failed" then failed = failed + 1 end
   end
-  w(string.format("<p class=\"meta\">%d jobs, %d done, %d failed &middot; %.2f output megapixels &middot; estimated $%.4f at $%.3f/MP</p>",
-    #plan.jobs, done, failed, plan.megapixels, plan.cost, plan.price))
+  w(string.format("<p class=\"meta\">%d jobs, %d done, %d failed &middot; %.2f output megapixels &middot; %s</p>",
+    #plan.jobs, done, failed, plan.megapixels, esc(plan.price
+      and string.format("estimated $%.4f at %s", plan.cost, price.describe(plan.price)) or "not priced")))
   w("<table><tr><th>variables</th><th>inputs</th><th>prompt</th>")
   for _, seed in ipairs(seeds) do
     for n = 1, math.max(per_job, 1) do

@@ -8,8 +8,7 @@
 -- skips any new job that would pass it.
 local core = require "editflow.core"
 local json = require "editflow.json"
-local model = require "editflow.model"
-local inputs = require "editflow.inputs"
+local price = require "editflow.price"
 local template = require "editflow.experiment.template"
 local tasks = require "editflow.tasks"
 local gallery = require "editflow.experiment.gallery"
@@ -17,14 +16,6 @@ local lifecycle = require "editflow.lifecycle"
 local journal = require "editflow.journal"
 
 local M = {}
-
--- Price per output megapixel, by endpoint (SPEC §3); change it or pass price= to run().
-M.PRICES = {
-  ["fal-ai/qwen-image-edit-plus"] = 0.03, ["fal-ai/qwen-image-edit-2509"] = 0.03,
-  ["fal-ai/qwen-image-edit-plus-lora"] = 0.03, ["fal-ai/qwen-image-edit-2509-lora"] = 0.03,
-  ["fal-ai/qwen-image-edit"] = 0.03,
-}
-M.DEFAULT_PRICE = 0.03
 
 local function join(dir, name) return (dir:sub(-1) == "/" and dir or dir .. "/") .. name end
 
@@ -96,6 +87,9 @@ local function check_spec(spec)
   if spec.max_cost ~= nil and (type(spec.max_cost) ~= "number" or spec.max_cost < 0) then
     error("experiment: max_cost must be a number of dollars >= 0", 3)
   end
+  if spec.price ~= nil and (type(spec.price) ~= "number" or spec.price < 0 or spec.price ~= spec.price) then
+    error("experiment: price must be a number of dollars >= 0 (per the endpoint's unit)", 3)
+  end
 end
 
 -- experiment.plan(spec, client) -> plan: every job with its rendered input, its output pixels
@@ -113,11 +107,20 @@ function M.plan(spec, client)
   end
   template.check(templates, names)
 
-  local price = spec.price or M.PRICES[client.endpoint] or M.DEFAULT_PRICE
+  -- the price per unit: given, else fal's pricing API, else the shipped table; none known
+  -- means the plan cannot be priced, and a budget cannot be kept
+  local p, why
+  if spec.price then p = price.given(client.endpoint, spec.price) else p, why = price.lookup(client) end
+  if not p and spec.max_cost then
+    error(string.format("experiment: cannot keep max_cost: %s", why), 0)
+  end
+  local m = client:model()
   local seeds = spec.seeds or { false }
-  local plan = { jobs = {}, megapixels = 0, cost = 0, images = 0, price = price, combos = combos }
-  local used, checked, ahead = {}, {}, {}
-  local single = model.schemas[client.endpoint] and model.schemas[client.endpoint].fields.image_url
+  local plan = { jobs = {}, megapixels = 0, cost = 0, images = 0, price = p, unpriced = not p and why or nil,
+    combos = combos }
+  local used, ahead = {}, {}
+  local field, kind = m:image_field()
+  if m.unchecked then field, kind = "image_urls", "list" end
   for ci, vars in ipairs(combos) do
     for _, seed in ipairs(seeds) do
       local input = {}
@@ -126,36 +129,32 @@ function M.plan(spec, client)
       if spec.negative_prompt then input.negative_prompt = template.render(spec.negative_prompt, vars, "negative_prompt") end
       local imgs = {}
       for i, t in ipairs(image_tpls) do imgs[i] = render_image(t, vars, "images[" .. i .. "]") end
-      if single then  -- endpoints that take one image_url (fal-ai/qwen-image-edit)
+      if #imgs > 0 and not field then
+        error(client.endpoint .. " takes no input image, but the experiment gives " .. #imgs, 0)
+      elseif kind == "one" then  -- endpoints that take one image_url (fal-ai/qwen-image-edit, Kontext)
         if #imgs ~= 1 then error(client.endpoint .. " takes exactly one image, got " .. #imgs, 0) end
-        input.image_url = imgs[1]
+        input[field] = imgs[1]
       elseif #imgs > 0 then
-        input.image_urls = imgs
+        input[field] = imgs
       end
       if seed then input.seed = seed end
-      local normal = model.validate(client.endpoint, input)
-      for i, img in ipairs(normal.image_urls or { normal.image_url }) do  -- every local image read once, now
-        local path = type(img) == "table" and img.path or img
-        if type(path) == "string" and not inputs.is_url(path) and not checked[path] then
-          inputs.load(string.format("image_urls[%d] (%s)", i, path), path, client.max_file_bytes)
-          checked[path] = true
-        end
-      end
-      local px = model.output_pixels(normal) or 0
-      local mp = px / 1e6
+      -- validated, and every local image read and checked, now: client:prepare() below
+      local body = client:prepare(input)
+      local est = price.estimate(p, m, input)
       local job = { index = #plan.jobs + 1, combo = ci, vars = vars, seed = seed or nil, input = input,
-        slug = slug(vars, seed or nil, used), megapixels = mp, cost = mp * price,
-        images = normal.num_images or 1 }
+        slug = slug(vars, seed or nil, used), megapixels = est.megapixels, cost = est.cost or 0,
+        units = est.units, approx = est.approx or nil, images = est.images }
+      if est.approx then plan.approx = true end
       job.full_cost = job.cost
       -- A job the folder's journal already holds costs nothing: it will be reused. Equal
       -- bodies get successive keys, exactly as they will when sent.
       local jr = client.journal
       if jr then
         -- done, accepted or in doubt: already paid for (or held back), never paid again
-        if lifecycle.paid(client, client:prepare(input), ahead) then job.reuse, job.cost = true, 0 end
+        if lifecycle.paid(client, body, ahead) then job.reuse, job.cost = true, 0 end
       end
       plan.jobs[#plan.jobs + 1] = job
-      plan.megapixels = plan.megapixels + mp
+      plan.megapixels = plan.megapixels + job.megapixels
       plan.cost = plan.cost + job.cost
       plan.images = plan.images + job.images
       if job.reuse then plan.reused = (plan.reused or 0) + 1 end
@@ -207,8 +206,8 @@ function M.run(spec)
   summary.reused_planned = plan.reused or 0
   if spec.max_cost and plan.cost > spec.max_cost + 1e-9 and not spec.dry_run and not spec.partial then
     error(string.format("experiment %s: the plan costs $%.4f, over the budget max_cost = $%.4f "
-      .. "(%d jobs, %.2f output megapixels at $%.3f/MP)", name, plan.cost, spec.max_cost, #plan.jobs,
-      plan.megapixels, plan.price), 2)
+      .. "(%d jobs, %d images, %.2f output megapixels at %s)", name, plan.cost, spec.max_cost, #plan.jobs,
+      plan.images, plan.megapixels, price.describe(plan.price)), 2)
   end
   if spec.dry_run then
     summary.dry_run, summary.plan = true, plan
@@ -230,7 +229,9 @@ function M.run(spec)
       return
     end
     if not reused then summary.spent = summary.spent + job.cost end
-    local j, err = client:send(body)
+    -- an explicit seed asks for that image: a fallback model would give another one
+    local fallbacks = job.seed ~= nil and client.disable_fallbacks ~= false or nil
+    local j, err = client:send(body, { disable_fallbacks = fallbacks })
     local result
     if j then result, err = j:wait() end
     rec.request_id = j and j.request_id
@@ -267,9 +268,11 @@ function M.run(spec)
     summary.done = summary.done + 1
   end
 
+  local price_record = plan.price and { unit_price = plan.price.unit_price, unit = plan.price.unit,
+    currency = plan.price.currency, source = plan.price.source } or { source = "unknown: " .. tostring(plan.unpriced) }
   tasks.map(plan.jobs, function(job)
     local rec = { index = job.index, vars = job.vars, seed = job.seed, prompt = job.input.prompt,
-      input = recordable(job.input), cost_estimate = job.cost }
+      input = recordable(job.input), cost_estimate = job.cost, price = price_record }
     records[job.index] = rec
     local ok, e = pcall(run_job, job, rec)
     if not ok then  -- whatever went wrong, the manifest says so

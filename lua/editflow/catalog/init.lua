@@ -1,0 +1,111 @@
+-- editflow.catalog: fal's documented facts for the endpoints users reach for first, shipped so
+-- validation and pricing work offline. A schema fetched from fal wins over these (editflow.schema).
+-- Data only, no logic. Each entry:
+--   schema  module returning the endpoint's queue OpenAPI JSON text (the shape of
+--           https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=ID)
+--   price   { unit_price, unit, currency } as GET https://api.fal.ai/v1/models/pricing answers;
+--           absent where fal publishes no single unit price we could confirm
+--   output  size_field / count_field / aspect_field name the input fields that set the output;
+--           default_size is a fal size name, "input" (follows the first input image) or "WxH";
+--           a field left out is unknown, never guessed
+--   source  the page the facts come from
+--
+-- Sources: field names, enums and defaults from fal's official JS client's generated endpoint
+-- types (github.com/fal-ai/fal-js, libs/client/src/types/endpoints.ts, commit 381105e1);
+-- ranges and prices from fal's model pages (https://fal.ai/models/<id>/llms.txt) where stored
+-- copies exist, else from SPEC §3/§7 (the seed proxy's documented ranges), as noted per entry.
+-- Price units: fal's model pages print "per megapixels"; third-party code reading the pricing API
+-- records "megapixels" too. fal's own pricing-API example shows "image" (singular) for a
+-- per-image model. Not confirmed against the live API: editflow.price should accept both
+-- singular and plural spellings.
+return {
+  -- Qwen-Image-Edit-2509. fal's JS types alias QwenImageEditPlusInput = QwenImageEdit2509Input.
+  -- Ranges: SPEC §3 (steps 2..100, guidance 0..20, num_images 1..4); fal's schema has no
+  -- portrait_3_4 / portrait_9_16 names. image_urls: no item limit is documented (1..3 is what
+  -- the model is built for), so the document sets none.
+  ["fal-ai/qwen-image-edit-plus"] = {
+    schema = "editflow.catalog.qwen_image_edit_plus",
+    price = { unit_price = 0.03, unit = "megapixels", currency = "USD" },  -- SPEC §3
+    output = { size_field = "image_size", count_field = "num_images", default_size = "square_hd" },
+    source = "https://fal.ai/models/fal-ai/qwen-image-edit-plus/api",
+  },
+  -- The same model under its dated id. Price not confirmed for this id (likely as -plus).
+  ["fal-ai/qwen-image-edit-2509"] = {
+    schema = "editflow.catalog.qwen_image_edit_2509",
+    output = { size_field = "image_size", count_field = "num_images", default_size = "square_hd" },
+    source = "https://fal.ai/models/fal-ai/qwen-image-edit-2509/api",
+  },
+  -- LoRA variant: no image_size default ("the size of the final input image will be used"),
+  -- 28 steps, loras [{path, scale=1}] up to 3. Step and guidance ranges and the price are not
+  -- confirmed, so the document sets no bounds on them and no price is shipped.
+  ["fal-ai/qwen-image-edit-plus-lora"] = {
+    schema = "editflow.catalog.qwen_image_edit_plus_lora",
+    output = { size_field = "image_size", count_field = "num_images", default_size = "input" },
+    source = "https://fal.ai/models/fal-ai/qwen-image-edit-plus-lora/api",
+  },
+  ["fal-ai/qwen-image-edit-2509-lora"] = {
+    schema = "editflow.catalog.qwen_image_edit_2509_lora",
+    output = { size_field = "image_size", count_field = "num_images", default_size = "input" },
+    source = "https://fal.ai/models/fal-ai/qwen-image-edit-2509-lora/api",
+  },
+  -- Qwen-Image-Edit-2511: "$0.03 per megapixels", steps 1..50 (default 28), image_size "If None,
+  -- uses the input image dimensions" (fal-ai/qwen-image-edit-2511/llms.txt). Guidance range
+  -- not confirmed (default 4.5).
+  ["fal-ai/qwen-image-edit-2511"] = {
+    schema = "editflow.catalog.qwen_image_edit_2511",
+    price = { unit_price = 0.03, unit = "megapixels", currency = "USD" },
+    output = { size_field = "image_size", count_field = "num_images", default_size = "input" },
+    source = "https://fal.ai/models/fal-ai/qwen-image-edit-2511/api",
+  },
+  -- "$0.035 per megapixels" (fal-ai/qwen-image-edit-2511/lora/llms.txt).
+  ["fal-ai/qwen-image-edit-2511/lora"] = {
+    schema = "editflow.catalog.qwen_image_edit_2511_lora",
+    price = { unit_price = 0.035, unit = "megapixels", currency = "USD" },
+    output = { size_field = "image_size", count_field = "num_images", default_size = "input" },
+    source = "https://fal.ai/models/fal-ai/qwen-image-edit-2511/lora/api",
+  },
+  -- The original Qwen-Image-Edit: one image_url, steps 2..50 (default 30), guidance 0..20,
+  -- num_images 1..4, acceleration none|regular|high, "$0.03 per megapixels"
+  -- (fal-ai/qwen-image-edit/llms.txt). Its image_size has no documented default, so
+  -- default_size is left out (unknown).
+  ["fal-ai/qwen-image-edit"] = {
+    schema = "editflow.catalog.qwen_image_edit",
+    price = { unit_price = 0.03, unit = "megapixels", currency = "USD" },
+    output = { size_field = "image_size", count_field = "num_images" },
+    source = "https://fal.ai/models/fal-ai/qwen-image-edit/api",
+  },
+  -- Nano Banana edit: aspect_ratio (default "auto"), num_images; no size field. num_images 1..4
+  -- as fal documents for nano-banana-2/edit (not confirmed for this id). Per-image price not
+  -- confirmed from fal's pages: none shipped. Output size: unknown.
+  ["fal-ai/nano-banana/edit"] = {
+    schema = "editflow.catalog.nano_banana_edit",
+    output = { aspect_field = "aspect_ratio", count_field = "num_images" },
+    source = "https://fal.ai/models/fal-ai/nano-banana/edit/api",
+  },
+  -- FLUX.1 Kontext [pro]: one image_url, optional aspect_ratio (no default), num_images.
+  -- $0.04 per image is what third-party listings quote from fal's page; not confirmed from fal
+  -- itself. Ranges not confirmed.
+  ["fal-ai/flux-pro/kontext"] = {
+    schema = "editflow.catalog.flux_pro_kontext",
+    price = { unit_price = 0.04, unit = "image", currency = "USD" },
+    output = { aspect_field = "aspect_ratio", count_field = "num_images" },
+    source = "https://fal.ai/models/fal-ai/flux-pro/kontext/api",
+  },
+  -- Seedream 4.0 edit: image_size (fal's names plus auto, auto_2K, auto_4K), num_images
+  -- generations each returning up to max_images images; up to 10 input images (extra ones are
+  -- dropped, not refused). Ranges 1..6 as fal documents for the text-to-image sibling. Default
+  -- size and price not confirmed: left out.
+  ["fal-ai/bytedance/seedream/v4/edit"] = {
+    schema = "editflow.catalog.seedream_v4_edit",
+    output = { size_field = "image_size", count_field = "num_images", max_field = "max_images" },
+    source = "https://fal.ai/models/fal-ai/bytedance/seedream/v4/edit/api",
+  },
+  -- GPT Image 1 edit: quality, background, input_fidelity; image_size is an enum of "auto" and
+  -- three WxH sizes (not fal's size names). Billed per token plus a per-image charge by quality
+  -- and size (fal-ai/gpt-image-1/edit-image/llms.txt): no single unit price, none shipped.
+  ["fal-ai/gpt-image-1/edit-image"] = {
+    schema = "editflow.catalog.gpt_image_1_edit_image",
+    output = { size_field = "image_size", count_field = "num_images" },
+    source = "https://fal.ai/models/fal-ai/gpt-image-1/edit-image/api",
+  },
+}

@@ -1,0 +1,208 @@
+-- editflow.price: what a job will cost, in its endpoint's own unit (SPEC §7).
+-- The unit price comes, best first, from fal's pricing API (GET {EDITFLOW_API_URL}
+-- /v1/models/pricing?endpoint_id=ID, Key auth: only with a fal key) kept in editflow.cache for
+-- a day; an older copy when the API cannot be reached (30 days); the table shipped in
+-- editflow.catalog. Units: per image (the number of output images), per megapixel (of the
+-- output size the model will really produce: the size asked for, else the model's default,
+-- which for some models is the first input image's size), per request; any other unit counts
+-- once per job and says so.
+local core = require "editflow.core"
+local json = require "editflow.json"
+local cache = require "editflow.cache"
+local events = require "editflow.events"
+local model = require "editflow.model"
+local url = require "editflow.url"
+
+local M = {}
+
+M.TTL = 24 * 3600
+M.STALE_TTL = 30 * 24 * 3600
+M.RETRY_AFTER = 3600
+M.MAX_PAGES = 20
+M.ASSUMED_PIXELS = 1024 * 1024  -- an output size editflow cannot know (an input given by URL)
+
+local memory = {}  -- api URL .. " " .. endpoint -> price, or { failed_at = }
+
+local function catalog_entry(endpoint)
+  local ok, catalog = pcall(require, "editflow.catalog")
+  return ok and type(catalog) == "table" and catalog[endpoint] or nil
+end
+
+local function shipped(endpoint)
+  local e = catalog_entry(endpoint)
+  local p = e and e.price
+  if not (p and type(p.unit_price) == "number") then return nil end
+  return { endpoint_id = endpoint, unit_price = p.unit_price, unit = p.unit, currency = p.currency or "USD",
+    source = "shipped" }
+end
+
+local function valid(p, endpoint)
+  return type(p) == "table" and p.endpoint_id == endpoint and type(p.unit_price) == "number"
+    and p.unit_price >= 0 and p.unit_price < math.huge and type(p.unit) == "string"
+end
+
+-- One lookup at the pricing API, following its pages. -> price or nil, err.
+local function fetch(client, endpoint)
+  local base = client:platform_url("api")
+  local cursor
+  for _ = 1, M.MAX_PAGES do
+    local u = url.with_query(base .. "/v1/models/pricing", { endpoint_id = endpoint, cursor = cursor })
+    local resp, err = client:platform_call("pricing", "GET", u)
+    if not resp then return nil, err end
+    if resp.status < 200 or resp.status > 299 then
+      return nil, { message = "the pricing API answered HTTP " .. resp.status }
+    end
+    local doc = json.decode(resp.body)
+    if type(doc) ~= "table" or type(doc.prices) ~= "table" then
+      return nil, { message = "the pricing API's answer has no prices" }
+    end
+    for _, p in ipairs(doc.prices) do
+      if valid(p, endpoint) then
+        return { endpoint_id = endpoint, unit_price = p.unit_price, unit = p.unit,
+          currency = type(p.currency) == "string" and p.currency or "USD", source = "pricing API" }
+      end
+    end
+    if doc.has_more ~= true or type(doc.next_cursor) ~= "string" or doc.next_cursor == "" then break end
+    cursor = doc.next_cursor
+  end
+  return nil, { message = "the pricing API does not list " .. endpoint }
+end
+
+-- price.lookup(client, endpoint) -> price { endpoint_id, unit_price, unit, currency, source },
+-- or nil, why. A waiting call when it asks the pricing API.
+function M.lookup(client, endpoint)
+  endpoint = endpoint or client.endpoint
+  local can_ask = client:platform_ok()
+  local base = client:platform_url("api")
+  local slot = base .. " " .. endpoint
+  local known = memory[slot]
+  local now = os.time()
+  if known and known.unit_price then return known end
+  local name = "prices/" .. cache.name_for(endpoint) .. ".json"
+  if can_ask and not (known and now - known.failed_at < M.RETRY_AFTER) then
+    local entry = cache.get(name, base, M.TTL)
+    if entry and valid(entry.value, endpoint) then
+      local p = entry.value
+      p.source = "pricing API (cached)"
+      memory[slot] = p
+      return p
+    end
+    if not cache.get(name .. ".failed", base, M.RETRY_AFTER) then
+      local p, err = fetch(client, endpoint)
+      if p then
+        cache.put(name, base, p)
+        memory[slot] = p
+        return p
+      end
+      events.warning(string.format("price of %s: %s; using the newest price editflow has", endpoint,
+        tostring(err and err.message)))
+      cache.put(name .. ".failed", base, { why = tostring(err and err.message) })
+    end
+    local stale = cache.get(name, base, M.STALE_TTL)
+    if stale and valid(stale.value, endpoint) then
+      local p = stale.value
+      p.source = "pricing API (cached " .. math.floor((now - stale.at) / 86400) .. " days ago)"
+      memory[slot] = p
+      return p
+    end
+    memory[slot] = { failed_at = now }
+  end
+  local p = shipped(endpoint)
+  if p then return p end
+  return nil, "no price for " .. endpoint .. (can_ask and "" or
+    " (the pricing API needs a fal key; give one, or a price)")
+end
+
+-- A price the user gave (dollars per the endpoint's unit, or per megapixel when the unit is
+-- not known either).
+function M.given(endpoint, dollars)
+  local known = shipped(endpoint)
+  return { endpoint_id = endpoint, unit_price = dollars, unit = known and known.unit or "megapixels",
+    currency = "USD", source = "given" }
+end
+
+-- The unit's kind: "image", "megapixel", "request" or nil (something else).
+function M.kind(unit)
+  local u = tostring(unit or ""):lower():gsub("^per%s+", ""):gsub("[%s_-]", "")
+  if u == "image" or u == "images" then return "image" end
+  if u == "megapixel" or u == "megapixels" or u == "mp" or u == "mps" then return "megapixel" end
+  if u == "request" or u == "requests" or u == "call" or u == "calls" or u == "run" then return "request" end
+  return nil
+end
+
+local function size_pixels(v)
+  if type(v) == "string" then
+    local s = model.SIZES[model.SIZE_ALIASES[v] or v]
+    if s then return s[1] * s[2] end
+    local w, h = v:match("^(%d+)x(%d+)$")
+    if w then return tonumber(w) * tonumber(h) end
+  elseif type(v) == "table" and math.tointeger(v.width) and math.tointeger(v.height) then
+    return v.width * v.height
+  end
+  return nil
+end
+
+-- The pixels of the first input image, when it is a local file editflow can read; else nil.
+local function input_pixels(normal, m)
+  local field = m and m:image_field() or (normal.image_urls and "image_urls") or "image_url"
+  local v = normal[field]
+  if type(v) == "table" and not v.__editflow_file then v = v[1] end
+  local path = type(v) == "table" and v.path or v
+  if type(path) ~= "string" or path:find("^[%a][%w+.-]*:") then return nil end
+  local head = core.read_file(path, 512 * 1024)
+  if not (head and core.image_size) then return nil end
+  local w, h = core.image_size(head)
+  return w and w * h or nil
+end
+
+-- price.estimate(p, m, normal) -> { units, unit, cost, images, megapixels, approx }
+-- for one job with the validated input `normal` of model `m` (nil for an unchecked endpoint).
+function M.estimate(p, m, normal)
+  local endpoint = m and m.endpoint
+  local out = (catalog_entry(endpoint) or {}).output or {}
+  local count_field = out.count_field or "num_images"
+  local count = normal[count_field]
+  if count == nil and m and m.field then
+    local f = m:field(count_field)
+    count = f and math.tointeger(f.default)
+  end
+  count = math.tointeger(count) or 1
+  local est = { images = count, unit = p and p.unit, approx = false }
+  local size_field = out.size_field or "image_size"
+  local px = size_pixels(normal[size_field])
+  if not px then
+    local default = out.default_size
+    if default == nil and m and m.field then
+      local f = m:field(size_field)
+      default = f and f.default
+    end
+    if default == "input" then
+      px = input_pixels(normal, m)
+    else
+      px = size_pixels(default)
+    end
+  end
+  local assumed = not px
+  est.megapixels = (px or M.ASSUMED_PIXELS) * count / 1e6
+  local kind = M.kind(p and p.unit)
+  if kind == "image" then
+    est.units = count
+  elseif kind == "megapixel" then
+    est.units, est.approx = est.megapixels, assumed
+  else
+    est.units, est.approx = 1, kind == nil  -- an unknown unit: once per job, and said so
+  end
+  est.cost = p and est.units * p.unit_price or nil
+  return est
+end
+
+-- "$0.0300 per megapixels (pricing API)"
+function M.describe(p)
+  if not p then return "no price known" end
+  return string.format("$%.4f per %s (%s)", p.unit_price, tostring(p.unit):gsub("^per%s+", ""), p.source)
+end
+
+-- Forget what this process knows (tests).
+function M.forget() memory = {} end
+
+return M

@@ -1,0 +1,229 @@
+-- editflow.storage: local images as inputs fal can read (SPEC §5).
+-- A job's body names each local file by its content, "editflow-file:sha256:<hex>", until it is
+-- sent: that is what the journal's job identity hashes, so a re-run recognises the job
+-- whatever the upload URL. Just before the submit, each name becomes
+--   * with a fal key: the file's fal storage URL. A file is uploaded once per content:
+--     POST {storage}/storage/upload/initiate?storage_type=fal-cdn-v3 (Key auth) with
+--     {content_type, file_name} -> {upload_url, file_url}, then PUT of the bytes to upload_url
+--     without the credential (the URL is signed); over MULTIPART_BYTES in parts, as fal's own
+--     client does. Uploads are remembered in this process, in the output folder's journal and
+--     in editflow.cache (for UPLOAD_TTL), and jobs waiting for the same content share one
+--     upload;
+--   * with a Bearer proxy (no fal storage for proxy tokens), with inline = true, or without a
+--     credential: a data: URI of the bytes.
+local core = require "editflow.core"
+local json = require "editflow.json"
+local cache = require "editflow.cache"
+local errors = require "editflow.errors"
+local inputs = require "editflow.inputs"
+local runtime = require "editflow.runtime"
+
+local M = {}
+
+M.DEFAULT_STORAGE_URL = "https://rest.fal.ai"
+M.UPLOAD_TTL = 24 * 3600            -- a remembered upload URL is reused this long
+M.MULTIPART_BYTES = 90 * 1024 * 1024 -- larger files go up in parts
+M.PART_BYTES = 10 * 1024 * 1024
+M.SCHEME = "editflow-file:sha256:"
+local PATTERN = '"editflow%-file:sha256:(%x+)"'
+
+local uploaded = {}  -- storage URL .. " " .. sha -> file_url (this process)
+local pending = {}   -- storage URL .. " " .. sha -> signal while an upload is on its way
+
+local function hex(bytes)
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- storage.name(client, field, v) -> the body's name for one file input `v` (a local path or
+-- editflow.file); URLs are returned as they are. Reads and checks the file (raises naming the
+-- field), once per path and client.
+function M.name(client, field, v)
+  if type(v) == "string" and inputs.is_url(v) then return v end
+  local path = type(v) == "table" and v.path or v
+  local files = client.files
+  local known = files.by_path[path]
+  if known then return M.SCHEME .. known end
+  local bytes, mime = inputs.load(field, path, client.max_file_bytes)
+  local sha = hex(core.sha256(bytes))
+  files.by_path[path] = sha
+  files[sha] = files[sha] or { path = path, mime = mime, size = #bytes,
+    name = path:match("([^/]*)$") }
+  return M.SCHEME .. sha
+end
+
+-- Resolves every file field of a validated input in place (see name()).
+function M.name_all(client, m, normal)
+  for field, kind in pairs(m.files) do
+    local v = normal[field]
+    if v ~= nil then
+      if kind == "list" then
+        for i, x in ipairs(v) do v[i] = M.name(client, string.format("%s[%d]", field, i), x) end
+      else
+        normal[field] = M.name(client, field, v)
+      end
+    end
+  end
+  return normal
+end
+
+-- The bytes of a registered file, checked against the content it was planned with.
+local function bytes_of(client, sha)
+  local f = client.files[sha]
+  if not f then return nil, "no file registered for " .. sha end
+  local bytes, err = core.read_file(f.path, math.max(f.size, client.max_file_bytes or inputs.MAX_FILE_BYTES))
+  if not bytes then return nil, "cannot read " .. f.path .. ": " .. tostring(err) end
+  if hex(core.sha256(bytes)) ~= sha then
+    return nil, f.path .. " changed since the job was planned; run it again"
+  end
+  return bytes, f
+end
+
+-- Whether this client puts files in fal storage (else inline data: URIs).
+function M.uploads(client)
+  return client.inline ~= true and client:platform_ok()
+end
+
+local function fail(message, cause)
+  return nil, errors.new("UPLOAD_FAILED", "upload: " .. message
+    .. (cause and cause.message and (": " .. cause.message) or ""), { cause = cause })
+end
+
+-- One part or whole-file PUT, without the credential. -> response or nil, err.
+local function put(client, u, bytes, mime)
+  local resp, err = client:platform_call("upload", "PUT", u, bytes, { ["Content-Type"] = mime }, true)
+  if not resp then return nil, err end
+  if resp.status < 200 or resp.status > 299 then
+    return nil, errors.from_http(resp, "upload")
+  end
+  return resp
+end
+
+local function initiate(client, route, f)
+  local u = client:platform_url("storage") .. "/storage/upload/" .. route .. "?storage_type=fal-cdn-v3"
+  local resp, err = client:platform_call("initiate", "POST", u,
+    json.encode { content_type = f.mime, file_name = f.name })
+  if not resp then return nil, err end
+  if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "upload initiate") end
+  local doc = json.decode(resp.body)
+  if type(doc) ~= "table" or type(doc.upload_url) ~= "string" or type(doc.file_url) ~= "string"
+      or not doc.upload_url:find("^https?://") or not doc.file_url:find("^https?://") then
+    return nil, errors.new("BAD_RESPONSE", "upload initiate: the answer has no upload_url and file_url")
+  end
+  return doc
+end
+
+-- The part URL fal's multipart flow uses: /<n> (or /complete) after the upload URL's path,
+-- before its query.
+local function part_url(upload_url, tail)
+  local head, query = upload_url:match("^([^?#]*)(%??[^#]*)")
+  return head:gsub("/$", "") .. "/" .. tail .. query
+end
+
+local function upload(client, sha)
+  local bytes, f = bytes_of(client, sha)
+  if not bytes then return fail(f) end
+  if #bytes <= (client.multipart_bytes or M.MULTIPART_BYTES) then
+    local doc, err = initiate(client, "initiate", f)
+    if not doc then return fail("cannot start the upload of " .. f.path, err) end
+    local _, perr = put(client, doc.upload_url, bytes, f.mime)
+    if perr then return fail("cannot send " .. f.path, perr) end
+    return doc.file_url
+  end
+  local doc, err = initiate(client, "initiate-multipart", f)
+  if not doc then return fail("cannot start the upload of " .. f.path, err) end
+  local size = client.part_bytes or M.PART_BYTES
+  local parts = json.array {}
+  for i = 1, (#bytes + size - 1) // size do
+    local resp, perr = put(client, part_url(doc.upload_url, tostring(i)),
+      bytes:sub((i - 1) * size + 1, i * size), f.mime)
+    if not resp then return fail(string.format("cannot send part %d of %s", i, f.path), perr) end
+    -- fal's answer to a part is JSON {partNumber, etag}; an ETag header serves as well
+    local doc = json.decode(resp.body or "")
+    local etag = type(doc) == "table" and type(doc.etag) == "string" and doc.etag
+      or (resp.headers and resp.headers.etag)
+    if type(etag) ~= "string" or etag == "" then
+      return fail(string.format("part %d of %s: the answer has no ETag", i, f.path))
+    end
+    parts[i] = { partNumber = i, etag = etag }
+  end
+  local resp, cerr = client:platform_call("upload", "POST", part_url(doc.upload_url, "complete"),
+    json.encode { parts = parts }, nil, true)
+  if not resp then return fail("cannot complete the upload of " .. f.path, cerr) end
+  if resp.status < 200 or resp.status > 299 then
+    return fail("cannot complete the upload of " .. f.path, errors.from_http(resp, "upload complete"))
+  end
+  return doc.file_url
+end
+
+-- The file_url of content `sha`: remembered, or uploaded now (one upload per content at a
+-- time; others wait for it). -> url or nil, err. A waiting call.
+local function file_url(client, sha)
+  local base = client:platform_url("storage")
+  local slot = base .. " " .. sha
+  while pending[slot] do pending[slot]:wait() end
+  if uploaded[slot] then return uploaded[slot] end
+  local jr, now = client.journal, os.time()
+  local rec = jr and jr.uploads[sha]
+  if rec and rec.storage == base and type(rec.file_url) == "string" and type(rec.at) == "number"
+      and now - rec.at < M.UPLOAD_TTL and rec.at <= now + 60 then
+    uploaded[slot] = rec.file_url
+    return rec.file_url
+  end
+  local name = "uploads/" .. sha .. ".json"
+  local entry = cache.get(name, base, M.UPLOAD_TTL)
+  if entry and type(entry.value) == "table" and type(entry.value.file_url) == "string" then
+    uploaded[slot] = entry.value.file_url
+    if jr then jr:append { t = "upload", sha256 = sha, file_url = entry.value.file_url, storage = base, at = entry.at } end
+    return entry.value.file_url
+  end
+  local done = runtime.signal()
+  pending[slot] = done
+  local ok, u, err = pcall(upload, client, sha)
+  pending[slot] = nil
+  done:fire()
+  if not ok then error(u, 0) end
+  if not u then return nil, err end
+  uploaded[slot] = u
+  cache.put(name, base, { file_url = u })
+  if jr then
+    local wok, werr = jr:append { t = "upload", sha256 = sha, file_url = u, storage = base, at = now }
+    if not wok then return nil, errors.new("JOURNAL", tostring(werr)) end
+  end
+  client.uploads_made = (client.uploads_made or 0) + 1
+  return u
+end
+
+-- storage.materialize(client, body) -> the body to send (every file name replaced by its
+-- fal storage URL or a data: URI), or nil, err. A waiting call when it uploads.
+function M.materialize(client, body)
+  if not body:find('"editflow-file:sha256:', 1, true) then return body end
+  local urls, order = {}, {}
+  for sha in body:gmatch(PATTERN) do
+    if client.files[sha] and not urls[sha] then
+      urls[sha] = false
+      order[#order + 1] = sha
+    end
+  end
+  local upload_them = M.uploads(client)
+  for _, sha in ipairs(order) do
+    if upload_them then
+      local u, err = file_url(client, sha)
+      if not u then return nil, err end
+      urls[sha] = u
+    else
+      local bytes, f = bytes_of(client, sha)
+      if not bytes then return nil, errors.new("FILE_CHANGED", f) end
+      urls[sha] = inputs.data_uri(bytes, f.mime)
+    end
+  end
+  return (body:gsub(PATTERN, function(sha)
+    local u = urls[sha]
+    if not u then return nil end
+    return json.encode(u)
+  end))
+end
+
+-- Forget this process's uploads (tests).
+function M.forget() uploaded, pending = {}, {} end
+
+return M
