@@ -25,7 +25,6 @@ M.UPLOAD_TTL = 24 * 3600            -- a remembered upload URL is reused this lo
 M.MULTIPART_BYTES = 90 * 1024 * 1024 -- larger files go up in parts
 M.PART_BYTES = 10 * 1024 * 1024
 M.SCHEME = "editflow-file:sha256:"
-local PATTERN = '"editflow%-file:sha256:(%x+)"'
 
 local uploaded = {}  -- storage URL .. " " .. sha -> file_url (this process)
 local pending = {}   -- storage URL .. " " .. sha -> signal while an upload is on its way
@@ -193,34 +192,48 @@ local function file_url(client, sha)
   return u
 end
 
--- storage.materialize(client, body) -> the body to send (every file name replaced by its
--- fal storage URL or a data: URI), or nil, err. A waiting call when it uploads.
+-- storage.materialize(client, body) -> the body to send (every file name in a file field
+-- replaced by its fal storage URL or a data: URI), or nil, err. Only the model's file fields
+-- are looked at, so a prompt that happens to read like a file name is sent as written. A
+-- waiting call when it uploads.
 function M.materialize(client, body)
-  if not body:find('"editflow-file:sha256:', 1, true) then return body end
-  local urls, order = {}, {}
-  for sha in body:gmatch(PATTERN) do
-    if client.files[sha] and not urls[sha] then
-      urls[sha] = false
-      order[#order + 1] = sha
-    end
-  end
+  if not body:find(M.SCHEME, 1, true) then return body end
+  local doc = json.decode(body)
+  if type(doc) ~= "table" then return body end
+  local m = client:model()
+  local fields = m.files
   local upload_them = M.uploads(client)
-  for _, sha in ipairs(order) do
+  local urls = {}
+  local function resolve(v)
+    local sha = type(v) == "string" and v:sub(1, #M.SCHEME) == M.SCHEME and v:sub(#M.SCHEME + 1)
+    if not (sha and client.files[sha]) then return v end
+    if urls[sha] then return urls[sha] end
+    local u, err
     if upload_them then
-      local u, err = file_url(client, sha)
-      if not u then return nil, err end
-      urls[sha] = u
+      u, err = file_url(client, sha)
     else
       local bytes, f = bytes_of(client, sha)
-      if not bytes then return nil, errors.new("FILE_CHANGED", f) end
-      urls[sha] = inputs.data_uri(bytes, f.mime)
+      if bytes then u = inputs.data_uri(bytes, f.mime) else err = errors.new("FILE_CHANGED", f) end
+    end
+    if not u then return nil, err end
+    urls[sha] = u
+    return u
+  end
+  for field, kind in pairs(fields) do
+    local v = doc[field]
+    if kind == "list" and type(v) == "table" then
+      for i, x in ipairs(v) do
+        local u, err = resolve(x)
+        if not u then return nil, err end
+        v[i] = u
+      end
+    elseif v ~= nil then
+      local u, err = resolve(v)
+      if not u then return nil, err end
+      doc[field] = u
     end
   end
-  return (body:gsub(PATTERN, function(sha)
-    local u = urls[sha]
-    if not u then return nil end
-    return json.encode(u)
-  end))
+  return json.encode(doc)
 end
 
 -- Forget this process's uploads (tests).

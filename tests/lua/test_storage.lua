@@ -132,6 +132,18 @@ T.case("a failing upload is retried; one that keeps failing sends nothing", func
   sb.control { reset_faults = true }
 end)
 
+T.case("only file fields are resolved: a prompt that reads like a file name is sent as written", function()
+  local p = photo()
+  local c = client { inline = true }
+  local body = c:prepare { prompt = "x", image_urls = { p } }
+  local name = json.decode(body).image_urls[1]
+  local job = assert(c:submit { prompt = name, image_urls = { p } })
+  assert(job:wait())
+  local input = inputs_of { job.request_id }[1]
+  T.eq(input.prompt, name, "the prompt untouched")
+  T.match(input.image_urls[1], "^data:image/png;base64,", "the image resolved")
+end)
+
 T.case("a file changed after it was planned is not sent", function()
   local p = photo()
   local c = client { inline = true }

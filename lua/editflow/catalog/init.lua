@@ -29,9 +29,10 @@ return {
     output = { size_field = "image_size", count_field = "num_images", default_size = "square_hd" },
     source = "https://fal.ai/models/fal-ai/qwen-image-edit-plus/api",
   },
-  -- The same model under its dated id. Price not confirmed for this id (likely as -plus).
+  -- The same model under its dated id, with the same input (fal's JS types alias the two), so
+  -- the same document. Price not confirmed for this id (likely as -plus).
   ["fal-ai/qwen-image-edit-2509"] = {
-    schema = "editflow.catalog.qwen_image_edit_2509",
+    schema = "editflow.catalog.qwen_image_edit_plus",
     output = { size_field = "image_size", count_field = "num_images", default_size = "square_hd" },
     source = "https://fal.ai/models/fal-ai/qwen-image-edit-2509/api",
   },
@@ -43,8 +44,9 @@ return {
     output = { size_field = "image_size", count_field = "num_images", default_size = "input" },
     source = "https://fal.ai/models/fal-ai/qwen-image-edit-plus-lora/api",
   },
+  -- The plus-lora input under its dated id (aliased in fal's JS types): the same document.
   ["fal-ai/qwen-image-edit-2509-lora"] = {
-    schema = "editflow.catalog.qwen_image_edit_2509_lora",
+    schema = "editflow.catalog.qwen_image_edit_plus_lora",
     output = { size_field = "image_size", count_field = "num_images", default_size = "input" },
     source = "https://fal.ai/models/fal-ai/qwen-image-edit-2509-lora/api",
   },
