@@ -156,15 +156,17 @@ function M.new(opts)
     if not u then error(string.format("editflow.client: trust[%d]: %s", i, e), 2) end
     self.trusted[u.origin] = true
   end
-  -- fal's platform beside the queue: a fal key (auth "key") goes to these two origins as
-  -- well, a proxy token never (SPEC §2, §5, §7).
+  -- fal's platform beside the queue (SPEC §2, §5, §7). The key goes there only when it is a
+  -- fal key for these origins: auth "key" and the queue is fal's own, or the user named the
+  -- platform URL (option or environment) or trusts its origin. A proxy token never goes there.
   self.platform = {}
+  local fal_queue = base.origin == url.parse(M.DEFAULT_BASE_URL).origin
   for _, which in ipairs { "api", "storage" } do
-    local text = opts[which .. "_url"] or env("EDITFLOW_" .. which:upper() .. "_URL")
-      or M["DEFAULT_" .. which:upper() .. "_URL"]
-    local u, e = url.parse(text)
+    local given = opts[which .. "_url"] or env("EDITFLOW_" .. which:upper() .. "_URL")
+    local u, e = url.parse(given or M["DEFAULT_" .. which:upper() .. "_URL"])
     if not u or u.query then error(string.format("editflow.client: %s_url: %s", which, e or "must not carry a query"), 2) end
-    self.platform[which] = { url = url.root(u) .. u.prefix, origin = u.origin }
+    self.platform[which] = { url = url.root(u) .. u.prefix, origin = u.origin,
+      keyed = given ~= nil or fal_queue or self.trusted[u.origin] == true }
   end
   self.schema_url = opts.schema_url
   self.inline = opts.inline == true
@@ -252,18 +254,23 @@ end
 -- credential whatever the origin (an upload URL is signed).
 function Client:platform_url(which) return self.platform[which].url end
 
-function Client:platform_ok() return self.auth == "key" and secrets[self] ~= nil end
+-- which: "api" or "storage".
+function Client:platform_ok(which)
+  return self.auth == "key" and secrets[self] ~= nil and self.platform[which].keyed
+end
 
 function Client:platform_call(what, method, u, body, extra_headers, anonymous)
-  local platform = not anonymous and self:platform_ok() and url.origin(u)
-  if platform ~= self.platform.api.origin and platform ~= self.platform.storage.origin then platform = nil end
+  local origin = url.origin(u)
+  local platform = not anonymous and ((origin == self.platform.api.origin and self:platform_ok("api"))
+    or (origin == self.platform.storage.origin and self:platform_ok("storage")))
   local last
   local resp, err = retry.run(self:retry_context(nil, false), what, function(left)
     local t0 = self.verbose and runtime.now()
     local r, e = http.request(runtime.loop(), self:request_options(what, method, u, body, extra_headers,
       { anonymous = not platform, platform = platform and true or nil }, left))
-    if self.verbose then
-      self:trace(what, method, u, string.format("%s (%.0f ms)", r and r.status or e.code, (runtime.now() - t0) * 1000))
+    if self.verbose then  -- a signed upload URL's query is a write grant: never traced
+      self:trace(what, method, (u:gsub("%?.*$", "?...")), string.format("%s (%.0f ms)", r and r.status or e.code,
+        (runtime.now() - t0) * 1000))
     end
     if not r then return nil, e end
     last = r

@@ -7,6 +7,8 @@
 -- accepts. Fields named *_url (a string) and *_urls (a list of strings) are file inputs: an
 -- http(s) or data: URL, a local path or editflow.file(path); editflow.inputs resolves them.
 -- An endpoint without a schema (model.unchecked) passes through apart from its images.
+local json = require "editflow.json"
+
 local M = {}
 
 M.SIZES = {
@@ -27,6 +29,7 @@ Model.__index = Model
 -- ---- reading a schema ----
 
 local function show(v)
+  if v == json.null then return "null" end
   if type(v) == "string" then return "'" .. (#v > 60 and v:sub(1, 57) .. "..." or v) .. "'" end
   if type(v) == "table" then
     if v.__editflow_file then return "editflow.file(" .. tostring(v.path) .. ")" end
@@ -87,13 +90,24 @@ local function num_text(x)
   return tostring(math.tointeger(x) or x)
 end
 
+local function num(x) return type(x) == "number" and x == x and x or nil end  -- odd values: absent
+
+-- The effective bounds of a number schema: lo, lo exclusive, hi, hi exclusive. OpenAPI 3.0
+-- says exclusiveMinimum = true (about minimum), 3.1 gives it a number of its own; both may be
+-- present, and the tighter bound wins.
+local function bounds(s)
+  local lo, hi = num(s.minimum), num(s.maximum)
+  local xlo = s.exclusiveMinimum == true and lo ~= nil
+  local xhi = s.exclusiveMaximum == true and hi ~= nil
+  local elo, ehi = num(s.exclusiveMinimum), num(s.exclusiveMaximum)
+  if elo and (not lo or elo >= lo) then lo, xlo = elo, true end
+  if ehi and (not hi or ehi <= hi) then hi, xhi = ehi, true end
+  return lo, xlo, hi, xhi
+end
+
 -- The bounds of a number schema as text ("2..100", ">= 0", "> 0 and <= 1").
 local function range_text(s)
-  local lo, hi = s.minimum, s.maximum
-  local xlo = s.exclusiveMinimum == true or type(s.exclusiveMinimum) == "number"
-  local xhi = s.exclusiveMaximum == true or type(s.exclusiveMaximum) == "number"
-  if type(s.exclusiveMinimum) == "number" then lo = s.exclusiveMinimum end
-  if type(s.exclusiveMaximum) == "number" then hi = s.exclusiveMaximum end
+  local lo, xlo, hi, xhi = bounds(s)
   if lo and hi and not xlo and not xhi then return num_text(lo) .. ".." .. num_text(hi) end
   local parts = {}
   if lo then parts[#parts + 1] = (xlo and "> " or ">= ") .. num_text(lo) end
@@ -102,17 +116,9 @@ local function range_text(s)
 end
 
 local function in_range(s, x)
-  local lo, hi = s.minimum, s.maximum
-  if type(s.exclusiveMinimum) == "number" then
-    if x <= s.exclusiveMinimum then return false end
-  elseif lo and (x < lo or (s.exclusiveMinimum == true and x == lo)) then
-    return false
-  end
-  if type(s.exclusiveMaximum) == "number" then
-    if x >= s.exclusiveMaximum then return false end
-  elseif hi and (x > hi or (s.exclusiveMaximum == true and x == hi)) then
-    return false
-  end
+  local lo, xlo, hi, xhi = bounds(s)
+  if lo and (x < lo or (xlo and x == lo)) then return false end
+  if hi and (x > hi or (xhi and x == hi)) then return false end
   return true
 end
 
@@ -147,10 +153,10 @@ function Model:describe(s, depth)
   elseif t.boolean then
     return "true or false"
   elseif t.string then
-    local n = s.maxLength and (" of at most " .. s.maxLength .. " characters") or ""
-    return (s.minLength and s.minLength > 0 and "a non-empty string" or "a string") .. n
+    local n = num(s.maxLength) and (" of at most " .. num_text(s.maxLength) .. " characters") or ""
+    return ((num(s.minLength) or 0) > 0 and "a non-empty string" or "a string") .. n
   elseif t.array then
-    local lo, hi = s.minItems or 0, s.maxItems
+    local lo, hi = num(s.minItems) or 0, num(s.maxItems)
     local count = hi and (lo == hi and tostring(lo) or (lo .. " to " .. hi)) or (lo > 0 and ("at least " .. lo) or "")
     local item = s.items and self:describe(s.items, depth) or "values"
     return "a list of " .. (count ~= "" and (count .. " ") or "") .. "(" .. item .. ")"
@@ -182,7 +188,7 @@ local function text(name, v, s)
   end
   local n = utf8.len(v)
   if not n then error(name .. " must be valid UTF-8 text", 0) end
-  if (s.minLength and n < s.minLength) or (s.maxLength and n > s.maxLength) then return nil end
+  if (num(s.minLength) and n < s.minLength) or (num(s.maxLength) and n > s.maxLength) then return nil end
   if name == "prompt" and not v:find("%S") then return nil end  -- an empty prompt edits nothing
   return v
 end
@@ -283,8 +289,9 @@ function check(self, s, name, v, depth)
     if out then return out end
     if name == "prompt" then bad(name, "a non-empty string", v) end
   end
+  if t.null and v == json.null then return v end
   if t.array and is_list(v) then
-    if (s.minItems and #v < s.minItems) or (s.maxItems and #v > s.maxItems) then
+    if (num(s.minItems) and #v < s.minItems) or (num(s.maxItems) and #v > s.maxItems) then
       bad(name, self:describe(s), v)
     end
     local out = {}
@@ -323,8 +330,39 @@ local function input_schema(doc, endpoint)
   return nil, "no input schema for " .. endpoint .. " in the document"
 end
 
--- model.compile(doc, endpoint [, source]) -> model, or nil, why.
+-- The types a field's value may have: its own, or those of its anyOf/oneOf alternatives
+-- (an optional field is [X, null]), or the kinds of its enum's values.
+function Model:kinds(s)
+  s = self:deref(s)
+  local set = types_of(s)
+  if set then return set end
+  set = {}
+  local alts = s.anyOf or s.oneOf
+  if type(alts) == "table" then
+    for _, a in ipairs(alts) do
+      for k in pairs(self:kinds(a)) do set[k] = true end
+    end
+    return set
+  end
+  if type(s.enum) == "table" then
+    for _, e in ipairs(s.enum) do
+      set[math.type(e) == "integer" and "integer" or type(e) == "number" and "number"
+        or type(e) == "boolean" and "boolean" or "string"] = true
+    end
+  end
+  if s.properties then set.object = true end
+  return set
+end
+
+-- model.compile(doc, endpoint [, source]) -> model, or nil, why. A broken document (a $ref
+-- that leads nowhere, say) is nil and the reason, never an error.
 function M.compile(doc, endpoint, source)
+  local ok, m, why = pcall(M._compile, doc, endpoint, source)
+  if not ok then return nil, tostring(m) end
+  return m, why
+end
+
+function M._compile(doc, endpoint, source)
   local raw, why = input_schema(doc, endpoint)
   if not raw then return nil, why end
   local self = setmetatable({ doc = doc, endpoint = endpoint, source = source }, Model)
@@ -349,13 +387,13 @@ function M.compile(doc, endpoint, source)
   -- File inputs: *_url strings and *_urls lists of strings.
   self.files = {}
   for _, k in ipairs(order) do
-    local f = self:deref(s.properties[k])
-    local t = types_of(f) or {}
-    if k:match("_url$") and (t.string or not f.type) then
+    local t = self:kinds(s.properties[k])
+    if k:match("_url$") and (t.string or next(t) == nil) then
       self.files[k] = "one"
     elseif k:match("_urls$") and t.array then
       self.files[k] = "list"
     end
+    self:describe(s.properties[k])  -- every $ref resolves, now rather than on first use
   end
   return self
 end
@@ -376,19 +414,12 @@ function Model:field(name)
   local raw = self.input.properties[name]
   if raw == nil then return nil end
   local s = self:deref(raw)
-  local kind
-  local alts = s.anyOf or s.oneOf
-  if type(alts) == "table" then
-    for _, a in ipairs(alts) do
-      local t = types_of(self:deref(a)) or {}
-      if t.string or self:deref(a).enum then kind = kind or "string" end
-      if t.object then kind = kind or "object" end
-    end
-  end
-  local t = types_of(s) or {}
-  kind = kind or (t.integer and "integer") or (t.number and "number") or (t.boolean and "boolean")
-    or (t.string and "string") or (t.array and "array") or (t.object and "object")
-    or (s.enum and "string") or "any"
+  local t = self:kinds(s)
+  -- a value with a shape of its own (an image_size name or {width, height}) reads as text
+  -- and JSON; otherwise the one scalar type it has
+  local kind = ((t.string and t.object) and "string") or (t.integer and "integer") or (t.number and "number")
+    or (t.boolean and "boolean") or (t.string and "string") or (t.array and "array")
+    or (t.object and "object") or "any"
   local default = s.default
   if default == nil and type(raw) == "table" then default = raw.default end
   return {
@@ -396,7 +427,7 @@ function Model:field(name)
     file = self.files[name], accepts = self.files[name] and (self.files[name] == "list"
       and ("a list of (" .. FILE_TEXT .. ")") or FILE_TEXT) or self:describe(s),
     description = s.description or (type(raw) == "table" and raw.description) or s.title,
-    items = t.array and s.items and self:deref(s.items) or nil,
+    items = t.array and type(s.items) == "table" and self:deref(s.items) or nil,
   }
 end
 
@@ -426,9 +457,9 @@ function Model:validate(input)
     elseif kind == "list" then
       if type(v) == "string" or (type(v) == "table" and v.__editflow_file) then v = { v } end
       local s = self:deref(self.input.properties[k])
-      local lo = math.max(s.minItems or 1, 1)
-      if not is_list(v) or #v < lo or (s.maxItems and #v > s.maxItems) then
-        bad(k, s.maxItems and string.format("a list of %d to %d images", lo, s.maxItems)
+      local lo, hi = math.max(num(s.minItems) or 1, 1), num(s.maxItems)
+      if not is_list(v) or #v < lo or (hi and #v > hi) then
+        bad(k, hi and string.format("a list of %d to %d images", lo, hi)
           or string.format("a list of at least %d image%s", lo, lo == 1 and "" or "s"), v)
       end
       local list = {}

@@ -65,14 +65,15 @@ local function fetch(client, endpoint)
     if doc.has_more ~= true or type(doc.next_cursor) ~= "string" or doc.next_cursor == "" then break end
     cursor = doc.next_cursor
   end
-  return nil, { message = "the pricing API does not list " .. endpoint }
+  return nil, { message = "fal's pricing API does not list " .. endpoint, unlisted = true }
 end
 
 -- price.lookup(client, endpoint) -> price { endpoint_id, unit_price, unit, currency, source },
 -- or nil, why. A waiting call when it asks the pricing API.
 function M.lookup(client, endpoint)
   endpoint = endpoint or client.endpoint
-  local can_ask = client:platform_ok()
+  local can_ask = client:platform_ok("api")
+  local why
   local base = client:platform_url("api")
   local slot = base .. " " .. endpoint
   local known = memory[slot]
@@ -83,42 +84,66 @@ function M.lookup(client, endpoint)
     local entry = cache.get(name, base, M.TTL)
     if entry and valid(entry.value, endpoint) then
       local p = entry.value
-      p.source = "pricing API (cached)"
+      p.source = "pricing API, cached"
       memory[slot] = p
       return p
     end
-    if not cache.get(name .. ".failed", base, M.RETRY_AFTER) then
+    local failed = cache.get(name .. ".failed", base, M.RETRY_AFTER)
+    if failed then
+      why = type(failed.value) == "table" and failed.value.why or nil
+    else
       local p, err = fetch(client, endpoint)
       if p then
         cache.put(name, base, p)
         memory[slot] = p
         return p
       end
-      events.warning(string.format("price of %s: %s; using the newest price editflow has", endpoint,
-        tostring(err and err.message)))
-      cache.put(name .. ".failed", base, { why = tostring(err and err.message) })
+      why = tostring(err and err.message)
+      cache.put(name .. ".failed", base, { why = why })
+      if not (err and err.unlisted) then
+        events.warning(string.format("price of %s: fal's pricing API cannot be reached (%s)", endpoint, why))
+      end
     end
     local stale = cache.get(name, base, M.STALE_TTL)
     if stale and valid(stale.value, endpoint) then
       local p = stale.value
-      p.source = "pricing API (cached " .. math.floor((now - stale.at) / 86400) .. " days ago)"
+      local days = (now - stale.at) // 86400
+      p.source = string.format("pricing API, cached %d day%s ago", days, days == 1 and "" or "s")
       memory[slot] = p
       return p
     end
-    memory[slot] = { failed_at = now }
+    memory[slot] = { failed_at = now, why = why }
+  elseif known then
+    why = known.why
   end
   local p = shipped(endpoint)
   if p then return p end
-  return nil, "no price for " .. endpoint .. (can_ask and "" or
-    " (the pricing API needs a fal key; give one, or a price)")
+  return nil, string.format("no price for %s: %s, and editflow ships none; give one (a price in "
+    .. "dollars per image, megapixel or request)", endpoint, why or (can_ask and "fal's pricing API has none"
+      or "fal's pricing API takes only a fal key"))
 end
 
--- A price the user gave (dollars per the endpoint's unit, or per megapixel when the unit is
--- not known either).
-function M.given(endpoint, dollars)
+-- price.given(endpoint, price) -> a price the user gave: dollars (per the endpoint's known
+-- unit), or "DOLLARS/UNIT" ("0.039/image", "0.03/megapixel", "0.1/request"). Raises when the
+-- unit is neither given nor known.
+function M.given(endpoint, given)
+  local dollars, unit = given, nil
+  if type(given) == "string" then
+    local d, u = given:match("^%s*([%d.]+)%s*/%s*(%a+)%s*$")
+    dollars, unit = tonumber(d or given), u
+  end
+  if type(dollars) ~= "number" or dollars < 0 or dollars ~= dollars or dollars == math.huge
+      or (unit and not M.kind(unit)) then
+    error("price must be dollars, or DOLLARS/UNIT with UNIT image, megapixel or request, got '"
+      .. tostring(given) .. "'", 0)
+  end
   local known = shipped(endpoint)
-  return { endpoint_id = endpoint, unit_price = dollars, unit = known and known.unit or "megapixels",
-    currency = "USD", source = "given" }
+  unit = unit or (known and known.unit)
+  if not unit then
+    error(string.format("the unit of %s's price is not known: give it as DOLLARS/image, "
+      .. "DOLLARS/megapixel or DOLLARS/request", endpoint), 0)
+  end
+  return { endpoint_id = endpoint, unit_price = dollars, unit = unit, currency = "USD", source = "given" }
 end
 
 -- The unit's kind: "image", "megapixel", "request" or nil (something else).
@@ -167,7 +192,12 @@ function M.estimate(p, m, normal)
     count = f and math.tointeger(f.default)
   end
   count = math.tointeger(count) or 1
-  local est = { images = count, unit = p and p.unit, approx = false }
+  -- a model that may give up to max_field images per request (Seedream's max_images): the
+  -- estimate is the most it can bill, so a budget holds
+  local upto = out.max_field and (math.tointeger(normal[out.max_field])
+    or (m and m.field and m:field(out.max_field) and math.tointeger(m:field(out.max_field).default)))
+  if upto and upto > 1 then count = count * upto end
+  local est = { images = count, unit = p and p.unit, approx = false, upper_bound = upto and upto > 1 or nil }
   local size_field = out.size_field or "image_size"
   local px = size_pixels(normal[size_field])
   if not px then
@@ -191,15 +221,18 @@ function M.estimate(p, m, normal)
     est.units, est.approx = est.megapixels, assumed
   else
     est.units, est.approx = 1, kind == nil  -- an unknown unit: once per job, and said so
+    if kind == nil then est.cost_note = "counted once per job (unit '" .. tostring(p and p.unit) .. "')" end
   end
   est.cost = p and est.units * p.unit_price or nil
   return est
 end
 
--- "$0.0300 per megapixels (pricing API)"
+-- "$0.0300 per megapixel (pricing API)"
 function M.describe(p)
   if not p then return "no price known" end
-  return string.format("$%.4f per %s (%s)", p.unit_price, tostring(p.unit):gsub("^per%s+", ""), p.source)
+  local kind = M.kind(p.unit)
+  local unit = kind or tostring(p.unit):gsub("^per%s+", "")
+  return string.format("$%.4f per %s (%s)", p.unit_price, unit, p.source)
 end
 
 -- Forget what this process knows (tests).

@@ -76,8 +76,8 @@ local function fetch(doc_url, endpoint)
 end
 
 local function compiled(doc, endpoint, source)
-  local m = doc and model.compile(doc, endpoint, source)
-  return m
+  if not doc then return nil end
+  return model.compile(doc, endpoint, source)
 end
 
 -- schema.model(endpoint [, opts]) -> model (model.source says where it came from: "fetched",
@@ -102,14 +102,15 @@ function M.model(endpoint, opts)
     local failed = cache.get(name .. ".failed", doc_url, M.RETRY_AFTER, dir)
     if not failed then
       local doc, err = fetch(doc_url, endpoint)
-      m = doc and compiled(doc, endpoint, "fetched")
+      local broken
+      m, broken = compiled(doc, endpoint, "fetched")
       if m then
         cache.put(name, doc_url, doc, dir)
         memory[slot] = { model = m }
         return m
       end
-      why = doc and "no input schema in its answer" or (err and err.status == 404 and "fal does not know it")
-        or tostring(err and err.message)
+      why = doc and ("its answer has no usable input schema: " .. tostring(broken))
+        or (err and err.status == 404 and "fal does not know it") or tostring(err and err.message)
       cache.put(name .. ".failed", doc_url, { why = why }, dir)
     else
       why = "an earlier try failed: " .. tostring(type(failed.value) == "table" and failed.value.why)

@@ -28,6 +28,8 @@ M.SCHEME = "editflow-file:sha256:"
 
 local uploaded = {}  -- storage URL .. " " .. sha -> file_url (this process)
 local pending = {}   -- storage URL .. " " .. sha -> signal while an upload is on its way
+local failed = {}    -- storage URL .. " " .. sha -> { err, at }: jobs waiting for it share it
+M.SHARE_FAILURE = 30 -- seconds a failed upload answers the jobs that waited for it
 
 local function hex(bytes)
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
@@ -40,11 +42,14 @@ function M.name(client, field, v)
   if type(v) == "string" and inputs.is_url(v) then return v end
   local path = type(v) == "table" and v.path or v
   local files = client.files
+  -- Read once per path while the file stays as it was (device, inode, size, times): a file
+  -- replaced meanwhile is read and named anew.
+  local stamp = core.file_stamp(path)
   local known = files.by_path[path]
-  if known then return M.SCHEME .. known end
+  if known and stamp and known.stamp == stamp then return M.SCHEME .. known.sha end
   local bytes, mime = inputs.load(field, path, client.max_file_bytes)
   local sha = hex(core.sha256(bytes))
-  files.by_path[path] = sha
+  files.by_path[path] = { sha = sha, stamp = stamp }
   files[sha] = files[sha] or { path = path, mime = mime, size = #bytes,
     name = path:match("([^/]*)$") }
   return M.SCHEME .. sha
@@ -79,7 +84,7 @@ end
 
 -- Whether this client puts files in fal storage (else inline data: URIs).
 function M.uploads(client)
-  return client.inline ~= true and client:platform_ok()
+  return client.inline ~= true and client:platform_ok("storage")
 end
 
 local function fail(message, cause)
@@ -175,13 +180,17 @@ local function file_url(client, sha)
     if jr then jr:append { t = "upload", sha256 = sha, file_url = entry.value.file_url, storage = base, at = entry.at } end
     return entry.value.file_url
   end
+  local f = failed[slot]
+  if f and os.time() - f.at < M.SHARE_FAILURE then return nil, f.err end
   local done = runtime.signal()
   pending[slot] = done
   local ok, u, err = pcall(upload, client, sha)
   pending[slot] = nil
+  if ok and not u then failed[slot] = { err = err, at = os.time() } end
   done:fire()
   if not ok then error(u, 0) end
   if not u then return nil, err end
+  failed[slot] = nil
   uploaded[slot] = u
   cache.put(name, base, { file_url = u })
   if jr then
@@ -206,7 +215,11 @@ function M.materialize(client, body)
   local urls = {}
   local function resolve(v)
     local sha = type(v) == "string" and v:sub(1, #M.SCHEME) == M.SCHEME and v:sub(#M.SCHEME + 1)
-    if not (sha and client.files[sha]) then return v end
+    if not sha then return v end
+    if not client.files[sha] then  -- prepared by another client: its file is not known here
+      return nil, errors.new("NOT_SENT", "a file named " .. v .. " was prepared by another client; "
+        .. "prepare the input with the client that sends it")
+    end
     if urls[sha] then return urls[sha] end
     local u, err
     if upload_them then
@@ -237,6 +250,6 @@ function M.materialize(client, body)
 end
 
 -- Forget this process's uploads (tests).
-function M.forget() uploaded, pending = {}, {} end
+function M.forget() uploaded, pending, failed = {}, {}, {} end
 
 return M

@@ -7,6 +7,7 @@
 ** (CPU, peak RSS, open-file limit). luaopen_editflow_core is the only symbol the module exports.
 */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +177,20 @@ static int core_read_file(lua_State *L) {
   return 1;
 }
 
+/* core.file_stamp(path) -> "dev:ino:size:mtime:ctime" (a string that changes when the file's
+** content may have) | nil, message. */
+static int core_file_stamp(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  ef_stamp st;
+  if (ef_file_stamp(path, &st) != 0)
+    return fail_code(L, strerror(errno), "STAT");
+  char text[160];
+  snprintf(text, sizeof text, "%llu:%llu:%llu:%lld.%09lld:%lld.%09lld", st.dev, st.ino, st.size,
+           st.mtime_s, st.mtime_ns, st.ctime_s, st.ctime_ns);
+  lua_pushstring(L, text);
+  return 1;
+}
+
 static int push_name(void *ud, const char *name) {
   lua_State *L = ud;
   lua_pushstring(L, name);
@@ -295,7 +310,7 @@ static const luaL_Reg corelib[] = {
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"append_file", core_append_file},
   {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
-  {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify},
+  {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify}, {"file_stamp", core_file_stamp},
   {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);

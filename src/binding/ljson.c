@@ -25,9 +25,13 @@ static void push_string(lua_State *L, const ef_json_event *ev) {
   luaL_pushresultsize(&b, ef_json_unescape(ev->s, ev->len, out));
 }
 
-/* -2^63 <= d < 2^63 and no fraction: the same integer, exactly. */
-static void push_number(lua_State *L, double d) {
-  if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && (double)(long long)d == d)
+/* -2^63 <= d < 2^63 and no fraction: the same integer, exactly. An integer literal too long
+** for int64 (no '.', 'e' or 'E' in it) stays a float: as an integer it would be another number. */
+static void push_number(lua_State *L, double d, const char *lit, size_t len) {
+  int written_as_integer = memchr(lit, '.', len) == NULL && memchr(lit, 'e', len) == NULL
+                           && memchr(lit, 'E', len) == NULL;
+  if (!written_as_integer && d >= -9223372036854775808.0 && d < 9223372036854775808.0
+      && (double)(long long)d == d)
     lua_pushinteger(L, (lua_Integer)(long long)d);
   else
     lua_pushnumber(L, d);
@@ -90,7 +94,7 @@ static int json_decode(lua_State *L) {
       lua_pushinteger(L, (lua_Integer)ev.i);
       break;
     case EF_JSON_NUMBER:
-      push_number(L, ev.d);
+      push_number(L, ev.d, ev.s, ev.len);
       break;
     case EF_JSON_TRUE:
     case EF_JSON_FALSE:

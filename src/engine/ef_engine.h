@@ -196,6 +196,14 @@ void ef_unlock(int fd);
 ** a regular file"), "TOO_LARGE" (size and limit named; also when it grew past max while being
 ** read), "READ_ERROR" (strerror). */
 const char *ef_read_file(const char *path, size_t max, ef_buf *out, char *err, size_t errlen);
+/* What identifies a file's present content without reading it: device, inode, size and
+** modification time (ns). 0, or -1 with errno. A changed stamp means the bytes must be read
+** again; an equal one that they are, as far as the filesystem can tell, the same. */
+typedef struct ef_stamp {
+  unsigned long long dev, ino, size;
+  long long mtime_s, mtime_ns, ctime_s, ctime_ns;
+} ef_stamp;
+int ef_file_stamp(const char *path, ef_stamp *out);
 int ef_fsync_dir_of(const char *path);
 /* mkstemps() with the mode fopen() would give and close-on-exec; -1 with errno on failure. */
 int ef_mktemp(char *tmpl, int suffixlen);

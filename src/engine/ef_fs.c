@@ -375,6 +375,23 @@ static const char *read_input(const char *path, size_t max, ef_buf *out, char *e
   return code;
 }
 
+int ef_file_stamp(const char *path, ef_stamp *out) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return -1;
+  out->dev = (unsigned long long)st.st_dev;
+  out->ino = (unsigned long long)st.st_ino;
+  out->size = (unsigned long long)st.st_size;
+#if defined(__APPLE__)
+  out->mtime_s = st.st_mtimespec.tv_sec, out->mtime_ns = st.st_mtimespec.tv_nsec;
+  out->ctime_s = st.st_ctimespec.tv_sec, out->ctime_ns = st.st_ctimespec.tv_nsec;
+#else
+  out->mtime_s = st.st_mtim.tv_sec, out->mtime_ns = st.st_mtim.tv_nsec;
+  out->ctime_s = st.st_ctim.tv_sec, out->ctime_ns = st.st_ctim.tv_nsec;
+#endif
+  return 0;
+}
+
 const char *ef_read_file(const char *path, size_t max, ef_buf *out, char *err, size_t errlen) {
   if (max > (size_t)-1 - 1)
     max = (size_t)-1 - 1; /* room for the one byte that tells "more than max" */

@@ -76,7 +76,8 @@ T.case("invalid input exits 2 before any request, naming the field and the flag"
   local before = sb.stats().requests
   local cases = {
     { { "-n", "7" }, "num_images must be an integer 1..4, got 7 (option --num-images)" },
-    { { "--image-size", "huge" }, "image_size must be a table {height=, width=} or one of square_hd" },
+    { { "--image-size", "huge" }, "image_size must be a JSON object with height, width or one of square_hd" },
+    { { "-i", B, "-i", A, "-i", B }, "image_urls must be a list of 1 to 3 images, got a list of 4 (option -i)" },
     { { "--steps", "1000" }, "num_inference_steps must be an integer 2..100, got 1000 (option --steps)" },
     { { "--format", "gif" }, "output_format must be one of jpeg, png, got 'gif' (option --format)" },
     { { "-i", T.source_dir .. "/tests/fixtures/missing.png" }, "image_urls[2]: cannot read image" },
@@ -283,7 +284,7 @@ T.case("grid: dry run sends nothing; a budget refuses; a run writes the gallery,
   local st, out, err = run(env(), with("--dry-run"))
   T.eq(st, 0, "dry run: " .. tostring(err))
   T.contains(out, "plan: 8 jobs (0 reused from an earlier run), 8 images, 2.10 output megapixels, estimated $0.0629", "the plan")
-  T.contains(out, "per megapixels (pricing API)", "priced from fal's pricing API")
+  T.contains(out, "per megapixel (pricing API)", "priced from fal's pricing API")
   T.eq(sent(), before, "nothing submitted or uploaded")
   st, out, err = run(env(), with("--max-cost", "0.01"))
   T.eq(st, 1, "over budget")
@@ -382,13 +383,48 @@ T.case("any model: -m ENDPOINT takes its schema's fields; schema and price descr
   T.contains(out, "option:  --steps", "the option")
   st, out = run(env(), "price", "fal-ai/qwen-image-edit-plus")
   T.eq(st, 0, "price")
-  T.contains(out, "$0.0300 per megapixels (pricing API", "from the pricing API")
+  T.contains(out, "$0.0300 per megapixel (pricing API", "from the pricing API")
   st, out = run(env { EDITFLOW_API_URL = "http://127.0.0.1:9" }, "price", "fal-ai/qwen-image-edit-plus", "--json")
   T.eq(st, 0, "price, offline")
   T.eq(json.decode(out).source, "shipped", "from the shipped table")
   st, _, err = run(env(), "schema", "someone/nothing")
   T.eq(st, 1, "no schema anywhere")
   T.contains(err, "no schema for someone/nothing", "says so")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("model options on the command line: false flags, fallbacks, a prompt that looks like -m", function()
+  local d = T.tmpdir()
+  local function last_job() local jobs = sb.jobs() return jobs[#jobs] end
+  -- --no-store-io and --allow-fallbacks say false; an edit with a seed asks for no fallback
+  local st, _, err = run(env(), "edit", "-p", "x", "-i", "https://cdn.example/a.png", "-o", d, "--seed", "5",
+    "--no-store-io", "--output-lifetime", "600")
+  T.eq(st, 0, "edit: " .. tostring(err))
+  local h = last_job().headers
+  T.eq(h["x-fal-store-io"], "0", "X-Fal-Store-IO: 0")
+  T.eq(h["x-fal-disable-fallbacks"], "true", "a seed: no fallback model")
+  T.eq(h["x-fal-object-lifecycle-preference"], '{"expiration_duration_seconds":600}', "output lifetime")
+  st, _, err = run(env(), "edit", "-p", "y", "-i", "https://cdn.example/a.png", "-o", d, "--seed", "5",
+    "--allow-fallbacks", "--sync=false")
+  T.eq(st, 0, "edit: " .. tostring(err))
+  T.eq(last_job().headers["x-fal-disable-fallbacks"], nil, "--allow-fallbacks")
+  T.eq(last_job().input.sync_mode, false, "--sync=false")
+  -- a prompt starting with -m is a prompt, not a model
+  st, _, err = run(env(), "edit", "-p", "-m x", "-i", "https://cdn.example/a.png", "-o", d, "-n", "1")
+  T.eq(st, 0, "a prompt '-m x': " .. tostring(err))
+  T.eq(last_job().input.prompt, "-m x", "sent as the prompt")
+  -- grid's negative prompt template
+  st, _, err = run(env(), "grid", "-p", "a ${v}", "--var", "v=cat", "-i", "https://cdn.example/a.png",
+    "--negative-prompt", "no ${v}s", "-o", d, "--name", "neg")
+  T.eq(st, 0, "grid --negative-prompt: " .. tostring(err))
+  T.eq(last_job().input.negative_prompt, "no cats", "rendered")
+  -- schema and price need no credential
+  st, _, err = run(env { FAL_KEY = "" }, "schema", "fal-ai/nano-banana/edit")
+  T.eq(st, 0, "schema without a key: " .. tostring(err))
+  -- a field of another model: named as such
+  st, _, err = run(env(), "edit", "-p", "x", "-i", A, "--aspect-ratio", "16:9")
+  T.eq(st, 2, "not an option of qwen")
+  T.contains(err, "not an option of fal-ai/qwen-image-edit-plus", "says whose options these are")
   os.execute("rm -rf " .. T.quote(d))
 end)
 

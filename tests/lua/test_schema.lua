@@ -131,7 +131,7 @@ T.case("prices: the pricing API (Key only), then its cache, then the shipped tab
   T.eq(sb.stats().pricing_calls, before + 1, "one call")
   price.forget()
   p = assert(price.lookup(c))
-  T.eq(p.source, "pricing API (cached)", "then from the cache")
+  T.eq(p.source, "pricing API, cached", "then from the cache")
   T.eq(sb.stats().pricing_calls, before + 1, "no second call")
   price.forget()
   -- a proxy token never goes to fal's pricing API: the shipped table
@@ -195,6 +195,67 @@ T.case("fal's request preferences are client options", function()
   T.eq(seen.headers["x-fal-object-lifecycle-preference"], '{"expiration_duration_seconds":3600}', "output lifetime")
   T.eq(seen.headers["x-fal-disable-fallbacks"], nil, "fallbacks allowed when asked")
   T.raises(function() client { object_lifecycle = 1.5 } end, "object_lifecycle must be a whole number")
+end)
+
+T.case("a fetched schema that is broken falls back to the shipped copy, without a traceback", function()
+  schema.forget()
+  local doc = json.decode(require(require("editflow.catalog")["fal-ai/qwen-image-edit-2511"].schema))
+  for _, comp in pairs(doc.components.schemas) do
+    if comp.properties and comp.properties.image_size then
+      comp.properties.image_size = { ["$ref"] = "#/components/schemas/Nowhere" }
+    end
+  end
+  sb.control { schema = { endpoint_id = "fal-ai/qwen-image-edit-2511", doc = doc } }
+  local m
+  local seen = warnings_during(function()
+    m = schema.model("fal-ai/qwen-image-edit-2511", { schema_url = DOC_URL, cache_dir = T.tmpdir() })
+  end)
+  T.eq(m.source, "shipped", "the shipped copy")
+  T.contains(seen[1] or "", "Nowhere", "the warning says what is broken")
+  sb.control { schema = { endpoint_id = "fal-ai/qwen-image-edit-2511", doc = json.null } }
+  schema.forget()
+end)
+
+T.case("odd but valid schemas: optional fields, numeric enums, both kinds of exclusive bounds", function()
+  local doc = { openapi = "3.1.0", paths = { ["/x/y"] = { post = { requestBody = { content = {
+    ["application/json"] = { schema = { ["$ref"] = "#/components/schemas/In" } } } } } } },
+    components = { schemas = { In = { type = "object", required = { "prompt" }, properties = {
+      prompt = { type = "string" },
+      seed = { anyOf = { { type = "integer", minimum = 0 }, { type = "null" } } },
+      n = { enum = { 1, 2, 4 } },
+      strength = { type = "number", minimum = 0.5, exclusiveMinimum = 0 },
+      t = { type = "number", maximum = 1, exclusiveMaximum = true },
+      mask_urls = { anyOf = { { type = "array", items = { type = "string" } }, { type = "null" } } },
+      bad = { type = "integer", minimum = "1" },
+    } } } } }
+  local m = assert(require("editflow.model").compile(doc, "x/y"))
+  T.eq(m:field("seed").type, "integer", "an optional integer is an integer")
+  T.eq(m:field("n").type, "integer", "a numeric enum is a number")
+  T.eq(m.files.mask_urls, "list", "an optional list of URLs is a file list")
+  T.eq(m:validate({ prompt = "p", seed = 5 }).seed, 5, "optional integer accepted")
+  T.eq(m:validate({ prompt = "p", seed = json.null }).seed, json.null, "and null")
+  T.raises(function() m:validate { prompt = "p", n = 3 } end, "n must be one of 1, 2, 4, got 3")
+  T.raises(function() m:validate { prompt = "p", strength = 0.2 } end, "strength must be a number >= 0.5, got 0.2")
+  T.raises(function() m:validate { prompt = "p", t = 1 } end, "t must be a number < 1, got 1")
+  T.eq(m:validate({ prompt = "p", bad = 0 }).bad, 0, "a bound that is not a number is no bound")
+end)
+
+T.case("budgets hold: an upper bound for up-to counts, no budget on a guessed size", function()
+  price.forget()
+  sb.control { price = { endpoint_id = "fal-ai/bytedance/seedream/v4/edit", unit_price = 0.03, unit = "image" } }
+  local sd = client { endpoint = "fal-ai/bytedance/seedream/v4/edit" }
+  local est = price.estimate(assert(price.lookup(sd)), sd:model(),
+    { prompt = "p", image_urls = { URL }, num_images = 2, max_images = 4 })
+  T.eq(est.images, 8, "up to 2 x 4 images")
+  T.ok(math.abs(est.cost - 8 * 0.03) < 1e-12, "the most it can cost")
+  sb.control { price = { endpoint_id = "fal-ai/bytedance/seedream/v4/edit", unit_price = json.null } }
+  local before = sb.stats().by_route.submit
+  T.raises(function()
+    editflow.experiment { name = "guess", out = T.tmpdir(), client = client { endpoint = "fal-ai/qwen-image-edit-2511" },
+      prompt = "p", images = { URL }, max_cost = 10 }
+  end, "cannot keep max_cost: the cost is an estimate")
+  T.eq(sb.stats().by_route.submit, before, "nothing sent")
+  price.forget()
 end)
 
 T.run()

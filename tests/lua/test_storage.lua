@@ -156,4 +156,76 @@ T.case("a file changed after it was planned is not sent", function()
   T.eq(sb.stats().by_route.submit, before, "nothing submitted")
 end)
 
+T.case("the key goes to fal storage only when it is a fal key for it", function()
+  local before = sb.stats()
+  -- a queue that is not fal's, no storage or API URL given (a process without the test's
+  -- EDITFLOW_*_URL): fal's default origins never get this key; the file goes inline
+  local script = work .. "/keyed.lua"
+  assert(core.write_file(script, string.format([[
+local editflow = require "editflow"
+local c = editflow.client { base_url = %q, key = "test-key", poll_interval = 0.02 }
+local job = assert(c:submit { prompt = "p", image_urls = { %q } })
+assert(job:wait())
+print(c:platform_ok("storage"), c:platform_ok("api"), job.request_id, (c:price()) and "priced" or "unpriced")
+]], sb.url, photo())))
+  local st, out, err = T.sh("env -u EDITFLOW_STORAGE_URL -u EDITFLOW_API_URL lua5.4 " .. T.quote(script))
+  T.eq(st, 0, "ran: " .. tostring(err))
+  local storage_ok, api_ok, id, priced = out:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)")
+  T.eq(storage_ok, "false", "not keyed for fal storage")
+  T.eq(api_ok, "false", "nor for fal's pricing API")
+  T.match(inputs_of { id }[1].image_urls[1], "^data:", "sent inline")
+  T.eq(priced, "priced", "priced from the shipped table")
+  local after = sb.stats()
+  T.eq(after.upload_initiates, before.upload_initiates, "no upload")
+  T.eq(after.pricing_calls, before.pricing_calls, "no pricing call")
+end)
+
+T.case("--verbose never shows a signed upload URL's query", function()
+  local lines = {}
+  local c = client { verbose = function(line) lines[#lines + 1] = line end }
+  local job = assert(c:submit { prompt = "p", image_urls = { photo() } })
+  assert(job:wait())
+  local text = table.concat(lines, "\n")
+  T.contains(text, "PUT ", "the upload was traced")
+  T.ok(not text:find("signature=", 1, true) and not text:find("sig=", 1, true), "no signature: " .. text)
+end)
+
+T.case("a file replaced in the same process is read and uploaded anew", function()
+  local p = photo()
+  local c = client()
+  local j1 = assert(c:submit { prompt = "p", image_urls = { p } })
+  assert(j1:wait())
+  assert(core.write_file(p, T.read(A) .. "\0another content"))
+  local j2 = assert(c:submit { prompt = "p", image_urls = { p } })
+  assert(j2:wait())
+  local u1 = inputs_of { j1.request_id }[1].image_urls[1]
+  local u2 = inputs_of { j2.request_id }[1].image_urls[1]
+  T.ok(u1 ~= u2, "another URL for another content")
+  T.eq(get(u2), T.read(p), "the new bytes")
+end)
+
+T.case("a body prepared by another client is refused, not sent with a file name in it", function()
+  local p = photo()
+  local body = client():prepare { prompt = "p", image_urls = { p } }
+  local before = sb.stats().by_route.submit
+  local j, err = client():send(body)
+  T.eq(j, nil, "not sent")
+  T.eq(err.code, "NOT_SENT", "refused")
+  T.eq(sb.stats().by_route.submit, before, "nothing submitted")
+end)
+
+T.case("jobs waiting for a failing upload share its failure", function()
+  sb.control { fail_next = { route = "initiate", status = 500, count = 1000 } }
+  local before = sb.stats().upload_initiates
+  local c = client { retry = { base = 0.01, attempts = 2 } }
+  local p = photo()
+  local results = editflow.map({ 1, 2, 3, 4, 5, 6, 7, 8 }, function()
+    local j, err = c:submit { prompt = "p", image_urls = { p } }
+    return j and "sent" or err.code
+  end)
+  for i = 1, 8 do T.eq(results[i], "UPLOAD_FAILED", "job " .. i .. " failed") end
+  T.eq(sb.stats().upload_initiates - before, 2, "one upload's tries, not eight")
+  sb.control { reset_faults = true }
+end)
+
 T.run()

@@ -21,8 +21,8 @@
 return {
   -- Qwen-Image-Edit-2509. fal's JS types alias QwenImageEditPlusInput = QwenImageEdit2509Input.
   -- Ranges: SPEC §3 (steps 2..100, guidance 0..20, num_images 1..4); fal's schema has no
-  -- portrait_3_4 / portrait_9_16 names. image_urls: no item limit is documented (1..3 is what
-  -- the model is built for), so the document sets none.
+  -- portrait_3_4 / portrait_9_16 names. image_urls 1..3 and seed >= 0 as SPEC §3 and the
+  -- seed proxy document them (fal's own page states no limit; a fetched schema wins).
   ["fal-ai/qwen-image-edit-plus"] = {
     schema = "editflow.catalog.qwen_image_edit_plus",
     price = { unit_price = 0.03, unit = "megapixels", currency = "USD" },  -- SPEC §3

@@ -27,8 +27,12 @@ function M.parse(argv, first, spec)
       else
         opts[o[2]] = value
       end
+    elseif o.boolean and (value == "true" or value == "false") then
+      opts[o[2]] = value == "true"  -- --sync=false
     else
-      if value ~= nil then return nil, "option " .. shown .. " takes no value" end
+      if value ~= nil then
+        return nil, "option " .. shown .. " takes no value" .. (o.boolean and " (or =true, =false)" or "")
+      end
       opts[o[2]] = true
     end
     return true

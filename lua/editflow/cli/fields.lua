@@ -26,8 +26,16 @@ end
 
 local function default_text(d)
   if d == nil then return nil end
-  if type(d) == "table" then return json.encode(d) end
+  if type(d) == "table" or (type(d) == "string" and not d:find("^[%w_.:-]+$")) then
+    return json.encode(d)  -- so a blank or odd default shows: " "
+  end
   return tostring(d)
+end
+
+-- What a field accepts, in command-line words (JSON objects, no editflow.file).
+local function cli_words(text)
+  return (tostring(text):gsub("a table {([^}]*)}", function(names) return "a JSON object with " .. names:gsub("=", "") end):gsub("a table$", "a JSON object")
+    :gsub(", a local path or editflow%.file%(path%)", " or a local path"))
 end
 
 local METAVAR = { integer = "N", number = "X", string = "TEXT", array = "VALUE", object = "JSON", any = "VALUE" }
@@ -37,7 +45,8 @@ local function metavar(f)
   if type(e) == "table" and #e <= 4 then
     local names = {}
     for i, v in ipairs(e) do names[i] = tostring(v) end
-    return table.concat(names, "|")
+    local text = table.concat(names, "|")
+    if #text <= 14 then return text end
   end
   if f.name == "image_size" then return "SIZE" end
   return METAVAR[f.type] or "VALUE"
@@ -51,12 +60,12 @@ function M.options(m, skip)
     if not (skip and skip[f.name]) and not f.file then
       local a = ALIASES[f.name] or {}
       local long = a[2] or M.flag_name(f.name)
-      local help = short(f.accepts, 70)
+      local help = short(cli_words(f.accepts), 70)
       local d = default_text(f.default)
       if d then help = help .. " (default " .. short(d, 30) .. ")" end
       if f.required then help = help .. " (required)" end
       local spec = { a[1], long, arg = f.type ~= "boolean", multi = f.type == "array", metavar = metavar(f),
-        help = help, field = f.name, ftype = f.type }
+        help = help, field = f.name, ftype = f.type, boolean = f.type == "boolean" }
       if f.type == "boolean" then
         spec.help = "send " .. f.name .. "=true" .. (d and (" (default " .. d .. ")") or "")
         specs[#specs + 1] = spec
@@ -76,10 +85,17 @@ function M.options(m, skip)
   return specs, field_of
 end
 
+-- A number as people write it in decimal; anything else (0x10, "inf") stays text, so the
+-- model's check names the field.
+local function decimal(v)
+  if type(v) ~= "string" or not v:match("^%s*[-+]?%d*%.?%d+[eE]?[-+]?%d*%s*$") then return nil end
+  return tonumber(v)
+end
+
 local function scalar(f, v)
   local t = f.type
-  if t == "integer" then return math.tointeger(tonumber(v)) or tonumber(v) or v end
-  if t == "number" then return tonumber(v) or v end
+  if t == "integer" then local n = decimal(v) return n and (math.tointeger(n) or n) or v end
+  if t == "number" then return decimal(v) or v end
   if t == "boolean" then
     if v == true or v == "true" then return true end
     if v == "false" then return false end
@@ -109,7 +125,10 @@ function M.values(opts, specs)
         local list = {}
         local item = { name = spec.field, type = "string" }
         for i, x in ipairs(v) do list[i] = scalar(item, x) end
-        if #list == 1 and type(list[1]) == "table" then list = list[1] end  -- a JSON list given once
+        -- a JSON list given once is the list; a JSON object given once is one item
+        if #list == 1 and type(list[1]) == "table" and getmetatable(list[1]) == getmetatable(json.array {}) then
+          list = list[1]
+        end
         out[spec.field] = list
       else
         out[spec.field] = scalar(f, v)
@@ -127,7 +146,7 @@ function M.describe(m)
     local d = default_text(f.default)
     if d then head = head .. ", default " .. short(d, 60) end
     lines[#lines + 1] = head
-    lines[#lines + 1] = "    accepts: " .. short(f.accepts, 200)
+    lines[#lines + 1] = "    accepts: " .. short(cli_words(f.accepts), 200)
     local opt = f.file and "-i" or ("--" .. ((ALIASES[f.name] or {})[2] or M.flag_name(f.name)))
     if f.name == "prompt" then opt = "-p" end
     lines[#lines + 1] = "    option:  " .. opt

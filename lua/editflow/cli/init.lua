@@ -61,11 +61,12 @@ local GRID = with_common {
   { nil, "seeds", arg = true, metavar = "N,N,...", help = "run every combination with each seed" },
   { "o", "output", arg = true, metavar = "DIR", help = "parent folder of the experiment folder (default experiments)" },
   { nil, "name", arg = true, metavar = "NAME", help = "experiment name = its folder (default: experiment)" },
+  { nil, "negative-prompt", arg = true, metavar = "TEMPLATE", help = "negative prompt template" },
   { nil, "concurrency", arg = true, metavar = "N", help = "jobs in flight (default 8)" },
   { nil, "dry-run", help = "print the plan (jobs, images, megapixels, cost) and send nothing" },
   { nil, "max-cost", arg = true, metavar = "DOLLARS", help = "refuse a plan whose new jobs cost more than this" },
   { nil, "partial", help = "with --max-cost: run the jobs that fit, in order, and skip the rest" },
-  { nil, "price", arg = true, metavar = "DOLLARS", help = "price per unit of the endpoint (default: fal's pricing API, else the shipped table)" },
+  { nil, "price", arg = true, metavar = "DOLLARS[/UNIT]", help = "price per unit (image, megapixel, request); default: fal's pricing API, else the shipped table" },
 }
 
 local ONE_ID = with_common {
@@ -99,13 +100,13 @@ commands:
   --help, --version
 
 configuration (environment):
-  FAL_KEY             the credential (never printed); FAL_KEY_ID + FAL_KEY_SECRET also work
-  EDITFLOW_BASE_URL   queue base URL, default https://queue.fal.run (a proxy: its base URL)
-  EDITFLOW_AUTH       key (fal: "Authorization: Key ...") or bearer (proxies: "Bearer ...")
-  EDITFLOW_ENDPOINT   model endpoint, default fal-ai/qwen-image-edit-plus
-  EDITFLOW_SCHEMA_URL fal's OpenAPI document for schemas ("off": use the shipped ones only)
-  EDITFLOW_API_URL    fal's platform API for prices, default https://api.fal.ai
-  EDITFLOW_STORAGE_URL fal storage for local images, default https://rest.fal.ai
+  FAL_KEY               the credential (never printed); FAL_KEY_ID + FAL_KEY_SECRET also work
+  EDITFLOW_BASE_URL     queue base URL, default https://queue.fal.run (a proxy: its base URL)
+  EDITFLOW_AUTH         key (fal: "Authorization: Key ...") or bearer (proxies: "Bearer ...")
+  EDITFLOW_ENDPOINT     model endpoint, default fal-ai/qwen-image-edit-plus
+  EDITFLOW_SCHEMA_URL   fal's OpenAPI document for schemas ("off": the shipped ones only)
+  EDITFLOW_API_URL      fal's platform API for prices, default https://api.fal.ai
+  EDITFLOW_STORAGE_URL  fal storage for local images, default https://rest.fal.ai
 
 exit status: 0 done, 1 failed (network, server, job, files), 2 usage or invalid input,
   128 + the signal after SIGINT (130), SIGTERM (143) or SIGHUP (129): jobs in flight are
@@ -133,10 +134,13 @@ local function make_client(o, journal_dir)
   if o["output-lifetime"] and not (lifetime and lifetime > 0) then
     return nil, "--output-lifetime expects a whole number of seconds > 0, got '" .. o["output-lifetime"] .. "'"
   end
+  local has_key = (os.getenv("FAL_KEY") or "") ~= "" or ((os.getenv("FAL_KEY_ID") or "") ~= "" and (os.getenv("FAL_KEY_SECRET") or "") ~= "")
+  local key = nil
+  if o.no_key_ok and not has_key then key = false end  -- none needed, none sent
   local ok, client = pcall(editflow.client, {
+    key = key,
     endpoint = o.model or o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
-    inline = o.inline or nil, disable_fallbacks = o["allow-fallbacks"] and false or nil,
-    store_io = o["no-store-io"] and false or nil, object_lifecycle = lifetime,
+    inline = o.inline or nil, object_lifecycle = lifetime,
     journal = journal_dir, job_timeout = o.timeout, resubmit_unknown = o["resubmit-unknown"] or nil,
     on_status = function(job, st)
       local shown = st.status .. tostring(st.queue_position)
@@ -153,6 +157,11 @@ local function make_client(o, journal_dir)
       say(quiet, "%s log: %s", job.request_id, errors.clean(tostring(entry.message)))
     end,
   })
+  if ok then
+    -- options whose value is false (Lua's `x and false or nil` would give nil)
+    if o["allow-fallbacks"] then client.disable_fallbacks = false end
+    if o["no-store-io"] then client.store_io = false end
+  end
   if not ok then
     local msg = tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")
     -- A folder in use or not writable is not a usage mistake: exit 1, no "Try --help".
@@ -175,23 +184,80 @@ end
 
 -- The endpoint a command line names (-m, --model, --endpoint), before its options are read:
 -- they depend on it.
-local function endpoint_of(argv)
+-- The values of the command's own options (-p "-m x") are skipped, and so is the word after an
+-- option the command does not know yet (a model field's: --negative-prompt "-m x").
+local function endpoint_of(argv, own)
+  local takes = {}
+  for _, list in ipairs { own, COMMON, MODEL_COMMON } do
+    for _, o in ipairs(list) do
+      if o.arg then
+        takes["--" .. o[2]] = true
+        if o[1] then takes["-" .. o[1]] = true end
+      end
+    end
+  end
   local found
-  for i = 2, #argv do
+  local i = 2
+  while i <= #argv do
     local a = argv[i]
     if a == "--" then break end
     local v = a:match("^%-%-model=(.*)$") or a:match("^%-%-endpoint=(.*)$") or (a:match("^%-m(.+)$"))
-    if v then found = v
-    elseif (a == "-m" or a == "--model" or a == "--endpoint") and argv[i + 1] then found = argv[i + 1] end
+    if v then
+      found = v
+    elseif a == "-m" or a == "--model" or a == "--endpoint" then
+      found = argv[i + 1]
+      i = i + 1
+    elseif takes[a] then
+      i = i + 1  -- its value, whatever it looks like
+    elseif a:match("^%-%-[^=]+$") and argv[i + 1] and not argv[i + 1]:match("^%-") then
+      i = i + 1  -- an option known only to the model: its value, if it has one
+    end
+    i = i + 1
   end
   return found or os.getenv("EDITFLOW_ENDPOINT") ~= "" and os.getenv("EDITFLOW_ENDPOINT")
     or require("editflow.client").DEFAULT_ENDPOINT
 end
 
+-- How a model takes its images, for usage lines and -i's help.
+local function image_usage(m)
+  local field, kind = m:image_field()
+  if m.unchecked then return "-i IMAGE [-i IMAGE ...]" end
+  if not field then return "" end
+  if kind == "one" then return "-i IMAGE" end
+  local s = m:deref(m.input.properties[field])
+  if s.maxItems == 1 then return "-i IMAGE" end
+  return "-i IMAGE [-i IMAGE ...]"
+end
+
+local function model_header(m)
+  if m.unchecked then return "options of " .. m.endpoint .. " (no schema: --set FIELD=VALUE for its fields)" end
+  return "options of " .. m.endpoint .. " (schema: " .. tostring(m.source) .. ")"
+end
+
+local function image_help(m)
+  local field, kind = m:image_field()
+  if m.unchecked then return "input image: URL or local file, sent as image_urls (repeatable)" end
+  if not field then return m.endpoint .. " takes no input image" end
+  if kind == "one" then return "the input image (" .. field .. "): URL or local file, exactly once" end
+  local s = m:deref(m.input.properties[field])
+  local lo, hi = math.max(s.minItems or 1, 1), s.maxItems
+  return string.format("input image (%s): URL or local file; %s", field,
+    hi and (lo == hi and (lo .. " time" .. (lo == 1 and "" or "s")) or (lo .. " to " .. hi .. " times"))
+    or ("at least " .. lo .. " time" .. (lo == 1 and "" or "s")))
+end
+
 -- A command's options: its own, then the model's fields, then the shared ones.
 local function model_spec(own, m, skip)
   local spec = {}
-  for _, o in ipairs(own) do spec[#spec + 1] = o end
+  for _, o in ipairs(own) do
+    if o[2] == "image" then  -- -i says how this model takes its images
+      local copy = {}
+      for k, v in pairs(o) do copy[k] = v end
+      copy.help = image_help(m)
+      o = copy
+    end
+    spec[#spec + 1] = o
+  end
   local taken = {}
   for _, o in ipairs(spec) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
   local mine = fields.options(m, skip)
@@ -214,8 +280,8 @@ local function edit_input(o, m, mine)
     local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
     if not k then error("--set expects FIELD=VALUE, got '" .. kv .. "'", 0) end
     local doc = json.decode(v)
-    if doc == nil or (type(doc) == "table" and getmetatable(doc) == nil and next(doc) == nil and v ~= "{}") then doc = v end
-    input[k] = doc == json.null and v or doc
+    if doc == nil then doc = v end  -- not JSON: the text as typed
+    input[k] = doc
   end
   input.prompt = o.prompt
   if o.image then
@@ -232,18 +298,35 @@ local function edit_input(o, m, mine)
   return input
 end
 
-local function invalid(msg)
+-- A model's message in command-line words: JSON objects, not Lua tables; no editflow.file.
+local function cli_text(msg)
+  return (tostring(msg):gsub("a table {([^}]*)}", function(names) return "a JSON object with " .. names:gsub("=", "") end):gsub("a table with ", "an object with ")
+    :gsub(", a local path or editflow%.file%(path%)", " or a local path"))
+end
+
+local function invalid(msg, as_json)
+  msg = cli_text(msg)
   local field = msg:match("^([%w_]+)")
   local flag = field and FLAG_OF[field]
-  io.stderr:write("editflow: invalid input: ", msg, flag and (" (option " .. flag .. ")") or "", "\n")
+  if field == "image_size" then flag = (flag or "--image-size") .. ", a size name or WxH" end
+  local text = msg .. (flag and (" (option " .. flag .. ")") or "")
+  if as_json then
+    io.stdout:write(json.encode { ok = false, error = { code = "INVALID_INPUT", message = text } }, "\n")
+  end
+  io.stderr:write("editflow: invalid input: ", text, "\n")
   return 2
 end
 
 -- The opening every command shares: parse its options, answer --help, check --timeout.
 -- -> options, positionals; or nil, the exit status to return at once.
-local function parse_command(argv, cmd, spec, usage)
+local function parse_command(argv, cmd, spec, usage, m)
   local o, pos = args.parse(argv, 2, spec)
-  if not o then return nil, usage_error(pos, cmd) end
+  if not o then
+    if m and pos:find("^unknown option %-") then
+      pos = string.format("%s (not an option of %s; 'editflow %s -m %s --help' lists them)", pos, m.endpoint, cmd, m.endpoint)
+    end
+    return nil, usage_error(pos, cmd)
+  end
   if o.help then
     io.stdout:write("usage: editflow ", usage, "\n\n", args.help(spec), "\n")
     return nil, 0
@@ -259,10 +342,10 @@ local function parse_command(argv, cmd, spec, usage)
 end
 
 local function cmd_edit(argv)
-  local m = schema.model(endpoint_of(argv))
+  local m = schema.model(endpoint_of(argv, EDIT))
   local spec, mine = model_spec(EDIT, m, { prompt = true })
-  local o, pos = parse_command(argv, "edit", spec, "edit [-m ENDPOINT] -p PROMPT -i IMAGE [-i IMAGE ...] [OPTIONS]"
-    .. "\n\noptions of " .. m.endpoint .. (m.unchecked and " (no schema: --set FIELD=VALUE for its fields)" or (" (schema: " .. tostring(m.source) .. ")")))
+  local o, pos = parse_command(argv, "edit", spec, "edit [-m ENDPOINT] -p PROMPT " .. image_usage(m) .. " [OPTIONS]"
+    .. "\n\n" .. model_header(m), m)
   if not o then return pos end
   if #pos > 0 then return usage_error("edit: unexpected argument '" .. pos[1] .. "'", "edit") end
   if not o.prompt then return usage_error("edit: -p PROMPT is required", "edit") end
@@ -275,10 +358,12 @@ local function cmd_edit(argv)
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
   -- say) must not be reported as "invalid input, nothing sent".
   local ok, body = pcall(function() return client:prepare(edit_input(o, m, mine)) end)
-  if not ok then return invalid(tostring(body)) end
+  if not ok then return invalid(tostring(body), o.json) end
   -- A journal that cannot be written before the submit stops it (nothing sent): an error
-  -- like any other, not a traceback.
-  local sent, job, err = pcall(client.send, client, body)
+  -- like any other, not a traceback. A seed asks for that image: no fallback model.
+  local seeded = json.decode(body).seed ~= nil
+  local sent, job, err = pcall(client.send, client, body,
+    { disable_fallbacks = seeded and client.disable_fallbacks ~= false or nil })
   if not sent then
     if tostring(job):find("interrupted", 1, true) then error(job, 0) end
     job, err = nil, errors.new("NOT_SENT", tostring(job))
@@ -324,10 +409,11 @@ local function split_var(flag, spec)
 end
 
 local function cmd_grid(argv)
-  local m = schema.model(endpoint_of(argv))
+  local m = schema.model(endpoint_of(argv, GRID))
   local spec_opts, mine = model_spec(GRID, m, { prompt = true, negative_prompt = true, seed = true })
   local o, pos = parse_command(argv, "grid", spec_opts,
-    "grid [-m ENDPOINT] -p TEMPLATE --var NAME=A,B [...] -i IMAGE [--seeds 1,2] [-o DIR]")
+    "grid [-m ENDPOINT] -p TEMPLATE --var NAME=A,B [...] " .. image_usage(m) .. " [--seeds 1,2] [-o DIR]"
+    .. "\n\n" .. model_header(m), m)
   if not o then return pos end
   if #pos > 0 then return usage_error("grid: unexpected argument '" .. pos[1] .. "'", "grid") end
   if not o.prompt then return usage_error("grid: -p TEMPLATE is required", "grid") end
@@ -365,7 +451,10 @@ local function cmd_grid(argv)
   end
   local max_cost, price = num("max-cost"), num("price")
   if max_cost ~= nil and type(max_cost) ~= "number" then return usage_error("--max-cost expects dollars", "grid") end
-  if price ~= nil and type(price) ~= "number" then return usage_error("--price expects dollars", "grid") end
+  if price ~= nil then
+    local pok, perr = pcall(pricing.given, m.endpoint, price)
+    if not pok then return usage_error("--price: " .. tostring(perr), "grid") end
+  end
   local concurrency = num("concurrency")
   if concurrency ~= nil and not math.tointeger(concurrency) then return usage_error("--concurrency expects an integer", "grid") end
   local client, cerr, code = make_client(o)
@@ -389,7 +478,8 @@ local function cmd_grid(argv)
   if not ok then
     local msg = tostring(summary)
     if msg:find("interrupted", 1, true) then error(summary, 0) end
-    if msg:find("over the budget") or msg:find("is in use by another editflow run", 1, true) then
+    if msg:find("over the budget") or msg:find("cannot keep max_cost", 1, true)
+        or msg:find("is in use by another editflow run", 1, true) then
       io.stderr:write("editflow: ", (msg:gsub("^.-:%d+: ", ""):gsub("^editflow: ", "")), "\n")
       return 1
     end
@@ -440,6 +530,9 @@ local function cmd_one_id(cmd, argv)
   end
   if not value then
     say(false, "%s", tostring(err))
+    if err and err.status == 404 then
+      say(false, "the queue knows no such job under %s: a job sent to another model needs -m ENDPOINT", client.app)
+    end
     return 1
   end
   if cmd == "cancel" then
@@ -460,17 +553,26 @@ local function cmd_one_id(cmd, argv)
   return 0
 end
 
-local ABOUT = with_common {
-  { nil, "json", help = "print JSON: (schema) the input schema as fal publishes it, (price) the price" },
+local ABOUT = {
+  { "m", "model", arg = true, metavar = "ID", help = "the endpoint (or give it as the argument; default $EDITFLOW_ENDPOINT)" },
+  { nil, "endpoint", arg = true, metavar = "ID", help = "same as --model" },
+  { nil, "auth", arg = true, metavar = "key|bearer", help = "credential scheme (default key, or $EDITFLOW_AUTH): only a fal key asks fal's pricing API" },
+  { nil, "json", help = "print JSON instead: the input schema as fal publishes it (schema), the price (price)" },
+  { "v", "verbose", help = "trace every HTTP call on stderr (never the credential)" },
+  { "h", "help", help = "show this help" },
 }
 
 -- `editflow schema ENDPOINT` and `editflow price ENDPOINT`.
 function cmd_about(cmd, argv)
   local o, pos = parse_command(argv, cmd, ABOUT, cmd .. " [-m] ENDPOINT [OPTIONS]")
   if not o then return pos end
-  local endpoint = pos[1] or o.model or o.endpoint
+  local env_endpoint = os.getenv("EDITFLOW_ENDPOINT")
+  local endpoint = pos[1] or o.model or o.endpoint or (env_endpoint ~= "" and env_endpoint or nil)
   if #pos > 1 or not endpoint then return usage_error(cmd .. ": expects one ENDPOINT", cmd) end
   o.model, o.endpoint = endpoint, nil
+  if cmd == "schema" then require("editflow.cli.progress").configure { display = "none", warnings = false } end
+  -- schemas are public and prices have the shipped table: no credential needed here
+  o.no_key_ok = true
   local client, cerr, code = make_client(o)
   if not client then return fail_client(cerr, code, cmd) end
   if cmd == "schema" then

@@ -26,6 +26,8 @@ local started, last_draw, drawn = nil, 0, false
 -- "auto" is live on a terminal and plain otherwise (tty says which; the host knows).
 local subscribed = false
 
+local quiet_warnings = false
+
 function M.configure(opts)
   if not subscribed then
     events.subscribe(function(name, job, detail) M.note(name, job, detail) end)
@@ -37,6 +39,7 @@ function M.configure(opts)
     error("progress display must be auto, live, plain or none, got '" .. tostring(d) .. "'", 2)
   end
   display, as_json = d, opts.json and true or false
+  quiet_warnings = opts.warnings == false  -- a command that reports the same thing itself
 end
 
 local function clock(s)
@@ -98,6 +101,7 @@ end
 --   "submitted", "status" (after job.state changed), "finished"
 function M.note(event, job, detail)
   if event == "warning" then
+    if quiet_warnings then return end
     clear()
     err:write("editflow: warning: ", errors.clean(tostring(detail)), "\n")
     err:flush()

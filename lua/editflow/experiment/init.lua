@@ -87,8 +87,8 @@ local function check_spec(spec)
   if spec.max_cost ~= nil and (type(spec.max_cost) ~= "number" or spec.max_cost < 0) then
     error("experiment: max_cost must be a number of dollars >= 0", 3)
   end
-  if spec.price ~= nil and (type(spec.price) ~= "number" or spec.price < 0 or spec.price ~= spec.price) then
-    error("experiment: price must be a number of dollars >= 0 (per the endpoint's unit)", 3)
+  if spec.price ~= nil and type(spec.price) ~= "number" and type(spec.price) ~= "string" then
+    error("experiment: price must be dollars (per the endpoint's unit) or 'DOLLARS/UNIT'", 3)
   end
 end
 
@@ -204,8 +204,13 @@ function M.run(spec)
   local summary = { dir = dir, jobs = #plan.jobs, images = plan.images, megapixels = plan.megapixels,
     cost = plan.cost, price = plan.price, done = 0, failed = 0, reused = 0, skipped = 0, spent = 0 }
   summary.reused_planned = plan.reused or 0
+  if spec.max_cost and plan.approx and not spec.dry_run then
+    error(string.format("experiment '%s': cannot keep max_cost: the cost is an estimate (an output "
+      .. "size that follows an input given by URL, or a price unit editflow does not know); give "
+      .. "image_size, local input files, or a price per image, megapixel or request", name), 0)
+  end
   if spec.max_cost and plan.cost > spec.max_cost + 1e-9 and not spec.dry_run and not spec.partial then
-    error(string.format("experiment %s: the plan costs $%.4f, over the budget max_cost = $%.4f "
+    error(string.format("experiment '%s': the plan costs $%.4f, over the budget max_cost = $%.4f "
       .. "(%d jobs, %d images, %.2f output megapixels at %s)", name, plan.cost, spec.max_cost, #plan.jobs,
       plan.images, plan.megapixels, price.describe(plan.price)), 2)
   end
