@@ -25,7 +25,9 @@ an HTML contact sheet) and an `editflow` command-line host.
 }
 
 dependencies = {
-   "lua >= 5.4, < 5.5",  -- nothing else: JSON is decoded by editflow.core itself
+   "lua >= 5.4, < 5.5",  -- JSON is decoded by editflow.core itself
+   "argparse >= 0.7",    -- the host's command line (compiled into the binary at build time;
+                         -- CMake finds argparse.lua under /usr/share/lua/5.4 or -DARGPARSE_LUA)
 }
 
 -- libcurl >= 7.85 (Debian: libcurl4-openssl-dev). Only the library is checked here: Debian keeps

@@ -94,7 +94,7 @@ T.case("invalid input exits 2 before any request, naming the field and the flag"
   T.contains(err, "-p PROMPT is required", "message")
   st, _, err = run(env(), "edit", "-p", "x", "-i", A, "--bogus")
   T.eq(st, 2, "unknown option")
-  T.contains(err, "unknown option --bogus", "message")
+  T.contains(err, "unknown option '--bogus'", "message")
   st, _, err = run(env { FAL_KEY = "" }, "edit", "-p", "x", "-i", A)
   T.eq(st, 2, "no credential")
   T.contains(err, "no credential: set FAL_KEY", "message")

@@ -22,7 +22,7 @@ local function cli_options()
   local text = assert(T.read(SRC .. "/lua/editflow/cli/init.lua"))
   local tables, current, n = {}, nil, 0
   for line in text:gmatch("[^\n]*") do
-    local name = line:match("^local ([%u_]+) = with_common {") or line:match("^local ([%u_]+) = {%s*$")
+    local name = line:match("^local ([%u_]+) = with_[%w_]+ {") or line:match("^local ([%u_]+) = {%s*$")
     if name then
       current = {}
       tables[name] = current
@@ -36,7 +36,7 @@ local function cli_options()
       end
     end
   end
-  for _, t in ipairs { "COMMON", "EDIT", "GRID", "MODEL_COMMON", "ONE_ID", "ABOUT", "RUN" } do
+  for _, t in ipairs { "COMMON", "EDIT", "GRID", "MODEL_COMMON", "JOB_COMMON", "STATUS", "RESULT", "WAIT", "ABOUT", "RUN" } do
     T.ok(tables[t] and #tables[t] > 0, "option table " .. t .. " found in cli/init.lua")
   end
   T.ok(n >= 35, "the option tables were read (" .. n .. " entries)")
@@ -213,9 +213,12 @@ T.case("cmake --install: bash completion offers the commands, then each command'
     return set
   end
   local cmds = offers("")
-  for _, c in ipairs { "edit", "grid", "schema", "price", "status", "result", "cancel", "run", "help", "--help", "--version" } do
+  for _, c in ipairs { "edit", "grid", "schema", "price", "status", "result", "cancel", "wait", "run", "help",
+      "completion" } do
     T.ok(cmds[c], "command " .. c .. " offered")
   end
+  local top = offers("-")
+  T.ok(top["--help"] and top["--version"], "--help and --version offered")
   local opts = cli_options()
   local function expect(cmd, list, got)
     for _, long in ipairs(list) do T.ok(got["--" .. long], cmd .. ": --" .. long .. " offered") end
@@ -228,13 +231,13 @@ T.case("cmake --install: bash completion offers the commands, then each command'
   expect("edit", opts.MODEL_COMMON, edit)
   expect("grid", opts.MODEL_COMMON, grid)
   expect("schema", opts.ABOUT, offers("schema", "--"))
-  T.ok(not edit["--var"] and not grid["--sync"], "options are per command")
+  T.ok(not edit["--var"] and not grid["--no-journal"], "options are per command")
   local status, result = offers("status", "--"), offers("result", "--")
-  expect("status", opts.COMMON, status)
-  expect("cancel", opts.COMMON, offers("cancel", "--"))
-  for _, long in ipairs(opts.ONE_ID) do
-    T.ok(status["--" .. long] or result["--" .. long], "status/result: --" .. long .. " offered")
-  end
+  expect("status", opts.STATUS, status)
+  expect("result", opts.RESULT, result)
+  expect("wait", opts.WAIT, offers("wait", "--"))
+  expect("cancel", opts.JOB_COMMON, offers("cancel", "--"))
+  T.ok(not status["--output"] and not result["--no-logs"], "each job command its own options")
   expect("run", opts.RUN, offers("run", "--"))
   T.ok(offers("edit", "--format", "")["jpeg"], "values of --format offered")
 end)

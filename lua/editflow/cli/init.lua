@@ -69,10 +69,35 @@ local GRID = with_common {
   { nil, "price", arg = true, metavar = "DOLLARS[/UNIT]", help = "price per unit (image, megapixel, request); default: fal's pricing API, else the shipped table" },
 }
 
-local ONE_ID = with_common {
-  { "o", "output", arg = true, metavar = "DIR", help = "(result) also save the images into DIR and print their paths" },
-  { nil, "no-logs", help = "(status) do not ask for the job's logs" },
+-- The options of the commands about one job by its id (status, result, cancel, wait).
+local JOB_COMMON = {
+  { "m", "model", arg = true, metavar = "ID", help = "the job's model endpoint (default fal-ai/qwen-image-edit-plus, or $EDITFLOW_ENDPOINT)" },
+  { nil, "endpoint", arg = true, metavar = "ID", help = "same as --model" },
+  { nil, "base-url", arg = true, metavar = "URL", help = "queue base URL (default https://queue.fal.run, or $EDITFLOW_BASE_URL)" },
+  { nil, "auth", arg = true, metavar = "key|bearer", help = "credential scheme (default key, or $EDITFLOW_AUTH)" },
+  { nil, "timeout", arg = true, metavar = "SECONDS", help = "bound the command, retries included (default 120; wait: 3600)" },
+  { "q", "quiet", help = "no progress on stderr" },
+  { "v", "verbose", help = "trace every HTTP call on stderr (never the credential)" },
+  { "h", "help", help = "show this help" },
 }
+
+local function with_job_common(spec)
+  for _, o in ipairs(JOB_COMMON) do spec[#spec + 1] = o end
+  return spec
+end
+
+local STATUS = with_job_common {
+  { nil, "no-logs", help = "do not ask for the job's logs" },
+}
+local RESULT = with_job_common {
+  { "o", "output", arg = true, metavar = "DIR", help = "also save the images into DIR and print their paths" },
+}
+local CANCEL = with_job_common {}
+local WAIT = with_job_common {
+  { "o", "output", arg = true, metavar = "DIR", help = "folder for the images (default editflow-output)" },
+  { nil, "name", arg = true, metavar = "STEM", help = "file name stem for the images (default: the request id)" },
+}
+local JOB_SPECS = { status = STATUS, result = RESULT, cancel = CANCEL, wait = WAIT }
 
 -- Which flag sets each model field, to point error messages at what the user typed; filled
 -- from the model's options when a command reads them.
@@ -92,11 +117,14 @@ commands:
   status REQUEST_ID                                 print a job's status as JSON
   result REQUEST_ID [-o DIR]                        print a job's result as JSON (and save its images)
   cancel REQUEST_ID                                 ask the queue to cancel a job
+  wait REQUEST_ID [-o DIR]                          follow a job to its end, save its images, print their paths
   run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]
                                                     run a Lua script with editflow available;
                                                     progress on stderr (live on a terminal,
                                                     plain lines otherwise), --json: one object
                                                     per finished job on stdout
+  help COMMAND, COMMAND --help                      a command's options
+  completion bash|zsh|fish                          the shell completion script
   --help, --version
 
 configuration (environment):
@@ -322,7 +350,7 @@ end
 local function parse_command(argv, cmd, spec, usage, m)
   local o, pos = args.parse(argv, 2, spec)
   if not o then
-    if m and pos:find("^unknown option %-") then
+    if m and pos:find("^unknown option '?%-") and not pos:find("Did you mean", 1, true) then
       pos = string.format("%s (not an option of %s; 'editflow %s -m %s --help' lists them)", pos, m.endpoint, cmd, m.endpoint)
     end
     return nil, usage_error(pos, cmd)
@@ -506,22 +534,35 @@ local function cmd_grid(argv)
   return (summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0) and 0 or 1
 end
 
-local cmd_about
+local cmd_about, cmd_completion, COMMANDS
 
 local function cmd_one_id(cmd, argv)
-  local o, pos = parse_command(argv, cmd, ONE_ID, cmd .. " REQUEST_ID [OPTIONS]")
+  local o, pos = parse_command(argv, cmd, JOB_SPECS[cmd], cmd .. " REQUEST_ID [OPTIONS]")
   if not o then return pos end
   if #pos ~= 1 then return usage_error(cmd .. ": expects exactly one REQUEST_ID", cmd) end
-  if o.output and cmd ~= "result" then return usage_error(cmd .. ": -o is for 'result' only", cmd) end
   local client, cerr, code = make_client(o)
   if not client then return fail_client(cerr, code, cmd) end
   local ok, job = pcall(client.job, client, pos[1])
   if not ok then return usage_error(cmd .. ": " .. tostring(job):gsub("^.-:%d+: ", ""), cmd) end
-  client.on_status, client.on_log = nil, nil  -- these commands print data, not progress
-  job.deadline = require("editflow.runtime").now() + (o.timeout or 120)  -- retries included
+  if cmd ~= "wait" then client.on_status, client.on_log = nil, nil end  -- these print data, not progress
+  job.deadline = require("editflow.runtime").now() + (o.timeout or (cmd == "wait" and 3600 or 120))
 
   local value, err
-  if cmd == "status" then
+  if cmd == "wait" then
+    -- follow the job to its end, then save its images: what `edit` does after its submit
+    job:_watch()
+    value, err = job:wait()
+    if value then
+      local paths, serr, partial = job:save(o.output or "editflow-output", { name = o.name })
+      for _, p in ipairs(paths or partial or {}) do io.stdout:write(p, "\n") end
+      if not paths then value, err = nil, serr end
+    end
+    if not value then
+      say(false, "%s", tostring(err))
+      return 1
+    end
+    return 0
+  elseif cmd == "status" then
     value, err = job:status { logs = not o["no-logs"] }
   elseif cmd == "result" then
     value, err = job:result()
@@ -671,6 +712,56 @@ function M.interrupted(_, signame)
   end
 end
 
+COMMANDS = { "edit", "grid", "schema", "price", "status", "result", "cancel", "wait", "run", "help", "completion" }
+
+-- `editflow completion bash|zsh|fish`: the shell completion, generated by lua-argparse from the
+-- same option tables the commands parse with (edit and grid with the default model's fields).
+function cmd_completion(argv)
+  local shell = argv[2]
+  if shell == "-h" or shell == "--help" or not shell then
+    io.stdout:write("usage: editflow completion bash|zsh|fish\n\nPrints the shell completion script. "
+      .. "bash: source <(editflow completion bash)\n")
+    return shell and 0 or 2
+  end
+  if shell ~= "bash" and shell ~= "zsh" and shell ~= "fish" then
+    return usage_error("completion: expects bash, zsh or fish, got '" .. shell .. "'", "completion")
+  end
+  local argparse = require "argparse"
+  local top = argparse("editflow", "edit images on fal.ai's queue"):add_help(false)
+  top:flag("-h --help")
+  top:flag("-V --version")
+  local m = schema.model(require("editflow.client").DEFAULT_ENDPOINT, { schema_url = false })
+  local function add(name, spec, about)
+    local c = top:command(name, about):add_help(false)
+    for _, o in ipairs(spec) do
+      local names = (o[1] and ("-" .. o[1] .. " ") or "") .. "--" .. o[2]
+      if o.arg then
+        local opt = c:option(names, o.help):argname(o.metavar or "VALUE")
+        local e = o.field and m:field(o.field)
+        if e and type(e.schema.enum) == "table" then opt:choices(e.schema.enum) end
+        if o[2] == "auth" then opt:choices { "key", "bearer" } end
+        if o.multi then opt:count("*") end
+      else
+        c:flag(names, o.help)
+      end
+    end
+    return c
+  end
+  add("edit", (model_spec(EDIT, m, { prompt = true })), "edit images; prints each saved file's path")
+  add("grid", (model_spec(GRID, m, { prompt = true, negative_prompt = true, seed = true })), "a prompt experiment")
+  add("schema", ABOUT, "an endpoint's fields")
+  add("price", ABOUT, "an endpoint's price")
+  for _, name in ipairs { "status", "result", "cancel", "wait" } do add(name, JOB_SPECS[name], name .. " a job by its id") end
+  local run = add("run", RUN, "run a Lua script with editflow")
+  run:argument("script"):args("?")
+  top:command("help"):argument("command"):args("?"):choices(COMMANDS)
+  top:command("completion"):argument("shell"):choices { "bash", "zsh", "fish" }
+  local text = shell == "bash" and top:get_bash_complete() or shell == "zsh" and top:get_zsh_complete()
+    or top:get_fish_complete()
+  io.stdout:write(text)
+  return 0
+end
+
 -- cli.main(argv) -> exit status. argv[1] is the command.
 function M.main(argv)
   local cmd = argv[1]
@@ -678,22 +769,27 @@ function M.main(argv)
   if cmd == nil then
     io.stderr:write(USAGE)
     return 2
+  elseif (cmd == "help" and argv[2]) then  -- `editflow help CMD` is `editflow CMD --help`
+    return M.main { argv[2], "--help" }
   elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
     io.stdout:write(USAGE)
     return 0
+  elseif cmd == "completion" then
+    return cmd_completion(argv)
   elseif cmd == "--version" or cmd == "-V" then
     io.stdout:write("editflow ", editflow.version, " (", require("editflow.core").curl_version, ")\n")
     return 0
   elseif cmd == "edit" then
     return cmd_edit(argv)
-  elseif cmd == "status" or cmd == "result" or cmd == "cancel" then
+  elseif JOB_SPECS[cmd] then
     return cmd_one_id(cmd, argv)
   elseif cmd == "grid" then
     return cmd_grid(argv)
   elseif cmd == "schema" or cmd == "price" then
     return cmd_about(cmd, argv)
   end
-  return usage_error("unknown command '" .. cmd .. "' (edit, grid, schema, price, status, result, cancel, run)")
+  return usage_error("unknown command '" .. cmd .. "'." .. args.suggest(cmd, COMMANDS)
+    .. " (commands: " .. table.concat(COMMANDS, ", ") .. ")")
 end
 
 return M
