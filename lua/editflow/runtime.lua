@@ -153,6 +153,15 @@ local function run_ready()
 end
 
 local next_id = 0
+local unhandled = {}  -- tasks that raised and were not joined (their error went unread)
+
+-- The number of tasks that failed and whose error nobody collected with join (or map, wait):
+-- `editflow run` exits 1 when there are any.
+function M.unhandled_failures()
+  local n = 0
+  for _ in pairs(unhandled) do n = n + 1 end
+  return n
+end
 
 -- spawn(fn, ...) -> task. The task starts at the next turn of the scheduler.
 function M.spawn(fn, ...)
@@ -168,6 +177,7 @@ function M.spawn(fn, ...)
       task.ok, task.results = true, table.pack(table.unpack(res, 2, res.n))
     else
       task.ok, task.error = false, res[2]
+      unhandled[task] = true  -- until someone joins it and so receives the error
       pcall(M.on_error, task, tostring(res[2]))  -- a failing reporter must not strand joiners
     end
     for _, w in ipairs(task.waiters) do push_ready(w) end
@@ -367,6 +377,7 @@ function M.join(task)
     end
   end
   if task.ok then return true, table.unpack(task.results, 1, task.results.n) end
+  unhandled[task] = nil  -- the joiner has the error now: its to handle
   return false, task.error
 end
 

@@ -223,8 +223,13 @@ static int run_script(lua_State *L, char **argv, int argc) {
   int rc = after_interrupt(L, status, argv, argc);
   if (rc >= 0)
     return rc;
-  (void)call_cli(L, "run_done", argv, argc, NULL, 0); /* ends a live progress line */
-  return report(L, status) == LUA_OK ? 0 : 1;
+  /* ends a live progress line; answers how many tasks failed with nobody collecting the error */
+  int failed = 0;
+  if (call_cli(L, "run_done", argv, argc, NULL, 1) == LUA_OK) {
+    failed = lua_tointeger(L, -1) > 0;
+    lua_pop(L, 1);
+  }
+  return (report(L, status) == LUA_OK && !failed) ? 0 : 1;
 }
 
 static int run_cli(lua_State *L, char **argv, int argc) {

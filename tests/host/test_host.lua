@@ -296,8 +296,9 @@ T.case("grid: dry run sends nothing; a budget refuses; a run writes the gallery,
   -- a cache of its own: the photo was uploaded by an earlier case (and remembered there)
   st, out, err = run(env { XDG_CACHE_HOME = T.tmpdir() }, with())
   T.eq(st, 0, "run: " .. tostring(err))
-  T.eq(out, d .. "/cli/index.html\n", "prints the gallery's path")
-  T.contains(T.read(d .. "/cli/index.html"), "a dog in ink", "gallery written")
+  T.eq(out, d .. "/index.html\n", "prints the gallery's path: -o DIR is the folder itself")
+  T.contains(T.read(d .. "/index.html"), "a dog in ink", "gallery written")
+  T.ok(T.exists(d .. "/manifest.jsonl"), "grid -o DIR writes DIR/manifest.jsonl")
   T.eq(sb.stats().uploads - s0.uploads, 1, "8 jobs over one local photo: one upload")
   local submits = sb.stats().by_route.submit
   st, out = run(env(), with())
@@ -426,6 +427,47 @@ T.case("model options on the command line: false flags, fallbacks, a prompt that
   T.eq(st, 2, "not an option of qwen")
   T.contains(err, "not an option of fal-ai/qwen-image-edit-plus", "says whose options these are")
   os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("run exits 1 when a task failed and nobody collected its error; grid shows progress", function()
+  local dir = T.tmpdir()
+  local function script(name, text)
+    local path = dir .. "/" .. name
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    return path
+  end
+  local st, _, err = run(env(), "run", script("raise.lua", [[
+local editflow = require "editflow"
+editflow.spawn(function() error("boom") end)
+editflow.run()
+]]))
+  T.eq(st, 1, "a task raised, nobody joined it")
+  T.contains(err, "boom", "its error shown")
+  T.contains(err, "1 task failed and nobody collected its error", "and counted")
+  st = run(env(), "run", script("joined.lua", [[
+local editflow = require "editflow"
+local t = editflow.spawn(function() error("handled") end)
+local ok = editflow.join(t)
+assert(ok == false)
+]]))
+  T.eq(st, 0, "a failed task whose error was collected: the script handled it")
+  -- grid on a pipe: a plain line per submitted and finished job; -q: nothing
+  local d = T.tmpdir()
+  local out
+  st, out, err = run(env(), "grid", "-p", "a ${v}", "--var", "v=cat,dog", "-i", "https://cdn.example/a.png",
+    "-o", d, "--name", "progress")
+  T.eq(st, 0, "grid: " .. tostring(err))
+  local _, submitted = err:gsub("submitted", "")
+  local _, done = err:gsub(" done\n", "")
+  T.eq(submitted, 2, "a line per submitted job")
+  T.ok(done >= 2, "a line per finished job")
+  T.eq(out, d .. "/index.html\n", "stdout: the gallery only")
+  st, _, err = run(env(), "grid", "-q", "-p", "a ${v}", "--var", "v=cow", "-i", "https://cdn.example/a.png", "-o", d)
+  T.eq(st, 0, "grid -q")
+  T.ok(not err:find("submitted", 1, true), "-q: no progress")
+  os.execute("rm -rf " .. T.quote(dir) .. " " .. T.quote(d))
 end)
 
 T.run()

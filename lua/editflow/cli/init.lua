@@ -59,8 +59,8 @@ local GRID = with_common {
   { nil, "zip", arg = true, multi = true, metavar = "NAME=A,B", help = "variables that go together, value by value (equal lengths)" },
   { nil, "images-var", arg = true, multi = true, metavar = "NAME=GLOB", help = "a variable over image files: a folder, a file or a glob" },
   { nil, "seeds", arg = true, metavar = "N,N,...", help = "run every combination with each seed" },
-  { "o", "output", arg = true, metavar = "DIR", help = "parent folder of the experiment folder (default experiments)" },
-  { nil, "name", arg = true, metavar = "NAME", help = "experiment name = its folder (default: experiment)" },
+  { "o", "output", arg = true, metavar = "DIR", help = "folder for the images, manifest.jsonl and index.html (default editflow-output)" },
+  { nil, "name", arg = true, metavar = "NAME", help = "the experiment's name, a label in the gallery and manifest (default: experiment)" },
   { nil, "negative-prompt", arg = true, metavar = "TEMPLATE", help = "negative prompt template" },
   { nil, "concurrency", arg = true, metavar = "N", help = "jobs in flight (default 8)" },
   { nil, "dry-run", help = "print the plan (jobs, images, megapixels, cost) and send nothing" },
@@ -492,7 +492,7 @@ local function cmd_grid(argv)
   if not iok then return invalid(tostring(params)) end
   for k, v in pairs(fields.values(o, mine)) do params[k] = v end
   params.prompt = nil
-  local spec = { name = o.name, out = o.output, prompt = o.prompt, negative_prompt = o["negative-prompt"],
+  local spec = { name = o.name, dir = o.output or "editflow-output", prompt = o.prompt, negative_prompt = o["negative-prompt"],
     vars = vars, zip = zip, images = o.image, params = params, seeds = seeds, client = client,
     concurrency = concurrency, dry_run = o["dry-run"], max_cost = max_cost, price = price,
     partial = o.partial }
@@ -501,7 +501,13 @@ local function cmd_grid(argv)
   local unsubscribe = require("editflow.events").subscribe(function(name)
     if name == "submitted" then submits = submits + 1 end
   end)
+  -- while it runs: the live line on a terminal, plain lines on a pipe, nothing with -q
+  if not o["dry-run"] then
+    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2) }
+  end
   local ok, summary = pcall(experiment.run, spec)
+  progress.finish()
+  progress.configure { display = "none" }
   unsubscribe()
   if not ok then
     local msg = tostring(summary)
@@ -678,8 +684,16 @@ function M.run_options(argv)
   return i
 end
 
+-- After the script: ends the progress line; -> the number of tasks that failed with nobody
+-- collecting their error (the host then exits 1).
 function M.run_done()
   progress.finish()
+  local n = require("editflow.runtime").unhandled_failures()
+  if n > 0 then
+    io.stderr:write(string.format("editflow: %d task%s failed and nobody collected %s error (see above)\n",
+      n, n == 1 and "" or "s", n == 1 and "its" or "their"))
+  end
+  return n
 end
 
 -- After a Ctrl-C, SIGTERM or SIGHUP (called by the host, which then exits 128 + the signal):

@@ -21,6 +21,7 @@ local counts = { waiting = 0, queued = 0, running = 0, done = 0, failed = 0 }
 local positions = {}   -- job -> queue position while queued
 local phase = setmetatable({}, { __mode = "k" })  -- job -> "queued" | "running"
 local started, last_draw, drawn = nil, 0, false
+local planned = 0      -- jobs a plan announced (an experiment's "planned" event): time left covers them all
 
 -- configure{ display = "auto"|"live"|"plain"|"none", json = bool, tty = bool }
 -- "auto" is live on a terminal and plain otherwise (tty says which; the host knows).
@@ -57,7 +58,7 @@ local function draw(force)
     if not best or p < best then best = p end
   end
   local finished = counts.done + counts.failed
-  local left = counts.waiting + counts.queued + counts.running
+  local left = math.max(counts.waiting + counts.queued + counts.running, planned - finished)
   local elapsed = now - (started or now)
   local eta = (finished > 0 and left > 0) and ("  ~" .. clock(elapsed / finished * left) .. " left") or ""
   err:write(string.format("\r\27[Keditflow: %d done, %d running, %d queued%s, %d waiting, %d failed  %s%s",
@@ -109,7 +110,9 @@ function M.note(event, job, detail)
   end
   if display == "none" and not as_json then return end
   started = started or core.monotime()
-  if event == "waiting" then
+  if event == "planned" then
+    planned = planned + (tonumber(detail) or 0)
+  elseif event == "waiting" then
     counts.waiting = counts.waiting + 1
   elseif event == "unwaiting" then
     counts.waiting = counts.waiting - 1
@@ -151,8 +154,8 @@ function M.note(event, job, detail)
       out:flush()
     end
   end
-  if event ~= "log" and event ~= "retry" and event ~= "saved" and event ~= "reused" then
-    draw(event == "finished")
+  if event ~= "saved" and event ~= "reused" then
+    draw(event == "finished")  -- logs and retries too: the clock moves while jobs run
   end
 end
 

@@ -14,6 +14,7 @@ local tasks = require "editflow.tasks"
 local gallery = require "editflow.experiment.gallery"
 local lifecycle = require "editflow.lifecycle"
 local journal = require "editflow.journal"
+local events = require "editflow.events"
 
 local M = {}
 
@@ -188,7 +189,8 @@ local function file_size(path)
   return n
 end
 
--- experiment.run(spec) -> summary. spec: name, out (parent folder, default "experiments"),
+-- experiment.run(spec) -> summary. spec: name, dir (the folder), or out (its parent folder,
+-- default "experiments": the folder is then out/name),
 -- prompt, negative_prompt, vars, zip, images, params, seeds, client (or client_options),
 -- concurrency (8), dry_run, max_cost, partial (with max_cost: run what fits in order and skip
 -- the rest instead of refusing the plan), price.
@@ -196,7 +198,8 @@ function M.run(spec)
   check_spec(spec)
   local client = spec.client or require("editflow.client").new(spec.client_options or {})
   local name = spec.name or "experiment"
-  local dir = join(spec.out or "experiments", core.safe_name(name))
+  -- spec.dir is the folder itself; otherwise a folder named after the experiment under spec.out
+  local dir = spec.dir or join(spec.out or "experiments", core.safe_name(name))
   if not client.journal and exists(join(dir, journal.FILE)) then
     client.journal = journal.open(dir)  -- reuse what an earlier run paid for
   end
@@ -221,6 +224,7 @@ function M.run(spec)
 
   assert(core.mkdir(dir))
   if not client.journal then client.journal = journal.open(dir) end
+  events.emit("planned", nil, #plan.jobs)  -- a progress display's "time left" covers them all
   local records = {}
   local function run_job(job, rec)
     local body = client:prepare(job.input)
