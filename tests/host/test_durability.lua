@@ -503,7 +503,9 @@ case("-i /dev/zero and -i FIFO exit 2 at once, saying it is not a regular file, 
   for _, img in ipairs { "/dev/zero", fifo, d .. "/link.png" } do
     local st, o, err, dt = run_bounded(command(sb.url, { "edit", "-p", "x", "-i", img, "-o", d .. "/out" }), 6)
     T.eq(st, 2, img .. ": exit status; stderr: " .. err)
-    T.ok(dt < 2, string.format("%s: within 2 s (%.2f s)", img, dt))
+    -- a read of /dev/zero or a FIFO would never end; the bound only has to tell "at once"
+    -- from "blocked" (the run itself is killed at 6 s), also under ASan on a loaded machine
+    T.ok(dt < 5, string.format("%s: within 5 s (%.2f s)", img, dt))
     T.eq(o, "", img .. ": nothing on stdout")
     T.contains(err, "not a regular file", img .. ": the message")
     T.contains(err, "-i", img .. ": names the option")
