@@ -46,50 +46,73 @@ end
 
 local IMAGE_EXT = { png = true, jpg = true, jpeg = true, webp = true, gif = true }
 
-local function glob_to_pattern(g)
-  return "^" .. g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+-- A name the folder and glob forms take: an image extension, not hidden, and an image by its
+-- first bytes, not only by its name. path is a regular file here (core.glob "files"); it is
+-- opened only for those bytes (a FIFO swapped in since would make the open wait).
+local function is_image_file(path)
+  local name = path:match("[^/]*$")
+  local ext = name:match("%.(%w+)$")
+  if not ext or not IMAGE_EXT[ext:lower()] or name:sub(1, 1) == "." then return false end
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local head = f:read(16)  -- nil for an empty file
+  f:close()
+  return head ~= nil and core.sniff(head) ~= nil
 end
 
--- editflow.images(spec, ...) -> sorted list of image paths. Each spec is a file, a folder (its
--- PNG, JPEG, WebP and GIF files) or a glob with * and ? in the last part ("photos/*.jpg");
--- folders and globs yield only files with an image extension whose bytes are an image, never
--- hidden ones.
+-- Quotes what glob(3) would read as magic, so a folder's own name matches only itself.
+local function glob_quote(s)
+  return (s:gsub("[\\%*%?%[{]", "\\%0"):gsub("^~", "\\~"))
+end
+
+-- "~" or "~user" at the start: that home folder (glob(3)'s tilde expansion) and the rest of
+-- the spec as written, so "~/photos/" is a folder spec like any other. Without a home (no
+-- such user, a C library without tilde expansion) the spec stays as it is.
+local function split_home(spec)
+  local user, rest = spec:match("^(~[^/]*)(.*)$")
+  local home = user and core.glob(user)
+  if not home or #home ~= 1 then return "", spec end
+  return home[1], rest
+end
+
+-- One spec's paths in byte order (core.glob sorts so; no table.sort, which follows the
+-- locale), or nil, message when glob(3) failed.
+local function expand(spec)
+  local home, rest = split_home(spec)
+  local path = home .. rest
+  local pattern
+  if core.listdir(path) then  -- a folder: its image files, never those in its subfolders
+    pattern = glob_quote(path:sub(-1) == "/" and path or path .. "/") .. "*"
+  elseif rest:find("[%*%?%[{]") then
+    pattern = glob_quote(home) .. rest
+  else
+    return core.file_stamp(path) and { path } or {}  -- a file, taken as is (load checks it)
+  end
+  local found, err = core.glob(pattern, "files")
+  if not found then return nil, err end
+  local out = {}
+  for _, p in ipairs(found) do
+    if is_image_file(p) then out[#out + 1] = p end
+  end
+  return out
+end
+
+-- editflow.images(spec, ...) -> list of image paths, each spec's in byte order, the specs in
+-- the order given. Each spec is a file (taken as is), a folder (its image files) or a glob:
+-- glob(3) patterns with * ? [...] in any part ("shoots/*/*.jpg", "[ab].png"), {a,b} where
+-- the C library has it, a leading ~ for the home folder, and \ quoting the next character.
+-- Folders and globs yield only regular files with a PNG, JPEG, WebP or GIF extension whose
+-- bytes are such an image, and never hidden ones: * and ? never match a leading dot, and a
+-- file whose name starts with a dot is left out even when the glob spells the dot; a hidden
+-- folder is searched only when named (".drafts/*.png").
 -- Raises when a spec matches nothing, so a typo cannot make an empty experiment.
 function M.images(...)
   local out = {}
   for _, spec in ipairs({ ... }) do
     if type(spec) ~= "string" or spec == "" then error("editflow.images expects paths or globs", 2) end
-    local dir, last = spec:match("^(.*)/([^/]*)$")
-    if not dir then dir, last = ".", spec end
-    if dir == "" then dir = "/" end
-    local found = {}
-    local function is_image_file(path, name)
-      local ext = name:match("%.([%w]+)$")
-      if not ext or not IMAGE_EXT[ext:lower()] or name:sub(1, 1) == "." then return false end
-      local f = io.open(path, "rb")
-      if not f then return false end
-      local head = f:read(16)  -- nil for a folder (read fails) or an empty file
-      f:close()
-      return head ~= nil and core.sniff(head) ~= nil  -- an image by its bytes, not only its name
-    end
-    local entries = core.listdir(spec)
-    if entries then  -- a folder
-      for _, name in ipairs(entries) do
-        local path = (spec:sub(-1) == "/" and spec or spec .. "/") .. name
-        if is_image_file(path, name) then found[#found + 1] = path end
-      end
-    elseif last:find("[%*%?]") then
-      local pat = glob_to_pattern(last)
-      for _, name in ipairs(core.listdir(dir) or {}) do
-        local path = (dir == "." and not spec:find("^%./") and "" or (dir == "/" and "/" or dir .. "/")) .. name
-        if name:match(pat) and is_image_file(path, name) then found[#found + 1] = path end
-      end
-    else
-      local f = io.open(spec, "rb")
-      if f then f:close() found[1] = spec end
-    end
+    local found, err = expand(spec)
+    if not found then error("editflow.images: " .. err, 2) end
     if #found == 0 then error("editflow.images: nothing matches '" .. spec .. "'", 2) end
-    table.sort(found)
     for _, p in ipairs(found) do out[#out + 1] = p end
   end
   return out

@@ -3,7 +3,7 @@
 ** Registers the Loop, Transfer and Lock types, JSON decoding (ljson.c) and a few byte helpers
 ** that are too slow or too awkward in Lua: base64 for data: URIs, image sniffing and
 ** dimensions, safe file names, atomic writes, journal appends, bounded reads of local inputs,
-** mkdir -p, SHA-256 and Ed25519 verification (webhook signatures), clocks and process figures
+** mkdir -p, globs, SHA-256 and Ed25519 verification (webhook signatures), clocks and process figures
 ** (CPU, peak RSS, open-file limit). luaopen_editflow_core is the only symbol the module exports.
 */
 #define _POSIX_C_SOURCE 200809L
@@ -208,6 +208,35 @@ static int core_listdir(lua_State *L) {
   return 1;
 }
 
+/*
+** core.glob(pattern [, "files"]) -> the matching paths, sorted by bytes (an empty list when
+** nothing matches) | nil, message when glob(3) itself failed. "files" keeps only regular
+** files. The engine fills a buffer that a userdata owns, and the list is built only after it
+** has returned: a memory error while building it cannot leak the buffer, and no Lua runs
+** inside glob(3).
+*/
+static int core_glob(lua_State *L) {
+  static const char *const what[] = {"all", "files", NULL};
+  size_t n;
+  const char *pattern = luaL_checklstring(L, 1, &n);
+  int flags = luaL_checkoption(L, 2, "all", what) == 1 ? EF_GLOB_FILES : 0;
+  char err[512];
+  luaL_argcheck(L, strlen(pattern) == n, 1, "must not contain a NUL byte");
+  ef_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, EF_BUF_MT);
+  if (ef_glob(pattern, flags, b, err, sizeof err) != 0)
+    return fail(L, err);
+  lua_newtable(L);
+  lua_Integer i = 0;
+  for (size_t off = 0; off < b->len; off += strlen(b->data + off) + 1) {
+    lua_pushstring(L, b->data + off);
+    lua_rawseti(L, -2, ++i);
+  }
+  ef_buf_free(b);
+  return 1;
+}
+
 /* core.hash(bytes) -> 16 hex digits (64-bit FNV-1a): a stable fingerprint for job keys. */
 static int core_hash(lua_State *L) {
   size_t n;
@@ -311,6 +340,7 @@ static const luaL_Reg corelib[] = {
   {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
   {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify}, {"file_stamp", core_file_stamp},
+  {"glob", core_glob},
   {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);

@@ -205,6 +205,15 @@ typedef struct ef_stamp {
 } ef_stamp;
 int ef_file_stamp(const char *path, ef_stamp *out);
 int ef_fsync_dir_of(const char *path);
+/* Expands a glob(3) pattern: * ? [...] everywhere in the path, {a,b} and a leading ~ or ~user
+** where the C library has them, a backslash quoting the next character; a leading dot of a
+** name is matched only when the pattern spells it. Fills out (reset first) with the matching
+** paths, each followed by a NUL byte, sorted by bytes (not by locale) and without duplicates;
+** with EF_GLOB_FILES only regular files (links followed). Folders that cannot be read are
+** skipped. 0, also when nothing matches (out is then empty); -1 with a message in err when
+** glob(3) itself failed (out of memory), out freed. */
+#define EF_GLOB_FILES 1
+int ef_glob(const char *pattern, int flags, ef_buf *out, char *err, size_t errlen);
 /* mkstemps() with the mode fopen() would give and close-on-exec; -1 with errno on failure. */
 int ef_mktemp(char *tmpl, int suffixlen);
 

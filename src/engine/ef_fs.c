@@ -2,7 +2,8 @@
 ** ef_fs.c — files that must survive a crash: mkdir -p, whole-file writes that land atomically
 ** (temporary name in the same directory, fsync, rename, fsync the directory), journal appends
 ** that leave the file on a record boundary, the per-folder lock (flock, so a dead process
-** holds nothing), and bounded reads of local inputs that never block on a device or a FIFO.
+** holds nothing), bounded reads of local inputs that never block on a device or a FIFO, and
+** globs expanded by glob(3) into one bytewise-sorted list.
 */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <glob.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -417,5 +419,70 @@ int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *u
       break;
   }
   closedir(d);
+  return 0;
+}
+
+/* ---- globs ---- */
+
+static int cmp_paths(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A regular file once symbolic links are followed (a dangling link is not one). */
+static int is_regular(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/*
+** glob(3) does the matching, with brace ({a,b}) and tilde (~, ~user) expansion where the C
+** library has them (glibc, macOS and the BSDs have both, musl tilde only); without them those
+** characters match themselves. GLOB_ERR is off, so a folder that cannot be read is skipped,
+** as the shell skips it. glob's own order comes from strcoll(), which follows whatever locale
+** the host set, and each brace alternative is sorted on its own; so the paths are sorted here
+** by their bytes (GLOB_NOSORT), the same list in every locale, and a path that two
+** alternatives both produced ("{a,*}.png") is kept once. The sort permutes gl_pathv in place:
+** globfree() frees each entry whatever its position. globfree() follows every glob() call,
+** failed ones included, since a failure may leave partial results behind.
+*/
+int ef_glob(const char *pattern, int flags, ef_buf *out, char *err, size_t errlen) {
+  int gflags = GLOB_NOSORT;
+#ifdef GLOB_BRACE
+  gflags |= GLOB_BRACE;
+#endif
+#ifdef GLOB_TILDE
+  gflags |= GLOB_TILDE;
+#endif
+  glob_t g;
+  memset(&g, 0, sizeof g);
+  ef_buf_reset(out);
+  int rc = glob(pattern, gflags, NULL, &g);
+  if (rc != 0 && rc != GLOB_NOMATCH) {
+    if (err && errlen)
+      snprintf(err, errlen, "cannot expand '%s': %s", pattern,
+               rc == GLOB_NOSPACE ? strerror(ENOMEM)
+               : rc == GLOB_ABORTED ? "a folder could not be read" : "glob(3) failed");
+    globfree(&g);
+    return -1;
+  }
+  size_t n = rc == 0 ? (size_t)g.gl_pathc : 0;
+  if (n > 1)
+    qsort(g.gl_pathv, n, sizeof *g.gl_pathv, cmp_paths);
+  const char *prev = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const char *p = g.gl_pathv[i];
+    if (prev != NULL && strcmp(prev, p) == 0)
+      continue;
+    prev = p;
+    if ((flags & EF_GLOB_FILES) && !is_regular(p))
+      continue;
+    if (ef_buf_append(out, p, strlen(p) + 1) != 0) {
+      seterr(err, errlen, pattern, ENOMEM);
+      ef_buf_free(out);
+      globfree(&g);
+      return -1;
+    }
+  }
+  globfree(&g);
   return 0;
 }
