@@ -470,4 +470,26 @@ assert(ok == false)
   os.execute("rm -rf " .. T.quote(dir) .. " " .. T.quote(d))
 end)
 
+T.case("-i - reads the image from standard input, -o - writes it to standard output; a failed write is an error", function()
+  local parts = { "env" }
+  for k, v in pairs(env()) do parts[#parts + 1] = k .. "=" .. T.quote(v) end
+  local prefix = table.concat(parts, " ") .. " " .. T.quote(BIN)
+  local out = T.tmpdir() .. "/out.png"
+  local st, _, err = T.sh(prefix .. " edit -q -p x -i - -o - < " .. T.quote(A) .. " > " .. T.quote(out))
+  T.eq(st, 0, "stdin to stdout: " .. tostring(err))
+  T.eq(core.sniff(T.read(out)), "png", "a PNG on standard output")
+  st, _, err = T.sh("printf 'not an image' | " .. prefix .. " edit -q -p x -i - -o -")
+  T.eq(st, 2, "standard input that is no image")
+  T.contains(err, "standard input (-i -) is not a PNG, JPEG, GIF or WebP image", "says so")
+  st, _, err = T.sh(prefix .. " --help > /dev/full")
+  T.eq(st, 1, "a full disk on standard output")
+  T.contains(err, "cannot write to standard output", "says so")
+  st, _, err = T.sh("bash -c " .. T.quote(prefix .. " edit -q -p x -i " .. T.quote(A)
+    .. " -o - -n 1 | head -c 1 > /dev/null; exit ${PIPESTATUS[0]}"))
+  -- the image may fit in the pipe's buffer before head exits (then the write succeeded);
+  -- otherwise it is an error that says so, never death by SIGPIPE
+  T.ok(st == 0 or (st == 1 and err:find("cannot write to standard output", 1, true)),
+    "a closed pipe: done or a clear error, never a signal: " .. st .. " " .. tostring(err))
+end)
+
 T.run()

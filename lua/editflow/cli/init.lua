@@ -145,6 +145,15 @@ is done, follows what was accepted, and holds back a submit whose answer was los
 'editflow COMMAND --help' lists a command's options.
 ]]
 
+-- Standard output: data only. A write that fails (a closed pipe, a full disk) is remembered,
+-- and the command then ends with status 1 and a message, as coreutils' do.
+local stdout_error
+
+local function out(...)
+  local ok, err = io.stdout:write(...)
+  if not ok and not stdout_error then stdout_error = err end
+end
+
 local function say(quiet, fmt, ...)
   if not quiet then io.stderr:write("editflow: ", string.format(fmt, ...), "\n") end
 end
@@ -339,7 +348,7 @@ local function invalid(msg, as_json)
   if field == "image_size" then flag = (flag or "--image-size") .. ", a size name or WxH" end
   local text = msg .. (flag and (" (option " .. flag .. ")") or "")
   if as_json then
-    io.stdout:write(json.encode { ok = false, error = { code = "INVALID_INPUT", message = text } }, "\n")
+    out(json.encode { ok = false, error = { code = "INVALID_INPUT", message = text } }, "\n")
   end
   io.stderr:write("editflow: invalid input: ", text, "\n")
   return 2
@@ -356,7 +365,7 @@ local function parse_command(argv, cmd, spec, usage, m)
     return nil, usage_error(pos, cmd)
   end
   if o.help then
-    io.stdout:write("usage: editflow ", usage, "\n\n", args.help(spec), "\n")
+    out("usage: editflow ", usage, "\n\n", args.help(spec), "\n")
     return nil, 0
   end
   if o.timeout then
@@ -369,7 +378,43 @@ local function parse_command(argv, cmd, spec, usage, m)
   return o, pos
 end
 
+local function inputs_limit()
+  return require("editflow.inputs").MAX_FILE_BYTES
+end
+
+-- A private folder for what -i - and -o - pass through, removed when the command ends.
+local function scratch(ctx)
+  if not ctx.scratch then
+    local base = os.tmpname()
+    os.remove(base)
+    assert(core.mkdir(base))
+    ctx.scratch = base
+  end
+  return ctx.scratch
+end
+
+-- -i -: the image on standard input, kept in the scratch folder under the name of what it is.
+local function stdin_image(ctx, limit)
+  local bytes = io.stdin:read(limit + 1) or ""
+  if #bytes > limit then return nil, string.format("standard input (-i -) is over %d bytes", limit) end
+  local kind = core.sniff(bytes)
+  if not kind then return nil, "standard input (-i -) is not a PNG, JPEG, GIF or WebP image" end
+  local path = scratch(ctx) .. "/stdin." .. kind
+  assert(core.write_file(path, bytes))
+  return path
+end
+
+local edit_body
+
 local function cmd_edit(argv)
+  local ctx = {}
+  local ok, rc = pcall(edit_body, argv, ctx)
+  if ctx.scratch then os.execute("rm -rf '" .. ctx.scratch:gsub("'", "'\\''") .. "'") end
+  if not ok then error(rc, 0) end
+  return rc
+end
+
+function edit_body(argv, ctx)
   local m = schema.model(endpoint_of(argv, EDIT))
   local spec, mine = model_spec(EDIT, m, { prompt = true })
   local o, pos = parse_command(argv, "edit", spec, "edit [-m ENDPOINT] -p PROMPT " .. image_usage(m) .. " [OPTIONS]"
@@ -379,8 +424,21 @@ local function cmd_edit(argv)
   if not o.prompt then return usage_error("edit: -p PROMPT is required", "edit") end
   if not o.image then return usage_error("edit: at least one -i IMAGE is required", "edit") end
   local timeout = o.timeout
-  local outdir = o.output or "editflow-output"
-  local client, cerr, code = make_client(o, not o["no-journal"] and outdir or nil)
+  local to_stdout = o.output == "-"
+  if to_stdout and o.json then return usage_error("edit: -o - (the image on standard output) and --json exclude each other", "edit") end
+  local stdin_used = false
+  for i, img in ipairs(o.image) do
+    if img == "-" then
+      if stdin_used then return usage_error("edit: -i - (standard input) can be given once", "edit") end
+      stdin_used = true
+      local path, why = stdin_image(ctx, inputs_limit())
+      if not path then return invalid(why, o.json) end
+      o.image[i] = path
+    end
+  end
+  -- -o -: the one image goes to standard output; nothing is kept, so no journal either
+  local outdir = to_stdout and (scratch(ctx) .. "/out") or (o.output or "editflow-output")
+  local client, cerr, code = make_client(o, not (o["no-journal"] or to_stdout) and outdir or nil)
   if not client then return fail_client(cerr, code, "edit") end
 
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
@@ -398,14 +456,13 @@ local function cmd_edit(argv)
   end
   local function report(paths, e)
     if o.json then
-      io.stdout:write(json.encode {
+      out(json.encode {
         request_id = job and job.request_id, ok = e == nil, paths = paths and json.array(paths) or nil,
         error = e and { code = e.code, message = e.message, type = e.type } or nil,
       }, "\n")
     else
-      for _, p in ipairs(paths or {}) do io.stdout:write(p, "\n") end
+      for _, p in ipairs(paths or {}) do out(p, "\n") end
     end
-    io.stdout:flush()
     if e then say(false, "%s", tostring(e)) end
     return e and 1 or 0
   end
@@ -423,6 +480,14 @@ local function cmd_edit(argv)
   local paths, serr, partial = job:save(outdir, { name = o.name })
   if not paths then return report(partial, serr) end
   client:complete()  -- a run of the same command from now on is a new sample
+  if to_stdout then
+    if #paths ~= 1 then
+      say(false, "-o - writes one image to standard output; job %s gave %d (use -o DIR)", job.request_id, #paths)
+      return 1
+    end
+    out(assert(core.read_file(paths[1], math.maxinteger)))
+    return 0
+  end
   report(paths)
   say(o.quiet, "saved %d image%s in %s", #paths, #paths == 1 and "" or "s", outdir)
   return 0
@@ -523,17 +588,17 @@ local function cmd_grid(argv)
   end
   if summary.dry_run then
     local plan = summary.plan
-    io.stdout:write(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, %s; nothing sent\n",
+    out(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, %s; nothing sent\n",
       summary.jobs, summary.reused_planned, summary.images, summary.megapixels,
       plan.price and string.format("estimated %s$%.4f at %s", plan.approx and "about " or "", summary.cost,
         pricing.describe(plan.price)) or ("not priced: " .. tostring(plan.unpriced))))
     if max_cost and summary.cost > max_cost + 1e-9 then
-      io.stdout:write(string.format("over the budget: --max-cost $%.4f\n", max_cost))
+      out(string.format("over the budget: --max-cost $%.4f\n", max_cost))
       return 1
     end
     return 0
   end
-  io.stdout:write(summary.gallery, "\n")
+  out(summary.gallery, "\n")
   for _, line in ipairs(summary.held_messages or {}) do say(false, "%s", errors.clean(line)) end
   say(o.quiet, "%d done (%d of them reused), %d failed, %d held back, %d skipped; about $%.4f spent; manifest %s",
     summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped, summary.spent, summary.manifest)
@@ -560,7 +625,7 @@ local function cmd_one_id(cmd, argv)
     value, err = job:wait()
     if value then
       local paths, serr, partial = job:save(o.output or "editflow-output", { name = o.name })
-      for _, p in ipairs(paths or partial or {}) do io.stdout:write(p, "\n") end
+      for _, p in ipairs(paths or partial or {}) do out(p, "\n") end
       if not paths then value, err = nil, serr end
     end
     if not value then
@@ -583,20 +648,20 @@ local function cmd_one_id(cmd, argv)
     return 1
   end
   if cmd == "cancel" then
-    io.stdout:write(value, "\n")
+    out(value, "\n")
     return 0
   end
   if cmd == "result" and o.output then
     job.output = value
     local paths, serr, partial = job:save(o.output)
-    for _, p in ipairs(paths or partial or {}) do io.stdout:write(p, "\n") end
+    for _, p in ipairs(paths or partial or {}) do out(p, "\n") end
     if not paths then
       say(false, "%s", tostring(serr))
       return 1
     end
     return 0
   end
-  io.stdout:write(json.encode(value), "\n")
+  out(json.encode(value), "\n")
   return 0
 end
 
@@ -629,9 +694,9 @@ function cmd_about(cmd, argv)
       return 1
     end
     if o.json then
-      io.stdout:write(json.encode(m.input), "\n")
+      out(json.encode(m.input), "\n")
     else
-      io.stdout:write(endpoint, " (schema: ", tostring(m.source), ")\n\n", fields.describe(m), "\n")
+      out(endpoint, " (schema: ", tostring(m.source), ")\n\n", fields.describe(m), "\n")
     end
     return 0
   end
@@ -641,11 +706,11 @@ function cmd_about(cmd, argv)
     return 1
   end
   if o.json then
-    io.stdout:write(json.encode(p), "\n")
+    out(json.encode(p), "\n")
   else
     local m = client:model()
     local est = pricing.estimate(p, m, {})
-    io.stdout:write(string.format("%s: %s\none job with the defaults: %s$%.4f (%d image%s, %.2f output megapixels)\n",
+    out(string.format("%s: %s\none job with the defaults: %s$%.4f (%d image%s, %.2f output megapixels)\n",
       endpoint, pricing.describe(p), est.approx and "about " or "", est.cost, est.images,
       est.images == 1 and "" or "s", est.megapixels))
   end
@@ -667,7 +732,7 @@ function M.run_options(argv)
     local a = argv[i]
     if a == "--" then i = i + 1 break end
     if a == "-h" or a == "--help" then
-      io.stdout:write("usage: editflow run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]\n\n",
+      out("usage: editflow run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]\n\n",
         "Runs a Lua script with editflow available (arg and ... as under lua).\n\n", args.help(RUN), "\n")
       return nil, false  -- help shown: nothing to run, exit 0
     elseif a == "-q" or a == "--quiet" then o.quiet = true
@@ -733,7 +798,7 @@ COMMANDS = { "edit", "grid", "schema", "price", "status", "result", "cancel", "w
 function cmd_completion(argv)
   local shell = argv[2]
   if shell == "-h" or shell == "--help" or not shell then
-    io.stdout:write("usage: editflow completion bash|zsh|fish\n\nPrints the shell completion script. "
+    out("usage: editflow completion bash|zsh|fish\n\nPrints the shell completion script. "
       .. "bash: source <(editflow completion bash)\n")
     return shell and 0 or 2
   end
@@ -772,26 +837,38 @@ function cmd_completion(argv)
   top:command("completion"):argument("shell"):choices { "bash", "zsh", "fish" }
   local text = shell == "bash" and top:get_bash_complete() or shell == "zsh" and top:get_zsh_complete()
     or top:get_fish_complete()
-  io.stdout:write(text)
+  out(text)
   return 0
 end
 
 -- cli.main(argv) -> exit status. argv[1] is the command.
 function M.main(argv)
+  stdout_error = nil
+  local rc = M.dispatch(argv)
+  local ok, err = io.stdout:flush()
+  if not ok and not stdout_error then stdout_error = err end
+  if stdout_error then
+    io.stderr:write("editflow: cannot write to standard output: ", tostring(stdout_error), "\n")
+    return rc ~= 0 and rc or 1
+  end
+  return rc
+end
+
+function M.dispatch(argv)
   local cmd = argv[1]
   progress.configure { display = "none" }  -- warnings are shown by every command
   if cmd == nil then
     io.stderr:write(USAGE)
     return 2
   elseif (cmd == "help" and argv[2]) then  -- `editflow help CMD` is `editflow CMD --help`
-    return M.main { argv[2], "--help" }
+    return M.dispatch { argv[2], "--help" }
   elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
-    io.stdout:write(USAGE)
+    out(USAGE)
     return 0
   elseif cmd == "completion" then
     return cmd_completion(argv)
   elseif cmd == "--version" or cmd == "-V" then
-    io.stdout:write("editflow ", editflow.version, " (", require("editflow.core").curl_version, ")\n")
+    out("editflow ", editflow.version, " (", require("editflow.core").curl_version, ")\n")
     return 0
   elseif cmd == "edit" then
     return cmd_edit(argv)
