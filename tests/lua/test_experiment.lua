@@ -106,7 +106,9 @@ T.case("a run: images named by combination, manifest, gallery; a re-run pays not
   T.eq(imgs, 12, "one cell per seed")
   T.contains(html, "a dog in oil style", "rendered prompt under the row")
   T.contains(html, "<img src=\"inputs/", "input thumbnails copied beside the page")
-  T.ok(not html:find("<script", 1, true) and not html:find("http", 1, true), "no script, nothing from the network")
+  T.contains(html, "<script type=\"application/json\" id=\"data\">", "the jobs as data for the page's script")
+  T.ok(not html:find("<script[^>]*src") and not html:find("<link", 1, true) and not html:find("http", 1, true),
+    "one file: no script or style from elsewhere, nothing from the network")
   -- run again: every job reused, nothing sent, the manifest says so
   local before = sb.stats().by_route.submit
   local again = editflow.experiment(spec { out = d, client = client() })
@@ -199,7 +201,7 @@ T.case("editflow.file in images, directly and as a variable's value", function()
   T.eq(s.done, 2, "both ran")
   T.eq(manifest(s.dir)[1].input.image_urls[2], A, "recorded by path")
   local _, thumbs = T.read(s.gallery):gsub("<img src=\"inputs/", "")
-  T.eq(thumbs, 4, "their thumbnails shown")
+  T.eq(thumbs, 2, "each input image shown once, at the top")
   local single = editflow.experiment { name = "single", out = d, dry_run = true, prompt = "p",
     images = { A }, client = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "k", endpoint = "fal-ai/qwen-image-edit" } }
   T.eq(single.plan.jobs[1].input.image_url, A, "one-image endpoints get image_url")

@@ -240,9 +240,11 @@ function M.run(spec)
     if not reused then summary.spent = summary.spent + job.cost end
     -- an explicit seed asks for that image: a fallback model would give another one
     local fallbacks = job.seed ~= nil and client.disable_fallbacks ~= false or nil
+    local t0 = core.monotime()
     local j, err = client:send(body, { disable_fallbacks = fallbacks })
     local result
     if j then result, err = j:wait() end
+    rec.elapsed = core.monotime() - t0  -- seconds from send to result, queue wait included
     rec.request_id = j and j.request_id
     rec.reused = j and j.from_journal or false
     if rec.reused then
