@@ -492,4 +492,50 @@ T.case("-i - reads the image from standard input, -o - writes it to standard out
     "a closed pipe: done or a clear error, never a signal: " .. st .. " " .. tostring(err))
 end)
 
+T.case("--json: one schema of events for edit, grid and run; nothing else on stdout", function()
+  local d = T.tmpdir()
+  local function events(text)
+    local list = {}
+    for line in text:gmatch("[^\n]+") do list[#list + 1] = assert(json.decode(line), "a JSON line: " .. line) end
+    return list
+  end
+  local st, out, err = run(env(), "edit", "--json", "-p", "x", "-i", "https://cdn.example/a.png", "-o", d)
+  T.eq(st, 0, "edit --json: " .. tostring(err))
+  local ev = events(out)
+  T.eq(#ev, 1, "one event")
+  T.eq(ev[1].event, "job", "a job event")
+  T.eq(ev[1].ok, true, "ok")
+  T.eq(#ev[1].paths, 1, "with its saved paths")
+  T.eq(#ev[1].images, 1, "and its image URLs")
+  st, out = run(env(), "edit", "--json", "-p", "x", "-i", A, "-n", "9", "-o", d)
+  T.eq(st, 2, "invalid")
+  T.eq(events(out)[1].event, "invalid", "an invalid event")
+  st, out, err = run(env(), "grid", "--json", "-p", "a ${v}", "--var", "v=cat,dog", "-i", "https://cdn.example/a.png",
+    "-o", d .. "/g")
+  T.eq(st, 0, "grid --json: " .. tostring(err))
+  ev = events(out)
+  T.eq(#ev, 3, "two jobs and a summary")
+  T.eq(ev[1].event, "job", "job")
+  T.eq(ev[3].event, "summary", "summary last")
+  T.eq(ev[3].done, 2, "two done")
+  local script = d .. "/printing.lua"
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local editflow = require "editflow"
+print("hello from the script")
+io.write("and io.write\n")
+local c = editflow.client()
+assert(c:edit { prompt = "p", image_urls = { "https://cdn.example/a.png" } })
+]])
+  f:close()
+  st, out, err = run(env(), "run", "--json", script)
+  T.eq(st, 0, "run --json: " .. tostring(err))
+  ev = events(out)
+  T.eq(#ev, 1, "stdout: the job event only")
+  T.eq(ev[1].event, "job", "in the same schema")
+  T.contains(err, "hello from the script", "the script's prints went to stderr")
+  T.contains(err, "and io.write", "io.write too")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()

@@ -37,7 +37,7 @@ local EDIT = with_common {
   { "i", "image", arg = true, multi = true, metavar = "IMAGE", help = "input image: URL or local file; 1 to 3 times (required)" },
   { "o", "output", arg = true, metavar = "DIR", help = "folder for the results (default editflow-output)" },
   { nil, "name", arg = true, metavar = "STEM", help = "file name stem for the results (default: the request id)" },
-  { nil, "json", help = "print one JSON object (request_id, ok, paths or error) instead of the paths" },
+  { nil, "json", help = "print JSON events on stdout instead of the paths (one object a line; see the README)" },
   { nil, "no-journal", help = "do not read or write the journal in the output folder (always submit)" },
 }
 
@@ -63,6 +63,7 @@ local GRID = with_common {
   { nil, "name", arg = true, metavar = "NAME", help = "the experiment's name, a label in the gallery and manifest (default: experiment)" },
   { nil, "negative-prompt", arg = true, metavar = "TEMPLATE", help = "negative prompt template" },
   { nil, "concurrency", arg = true, metavar = "N", help = "jobs in flight (default 8)" },
+  { nil, "json", help = "JSON events on stdout: one a finished job, then a summary (see the README)" },
   { nil, "dry-run", help = "print the plan (jobs, images, megapixels, cost) and send nothing" },
   { nil, "max-cost", arg = true, metavar = "DOLLARS", help = "refuse a plan whose new jobs cost more than this" },
   { nil, "partial", help = "with --max-cost: run the jobs that fit, in order, and skip the rest" },
@@ -348,7 +349,7 @@ local function invalid(msg, as_json)
   if field == "image_size" then flag = (flag or "--image-size") .. ", a size name or WxH" end
   local text = msg .. (flag and (" (option " .. flag .. ")") or "")
   if as_json then
-    out(json.encode { ok = false, error = { code = "INVALID_INPUT", message = text } }, "\n")
+    out(json.encode { event = "invalid", ok = false, error = { code = "INVALID_INPUT", message = text } }, "\n")
   end
   io.stderr:write("editflow: invalid input: ", text, "\n")
   return 2
@@ -456,10 +457,9 @@ function edit_body(argv, ctx)
   end
   local function report(paths, e)
     if o.json then
-      out(json.encode {
-        request_id = job and job.request_id, ok = e == nil, paths = paths and json.array(paths) or nil,
-        error = e and { code = e.code, message = e.message, type = e.type } or nil,
-      }, "\n")
+      local ev = job and progress.job_event(job, paths, e) or { event = "job", ok = false,
+        error = e and { code = e.code, message = e.message, type = e.type } }
+      out(json.encode(ev), "\n")
     else
       for _, p in ipairs(paths or {}) do out(p, "\n") end
     end
@@ -525,7 +525,7 @@ local function cmd_grid(argv)
     local name, glob = spec:match("^([%a_][%w_]*)=(.+)$")
     if not name then return usage_error("--images-var expects NAME=GLOB, got '" .. spec .. "'", "grid") end
     local ok, list = pcall(editflow.images, glob)
-    if not ok then return invalid(tostring(list)) end
+    if not ok then return invalid(tostring(list), o.json) end
     vars[name] = list
   end
   local seeds
@@ -554,7 +554,7 @@ local function cmd_grid(argv)
   if not client then return fail_client(cerr, code, "grid") end
   client.on_status, client.on_log = nil, nil
   local iok, params = pcall(edit_input, { set = o.set }, m, mine)
-  if not iok then return invalid(tostring(params)) end
+  if not iok then return invalid(tostring(params), o.json) end
   for k, v in pairs(fields.values(o, mine)) do params[k] = v end
   params.prompt = nil
   local spec = { name = o.name, dir = o.output or "editflow-output", prompt = o.prompt, negative_prompt = o["negative-prompt"],
@@ -568,7 +568,7 @@ local function cmd_grid(argv)
   end)
   -- while it runs: the live line on a terminal, plain lines on a pipe, nothing with -q
   if not o["dry-run"] then
-    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2) }
+    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2), json = o.json }
   end
   local ok, summary = pcall(experiment.run, spec)
   progress.finish()
@@ -584,10 +584,17 @@ local function cmd_grid(argv)
     end
     -- Once something was sent, a failure is operational (1), never "invalid input" (2).
     if submits > 0 then io.stderr:write("editflow: ", errors.clean(msg:gsub("^.-:%d+: ", "")), "\n") return 1 end
-    return invalid(msg)
+    return invalid(msg, o.json)
   end
   if summary.dry_run then
     local plan = summary.plan
+    if o.json then
+      out(json.encode { event = "plan", jobs = summary.jobs, reused = summary.reused_planned,
+        images = summary.images, megapixels = summary.megapixels, cost = plan.price and summary.cost or nil,
+        approx = plan.approx or nil, price = plan.price, unpriced = plan.unpriced,
+        over_budget = (max_cost and summary.cost > max_cost + 1e-9) or nil }, "\n")
+      return (max_cost and summary.cost > max_cost + 1e-9) and 1 or 0
+    end
     out(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, %s; nothing sent\n",
       summary.jobs, summary.reused_planned, summary.images, summary.megapixels,
       plan.price and string.format("estimated %s$%.4f at %s", plan.approx and "about " or "", summary.cost,
@@ -598,7 +605,13 @@ local function cmd_grid(argv)
     end
     return 0
   end
-  out(summary.gallery, "\n")
+  if o.json then
+    out(json.encode { event = "summary", ok = summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0,
+      done = summary.done, failed = summary.failed, reused = summary.reused, held = summary.held or 0,
+      skipped = summary.skipped, spent = summary.spent, manifest = summary.manifest, gallery = summary.gallery }, "\n")
+  else
+    out(summary.gallery, "\n")
+  end
   for _, line in ipairs(summary.held_messages or {}) do say(false, "%s", errors.clean(line)) end
   say(o.quiet, "%d done (%d of them reused), %d failed, %d held back, %d skipped; about $%.4f spent; manifest %s",
     summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped, summary.spent, summary.manifest)
@@ -746,6 +759,14 @@ function M.run_options(argv)
   local mode = o.quiet and "none" or (o.progress or "auto")
   local ok, err = pcall(progress.configure, { display = mode, json = o.json, tty = core.isatty(2) })
   if not ok then return nil, "run: " .. tostring(err):gsub("^.-:%d+: ", "") end
+  if o.json then  -- stdout carries the JSON events only: the script's own output goes to stderr
+    io.output(io.stderr)
+    print = function(...)
+      local parts = table.pack(...)
+      for k = 1, parts.n do parts[k] = tostring(parts[k]) end
+      io.stderr:write(table.concat(parts, "\t", 1, parts.n), "\n")
+    end
+  end
   return i
 end
 

@@ -97,6 +97,36 @@ local function move(job, to)
   phase[job] = to
 end
 
+-- The one JSON schema of `--json` (edit, grid, run): an object a line on stdout, each with
+-- "event":
+--   {"event":"job","request_id","ok","state","images":[url...],"paths":[...],"error":{code,message,type}}
+--       a job ended (paths once its images are saved: edit, grid)
+--   {"event":"invalid","ok":false,"error":{"code":"INVALID_INPUT","message"}}   nothing was sent
+--   {"event":"plan","jobs","reused","images","megapixels","cost","approx","price","over_budget"}
+--       a grid's dry run
+--   {"event":"summary","ok","done","failed","reused","held","skipped","spent","manifest","gallery"}
+--       the end of a grid
+function M.job_event(job, paths, e)
+  local ok = job.output ~= nil and e == nil
+  local images = {}
+  for i, img in ipairs(job.output and type(job.output.images) == "table" and job.output.images or {}) do
+    local u = type(img) == "table" and img.url or nil
+    if type(u) == "string" and u:find("^data:") then u = string.format("(data: URI, %d bytes)", #u) end
+    images[i] = u
+  end
+  e = e or job.error
+  return {
+    event = "job", request_id = job.request_id, ok = ok, state = job.state,
+    images = job.output and json.array(images) or nil, paths = paths and json.array(paths) or nil,
+    error = e and { code = e.code, message = e.message, type = e.type } or nil,
+  }
+end
+
+function M.emit_json(obj)
+  out:write(json.encode(obj), "\n")
+  out:flush()
+end
+
 -- note(event, job [, detail]) — called by the client and the jobs.
 --   "waiting"/"unwaiting": a submit waits for / got an in-flight slot (job is nil)
 --   "submitted", "status" (after job.state changed), "finished"
@@ -138,21 +168,7 @@ function M.note(event, job, detail)
     counts[ok and "done" or "failed"] = counts[ok and "done" or "failed"] + 1
     if ok then say("%s %s", job.request_id, job.from_journal and "reused (finished in an earlier run)" or "done")
     else say("%s failed: %s", job.request_id, errors.clean(tostring(job.error))) end
-    if as_json then
-      local images = {}
-      for i, img in ipairs(ok and type(job.output.images) == "table" and job.output.images or {}) do
-        local u = type(img) == "table" and img.url or nil
-        if type(u) == "string" and u:find("^data:") then u = string.format("(data: URI, %d bytes)", #u) end
-        images[i] = u
-      end
-      local e = job.error
-      out:write(json.encode {
-        request_id = job.request_id, ok = ok, state = job.state,
-        images = ok and json.array(images) or nil,
-        error = e and { code = e.code, message = e.message, type = e.type } or nil,
-      }, "\n")
-      out:flush()
-    end
+    if as_json then M.emit_json(M.job_event(job)) end
   end
   if event ~= "saved" and event ~= "reused" then
     draw(event == "finished")  -- logs and retries too: the clock moves while jobs run
