@@ -156,7 +156,7 @@ local function out(...)
 end
 
 local function say(quiet, fmt, ...)
-  if not quiet then io.stderr:write("editflow: ", string.format(fmt, ...), "\n") end
+  if not quiet then progress.line("editflow: " .. string.format(fmt, ...)) end
 end
 
 local function usage_error(msg, cmd)
@@ -442,6 +442,12 @@ function edit_body(argv, ctx)
   local client, cerr, code = make_client(o, not (o["no-journal"] or to_stdout) and outdir or nil)
   if not client then return fail_client(cerr, code, "edit") end
 
+  -- On a terminal the job's progress is the live line (state, queue, time); on a pipe, the
+  -- plain lines of on_status and on_log; nothing with -q.
+  if not o.quiet and core.isatty(2) then
+    client.on_status, client.on_log = nil, nil
+    progress.configure { display = "live", tty = true }
+  end
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
   -- say) must not be reported as "invalid input, nothing sent".
   local ok, body = pcall(function() return client:prepare(edit_input(o, m, mine)) end)
@@ -476,6 +482,7 @@ function edit_body(argv, ctx)
     say(o.quiet, "submitted %s to %s", job.request_id, client.endpoint)
   end
   local result, werr = job:wait { timeout = timeout }
+  progress.finish()
   if not result then return report(nil, werr) end
   local paths, serr, partial = job:save(outdir, { name = o.name })
   if not paths then return report(partial, serr) end

@@ -85,6 +85,13 @@ local function clear()
   end
 end
 
+-- A message of the host's own on stderr, on a line of its own (the live line is redrawn after).
+function M.line(text)
+  clear()
+  err:write(text, "\n")
+  err:flush()
+end
+
 local function say(fmt, ...)
   if display == "plain" then err:write("editflow: ", string.format(fmt, ...), "\n") end
 end
