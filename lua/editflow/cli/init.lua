@@ -343,7 +343,7 @@ local function cli_text(msg)
 end
 
 local function invalid(msg, as_json)
-  msg = cli_text(msg)
+  msg = cli_text(msg):gsub("^[^%s:]+%.lua:%d+: ", "")  -- a user's mistake, not a place in editflow's code
   local field = msg:match("^([%w_]+)")
   local flag = field and FLAG_OF[field]
   if field == "image_size" then flag = (flag or "--image-size") .. ", a size name or WxH" end
@@ -585,7 +585,7 @@ local function cmd_grid(argv)
     local msg = tostring(summary)
     if msg:find("interrupted", 1, true) then error(summary, 0) end
     if msg:find("over the budget") or msg:find("cannot keep max_cost", 1, true)
-        or msg:find("is in use by another editflow run", 1, true) then
+        or msg:find("is in use by another editflow run", 1, true) or msg:find("cannot use the folder", 1, true) then
       io.stderr:write("editflow: ", (msg:gsub("^.-:%d+: ", ""):gsub("^editflow: ", "")), "\n")
       return 1
     end

@@ -222,7 +222,8 @@ function M.run(spec)
     return summary
   end
 
-  assert(core.mkdir(dir))
+  local made, merr = core.mkdir(dir)
+  if not made then error("editflow: cannot use the folder " .. dir .. ": " .. tostring(merr), 0) end
   if not client.journal then client.journal = journal.open(dir) end
   events.emit("planned", nil, #plan.jobs)  -- a progress display's "time left" covers them all
   local records = {}
