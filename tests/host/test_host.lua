@@ -597,4 +597,34 @@ T.case("a folder that cannot be used is an operational error, without a place in
   T.ok(not err:find("%.lua:%d+:"), "no Lua source position: " .. err)
 end)
 
+T.case("typos get a suggestion; help CMD; wait ID; completions for three shells", function()
+  local st, _, err = run({}, "edt")
+  T.eq(st, 2, "unknown command")
+  T.contains(err, "Did you mean 'edit'?", "suggests edit")
+  st, _, err = run(env(), "edit", "-p", "x", "-i", A, "--seeed", "3")
+  T.eq(st, 2, "unknown option")
+  T.contains(err, "Did you mean '--seed'?", "suggests --seed")
+  local out
+  st, out = run({}, "help", "wait")
+  T.eq(st, 0, "help wait")
+  T.contains(out, "usage: editflow wait REQUEST_ID", "is wait --help")
+  T.ok(not out:find("--no-logs", 1, true), "wait's own options, not status's")
+  st, out = run({}, "run", "--help")
+  T.eq(st, 0, "run --help")
+  for _, shell in ipairs { "bash", "zsh", "fish" } do
+    st, out = run({}, "completion", shell)
+    T.eq(st, 0, "completion " .. shell)
+    T.contains(out, "num-images", shell .. ": the options are there")
+  end
+  -- wait: a job submitted elsewhere, followed to its end and saved
+  local d = T.tmpdir()
+  local c = require("editflow").client { base_url = sb.url, key = KEY }
+  local job = assert(c:submit { prompt = "elsewhere", image_urls = { "https://cdn.example/a.png" } })
+  st, out, err = run(env(), "wait", job.request_id, "-o", d)
+  T.eq(st, 0, "wait: " .. tostring(err))
+  T.eq(out, d .. "/" .. job.request_id .. "-1.png\n", "the saved path")
+  assert(job:wait())
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()
