@@ -8,6 +8,14 @@
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 #define _DARWIN_C_SOURCE /* F_FULLFSYNC and flock on macOS, hidden by _POSIX_C_SOURCE */
+/* The BSDs hide flock, mkstemps, GLOB_BRACE and GLOB_TILDE under _POSIX_C_SOURCE too. */
+#if defined(__FreeBSD__) || defined(__DragonFly__)
+#define __BSD_VISIBLE 1
+#elif defined(__NetBSD__)
+#define _NETBSD_SOURCE
+#elif defined(__OpenBSD__)
+#define _BSD_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
