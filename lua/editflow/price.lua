@@ -12,6 +12,7 @@ local cache = require "editflow.cache"
 local events = require "editflow.events"
 local model = require "editflow.model"
 local url = require "editflow.url"
+local runtime = require "editflow.runtime"
 
 local M = {}
 
@@ -22,6 +23,7 @@ M.MAX_PAGES = 20
 M.ASSUMED_PIXELS = 1024 * 1024  -- an output size editflow cannot know (an input given by URL)
 
 local memory = {}  -- api URL .. " " .. endpoint -> price, or { failed_at = }
+local pending = {} -- the same key -> a signal while one task looks the price up
 
 local function catalog_entry(endpoint)
   local ok, catalog = pcall(require, "editflow.catalog")
@@ -72,10 +74,21 @@ end
 -- or nil, why. A waiting call when it asks the pricing API.
 function M.lookup(client, endpoint)
   endpoint = endpoint or client.endpoint
+  local slot = client:platform_url("api") .. " " .. endpoint .. " " .. tostring(client:platform_ok("api"))
+  while pending[slot] do pending[slot]:wait() end  -- many jobs priced at once: one lookup
+  local done = runtime.signal()
+  pending[slot] = done
+  local ok, p, why = pcall(M._lookup, client, endpoint, slot)
+  pending[slot] = nil
+  done:fire()
+  if not ok then error(p, 0) end
+  return p, why
+end
+
+function M._lookup(client, endpoint, slot)
   local can_ask = client:platform_ok("api")
   local why
   local base = client:platform_url("api")
-  local slot = base .. " " .. endpoint
   local known = memory[slot]
   local now = os.time()
   if known and known.unit_price then return known end

@@ -26,6 +26,7 @@ M.RETRY_AFTER = 3600         -- a failed fetch is not repeated sooner
 M.MAX_BYTES = 4 * 1024 * 1024
 
 local memory = {}   -- document URL .. " " .. endpoint -> { model =, source = } or { failed_at = }
+local pending = {}  -- the same key -> a signal while one task finds the schema (others wait for it)
 local warned = {}   -- endpoint -> true once its "sent unvalidated" warning was given
 
 local function env(name)
@@ -87,9 +88,20 @@ function M.model(endpoint, opts)
   opts = opts or {}
   local doc_url = M.url(opts)
   local slot = tostring(doc_url) .. " " .. endpoint .. " " .. tostring(opts.cache_dir)
+  while pending[slot] do pending[slot]:wait() end  -- a thousand submits at once: one fetch
   local known = memory[slot]
-  local now = os.time()
   if known and known.model then return known.model end
+  local done = runtime.signal()
+  pending[slot] = done
+  local ok, m = pcall(M._find, endpoint, opts, doc_url, slot, known)
+  pending[slot] = nil
+  done:fire()
+  if not ok then error(m, 0) end
+  return m
+end
+
+function M._find(endpoint, opts, doc_url, slot, known)
+  local now = os.time()
   local name, dir = cache_name(endpoint), opts.cache_dir
   local why  -- why fal's schema could not be had, when it was asked for and not had
   if doc_url and not (known and now - known.failed_at < M.RETRY_AFTER) then
