@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -328,6 +329,16 @@ static int core_isatty(lua_State *L) {
   return 1;
 }
 
+/* core.term_width(fd) -> columns of the terminal on fd, or nil (not a terminal, or unknown). */
+static int core_term_width(lua_State *L) {
+  struct winsize ws;
+  if (ioctl((int)luaL_checkinteger(L, 1), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    lua_pushinteger(L, ws.ws_col);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int core_loop(lua_State *L) { return ef_lua_loop_new(L); }
 static int core_lock(lua_State *L) { return ef_lua_lock_new(L); }
 
@@ -336,7 +347,7 @@ static const luaL_Reg corelib[] = {
   {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
   {"image_size", core_image_size},
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
-  {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"append_file", core_append_file},
+  {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"term_width", core_term_width}, {"append_file", core_append_file},
   {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
   {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify}, {"file_stamp", core_file_stamp},

@@ -290,6 +290,30 @@ T.case("in Chromium: a screenshot of a 100-job grid", function()
   T.ok(#png > 20000, "with something on it (" .. #png .. " bytes)")
 end)
 
+T.case("in Chromium: names JavaScript objects have are plain names here", function()
+  -- a variable called constructor, values called toString and __proto__, and a hash naming them
+  local dir = T.tmpdir()
+  local plan = { jobs = {}, combos = {}, megapixels = 0, cost = 0 }
+  local records = {}
+  for _, v in ipairs { "toString", "__proto__", "hasOwnProperty" } do
+    local vars = { constructor = v }
+    plan.combos[#plan.combos + 1] = vars
+    local i = #plan.jobs + 1
+    plan.jobs[i] = { index = i, combo = #plan.combos, vars = vars, slug = "j" .. i, images = 1, cost = 0.01,
+      input = { prompt = "p " .. v, image_urls = { A } } }
+    records[i] = { status = "done", request_id = "req-" .. i, cost_estimate = 0.01,
+      outputs = { { path = "j" .. i .. "-1.png", width = 64, height = 64, bytes = 10 } } }
+  end
+  local path = require("editflow.experiment.gallery").write(dir, "proto", plan, records,
+    { vars = { constructor = { "toString", "__proto__", "hasOwnProperty" } } })
+  local plain, filtered, odd = doms(path, { "", "filter=constructor:toString", "filter=toString:1&filter=constructor:x" })
+  -- (doms() already saw each page's script finish: data-drawn-ms, no TypeError)
+  T.ok(odd:find("data-drawn-ms=", 1, true) ~= nil, "a hash naming toString and constructor draws")
+  T.eq(count(plain, "data-job="), 3, "three jobs shown")
+  T.eq(count(filtered, "data-job="), 1, "the filter on constructor=toString keeps one")
+  os.execute("rm -rf " .. T.quote(dir))
+end)
+
 T.case("the temporary folders removed", function()
   os.execute("rm -rf " .. T.quote(d) .. " " .. T.quote(profile))
 end)

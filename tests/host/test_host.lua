@@ -576,7 +576,7 @@ sys.stdout.buffer.write(out)
     .. " --concurrency 3 -o " .. T.quote(d .. "/g"))
   T.eq(st, 0, "ran under a pseudo-terminal")
   local seen = {}
-  for n in out:gmatch("\r\27%[Keditflow: (%d+) done") do seen[n] = true end
+  for n in out:gmatch("\r\27%[Keditflow: (%d+)/12 done") do seen[n] = true end
   local distinct = 0
   for _ in pairs(seen) do distinct = distinct + 1 end
   T.ok(distinct >= 3, "the live line moved through several counts: " .. distinct)

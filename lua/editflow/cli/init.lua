@@ -427,6 +427,11 @@ function edit_body(argv, ctx)
   local timeout = o.timeout
   local to_stdout = o.output == "-"
   if to_stdout and o.json then return usage_error("edit: -o - (the image on standard output) and --json exclude each other", "edit") end
+  if to_stdout and core.isatty(1) then
+    return usage_error("edit: -o - writes the image's bytes to standard output, which is a terminal; "
+      .. "redirect it (> out.png) or give -o DIR", "edit")
+  end
+  if o.output == "" then return usage_error("edit: -o needs a folder (or - for standard output)", "edit") end
   local stdin_used = false
   for i, img in ipairs(o.image) do
     if img == "-" then
@@ -452,6 +457,16 @@ function edit_body(argv, ctx)
   -- say) must not be reported as "invalid input, nothing sent".
   local ok, body = pcall(function() return client:prepare(edit_input(o, m, mine)) end)
   if not ok then return invalid(tostring(body), o.json) end
+  if to_stdout then  -- one image, or nothing is sent: more could not go to standard output
+    local input = json.decode(body)
+    local count = 1
+    for _, k in ipairs { "num_images", "max_images" } do
+      if math.tointeger(input[k]) then count = count * input[k] end
+    end
+    if count > 1 then
+      return usage_error("edit: -o - writes one image; this job asks for " .. count .. " (use -o DIR)", "edit")
+    end
+  end
   -- A journal that cannot be written before the submit stops it (nothing sent): an error
   -- like any other, not a traceback. A seed asks for that image: no fallback model.
   local seeded = json.decode(body).seed ~= nil
@@ -518,19 +533,30 @@ local function cmd_grid(argv)
   if #pos > 0 then return usage_error("grid: unexpected argument '" .. pos[1] .. "'", "grid") end
   if not o.prompt then return usage_error("grid: -p TEMPLATE is required", "grid") end
   local vars, zip = {}, {}
+  local named = {}
+  local function once(name, flag)
+    if named[name] then return string.format("grid: the variable %s is given twice (%s and %s)", name, named[name], flag) end
+    named[name] = flag
+  end
   for _, spec in ipairs(o.var or {}) do
     local name, list = split_var("--var", spec)
     if not name then return usage_error(list, "grid") end
+    local twice = once(name, "--var")
+    if twice then return usage_error(twice, "grid") end
     vars[name] = list
   end
   for _, spec in ipairs(o.zip or {}) do
     local name, list = split_var("--zip", spec)
     if not name then return usage_error(list, "grid") end
+    local twice = once(name, "--zip")
+    if twice then return usage_error(twice, "grid") end
     zip[name] = list
   end
   for _, spec in ipairs(o["images-var"] or {}) do
     local name, glob = spec:match("^([%a_][%w_]*)=(.+)$")
     if not name then return usage_error("--images-var expects NAME=GLOB, got '" .. spec .. "'", "grid") end
+    local twice = once(name, "--images-var")
+    if twice then return usage_error(twice, "grid") end
     local ok, list = pcall(editflow.images, glob)
     if not ok then return invalid(tostring(list), o.json) end
     vars[name] = list
@@ -766,12 +792,26 @@ function M.run_options(argv)
   local mode = o.quiet and "none" or (o.progress or "auto")
   local ok, err = pcall(progress.configure, { display = mode, json = o.json, tty = core.isatty(2) })
   if not ok then return nil, "run: " .. tostring(err):gsub("^.-:%d+: ", "") end
+  local function joined(...)
+    local parts = table.pack(...)
+    for k = 1, parts.n do parts[k] = tostring(parts[k]) end
+    return table.concat(parts, "\t", 1, parts.n)
+  end
   if o.json then  -- stdout carries the JSON events only: the script's own output goes to stderr
     io.output(io.stderr)
+    io.stdout = io.stderr
+    print = function(...) io.stderr:write(joined(...), "\n") end
+  elseif mode ~= "none" and core.isatty(2) then
+    -- the live line is on the terminal: the script's own output clears it first
+    local write = io.write
     print = function(...)
-      local parts = table.pack(...)
-      for k = 1, parts.n do parts[k] = tostring(parts[k]) end
-      io.stderr:write(table.concat(parts, "\t", 1, parts.n), "\n")
+      progress.clear()
+      io.stdout:write(joined(...), "\n")
+      io.stdout:flush()
+    end
+    io.write = function(...)
+      progress.clear()
+      return write(...)
     end
   end
   return i
@@ -889,6 +929,8 @@ function M.dispatch(argv)
     io.stderr:write(USAGE)
     return 2
   elseif (cmd == "help" and argv[2]) then  -- `editflow help CMD` is `editflow CMD --help`
+    if argv[3] then return usage_error("help: expects one COMMAND, got '" .. argv[3] .. "' too", "help") end
+    if argv[2] == "run" then return select(2, M.run_options { "run", "--help" }) == false and 0 or 2 end
     return M.dispatch { argv[2], "--help" }
   elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
     out(USAGE)

@@ -60,10 +60,21 @@ local function draw(force)
   local finished = counts.done + counts.failed
   local left = math.max(counts.waiting + counts.queued + counts.running, planned - finished)
   local elapsed = now - (started or now)
-  local eta = (finished > 0 and left > 0) and ("  ~" .. clock(elapsed / finished * left) .. " left") or ""
-  err:write(string.format("\r\27[Keditflow: %d done, %d running, %d queued%s, %d waiting, %d failed  %s%s",
-    counts.done, counts.running, counts.queued, best and (" (next at " .. best .. ")") or "",
-    counts.waiting, counts.failed, clock(elapsed), eta))
+  -- only what is there: "3/20 done, 4 running, 2 queued (next at 5), 11 to start, 1 failed"
+  local parts = { planned > 0 and string.format("%d/%d done", counts.done, planned) or (counts.done .. " done") }
+  if counts.running > 0 then parts[#parts + 1] = counts.running .. " running" end
+  if counts.queued > 0 then
+    parts[#parts + 1] = counts.queued .. " queued" .. ((best and best > 0) and (" (next at " .. best .. ")") or "")
+  end
+  local to_start = planned > 0 and (planned - finished - counts.running - counts.queued) or counts.waiting
+  if to_start > 0 then parts[#parts + 1] = to_start .. " to start" end
+  if counts.failed > 0 then parts[#parts + 1] = counts.failed .. " failed" end
+  local line = "editflow: " .. table.concat(parts, ", ") .. "  " .. clock(elapsed)
+    .. ((finished > 0 and left > 0) and ("  ~" .. clock(elapsed / finished * left) .. " left") or "")
+  -- never wider than the terminal: a wrapped line cannot be cleared by \r and would pile up
+  local width = core.term_width and core.term_width(2) or tonumber(os.getenv("COLUMNS") or "")
+  if width and #line > width - 1 then line = line:sub(1, math.max(width - 1, 10)) end
+  err:write("\r\27[K", line)
   err:flush()
   drawn = true
 end
@@ -84,6 +95,9 @@ local function clear()
     drawn = false
   end
 end
+
+-- Clears the live line before someone else writes to the terminal (a script's print).
+function M.clear() clear() end
 
 -- A message of the host's own on stderr, on a line of its own (the live line is redrawn after).
 function M.line(text)
@@ -174,6 +188,8 @@ function M.note(event, job, detail)
     local ok = job.output ~= nil
     counts[ok and "done" or "failed"] = counts[ok and "done" or "failed"] + 1
     if ok then say("%s %s", job.request_id, job.from_journal and "reused (finished in an earlier run)" or "done")
+    elseif display == "live" then  -- a failure gets a line of its own above the live line
+      M.line(string.format("editflow: %s failed: %s", tostring(job.request_id), errors.clean(tostring(job.error))))
     else say("%s failed: %s", job.request_id, errors.clean(tostring(job.error))) end
     if as_json then M.emit_json(M.job_event(job)) end
   end

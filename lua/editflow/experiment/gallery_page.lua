@@ -69,7 +69,7 @@ var dims = D.dims, jobs = D.jobs, byIndex = {}, shownOrder = [];
 jobs.forEach(function (j) { byIndex[j.index] = j; });
 var axes = [];
 dims.forEach(function (d, i) { if (d.axis) axes.push(i); });
-var SIZE = 160, state = { across: D.across, down: D.down, filter: {}, open: 0, size: SIZE };
+var SIZE = 160, state = { across: D.across, down: D.down, filter: Object.create(null), open: 0, size: SIZE };
 
 function $(id) { return document.getElementById(id); }
 function dimIndex(id) { for (var i = 0; i < dims.length; i++) if (dims[i].id === id) return i; return -1; }
@@ -92,7 +92,7 @@ function money(x) { return "$" + (+x || 0).toFixed(4); }
 function dec(s) { try { return decodeURIComponent(s); } catch (e) { return s; } }
 function enc(s) { return encodeURIComponent(s).replace(/%3A/g, ":").replace(/%2C/g, ","); }
 function parse(hash) {
-  var s = { across: D.across, down: D.down, filter: {}, open: 0, size: SIZE };
+  var s = { across: D.across, down: D.down, filter: Object.create(null), open: 0, size: SIZE };
   hash.replace(/^#/, "").split("&").forEach(function (part) {
     if (!part) return;
     var eq = part.indexOf("="), key = dec(eq < 0 ? part : part.slice(0, eq)), val = eq < 0 ? "" : dec(part.slice(eq + 1));
@@ -103,7 +103,7 @@ function parse(hash) {
       var c = val.indexOf(":");
       if (c < 0) return;
       var id = val.slice(0, c), label = val.slice(c + 1);
-      s.filter[id] = s.filter[id] || [];
+      if (!Object.prototype.hasOwnProperty.call(s.filter, id)) s.filter[id] = [];
       if (label !== "") s.filter[id].push(label);
     }
   });
@@ -134,7 +134,7 @@ function set(next, whole) {
     else if (!whole && "down" in next && prev.down !== s.down) s.across = prev.down;
     else s.down = D.none;
   }
-  var f = {};
+  var f = Object.create(null);
   dims.forEach(function (d) {
     var want = s.filter[d.id];
     if (!want) return;
@@ -182,14 +182,14 @@ function controls() {
     var all = el("button", { type: "button", text: "all" });
     fs.appendChild(all);
     fs.addEventListener("change", function () {
-      var f = {}, on = [];
+      var f = Object.create(null), on = [];
       for (var k in state.filter) f[k] = state.filter[k];
       fs.querySelectorAll("input").forEach(function (b) { if (b.checked) on.push(b.value); });
       f[d.id] = on;
       set({ filter: f });
     });
     all.addEventListener("click", function () {
-      var f = {};
+      var f = Object.create(null);
       for (var k in state.filter) if (k !== d.id) f[k] = state.filter[k];
       set({ filter: f });
     });
@@ -249,12 +249,12 @@ function draw() {
     for (var i = 0; i < rowDims.length; i++) { var c = x.k[rowDims[i]] - y.k[rowDims[i]]; if (c) return c; }
     return (a >= 0 ? x.k[a] - y.k[a] : 0) || x.index - y.index;
   });
-  var cols = [], seen = {}, rows = [], last = null;
+  var cols = [], seen = Object.create(null), rows = [], last = null;
   shown.forEach(function (j) {
     var c = a >= 0 ? j.k[a] : -1;
     if (!seen[c]) { seen[c] = true; cols.push(c); }
     var key = rowDims.map(function (d) { return j.k[d]; }).join(",");
-    if (!last || last.key !== key) { last = { key: key, first: j, cells: {} }; rows.push(last); }
+    if (!last || last.key !== key) { last = { key: key, first: j, cells: Object.create(null) }; rows.push(last); }
     (last.cells[c] = last.cells[c] || []).push(j);
   });
   cols.sort(function (x, y) { return x - y; });
@@ -272,7 +272,7 @@ function draw() {
     if (lead) th.appendChild(el("div", { cls: "key" }, [dims[b].label + " = ", header(b, lead)]));
     var rest = rowDims.filter(function (d) { return d !== b; }).map(function (d) { return dims[d].label + " = " + valueOf(j, d).label; });
     if (rest.length) th.appendChild(el("div", { cls: "rest", text: rest.join(" \u00b7 ") }));
-    var prompts = {};
+    var prompts = Object.create(null);
     for (var c in r.cells) r.cells[c].forEach(function (x) { prompts[x.prompt] = true; });
     if (Object.keys(prompts).length === 1) th.appendChild(el("div", { cls: "line", text: j.prompt, title: j.prompt }));
     var tr = el("tr", { cls: lead && prevDown !== null && prevDown !== j.k[b] ? "group" : null }, [th]);

@@ -79,9 +79,25 @@ local function check_spec(spec)
   end
   if spec.seeds ~= nil then
     if type(spec.seeds) ~= "table" or #spec.seeds == 0 then error("experiment: seeds must be a list of integers", 3) end
+    local seen = {}
     for i, s in ipairs(spec.seeds) do
       if math.type(s) ~= "integer" or s < 0 then
         error(string.format("experiment: seeds[%d] must be an integer >= 0, got %s", i, tostring(s)), 3)
+      end
+      -- the same seed twice is the same job twice: paid twice, one file for both
+      if seen[s] then error(string.format("experiment: seed %d is given twice", s), 3) end
+      seen[s] = true
+    end
+  end
+  for _, group in ipairs { spec.vars or {} } do  -- (a zip's values pair up: they may repeat)
+    for name, values in pairs(group) do
+      local seen = {}
+      for _, v in ipairs(type(values) == "table" and values or {}) do
+        local key = type(v) == "table" and tostring(v.path) or tostring(v)
+        if seen[key] then
+          error(string.format("experiment: the variable %s has the value %s twice", tostring(name), key), 3)
+        end
+        seen[key] = true
       end
     end
   end
