@@ -518,6 +518,9 @@ T.case("--json: one schema of events for edit, grid and run; nothing else on std
   T.eq(ev[1].event, "job", "job")
   T.eq(ev[3].event, "summary", "summary last")
   T.eq(ev[3].done, 2, "two done")
+  T.eq(#ev[1].paths, 1, "a grid's job event has its saved paths")
+  T.ok(T.exists(ev[1].paths[1]), "which exist")
+  T.ok(ev[1].vars.v == "cat" or ev[1].vars.v == "dog", "and its variables")
   local script = d .. "/printing.lua"
   local f = assert(io.open(script, "w"))
   f:write([[

@@ -67,7 +67,7 @@ end
 -- args.parse(argv, first, spec) -> options (by long name), positionals; or nil, message
 function M.parse(argv, first, spec)
   local ok, r = M.parser("editflow", spec):pparse(normalise(argv, first, spec))
-  if not ok then return nil, (tostring(r):gsub("\n", " ")) end
+  if not ok then return nil, (tostring(r):gsub("\n", ". ")) end
   local opts = {}
   for _, o in ipairs(spec) do
     local v = r[o[2]]

@@ -256,6 +256,14 @@ local function endpoint_of(argv, own)
     or require("editflow.client").DEFAULT_ENDPOINT
 end
 
+-- An endpoint id's form, checked before its schema is looked for (as the client checks it).
+local function bad_endpoint(id)
+  if type(id) ~= "string" or not id:match("^[%w_.-]+/[%w_.-]+[%w_./-]*$") or id:find("//", 1, true)
+      or id:find("/$") or id:find("%.%.") then
+    return "the model must look like 'owner/app' or 'owner/app/path', got '" .. tostring(id) .. "'"
+  end
+end
+
 -- How a model takes its images, for usage lines and -i's help.
 local function image_usage(m)
   local field, kind = m:image_field()
@@ -397,6 +405,7 @@ end
 -- -i -: the image on standard input, kept in the scratch folder under the name of what it is.
 local function stdin_image(ctx, limit)
   local bytes = io.stdin:read(limit + 1) or ""
+  if bytes == "" then return nil, "standard input (-i -) is empty" end
   if #bytes > limit then return nil, string.format("standard input (-i -) is over %d bytes", limit) end
   local kind = core.sniff(bytes)
   if not kind then return nil, "standard input (-i -) is not a PNG, JPEG, GIF or WebP image" end
@@ -416,7 +425,9 @@ local function cmd_edit(argv)
 end
 
 function edit_body(argv, ctx)
-  local m = schema.model(endpoint_of(argv, EDIT))
+  local id = endpoint_of(argv, EDIT)
+  if bad_endpoint(id) then return usage_error("edit: " .. bad_endpoint(id), "edit") end
+  local m = schema.model(id)
   local spec, mine = model_spec(EDIT, m, { prompt = true })
   local o, pos = parse_command(argv, "edit", spec, "edit [-m ENDPOINT] -p PROMPT " .. image_usage(m) .. " [OPTIONS]"
     .. "\n\n" .. model_header(m), m)
@@ -432,6 +443,7 @@ function edit_body(argv, ctx)
       .. "redirect it (> out.png) or give -o DIR", "edit")
   end
   if o.output == "" then return usage_error("edit: -o needs a folder (or - for standard output)", "edit") end
+  if o.name == "" then return usage_error("edit: --name needs a file name stem", "edit") end
   local stdin_used = false
   for i, img in ipairs(o.image) do
     if img == "-" then
@@ -524,7 +536,9 @@ local function split_var(flag, spec)
 end
 
 local function cmd_grid(argv)
-  local m = schema.model(endpoint_of(argv, GRID))
+  local id = endpoint_of(argv, GRID)
+  if bad_endpoint(id) then return usage_error("grid: " .. bad_endpoint(id), "grid") end
+  local m = schema.model(id)
   local spec_opts, mine = model_spec(GRID, m, { prompt = true, negative_prompt = true, seed = true })
   local o, pos = parse_command(argv, "grid", spec_opts,
     "grid [-m ENDPOINT] -p TEMPLATE --var NAME=A,B [...] " .. image_usage(m) .. " [--seeds 1,2] [-o DIR]"
@@ -596,12 +610,23 @@ local function cmd_grid(argv)
     partial = o.partial }
   local experiment = require "editflow.experiment"
   local submits = 0
-  local unsubscribe = require("editflow.events").subscribe(function(name)
+  local unsubscribe = require("editflow.events").subscribe(function(name, _, rec)
     if name == "submitted" then submits = submits + 1 end
+    if name == "recorded" and o.json then  -- one job event a job, once its images are saved
+      local e = rec.error
+      local paths = {}
+      for i, f in ipairs(rec.outputs or {}) do paths[i] = spec.dir:gsub("/$", "") .. "/" .. f.path end
+      out(json.encode { event = "job", request_id = rec.request_id, ok = rec.status == "done",
+        state = rec.status, vars = rec.vars, seed = rec.seed, reused = rec.reused or nil,
+        paths = rec.status == "done" and json.array(paths) or nil,
+        error = e and { code = e.code, message = e.message, type = e.type } or nil }, "\n")
+    end
   end)
   -- while it runs: the live line on a terminal, plain lines on a pipe, nothing with -q
   if not o["dry-run"] then
-    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2), json = o.json }
+    -- (grid's JSON job events come from its manifest records, which have the paths, the
+    -- variables and the seed: see below)
+    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2) }
   end
   local ok, summary = pcall(experiment.run, spec)
   progress.finish()

@@ -307,6 +307,7 @@ function M.run(spec)
       rec.status, rec.error = "failed", { code = "INTERNAL", message = tostring(e) }
       summary.failed = summary.failed + 1
     end
+    events.emit("recorded", nil, rec)  -- its manifest record: saved paths, variables, seed
   end, { concurrency = spec.concurrency or 8 })
 
   -- The manifest keeps what earlier runs into this folder recorded of other jobs: a run with
