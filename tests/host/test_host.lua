@@ -630,4 +630,22 @@ T.case("typos get a suggestion; help CMD; wait ID; completions for three shells"
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("an interrupted grid still writes its manifest and gallery for what ended", function()
+  local d = T.tmpdir()
+  local parts = { "env" }
+  for k, v in pairs(env()) do parts[#parts + 1] = k .. "=" .. T.quote(v) end
+  local cmd = table.concat(parts, " ") .. " " .. T.quote(BIN) .. " grid -q -p 'a ${v} [slow:3]' --var v=1,2,3,4"
+    .. " -i https://cdn.example/a.png --concurrency 2 -o " .. T.quote(d)
+  local st = T.sh("bash -c " .. T.quote(cmd .. " & pid=$!; sleep 1.5; kill -INT $pid; wait $pid; exit $?"))
+  T.eq(st, 130, "stopped by SIGINT")
+  T.ok(T.exists(d .. "/manifest.jsonl"), "the manifest is written")
+  T.ok(T.exists(d .. "/index.html"), "and the gallery")
+  local n = 0
+  for line in io.lines(d .. "/manifest.jsonl") do
+    if json.decode(line).interrupted then n = n + 1 end
+  end
+  T.ok(n >= 1, "the jobs that did not end are marked interrupted (" .. n .. ")")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()

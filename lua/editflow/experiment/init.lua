@@ -298,9 +298,12 @@ function M.run(spec)
 
   local price_record = plan.price and { unit_price = plan.price.unit_price, unit = plan.price.unit,
     currency = plan.price.currency, source = plan.price.source } or { source = "unknown: " .. tostring(plan.unpriced) }
-  tasks.map(plan.jobs, function(job)
-    local rec = { index = job.index, vars = job.vars, seed = job.seed, prompt = job.input.prompt,
+  local function new_record(job)
+    return { index = job.index, vars = job.vars, seed = job.seed, prompt = job.input.prompt,
       input = recordable(job.input), cost_estimate = job.cost, price = price_record }
+  end
+  local mapped, stopped = pcall(tasks.map, plan.jobs, function(job)
+    local rec = new_record(job)
     records[job.index] = rec
     local ok, e = pcall(run_job, job, rec)
     if not ok then  -- whatever went wrong, the manifest says so
@@ -309,7 +312,23 @@ function M.run(spec)
     end
     events.emit("recorded", nil, rec)  -- its manifest record: saved paths, variables, seed
   end, { concurrency = spec.concurrency or 8 })
+  if not mapped then
+    -- Stopped (an interrupt): what ended is written down all the same, the rest marked
+    -- interrupted; a re-run in the folder finishes it. Then the stop goes on.
+    for i, job in ipairs(plan.jobs) do
+      records[i] = records[i] or new_record(job)
+      if not records[i].status then records[i].interrupted = true end
+    end
+    pcall(M._write, dir, name, plan, records, spec)
+    error(stopped, 0)
+  end
+  if summary.failed == 0 and summary.skipped == 0 and not summary.held then client:complete() end
+  summary.manifest, summary.gallery = M._write(dir, name, plan, records, spec)
+  return summary
+end
 
+-- The manifest and the gallery of a run. -> their paths.
+function M._write(dir, name, plan, records, spec)
   -- The manifest keeps what earlier runs into this folder recorded of other jobs: a run with
   -- another prompt adds to it, never erases what was paid for.
   local lines, mine = {}, {}
@@ -327,11 +346,9 @@ function M.run(spec)
     old:close()
   end
   for i = 1, #plan.jobs do lines[#lines + 1] = json.encode(records[i]) end
-  assert(core.write_file(join(dir, "manifest.jsonl"), table.concat(lines, "\n") .. "\n"))
-  if summary.failed == 0 and summary.skipped == 0 and not summary.held then client:complete() end
-  summary.manifest = join(dir, "manifest.jsonl")
-  summary.gallery = gallery.write(dir, name, plan, records, spec)
-  return summary
+  local ok, err = core.write_file(join(dir, "manifest.jsonl"), table.concat(lines, "\n") .. "\n")
+  if not ok then error("editflow: cannot write " .. join(dir, "manifest.jsonl") .. ": " .. tostring(err), 0) end
+  return join(dir, "manifest.jsonl"), gallery.write(dir, name, plan, records, spec)
 end
 
 return M
