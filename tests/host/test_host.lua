@@ -510,6 +510,9 @@ T.case("--json: one schema of events for edit, grid and run; nothing else on std
   st, out = run(env(), "edit", "--json", "-p", "x", "-i", A, "-n", "9", "-o", d)
   T.eq(st, 2, "invalid")
   T.eq(events(out)[1].event, "invalid", "an invalid event")
+  st, out = run(env(), "edit", "--json", "-p", "x")
+  T.eq(st, 2, "a usage error")
+  T.eq(events(out)[1].event, "invalid", "is an invalid event too")
   st, out, err = run(env(), "grid", "--json", "-p", "a ${v}", "--var", "v=cat,dog", "-i", "https://cdn.example/a.png",
     "-o", d .. "/g")
   T.eq(st, 0, "grid --json: " .. tostring(err))

@@ -159,7 +159,12 @@ local function say(quiet, fmt, ...)
   if not quiet then progress.line("editflow: " .. string.format(fmt, ...)) end
 end
 
+local json_mode = false  -- --json is on the command line: refusals are events on stdout too
+
 local function usage_error(msg, cmd)
+  if json_mode then
+    out(json.encode { event = "invalid", ok = false, error = { code = "USAGE", message = msg } }, "\n")
+  end
   io.stderr:write("editflow: ", msg, "\n")
   io.stderr:write("Try 'editflow ", cmd and (cmd .. " ") or "", "--help'.\n")
   return 2
@@ -701,6 +706,9 @@ local function cmd_one_id(cmd, argv)
     end
     if not value then
       say(false, "%s", tostring(err))
+      if err and err.status == 404 then
+        say(false, "the queue knows no such job under %s: a job sent to another model needs -m ENDPOINT", client.app)
+      end
       return 1
     end
     return 0
@@ -948,6 +956,11 @@ function M.main(argv)
 end
 
 function M.dispatch(argv)
+  json_mode = false
+  for i = 2, #argv do
+    if argv[i] == "--" then break end
+    if argv[i] == "--json" then json_mode = true end
+  end
   local cmd = argv[1]
   progress.configure { display = "none" }  -- warnings are shown by every command
   if cmd == nil then
