@@ -15,11 +15,15 @@ local sb = T.sandbox { "--job-time", "0.05" }
 local SRC, BUILD = T.source_dir, T.build_dir
 local q = T.quote
 
--- The long options of lua/editflow/cli/init.lua, by table (COMMON, EDIT, GRID, ONE_ID, RUN),
--- read from its source: the tables are local to the module. An entry reads
--- `{ "p", "prompt", ...}` or `{ nil, "endpoint", ... }`.
+-- The long options of the command line's option tables (COMMON, EDIT, GRID, JOB_COMMON, RUN,
+-- ...), read from the sources of lua/editflow/cli/: the tables are local to their modules. An
+-- entry reads `{ "p", "prompt", ...}` or `{ nil, "endpoint", ... }`.
 local function cli_options()
-  local text = assert(T.read(SRC .. "/lua/editflow/cli/init.lua"))
+  local parts = {}
+  for _, name in ipairs(T.list_dir(SRC .. "/lua/editflow/cli")) do
+    if name:match("%.lua$") then parts[#parts + 1] = assert(T.read(SRC .. "/lua/editflow/cli/" .. name)) end
+  end
+  local text = table.concat(parts, "\n")
   local tables, current, n = {}, nil, 0
   for line in text:gmatch("[^\n]*") do
     local name = line:match("^local ([%u_]+) = with_[%w_]+ {") or line:match("^local ([%u_]+) = {%s*$")

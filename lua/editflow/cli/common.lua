@@ -1,0 +1,330 @@
+-- editflow.cli.common: what the host's commands share: the option tables every command or every
+-- model-running command takes, standard output (data only; a failed write is remembered),
+-- messages, usage errors, the client made from options, and the reading of a model's options
+-- and input from a command line. Host only.
+local editflow = require "editflow"
+local args = require "editflow.cli.args"
+local json = require "editflow.json"
+local progress = require "editflow.cli.progress"
+local errors = require "editflow.errors"
+local fields = require "editflow.cli.fields"
+local schema = require "editflow.schema"
+
+local M = {}
+
+local COMMON = {
+  { "m", "model", arg = true, metavar = "ID", help = "model endpoint (default fal-ai/qwen-image-edit-plus, or $EDITFLOW_ENDPOINT); its fields become options" },
+  { nil, "endpoint", arg = true, metavar = "ID", help = "same as --model" },
+  { nil, "base-url", arg = true, metavar = "URL", help = "queue base URL (default https://queue.fal.run, or $EDITFLOW_BASE_URL)" },
+  { nil, "auth", arg = true, metavar = "key|bearer", help = "credential scheme (default key, or $EDITFLOW_AUTH)" },
+  { nil, "timeout", arg = true, metavar = "SECONDS", help = "bound each job (submit to saved images) and cancel it at expiry (default 3600)" },
+  { nil, "resubmit-unknown", help = "send again jobs whose earlier submit may have reached the queue (its answer was lost): may pay twice" },
+  { "q", "quiet", help = "no progress on stderr" },
+  { "v", "verbose", help = "trace every HTTP call on stderr (never the credential)" },
+  { "h", "help", help = "show this help" },
+}
+
+local function with_common(spec)
+  for _, o in ipairs(COMMON) do spec[#spec + 1] = o end
+  return spec
+end
+
+-- Options of every model-running command (edit, grid): fields without an option of their
+-- own, how local files go, fal's request preferences.
+local MODEL_COMMON = {
+  { nil, "set", arg = true, multi = true, metavar = "FIELD=VALUE", help = "any input field (VALUE as JSON, else as text)" },
+  { nil, "inline", help = "send local images inline as data: URIs instead of uploading them to fal storage" },
+  { nil, "allow-fallbacks", help = "let fal use a fallback model (by default refused when a seed is given)" },
+  { nil, "no-store-io", help = "ask fal not to keep the request's input and output (X-Fal-Store-IO: 0)" },
+  { nil, "output-lifetime", arg = true, metavar = "SECONDS", help = "how long fal keeps the output files" },
+}
+
+-- Which flag sets each model field, to point error messages at what the user typed; filled
+-- from the model's options when a command reads them.
+local FLAG_OF = { prompt = "-p", image_urls = "-i", image_url = "-i" }
+
+local RUN = {
+  { "h", "help", help = "show this help" },
+  { "q", "quiet", help = "no progress display" },
+  { nil, "json", help = "write one JSON object per finished job on stdout" },
+  { nil, "progress", arg = true, metavar = "MODE", help = "auto (default), live, plain or none" },
+}
+
+M.COMMANDS = { "edit", "grid", "schema", "price", "status", "result", "cancel", "wait", "run", "help", "completion" }
+
+-- Standard output: data only. A write that fails (a closed pipe, a full disk) is remembered,
+-- and the command then ends with status 1 and a message, as coreutils' do.
+local stdout_error
+
+local function out(...)
+  local ok, err = io.stdout:write(...)
+  if not ok and not stdout_error then stdout_error = err end
+end
+
+local function say(quiet, fmt, ...)
+  if not quiet then progress.line("editflow: " .. string.format(fmt, ...)) end
+end
+
+local json_mode = false  -- --json is on the command line: refusals are events on stdout too
+
+local function usage_error(msg, cmd)
+  if json_mode then
+    out(json.encode { event = "invalid", ok = false, error = { code = "USAGE", message = msg } }, "\n")
+  end
+  io.stderr:write("editflow: ", msg, "\n")
+  io.stderr:write("Try 'editflow ", cmd and (cmd .. " ") or "", "--help'.\n")
+  return 2
+end
+
+local function make_client(o, journal_dir)
+  local quiet = o.quiet
+  local last = {}
+  local lifetime = o["output-lifetime"] and math.tointeger(tonumber(o["output-lifetime"]))
+  if o["output-lifetime"] and not (lifetime and lifetime > 0) then
+    return nil, "--output-lifetime expects a whole number of seconds > 0, got '" .. o["output-lifetime"] .. "'"
+  end
+  local has_key = (os.getenv("FAL_KEY") or "") ~= "" or ((os.getenv("FAL_KEY_ID") or "") ~= "" and (os.getenv("FAL_KEY_SECRET") or "") ~= "")
+  local key = nil
+  if o.no_key_ok and not has_key then key = false end  -- none needed, none sent
+  local ok, client = pcall(editflow.client, {
+    key = key,
+    endpoint = o.model or o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
+    inline = o.inline or nil, object_lifecycle = lifetime,
+    journal = journal_dir, job_timeout = o.timeout, resubmit_unknown = o["resubmit-unknown"] or nil,
+    on_status = function(job, st)
+      local shown = st.status .. tostring(st.queue_position)
+      if last[job] ~= shown then
+        last[job] = shown
+        if st.status == "IN_QUEUE" and st.queue_position then
+          say(quiet, "%s queued, position %s", job.request_id, tostring(st.queue_position))
+        else
+          say(quiet, "%s %s", job.request_id, errors.clean(st.status:lower():gsub("_", " "), 100))
+        end
+      end
+    end,
+    on_log = function(job, entry)
+      say(quiet, "%s log: %s", job.request_id, errors.clean(tostring(entry.message)))
+    end,
+  })
+  if ok then
+    -- options whose value is false (Lua's `x and false or nil` would give nil)
+    if o["allow-fallbacks"] then client.disable_fallbacks = false end
+    if o["no-store-io"] then client.store_io = false end
+  end
+  if not ok then
+    local msg = tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")
+    -- A folder in use or not writable is not a usage mistake: exit 1, no "Try --help".
+    if msg:find("is in use by another editflow run", 1, true) or msg:find("cannot use the folder", 1, true)
+        or msg:find("cannot lock the folder", 1, true) then
+      return nil, msg, 1
+    end
+    return nil, msg
+  end
+  return client
+end
+
+local function fail_client(msg, code, cmd)
+  if code then
+    io.stderr:write("editflow: ", msg, "\n")
+    return code
+  end
+  return usage_error(msg, cmd)
+end
+
+-- The endpoint a command line names (-m, --model, --endpoint), before its options are read:
+-- they depend on it.
+-- The values of the command's own options (-p "-m x") are skipped, and so is the word after an
+-- option the command does not know yet (a model field's: --negative-prompt "-m x").
+local function endpoint_of(argv, own)
+  local takes = {}
+  for _, list in ipairs { own, COMMON, MODEL_COMMON } do
+    for _, o in ipairs(list) do
+      if o.arg then
+        takes["--" .. o[2]] = true
+        if o[1] then takes["-" .. o[1]] = true end
+      end
+    end
+  end
+  local found
+  local i = 2
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then break end
+    local v = a:match("^%-%-model=(.*)$") or a:match("^%-%-endpoint=(.*)$") or (a:match("^%-m(.+)$"))
+    if v then
+      found = v
+    elseif a == "-m" or a == "--model" or a == "--endpoint" then
+      found = argv[i + 1]
+      i = i + 1
+    elseif takes[a] then
+      i = i + 1  -- its value, whatever it looks like
+    elseif a:match("^%-%-[^=]+$") and argv[i + 1] and not argv[i + 1]:match("^%-") then
+      i = i + 1  -- an option known only to the model: its value, if it has one
+    end
+    i = i + 1
+  end
+  return found or os.getenv("EDITFLOW_ENDPOINT") ~= "" and os.getenv("EDITFLOW_ENDPOINT")
+    or require("editflow.client").DEFAULT_ENDPOINT
+end
+
+-- An endpoint id's form, checked before its schema is looked for (as the client checks it).
+local function bad_endpoint(id)
+  if type(id) ~= "string" or not id:match("^[%w_.-]+/[%w_.-]+[%w_./-]*$") or id:find("//", 1, true)
+      or id:find("/$") or id:find("%.%.") then
+    return "the model must look like 'owner/app' or 'owner/app/path', got '" .. tostring(id) .. "'"
+  end
+end
+
+-- How a model takes its images, for usage lines and -i's help.
+local function image_usage(m)
+  local field, kind = m:image_field()
+  if m.unchecked then return "-i IMAGE [-i IMAGE ...]" end
+  if not field then return "" end
+  if kind == "one" then return "-i IMAGE" end
+  local s = m:deref(m.input.properties[field])
+  if s.maxItems == 1 then return "-i IMAGE" end
+  return "-i IMAGE [-i IMAGE ...]"
+end
+
+local function model_header(m)
+  if m.unchecked then return "options of " .. m.endpoint .. " (no schema: --set FIELD=VALUE for its fields)" end
+  return "options of " .. m.endpoint .. " (schema: " .. tostring(m.source) .. ")"
+end
+
+local function image_help(m)
+  local field, kind = m:image_field()
+  if m.unchecked then return "input image: URL or local file, sent as image_urls (repeatable)" end
+  if not field then return m.endpoint .. " takes no input image" end
+  if kind == "one" then return "the input image (" .. field .. "): URL or local file, exactly once" end
+  local s = m:deref(m.input.properties[field])
+  local lo, hi = math.max(s.minItems or 1, 1), s.maxItems
+  return string.format("input image (%s): URL or local file; %s", field,
+    hi and (lo == hi and (lo .. " time" .. (lo == 1 and "" or "s")) or (lo .. " to " .. hi .. " times"))
+    or ("at least " .. lo .. " time" .. (lo == 1 and "" or "s")))
+end
+
+-- A command's options: its own, then the model's fields, then the shared ones.
+local function model_spec(own, m, skip)
+  local spec = {}
+  for _, o in ipairs(own) do
+    if o[2] == "image" then  -- -i says how this model takes its images
+      local copy = {}
+      for k, v in pairs(o) do copy[k] = v end
+      copy.help = image_help(m)
+      o = copy
+    end
+    spec[#spec + 1] = o
+  end
+  local taken = {}
+  for _, o in ipairs(spec) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
+  local mine = fields.options(m, skip)
+  for _, o in ipairs(mine) do
+    if not taken[o[2]] then
+      if o[1] and taken[o[1]] then o[1] = nil end
+      spec[#spec + 1] = o
+      FLAG_OF[o.field] = FLAG_OF[o.field] or ("--" .. o[2])
+    end
+  end
+  for _, o in ipairs(MODEL_COMMON) do spec[#spec + 1] = o end
+  return spec, mine
+end
+
+-- The input a command line gives: the model's options, --set FIELD=VALUE, the prompt and the
+-- images (-i goes to the model's image field: a list, or the one image of image_url models).
+local function edit_input(o, m, mine)
+  local input = fields.values(o, mine)
+  for _, kv in ipairs(o.set or {}) do
+    local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
+    if not k then error("--set expects FIELD=VALUE, got '" .. kv .. "'", 0) end
+    local doc = json.decode(v)
+    if doc == nil then doc = v end  -- not JSON: the text as typed
+    input[k] = doc
+  end
+  input.prompt = o.prompt
+  if o.image then
+    local field, kind = m:image_field()
+    if m.unchecked then field, kind = "image_urls", "list" end
+    if not field then error(m.endpoint .. " takes no input image (-i)", 0) end
+    if kind == "one" then
+      if #o.image ~= 1 then error(string.format("%s takes exactly one image (%s), got %d -i", m.endpoint, field, #o.image), 0) end
+      input[field] = o.image[1]
+    else
+      input[field] = o.image
+    end
+  end
+  return input
+end
+
+-- A model's message in command-line words: JSON objects, not Lua tables; no editflow.file.
+local function cli_text(msg)
+  return (tostring(msg):gsub("a table {([^}]*)}", function(names) return "a JSON object with " .. names:gsub("=", "") end):gsub("a table with ", "an object with ")
+    :gsub(", a local path or editflow%.file%(path%)", " or a local path"))
+end
+
+local function invalid(msg, as_json)
+  msg = cli_text(msg):gsub("^[^%s:]+%.lua:%d+: ", "")  -- a user's mistake, not a place in editflow's code
+  local field = msg:match("^([%w_]+)")
+  local flag = field and FLAG_OF[field]
+  if field == "image_size" then flag = (flag or "--image-size") .. ", a size name or WxH" end
+  local text = msg .. (flag and (" (option " .. flag .. ")") or "")
+  if as_json then
+    out(json.encode { event = "invalid", ok = false, error = { code = "INVALID_INPUT", message = text } }, "\n")
+  end
+  io.stderr:write("editflow: invalid input: ", text, "\n")
+  return 2
+end
+
+-- The opening every command shares: parse its options, answer --help, check --timeout.
+-- -> options, positionals; or nil, the exit status to return at once.
+local function parse_command(argv, cmd, spec, usage, m)
+  local o, pos = args.parse(argv, 2, spec)
+  if not o then
+    if m and pos:find("^unknown option '?%-") and not pos:find("Did you mean", 1, true) then
+      pos = string.format("%s (not an option of %s; 'editflow %s -m %s --help' lists them)", pos, m.endpoint, cmd, m.endpoint)
+    end
+    return nil, usage_error(pos, cmd)
+  end
+  if o.help then
+    out("usage: editflow ", usage, "\n\n", args.help(spec), "\n")
+    return nil, 0
+  end
+  if o.timeout then
+    local t = tonumber(o.timeout)
+    if not (t and t > 0) then
+      return nil, usage_error("--timeout must be a positive number of seconds, got '" .. o.timeout .. "'", cmd)
+    end
+    o.timeout = t
+  end
+  return o, pos
+end
+
+-- The state of one command line: a new one starts clean.
+function M.reset(argv)
+  stdout_error, json_mode = nil, false
+  for i = 2, #argv do
+    if argv[i] == "--" then break end
+    if argv[i] == "--json" then json_mode = true end
+  end
+end
+
+function M.stdout_error() return stdout_error end
+function M.note_stdout_error(err) if not stdout_error then stdout_error = err end end
+
+M.COMMON, M.MODEL_COMMON, M.FLAG_OF, M.RUN, M.with_common = COMMON, MODEL_COMMON, FLAG_OF, RUN, with_common
+M.out = out
+M.say = say
+M.usage_error = usage_error
+M.make_client = make_client
+M.fail_client = fail_client
+M.endpoint_of = endpoint_of
+M.bad_endpoint = bad_endpoint
+M.image_usage = image_usage
+M.model_header = model_header
+M.image_help = image_help
+M.model_spec = model_spec
+M.edit_input = edit_input
+M.cli_text = cli_text
+M.invalid = invalid
+M.parse_command = parse_command
+
+return M
