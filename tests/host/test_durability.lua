@@ -544,7 +544,9 @@ end))
 case("Ctrl-C between submit retries: journaled refused (nothing on the wire), sent by the next run", guarded(function()
   local s = T.sandbox { "--key", KEY, "--job-time", "0.01" }
   local d = T.tmpdir() .. "/out"
-  control(s, { outage = { seconds = 30, routes = { "submit" }, status = 503 } })
+  -- Retry-After: 20 makes the wait between tries long, so the signal surely lands in it (not on
+  -- a retry already on the wire, however loaded the machine)
+  control(s, { outage = { seconds = 30, routes = { "submit" }, status = 503, retry_after = 20 } })
   local h = spawn(command(s.url, { "edit", "-p", "interrupted in backoff", "-i", A, "-o", d, "--seed", "3", "-v" }))
   for _ = 1, 100 do  -- until the first 503 was answered and a retry is waiting
     if (T.read(h.err) or ""):find("retrying in", 1, true) then break end

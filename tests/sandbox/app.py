@@ -59,7 +59,7 @@ class SandboxApp:
 
     def _reset_controls(self):
         """The run-time faults of /_sandbox/control (not the keep-alive interval)."""
-        self.outage = None          # (monotonic end, routes, status) while an outage lasts
+        self.outage = None          # (monotonic end, routes, status, retry_after) while an outage lasts
         self.repeat_id = 0          # submits still to be answered with the previous job's id
         self.hostile = False
         self.hostile_n = 0          # alternates the hostile variant between status answers
@@ -123,13 +123,14 @@ class SandboxApp:
         """The ingress's answer while /_sandbox/control's outage covers route, else None."""
         if self.outage is None:
             return None
-        until, routes, status = self.outage
+        until, routes, status, retry_after = self.outage
         if time.monotonic() >= until:
             self.outage = None
             return None
         if route not in routes:
             return None
-        return Response.json(status, {"detail": "Service Unavailable"})
+        headers = [("Retry-After", str(retry_after))] if retry_after is not None else None
+        return Response.json(status, {"detail": "Service Unavailable"}, headers)
 
     @staticmethod
     def _route_name(req, path):
@@ -478,8 +479,8 @@ class SandboxApp:
         """(outage tuple or None, error or None) from the control body's "outage" value."""
         if spec is None:
             return None, None
-        if not isinstance(spec, dict) or set(spec) - {"seconds", "routes", "status"}:
-            return None, "outage must be null or {seconds, routes?, status?}"
+        if not isinstance(spec, dict) or set(spec) - {"seconds", "routes", "status", "retry_after"}:
+            return None, "outage must be null or {seconds, routes?, status?, retry_after?}"
         secs = spec.get("seconds")
         if type(secs) not in (int, float) or not 0 < secs <= 86400:
             return None, "outage.seconds must be a number in (0, 86400]"
@@ -489,7 +490,10 @@ class SandboxApp:
         status = spec.get("status", 503)
         if type(status) is not int or not 400 <= status <= 599:
             return None, "outage.status must be an HTTP status in [400, 599]"
-        return (time.monotonic() + secs, frozenset(routes), status), None
+        retry_after = spec.get("retry_after")
+        if retry_after is not None and (type(retry_after) is not int or not 0 <= retry_after <= 3600):
+            return None, "outage.retry_after must be whole seconds in [0, 3600]"
+        return (time.monotonic() + secs, frozenset(routes), status, retry_after), None
 
     @staticmethod
     def _bad_control(msg):

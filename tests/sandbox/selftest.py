@@ -992,9 +992,14 @@ class TestControl(SandboxCase):
         st, h, _ = self.c.json("POST", "/" + EP, GOOD)
         self.assertEqual(st, 502)
         self.assertNotIn("x-fal-request-id", h)
+        self.assertNotIn("retry-after", h)
+        self.control(outage={"seconds": 30, "routes": ["submit"], "status": 503, "retry_after": 7})
+        st, h, _ = self.c.json("POST", "/" + EP, GOOD)
+        self.assertEqual((st, h.get("retry-after")), (503, "7"))
         self.control(outage=None)
         self.assertEqual(self.c.json("POST", "/" + EP, GOOD)[0], 200)
         for bad in ({"outage": {"seconds": -1}}, {"outage": {"seconds": 1, "routes": ["x"]}},
+                    {"outage": {"seconds": 1, "retry_after": -1}},
                     {"nope": 1}, {"repeat_id": "2"}, {"keepalive": 0}):
             self.assertEqual(self.c.json("POST", "/_sandbox/control", bad, auth=None)[0], 400, bad)
 
