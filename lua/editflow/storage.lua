@@ -26,7 +26,7 @@ M.MULTIPART_BYTES = 90 * 1024 * 1024 -- larger files go up in parts
 M.PART_BYTES = 10 * 1024 * 1024
 M.SCHEME = "editflow-file:sha256:"
 
-local uploaded = {}  -- storage URL .. " " .. sha -> file_url (this process)
+local uploaded = {}  -- storage URL .. " " .. sha -> { url, at } (this process; UPLOAD_TTL, as any copy)
 local pending = {}   -- storage URL .. " " .. sha -> signal while an upload is on its way
 local failed = {}    -- storage URL .. " " .. sha -> { err, at }: jobs waiting for it share it
 M.SHARE_FAILURE = 30 -- seconds a failed upload answers the jobs that waited for it
@@ -165,18 +165,19 @@ local function file_url(client, sha)
   local base = client:platform_url("storage")
   local slot = base .. " " .. sha
   while pending[slot] do pending[slot]:wait() end
-  if uploaded[slot] then return uploaded[slot] end
   local jr, now = client.journal, os.time()
+  local known = uploaded[slot]
+  if known and now - known.at < M.UPLOAD_TTL then return known.url end
   local rec = jr and jr.uploads[sha]
   if rec and rec.storage == base and type(rec.file_url) == "string" and type(rec.at) == "number"
       and now - rec.at < M.UPLOAD_TTL and rec.at <= now + 60 then
-    uploaded[slot] = rec.file_url
+    uploaded[slot] = { url = rec.file_url, at = rec.at }
     return rec.file_url
   end
   local name = "uploads/" .. sha .. ".json"
   local entry = cache.get(name, base, M.UPLOAD_TTL)
   if entry and type(entry.value) == "table" and type(entry.value.file_url) == "string" then
-    uploaded[slot] = entry.value.file_url
+    uploaded[slot] = { url = entry.value.file_url, at = entry.at }
     if jr then jr:append { t = "upload", sha256 = sha, file_url = entry.value.file_url, storage = base, at = entry.at } end
     return entry.value.file_url
   end
@@ -191,13 +192,12 @@ local function file_url(client, sha)
   if not ok then error(u, 0) end
   if not u then return nil, err end
   failed[slot] = nil
-  uploaded[slot] = u
+  uploaded[slot] = { url = u, at = now }
   cache.put(name, base, { file_url = u })
   if jr then
     local wok, werr = jr:append { t = "upload", sha256 = sha, file_url = u, storage = base, at = now }
     if not wok then return nil, errors.new("JOURNAL", tostring(werr)) end
   end
-  client.uploads_made = (client.uploads_made or 0) + 1
   return u
 end
 
