@@ -24,7 +24,9 @@ local USAGE = [[
 usage: editflow COMMAND [OPTIONS]
 
 commands:
-  edit -p PROMPT -i IMAGE [-i IMAGE ...] [-o DIR]   edit images; prints each saved file's path
+  edit [-m ID] -p PROMPT -i IMAGE [...] [-o DIR]    edit images; prints each saved file's path
+                                                    (-i - reads standard input, -o - writes to it;
+                                                    -m ID: any fal model, its fields as options)
   grid -p 'a ${animal} in ${style}' --var animal=cat,dog --var style=oil,ink -i IMAGE
        [--seeds 1,2] [-o DIR] [--dry-run] [--max-cost DOLLARS]
                                                     a prompt experiment: every combination x seed,
@@ -38,8 +40,8 @@ commands:
   run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]
                                                     run a Lua script with editflow available;
                                                     progress on stderr (live on a terminal,
-                                                    plain lines otherwise), --json: one object
-                                                    per finished job on stdout
+                                                    plain lines otherwise), --json: one JSON
+                                                    event per finished job on stdout
   help COMMAND, COMMAND --help                      a command's options
   completion bash|zsh|fish                          the shell completion script
   --help, --version
