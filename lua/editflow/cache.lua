@@ -7,16 +7,11 @@
 -- caller's age limit (and not from the future: a clock set back does not make it fresh).
 local core = require "editflow.core"
 local json = require "editflow.json"
+local env = require("editflow.env").get
 
 local M = {}
 
 M.MAX_BYTES = 8 * 1024 * 1024  -- a cache file larger than this is not read
-
-local function env(name)
-  local v = os.getenv(name)
-  if v == "" then return nil end
-  return v
-end
 
 -- The cache folder: `dir` when given, else the XDG one; nil when there is no home.
 function M.dir(dir)

@@ -19,6 +19,7 @@ local events = require "editflow.events"
 local retry = require "editflow.retry"
 local journal = require "editflow.journal"
 local lifecycle = require "editflow.lifecycle"
+local env = require("editflow.env").get
 
 local M = {}
 
@@ -76,13 +77,6 @@ local function check_types(opts)
       error(string.format("editflow.client: %s must be at least 0.001 s, got %s", k, tostring(v)), 3)
     end
   end
-end
-
--- An environment variable, with "set but empty" read as unset.
-local function env(name)
-  local v = os.getenv(name)
-  if v == "" then return nil end
-  return v
 end
 
 local function env_key(auth)

@@ -23,6 +23,7 @@ M.MAX_PAGES = 20
 M.ASSUMED_PIXELS = 1024 * 1024  -- an output size editflow cannot know (an input given by URL)
 
 local memory = {}  -- api URL .. " " .. endpoint -> price, or { failed_at = }
+local input_sizes = {}  -- local path -> { stamp, pixels }: the output size of models that follow it
 local pending = {} -- the same key -> a signal while one task looks the price up
 
 local function catalog_entry(endpoint)
@@ -187,10 +188,16 @@ local function input_pixels(normal, m)
   if type(v) == "table" and not v.__editflow_file then v = v[1] end
   local path = type(v) == "table" and v.path or v
   if type(path) ~= "string" or path:find("^[%a][%w+.-]*:") then return nil end
+  -- a plan prices every job: one photo under a 100-job grid is read once (while unchanged)
+  local stamp = core.file_stamp(path)
+  local known = stamp and input_sizes[path]
+  if known and known.stamp == stamp then return known.pixels end
   local head = core.read_file(path, 512 * 1024)
-  if not (head and core.image_size) then return nil end
-  local w, h = core.image_size(head)
-  return w and w * h or nil
+  local w, h
+  if head then w, h = core.image_size(head) end
+  local pixels = w and w * h or nil
+  if stamp then input_sizes[path] = { stamp = stamp, pixels = pixels } end
+  return pixels
 end
 
 -- price.estimate(p, m, normal) -> { units, unit, cost, images, megapixels, approx }

@@ -16,6 +16,7 @@ local cache = require "editflow.cache"
 local events = require "editflow.events"
 local model = require "editflow.model"
 local url = require "editflow.url"
+local env = require("editflow.env").get
 
 local M = {}
 
@@ -28,12 +29,6 @@ M.MAX_BYTES = 4 * 1024 * 1024
 local memory = {}   -- document URL .. " " .. endpoint -> { model =, source = } or { failed_at = }
 local pending = {}  -- the same key -> a signal while one task finds the schema (others wait for it)
 local warned = {}   -- endpoint -> true once its "sent unvalidated" warning was given
-
-local function env(name)
-  local v = os.getenv(name)
-  if v == "" then return nil end
-  return v
-end
 
 -- The OpenAPI document URL for schemas, or nil when fetching is off.
 function M.url(opts)

@@ -14,6 +14,7 @@ local errors = require "editflow.errors"
 local http = require "editflow.http"
 local runtime = require "editflow.runtime"
 local cache = require "editflow.cache"
+local env = require("editflow.env").get
 
 local M = {}
 
@@ -27,12 +28,6 @@ local memory = {}  -- url .. "\n" .. cache file -> { jwks = table, fetched_at = 
 
 local function fail(code, message, fields)
   return nil, errors.new(code, "webhook: " .. message, fields)
-end
-
-local function env(name)
-  local v = os.getenv(name)
-  if v == "" then return nil end
-  return v
 end
 
 -- The headers by lower-case name. A name given twice (a table of values, as OpenResty gives

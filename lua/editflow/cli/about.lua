@@ -8,6 +8,7 @@ local fields = require "editflow.cli.fields"
 local schema = require "editflow.schema"
 local pricing = require "editflow.price"
 local c = require "editflow.cli.common"
+local env = require("editflow.env").get
 local out, say, usage_error, make_client, fail_client = c.out, c.say, c.usage_error, c.make_client, c.fail_client
 local model_spec, parse_command = c.model_spec, c.parse_command
 local EDIT, GRID = require("editflow.cli.edit").SPEC, require("editflow.cli.grid").SPEC
@@ -26,8 +27,7 @@ local ABOUT = {
 local function cmd_about(cmd, argv)
   local o, pos = parse_command(argv, cmd, ABOUT, cmd .. " [-m] ENDPOINT [OPTIONS]")
   if not o then return pos end
-  local env_endpoint = os.getenv("EDITFLOW_ENDPOINT")
-  local endpoint = pos[1] or o.model or o.endpoint or (env_endpoint ~= "" and env_endpoint or nil)
+  local endpoint = pos[1] or o.model or o.endpoint or env("EDITFLOW_ENDPOINT")
   if #pos > 1 or not endpoint then return usage_error(cmd .. ": expects one ENDPOINT", cmd) end
   o.model, o.endpoint = endpoint, nil
   if cmd == "schema" then require("editflow.cli.progress").configure { display = "none", warnings = false } end

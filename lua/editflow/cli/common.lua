@@ -9,6 +9,7 @@ local progress = require "editflow.cli.progress"
 local errors = require "editflow.errors"
 local fields = require "editflow.cli.fields"
 local schema = require "editflow.schema"
+local env = require("editflow.env").get
 
 local M = {}
 
@@ -83,7 +84,7 @@ local function make_client(o, journal_dir)
   if o["output-lifetime"] and not (lifetime and lifetime > 0) then
     return nil, "--output-lifetime expects a whole number of seconds > 0, got '" .. o["output-lifetime"] .. "'"
   end
-  local has_key = (os.getenv("FAL_KEY") or "") ~= "" or ((os.getenv("FAL_KEY_ID") or "") ~= "" and (os.getenv("FAL_KEY_SECRET") or "") ~= "")
+  local has_key = env("FAL_KEY") or (env("FAL_KEY_ID") and env("FAL_KEY_SECRET"))
   local key = nil
   if o.no_key_ok and not has_key then key = false end  -- none needed, none sent
   local ok, client = pcall(editflow.client, {
@@ -163,8 +164,7 @@ local function endpoint_of(argv, own)
     end
     i = i + 1
   end
-  return found or os.getenv("EDITFLOW_ENDPOINT") ~= "" and os.getenv("EDITFLOW_ENDPOINT")
-    or require("editflow.client").DEFAULT_ENDPOINT
+  return found or env("EDITFLOW_ENDPOINT") or require("editflow.client").DEFAULT_ENDPOINT
 end
 
 -- An endpoint id's form, checked before its schema is looked for (as the client checks it).

@@ -101,10 +101,9 @@ function edit_body(argv, ctx)
   end
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
   -- say) must not be reported as "invalid input, nothing sent".
-  local ok, body = pcall(function() return client:prepare(edit_input(o, m, mine)) end)
+  local ok, body, input = pcall(function() return client:prepare(edit_input(o, m, mine)) end)
   if not ok then return invalid(tostring(body), o.json) end
   if to_stdout then  -- one image, or nothing is sent: more could not go to standard output
-    local input = json.decode(body)
     local count = 1
     for _, k in ipairs { "num_images", "max_images" } do
       if math.tointeger(input[k]) then count = count * input[k] end
@@ -115,7 +114,7 @@ function edit_body(argv, ctx)
   end
   -- A journal that cannot be written before the submit stops it (nothing sent): an error
   -- like any other, not a traceback. A seed asks for that image: no fallback model.
-  local seeded = json.decode(body).seed ~= nil
+  local seeded = input.seed ~= nil
   local sent, job, err = pcall(client.send, client, body,
     { disable_fallbacks = seeded and client.disable_fallbacks ~= false or nil })
   if not sent then

@@ -58,19 +58,15 @@ local function cmd_grid(argv)
     if named[name] then return string.format("grid: the variable %s is given twice (%s and %s)", name, named[name], flag) end
     named[name] = flag
   end
-  for _, spec in ipairs(o.var or {}) do
-    local name, list = split_var("--var", spec)
-    if not name then return usage_error(list, "grid") end
-    local twice = once(name, "--var")
-    if twice then return usage_error(twice, "grid") end
-    vars[name] = list
-  end
-  for _, spec in ipairs(o.zip or {}) do
-    local name, list = split_var("--zip", spec)
-    if not name then return usage_error(list, "grid") end
-    local twice = once(name, "--zip")
-    if twice then return usage_error(twice, "grid") end
-    zip[name] = list
+  for _, kind in ipairs { { "var", vars }, { "zip", zip } } do
+    local flag, into = "--" .. kind[1], kind[2]
+    for _, spec in ipairs(o[kind[1]] or {}) do
+      local name, list = split_var(flag, spec)
+      if not name then return usage_error(list, "grid") end
+      local twice = once(name, flag)
+      if twice then return usage_error(twice, "grid") end
+      into[name] = list
+    end
   end
   for _, spec in ipairs(o["images-var"] or {}) do
     local name, glob = spec:match("^([%a_][%w_]*)=(.+)$")

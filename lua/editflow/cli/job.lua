@@ -38,6 +38,15 @@ local WAIT = with_job_common {
 }
 local JOB_SPECS = { status = STATUS, result = RESULT, cancel = CANCEL, wait = WAIT }
 
+-- The command's failure, with a hint when the queue does not know the id (another model's job).
+local function failed(client, err)
+  say(false, "%s", tostring(err))
+  if err and err.status == 404 then
+    say(false, "the queue knows no such job under %s: a job sent to another model needs -m ENDPOINT", client.app)
+  end
+  return 1
+end
+
 local function cmd_one_id(cmd, argv)
   local o, pos = parse_command(argv, cmd, JOB_SPECS[cmd], cmd .. " REQUEST_ID [OPTIONS]")
   if not o then return pos end
@@ -59,13 +68,7 @@ local function cmd_one_id(cmd, argv)
       for _, p in ipairs(paths or partial or {}) do out(p, "\n") end
       if not paths then value, err = nil, serr end
     end
-    if not value then
-      say(false, "%s", tostring(err))
-      if err and err.status == 404 then
-        say(false, "the queue knows no such job under %s: a job sent to another model needs -m ENDPOINT", client.app)
-      end
-      return 1
-    end
+    if not value then return failed(client, err) end
     return 0
   elseif cmd == "status" then
     value, err = job:status { logs = not o["no-logs"] }
@@ -74,13 +77,7 @@ local function cmd_one_id(cmd, argv)
   else
     value, err = job:cancel()
   end
-  if not value then
-    say(false, "%s", tostring(err))
-    if err and err.status == 404 then
-      say(false, "the queue knows no such job under %s: a job sent to another model needs -m ENDPOINT", client.app)
-    end
-    return 1
-  end
+  if not value then return failed(client, err) end
   if cmd == "cancel" then
     out(value, "\n")
     return 0
