@@ -1,6 +1,8 @@
 -- editflow.journal: the durable file under a folder's jobs; editflow.lifecycle decides what
 -- its records mean. One append-only file per output folder, `.editflow-journal.jsonl`, one
--- JSON record a line, each on disk (fdatasync) before the step that follows it:
+-- JSON record a line, each on disk (fdatasync) before the step that follows it -- records
+-- of many jobs written at about the same time share one fdatasync, run off the loop's thread
+-- (editflow.durable); a record counts, in memory too, only once it is durable:
 --   {"t":"intent","key":K}                        before a submit is sent
 --   {"t":"accepted","key":K,"request_id":..,"status_url":..,"response_url":..,"cancel_url":..}
 --   {"t":"refused","key":K,"error":{..}}          the server certainly did not take the job
@@ -18,6 +20,7 @@
 -- when the process ends however it ends) and, holding it, removes temporary files that a
 -- killed run left behind.
 local core = require "editflow.core"
+local durable = require "editflow.durable"
 local json = require "editflow.json"
 
 local M = {}
@@ -165,16 +168,8 @@ end
 
 function Journal:get(key) return self.jobs[key] end
 
--- Appends one record durably. -> true, or nil, message (the file still ends on a record).
-function Journal:append(rec)
-  local line = json.encode(rec) .. "\n"
-  if #line > M.MAX_RECORD then
-    return nil, string.format("journal record of %d bytes is over the limit of %d", #line, M.MAX_RECORD)
-  end
-  if self.pending_newline then line = "\n" .. line end
-  local ok, err = core.append_file(self.path, line)
-  if not ok then return nil, "cannot write the journal " .. self.path .. ": " .. tostring(err) end
-  self.pending_newline = false
+-- Records written and not yet durable are folded in, in the order written, once they are.
+local function fold(self, rec)
   if rec.t == "complete" then
     self.epoch = self.epoch + 1
   elseif rec.t == "upload" then
@@ -182,6 +177,43 @@ function Journal:append(rec)
   else
     self:_apply(rec)
   end
+end
+
+local function open_log(self)
+  local log, err = durable.log(self.path)
+  if not log then return nil, err end
+  self.log, self.pending, self.folded = log, {}, 0
+  log.on_durable = function(upto)
+    for t = self.folded + 1, upto do
+      local rec = self.pending[t]
+      if rec then self.pending[t] = nil fold(self, rec) end
+    end
+    self.folded = upto
+  end
+  log.on_cut = function(upto)  -- a failed sync: these records are gone from the file
+    for t = self.folded + 1, upto do self.pending[t] = nil end
+    self.folded = upto
+  end
+  return log
+end
+
+-- Appends one record durably; waits (inside a task, letting other jobs run) until it is on
+-- disk. -> true, or nil, message (the file still ends on a record).
+function Journal:append(rec)
+  local line = json.encode(rec) .. "\n"
+  if #line > M.MAX_RECORD then
+    return nil, string.format("journal record of %d bytes is over the limit of %d", #line, M.MAX_RECORD)
+  end
+  if self.pending_newline then line = "\n" .. line end
+  local log, err = self.log
+  if not log then log, err = open_log(self) end
+  local ticket
+  if log then ticket, err = log:write(line) end
+  if not ticket then return nil, "cannot write the journal " .. self.path .. ": " .. tostring(err) end
+  self.pending_newline = false
+  self.pending[ticket] = rec
+  local ok, serr = log:wait(ticket)
+  if not ok then return nil, "cannot write the journal " .. self.path .. ": " .. tostring(serr) end
   return true
 end
 
@@ -190,6 +222,7 @@ function Journal:blob_dir() return join(self.dir, M.BLOBS) end
 
 -- Releases the folder's lock (for every journal of this process on the folder).
 function Journal:close()
+  if self.log then self.log:close() self.log = nil end
   if self.lock then
     self.lock:close()
     for k, l in pairs(locks) do if l == self.lock then locks[k] = nil end end

@@ -19,6 +19,7 @@
 -- sent it does not stop the job (the request id is told as a warning and the job followed);
 -- before the submit it stops it (nothing is sent that is not written down first).
 local core = require "editflow.core"
+local durable = require "editflow.durable"
 local json = require "editflow.json"
 local errors = require "editflow.errors"
 local events = require "editflow.events"
@@ -195,7 +196,7 @@ local function recordable_output(self, output)
       if ext then
         dir = dir or self.journal:blob_dir()
         local name = string.format("%s-%d.%s", core.safe_name(self.job and self.job.request_id or self.key), i, ext)
-        local ok = core.mkdir(dir) and core.write_file(dir .. "/" .. name, bytes)
+        local ok = core.mkdir(dir) and durable.write(dir .. "/" .. name, bytes) and durable.folder(dir)
         entry.url = ok and ("editflow-blob:" .. name) or "(data: URI not kept: the journal folder could not be written)"
       else
         entry.url = "(data: URI that is not an image)"

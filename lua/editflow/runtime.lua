@@ -303,6 +303,14 @@ function M.pollfd()
   return fd
 end
 
+-- runtime.can_wait() -> whether a waiting call may wait here (inside a task, or from plain
+-- code while editflow drives its own loop and is not in the middle of a turn). Where it may
+-- not, a caller that must finish anyway does its work in place (editflow.durable).
+function M.can_wait()
+  if M.current() then return true end
+  return not hosted and not stepping
+end
+
 local HOSTED_WAIT = "editflow: this call waits, and the host's event loop owns editflow's loop "
   .. "(editflow.pollfd/embed): call it inside editflow.spawn(function() ... end) instead"
 

@@ -1,8 +1,10 @@
 -- editflow.save: a result's images into files of their real format, never outside the folder,
 -- never over a file this job did not write.
 -- Downloads stream into a temporary file in the target folder and are renamed into place
--- only when complete and recognised as an image (engine: fsync, rename, fsync the folder);
--- data: URIs (and the inline images the journal kept as files) are written the same way.
+-- only when complete and recognised as an image (fsync, then the name, off the loop's thread:
+-- editflow.durable); data: URIs (and the inline images the journal kept as files) are written
+-- the same way. A save returns once its folder's names are on disk too (one folder fsync
+-- for all the jobs saving there at about the same time).
 -- The file name is a cleaned stem (core.safe_name) plus the extension of the bytes' real
 -- format, so a hostile URL, file_name or content type cannot choose where a file lands. When
 -- that name is taken by a file this job did not write (another job, another run), the job's
@@ -12,6 +14,7 @@
 -- job's deadline, slow ones cut off (under 512 B/s for 30 s).
 -- Image URLs are fetched as they are, without any credential (they live on a CDN).
 local core = require "editflow.core"
+local durable = require "editflow.durable"
 local http = require "editflow.http"
 local errors = require "editflow.errors"
 local inputs = require "editflow.inputs"
@@ -84,7 +87,7 @@ local function write_bytes(dir, stem, bytes, opts, what)
   local path, already = target(dir, stem, ext, opts, bytes)
   if not path then return nil, fail("FILE_WRITE", what .. ": no free file name for " .. stem, opts.request_id) end
   if already then return path end
-  local ok, werr = core.write_file(path, bytes)
+  local ok, werr = durable.write(path, bytes)
   if not ok then return nil, fail("FILE_WRITE", werr, opts.request_id) end
   return path
 end
@@ -137,7 +140,7 @@ local function download_once(loop, dir, u, stem, opts, left)
           break
         end
         if already then break end
-        local ok, cerr, code = tr:commit(path, "new")
+        local ok, cerr, code = durable.commit(tr, path, "new")
         if ok then break end
         path = nil
         if code ~= "EXISTS" then err = fail("FILE_WRITE", cerr, opts.request_id) break end
@@ -193,10 +196,17 @@ function M.save(loop, result, dir, opts)
 
   -- Images of one result download concurrently (each in its own task), within the slots;
   -- a single image needs no task of its own.
+  -- The names on disk too: what a crash must not lose is the folder entry as much as the bytes.
+  local function synced(paths, err)
+    local ok, ferr = durable.folder(dir)
+    if not ok and not err then err = fail("FILE_WRITE", ferr, rid) end
+    if err then return nil, err, paths end
+    return paths
+  end
   if #images == 1 then
     local path, err = one(1)
     if not path then return nil, err, {} end
-    return { path }
+    return synced({ path })
   end
   local results, pending = {}, #images
   local done = runtime.signal()
@@ -215,8 +225,7 @@ function M.save(loop, result, dir, opts)
     local r = results[i]
     if r.path then paths[#paths + 1] = r.path elseif not first_err then first_err = r.err end
   end
-  if first_err then return nil, first_err, paths end
-  return paths
+  return synced(paths, first_err)
 end
 
 return M

@@ -13,6 +13,8 @@
 #define EF_LOOP_MT "editflow.Loop"
 #define EF_XFER_MT "editflow.Transfer"
 #define EF_LOCK_MT "editflow.Lock"
+#define EF_FILE_MT "editflow.File"
+#define EF_DOP_MT "editflow.DiskOp"
 #define EF_BUF_MT "editflow.Buffer" /* an engine buffer owned by Lua while a result is built */
 
 typedef struct lloop {
@@ -31,6 +33,19 @@ void ef_lua_loop_forget(lua_State *L, int loop_idx, ef_xfer *x);
 /* lxfer.c */
 void ef_lua_xfer_register(lua_State *L);
 lxfer *ef_lua_xfer_push(lua_State *L);
+
+/* lfile.c */
+int ef_lua_file_open(lua_State *L);
+int ef_lua_file_fd(lua_State *L, int idx); /* raises unless idx is an open File */
+void ef_lua_file_register(lua_State *L);
+
+/* ldisk.c: loop methods, and step()'s report of a finished op */
+int ef_lua_disk_sync(lua_State *L);
+int ef_lua_disk_sync_dir(lua_State *L);
+int ef_lua_disk_commit(lua_State *L);
+int ef_lua_disk_write(lua_State *L);
+int ef_lua_disk_reported(lua_State *L, int set_idx, ef_dop *d);
+void ef_lua_disk_register(lua_State *L);
 
 /* ljson.c: adds json_decode and json_null to the module table on top of the stack */
 void ef_lua_json_register(lua_State *L);

@@ -122,6 +122,19 @@ static int core_write_file(lua_State *L) {
   return 1;
 }
 
+/* core.fsync_dir(path) -> true | nil, message: the folder's names on disk, here. */
+static int core_fsync_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int e = ef_sync_dir(path);
+  if (e != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot sync the folder %s: %s", path, strerror(e));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /*
 ** core.append_file(path, bytes) -> true | nil, message, code. Appended and on disk when it
 ** returns. On failure the file is as it was before the call ("WRITE_ERROR"), or, if cutting
@@ -348,6 +361,7 @@ static const luaL_Reg corelib[] = {
   {"image_size", core_image_size},
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"term_width", core_term_width}, {"append_file", core_append_file},
+  {"open_log", ef_lua_file_open}, {"fsync_dir", core_fsync_dir},
   {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
   {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify}, {"file_stamp", core_file_stamp},
@@ -362,6 +376,8 @@ int luaopen_editflow_core(lua_State *L) {
   ef_lua_loop_register(L);
   ef_lua_xfer_register(L);
   ef_lua_lock_register(L);
+  ef_lua_file_register(L);
+  ef_lua_disk_register(L);
   luaL_newmetatable(L, EF_BUF_MT);
   lua_pushcfunction(L, buf_free);
   lua_setfield(L, -2, "__gc");

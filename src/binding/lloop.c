@@ -247,6 +247,10 @@ static int loop_step(lua_State *L) {
       lua_pop(L, 1);
     }
   }
+  ef_dop *d;
+  while ((d = ef_loop_pop_disk(lo->l)) != NULL)
+    if (ef_lua_disk_reported(L, -2, d))
+      lua_rawseti(L, -2, ++n);
   while ((x = ef_loop_pop_news(lo->l)) != NULL) { /* still running: stays in the set */
     if (lua_rawgetp(L, -2, x) == LUA_TUSERDATA)
       lua_rawseti(L, -2, ++n);
@@ -258,7 +262,7 @@ static int loop_step(lua_State *L) {
 
 static int loop_running(lua_State *L) {
   lloop *lo = check_loop(L, 1);
-  lua_pushinteger(L, (lua_Integer)ef_loop_running(lo->l));
+  lua_pushinteger(L, (lua_Integer)(ef_loop_running(lo->l) + ef_loop_disk_pending(lo->l)));
   return 1;
 }
 
@@ -328,7 +332,9 @@ static int loop_tostring(lua_State *L) {
 static const luaL_Reg meth[] = {
   {"request", loop_request}, {"step", loop_step}, {"running", loop_running},
   {"limits", loop_limits},   {"close", loop_close}, {"pollfd", loop_pollfd},
-  {"arm", loop_arm},         {"timeout", loop_timeout}, {NULL, NULL}};
+  {"arm", loop_arm},         {"timeout", loop_timeout}, {"sync", ef_lua_disk_sync},
+  {"sync_dir", ef_lua_disk_sync_dir}, {"commit", ef_lua_disk_commit},
+  {"write", ef_lua_disk_write}, {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {
   {"__index", NULL}, {"__gc", loop_close}, {"__close", loop_close},

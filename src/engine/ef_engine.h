@@ -121,6 +121,38 @@ long ef_loop_timeout_ms(const ef_loop *l);
 /* The readiness backend compiled in: "epoll" or "poll" (CMake option EDITFLOW_POLLER). */
 const char *ef_loop_backend(void);
 
+/*
+** Disk work off the loop's thread (ef_disk.c). An op is made, handed to a loop with
+** ef_loop_disk, runs on a worker thread, and is reported by ef_loop_pop_disk after a step
+** (the loop's descriptor is readable while one waits); then ef_dop_result tells how it went.
+** Each op owns what it works on (a duplicate descriptor, paths, a copy of the bytes), so it
+** outlives whoever asked for it; ef_dop_free is safe at any time (a running op is freed when
+** it stops), and freeing the loop first finishes every op handed to it.
+**   ef_dop_sync        fsync (data_only: fdatasync) of a duplicate of fd
+**   ef_dop_sync_dir    fsync of a folder: the names made in it are on disk
+**   ef_dop_write       bytes into a new file at final_path: temporary file, fsync, then rename
+**                      (replace) or link (never replaces: "exists" when taken); no folder fsync
+**   ef_xfer_commit_op  a finished download's temporary file: fsync, then rename or link as
+**                      above; the op takes the file from the transfer. When the name was taken
+**                      (result 1) ef_xfer_adopt_temp gives the file back for another name.
+** No op fsyncs a folder on its own: whoever made names syncs the folder once for many.
+*/
+typedef struct ef_dop ef_dop;
+typedef enum { EF_DOP_SYNC, EF_DOP_DATASYNC, EF_DOP_SYNC_DIR, EF_DOP_COMMIT, EF_DOP_WRITE } ef_dop_kind;
+ef_dop *ef_dop_sync(int fd, int data_only);  /* NULL: out of memory or descriptors */
+ef_dop *ef_dop_sync_dir(const char *dir);
+ef_dop *ef_dop_write(const char *final_path, const void *data, size_t len, int replace);
+ef_dop *ef_xfer_commit_op(ef_xfer *x, const char *final_path, int replace, char *err, size_t errlen);
+int ef_xfer_adopt_temp(ef_xfer *x, ef_dop *d); /* 0, or -1 when d holds no temporary file */
+ef_dop_kind ef_dop_get_kind(const ef_dop *d);
+int ef_loop_disk(ef_loop *l, ef_dop *d, char *err, size_t errlen);
+ef_dop *ef_loop_pop_disk(ef_loop *l);
+size_t ef_loop_disk_pending(const ef_loop *l); /* handed to the loop and not yet popped */
+int ef_dop_done(const ef_dop *d);              /* popped: the result is known */
+/* 0 it worked; 1 the name was taken (commit, write with replace 0); -1 failed, err says. */
+int ef_dop_result(const ef_dop *d, char *err, size_t errlen);
+void ef_dop_free(ef_dop *d);
+
 /* ---- bytes and names (ef_codec.c) ---- */
 
 size_t ef_b64_encoded_len(size_t n);
@@ -181,6 +213,14 @@ int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *u
 ** the file is cut back to its length before the call: -1 ("cannot write PATH: reason"), or -2
 ** when that cut failed too and the file may end in a partial record. */
 int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/* The same append on an open descriptor (O_APPEND), without waiting for the disk: the
+** caller syncs, once for many records (path only names the file in err). */
+int ef_append_fd(int fd, const char *path, const void *data, size_t len, char *err, size_t errlen);
+/* fdatasync (data_only) or fsync of fd, here; 0 or an errno. Folder: by path, fsync. */
+int ef_sync_fd(int fd, int data_only);
+int ef_sync_dir(const char *dir);
+/* Shrinks the file of fd to size bytes and waits until that is on disk; 0 or an errno. */
+int ef_cut_fd(int fd, size_t size);
 /* Shrinks a file to size bytes and waits until that is on disk; refuses to grow it. 0 or -1. */
 int ef_truncate_durable(const char *path, size_t size, char *err, size_t errlen);
 /* Takes the exclusive lock of a lock file (created 0644 if missing) without waiting and

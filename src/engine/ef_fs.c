@@ -28,7 +28,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "ef_engine.h"
+#include "ef_internal.h"
 
 /*
 ** Data (and the size) on stable storage, for journal appends and cuts. fdatasync where the
@@ -36,7 +36,7 @@
 ** times. On macOS fsync only reaches the drive's cache: F_FULLFSYNC asks the drive to flush,
 ** with fsync as the fallback on filesystems that refuse it.
 */
-static int sync_data(int fd) {
+int ef_sync_data(int fd) {
 #if defined(EDITFLOW_HAVE_FDATASYNC)
   return fdatasync(fd);
 #else
@@ -46,6 +46,15 @@ static int sync_data(int fd) {
 #endif
   return fsync(fd);
 #endif
+}
+
+/* Data and metadata on stable storage (F_FULLFSYNC on macOS, as above). */
+int ef_sync_full(int fd) {
+#if defined(F_FULLFSYNC)
+  if (fcntl(fd, F_FULLFSYNC) == 0)
+    return 0;
+#endif
+  return fsync(fd);
 }
 
 static void seterr(char *err, size_t n, const char *what, int e) {
@@ -138,40 +147,57 @@ int ef_fsync_dir_of(const char *path) {
 
 /*
 ** The temporary file is hidden beside the target (".name.XXXXXX.part"), so a crash mid-write
-** leaves nothing that looks like a result.
+** leaves nothing that looks like a result. Data on disk before the name: a crash leaves the
+** old file or the whole new one. replace 0 never replaces (link(2), EEXIST when taken).
 */
-int ef_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+int ef_write_file(const char *path, const void *data, size_t len, int replace, int sync_dir,
+                  char *err, size_t errlen) {
   size_t n = strlen(path);
   const char *slash = strrchr(path, '/');
   size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
   char *tmp = malloc(n + sizeof "..XXXXXX.part");
   if (tmp == NULL) {
     seterr(err, errlen, path, ENOMEM);
-    return -1;
+    return ENOMEM;
   }
   snprintf(tmp, n + sizeof "..XXXXXX.part", "%.*s.%s.XXXXXX.part", (int)dirlen, path, path + dirlen);
   int fd = ef_mktemp(tmp, 5);
   if (fd < 0) {
-    seterr(err, errlen, path, errno);
+    int e = errno;
+    seterr(err, errlen, path, e);
     free(tmp);
-    return -1;
+    return e;
   }
   int e = ef_write_all(fd, data, len);
-  if (e == 0 && fsync(fd) != 0)
+  if (e == 0 && ef_sync_full(fd) != 0)
     e = errno;
   if (close(fd) != 0 && e == 0)
     e = errno;
-  if (e == 0 && rename(tmp, path) != 0)
+  if (e == 0 && replace && rename(tmp, path) != 0)
     e = errno;
+  if (e == 0 && !replace) {
+    if (link(tmp, path) == 0)
+      (void)unlink(tmp);
+    else if (errno == EEXIST)
+      e = EEXIST;
+    else if ((errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != EMLINK) ||
+             rename(tmp, path) != 0)
+      e = errno;
+  }
   if (e != 0) {
     (void)unlink(tmp);
     free(tmp);
     seterr(err, errlen, path, e);
-    return -1;
+    return e;
   }
   free(tmp);
-  (void)ef_fsync_dir_of(path);
+  if (sync_dir)
+    (void)ef_fsync_dir_of(path);
   return 0;
+}
+
+int ef_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+  return ef_write_file(path, data, len, 1, 1, err, errlen) == 0 ? 0 : -1;
 }
 
 /* Cuts a failed append back to where it began, durably; 0 or an errno. */
@@ -179,7 +205,7 @@ static int cut_back(int fd, off_t size) {
   while (ftruncate(fd, size) != 0)
     if (errno != EINTR)
       return errno;
-  return sync_data(fd) != 0 ? errno : 0;
+  return ef_sync_data(fd) != 0 ? errno : 0;
 }
 
 /*
@@ -192,32 +218,58 @@ static int cut_back(int fd, off_t size) {
 ** late close() error is not reported as a failure the caller would then repeat.
 ** -1: failed, file as before; -2: failed and the cut failed too (the file may end torn).
 */
-int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+int ef_sync_fd(int fd, int data_only) {
+  return (data_only ? ef_sync_data(fd) : ef_sync_full(fd)) != 0 ? errno : 0;
+}
+
+int ef_sync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int e = fd < 0 || ef_sync_full(fd) != 0 ? errno : 0;
+  if (fd >= 0)
+    (void)close(fd);
+  return e;
+}
+
+int ef_cut_fd(int fd, size_t size) { return cut_back(fd, (off_t)size); }
+
+/* Writes a record at the end of fd; on failure cuts the file back to where it ended. */
+static int append_or_cut(int fd, const char *path, const void *data, size_t len, int sync,
+                         char *err, size_t errlen) {
   struct stat st;
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    int e = errno;
-    if (fd >= 0)
-      close(fd);
+  if (fstat(fd, &st) != 0) {
     if (err && errlen)
-      snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+      snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
     return -1;
   }
   int e = ef_write_all(fd, data, len);
-  if (e == 0 && sync_data(fd) != 0)
+  if (e == 0 && sync && ef_sync_data(fd) != 0)
     e = errno;
-  if (e == 0) {
-    (void)close(fd);
+  if (e == 0)
     return 0;
-  }
   int ce = cut_back(fd, st.st_size);
-  (void)close(fd);
   if (err && errlen && ce == 0)
     snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
   else if (err && errlen)
     snprintf(err, errlen, "cannot write %s: %s; cutting it back to %jd bytes failed too: %s",
              path, strerror(e), (intmax_t)st.st_size, strerror(ce));
   return ce == 0 ? -1 : -2;
+}
+
+int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    return -1;
+  }
+  int rc = append_or_cut(fd, path, data, len, 1, err, errlen);
+  (void)close(fd); /* once fdatasync succeeded a late close() error is not a failure */
+  return rc;
+}
+
+/* The same record without waiting for the disk: the caller syncs (many records at once). */
+int ef_append_fd(int fd, const char *path, const void *data, size_t len, char *err, size_t errlen) {
+  return append_or_cut(fd, path, data, len, 0, err, errlen);
 }
 
 /* Shrinks a file to size bytes, durably; never grows it (that would append zero bytes). */

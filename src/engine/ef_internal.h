@@ -76,4 +76,29 @@ int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen);
 /* Records the outcome of a finished or aborted transfer; the loop then reclaims x->easy. */
 void ef_xfer_finish(ef_xfer *x, CURLcode rc);
 
+/* Stable storage for one descriptor: data (fdatasync where there is one) or data and
+** metadata (fsync; F_FULLFSYNC on macOS). 0 or -1 with errno. (ef_fs.c) */
+int ef_sync_data(int fd);
+int ef_sync_full(int fd);
+/* Whole-file write through a hidden temporary name; 0 or the errno (EEXIST: replace 0 and
+** the name is taken). (ef_fs.c) */
+int ef_write_file(const char *path, const void *data, size_t len, int replace, int sync_dir,
+                  char *err, size_t errlen);
+
+/* The worker pool behind ef_loop_disk (ef_disk.c); every call but the workers' own is made
+** on the loop's thread. */
+typedef struct ef_disk ef_disk;
+ef_disk *ef_disk_new(void);
+void ef_disk_free(ef_disk *k);  /* finishes every queued op, joins the workers */
+int ef_disk_fd(const ef_disk *k); /* readable when finished ops wait to be collected */
+int ef_disk_submit(ef_disk *k, ef_dop *d, char *err, size_t errlen);
+void ef_disk_collect(ef_disk *k, int drain); /* drain: the descriptor was reported readable */
+ef_dop *ef_disk_pop(ef_disk *k);
+int ef_disk_ready(const ef_disk *k);
+size_t ef_disk_pending(const ef_disk *k);
+/* A commit op over an open temporary file (fd -1: already synced), taking temp_path. */
+ef_dop *ef_dop_commit(int fd, char *temp_path, const char *final_path, int replace);
+/* After a commit found its name taken: the temporary file's path, now the caller's. */
+char *ef_dop_take_temp(ef_dop *d);
+
 #endif

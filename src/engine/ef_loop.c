@@ -38,6 +38,7 @@ struct ef_loop {
   ef_list done;
   ef_xfer **news; /* running transfers with unreported events; NULL slots were withdrawn */
   size_t nnews, capnews, nextnews;
+  ef_disk *disk;  /* the disk workers (ef_disk.c), made on first use; NULL until then */
 };
 
 /*
@@ -205,6 +206,7 @@ void ef_loop_free(ef_loop *l) {
     ef_loop_abort(l, l->running.head);
   while (l->done.head)
     ef_loop_abort(l, l->done.head);
+  ef_disk_free(l->disk); /* finishes what it was given: durability first */
   curl_multi_cleanup(l->multi);
   while (l->npool > 0)
     curl_easy_cleanup(l->pool[--l->npool]);
@@ -286,8 +288,8 @@ static void drain(ef_loop *l) {
 */
 int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen) {
   ef_ready ready[256];
-  int running = 0, wait = timeout_ms < 0 ? 0 : timeout_ms;
-  if (l->done.n > 0 || l->nnews > l->nextnews)
+  int running = 0, wait = timeout_ms < 0 ? 0 : timeout_ms, drained = 0;
+  if (l->done.n > 0 || l->nnews > l->nextnews || (l->disk && ef_disk_ready(l->disk)))
     wait = 0;
   long long due = due_ms(l);
   if (due >= 0) {
@@ -300,8 +302,14 @@ int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen) {
   if (n < 0)
     return -1;
   CURLMcode mc = CURLM_OK;
-  for (int i = 0; i < n && mc == CURLM_OK; i++)
-    mc = curl_multi_socket_action(l->multi, ready[i].fd, ready[i].mask, &running);
+  for (int i = 0; i < n && mc == CURLM_OK; i++) {
+    if (l->disk && ready[i].fd == ef_disk_fd(l->disk))
+      drained = 1; /* the disk workers' pipe: never libcurl's */
+    else
+      mc = curl_multi_socket_action(l->multi, ready[i].fd, ready[i].mask, &running);
+  }
+  if (l->disk)
+    ef_disk_collect(l->disk, drained);
   long long t = now_ms();
   if (mc == CURLM_OK && l->deadline_ms >= 0 && t >= l->deadline_ms) {
     l->deadline_ms = -1;
@@ -327,7 +335,7 @@ void ef_loop_arm(ef_loop *l, long ms) {
 }
 
 long ef_loop_timeout_ms(const ef_loop *l) {
-  if (l->done.n > 0 || l->nnews > l->nextnews)
+  if (l->done.n > 0 || l->nnews > l->nextnews || (l->disk && ef_disk_ready(l->disk)))
     return 0;
   long long due = due_ms(l);
   if (due < 0)
@@ -346,3 +354,26 @@ ef_xfer *ef_loop_pop_done(ef_loop *l) {
 }
 
 size_t ef_loop_running(const ef_loop *l) { return l->running.n; }
+
+/* ---- disk work (ef_disk.c): the pool's pipe is one more descriptor in the poller's set ---- */
+
+int ef_loop_disk(ef_loop *l, ef_dop *d, char *err, size_t errlen) {
+  if (l->disk == NULL) {
+    ef_disk *k = ef_disk_new();
+    if (k == NULL) {
+      snprintf(err, errlen, "cannot start the disk workers");
+      return -1;
+    }
+    if (ef_poller_watch(l->poller, ef_disk_fd(k), CURL_POLL_IN, 0) != 0) {
+      ef_disk_free(k);
+      snprintf(err, errlen, "cannot watch the disk workers");
+      return -1;
+    }
+    l->disk = k;
+  }
+  return ef_disk_submit(l->disk, d, err, errlen);
+}
+
+ef_dop *ef_loop_pop_disk(ef_loop *l) { return l->disk ? ef_disk_pop(l->disk) : NULL; }
+
+size_t ef_loop_disk_pending(const ef_loop *l) { return l->disk ? ef_disk_pending(l->disk) : 0; }

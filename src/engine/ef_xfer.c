@@ -528,6 +528,38 @@ int ef_xfer_commit_new(ef_xfer *x, const char *final_path, char *err, size_t err
   return 0;
 }
 
+/*
+** The same commit made off the loop's thread: the op takes the temporary file (descriptor and
+** path) and does fsync, then rename or link, on a worker (ef_disk.c). The transfer keeps no
+** file meanwhile, so closing it cannot pull the file from under the worker.
+*/
+ef_dop *ef_xfer_commit_op(ef_xfer *x, const char *final_path, int replace, char *err, size_t errlen) {
+  if (x->state != EF_XFER_DONE || x->temp_path == NULL) {
+    seterr(err, errlen, "nothing to commit: transfer not finished or not a file download", NULL);
+    return NULL;
+  }
+  ef_dop *d = ef_dop_commit(x->fd, x->temp_path, final_path, replace);
+  if (d == NULL) {
+    seterr(err, errlen, "out of memory", NULL);
+    return NULL;
+  }
+  x->fd = -1;
+  x->temp_path = NULL;
+  return d;
+}
+
+int ef_xfer_adopt_temp(ef_xfer *x, ef_dop *d) {
+  char *p = ef_dop_take_temp(d);
+  if (p == NULL)
+    return -1;
+  if (x->temp_path) { /* cannot happen through the binding; never leak a file */
+    (void)unlink(x->temp_path);
+    free(x->temp_path);
+  }
+  x->temp_path = p; /* already on disk: a commit of it skips the fsync (fd is -1) */
+  return 0;
+}
+
 void ef_xfer_discard(ef_xfer *x) {
   if (x->fd >= 0) {
     close(x->fd);

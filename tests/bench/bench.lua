@@ -19,13 +19,26 @@ local function introspect(method, path)
   return json.decode(assert(t:response()).body)
 end
 
+-- Saves as users run them: the journal in the output folder (as `editflow grid` keeps it),
+-- unless JOURNAL=0.
 local client = editflow.client {
   base_url = base, key = "test-key", max_in_flight = in_flight, follow = follow,
   poll_interval = 0.05, max_poll_interval = 0.5,
+  journal = os.getenv("JOURNAL") ~= "0" and out or nil,
 }
 introspect("POST", "/_sandbox/reset")
 collectgarbage()
+
 local cpu0, t0 = core.cpu_time(), core.monotime()
+
+-- The Lua heap's peak, sampled every 50 ms while the jobs run (what of the peak RSS is Lua's).
+local heap_peak, running = 0, true
+editflow.spawn(function()
+  while running do
+    heap_peak = math.max(heap_peak, collectgarbage("count") * 1024)
+    editflow.sleep(0.05)
+  end
+end)
 
 local ended, failures = {}, 0
 local inputs = {}
@@ -39,6 +52,11 @@ local _, errs = editflow.map(inputs, function(input, i)
   ended[job.request_id] = job.ended_at
 end, { concurrency = in_flight })
 for _ in pairs(errs) do failures = failures + 1 end
+running = false
+if os.getenv("HEAPDIAG") then
+  collectgarbage() collectgarbage()
+  io.stderr:write(string.format("retained after the run: %.1f MB\n", collectgarbage("count") / 1024))
+end
 
 local wall, cpu = core.monotime() - t0, core.cpu_time() - cpu0
 local rss = core.peak_rss()  -- before the (large) introspection answers below
@@ -51,7 +69,7 @@ table.sort(lat)
 local function pct(p) return lat[math.max(1, math.ceil(#lat * p))] or 0 / 0 end
 local queue_requests = stats.requests - stats.by_route.files
 io.stdout:write(string.format(
-  "| %d | %d | %s | %.1f | %.2f | %.3f | %.1f | %.2f | %.1f | %.1f | %d | %d |\n",
-  n, in_flight, follow, wall, cpu, cpu / n * 1000, rss / 1048576,
+  "| %d | %d | %s | %.1f | %.2f | %.3f | %.1f | %.1f | %.2f | %.1f | %.1f | %d | %d |\n",
+  n, in_flight, follow, wall, cpu, cpu / n * 1000, rss / 1048576, heap_peak / 1048576,
   queue_requests / n, pct(0.5), pct(0.95), stats.max_open_jobs, failures))
 os.exit(failures == 0 and 0 or 1)

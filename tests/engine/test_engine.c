@@ -877,6 +877,148 @@ static void test_local_files(void) {
   CHECK(system(cmd) == 0);
 }
 
+/* Steps the loop until d is popped (bounded: 20 s); other popped ops are counted in *others. */
+static void wait_op(ef_loop *l, ef_dop *d, int *others) {
+  char err[256];
+  double deadline = now() + 20;
+  while (!ef_dop_done(d) && now() < deadline) {
+    CHECK(ef_loop_step(l, 100, err, sizeof err) == 0);
+    ef_dop *p;
+    while ((p = ef_loop_pop_disk(l)) != NULL)
+      if (p != d && others)
+        (*others)++;
+  }
+}
+
+static size_t disk_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (size_t)st.st_size : (size_t)-1;
+}
+
+/* Entries in dir other than . and .. whose name starts with a dot (temporary files). */
+static int hidden_in(const char *dir) {
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s' | grep '^\\.')\"", dir);
+  return system(cmd) != 0;
+}
+
+/* Disk work off the loop's thread (ef_disk.c): commits, writes and syncs run on workers and
+** are reported after a step; an op outlives its owner and the loop finishes what it was given. */
+static void test_disk(void) {
+  ef_loop *l = ef_loop_new();
+  char dir[] = "/tmp/editflow-disk-XXXXXX", err[256], url[512], a[300], b[300], c[300];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(url, sizeof url, "%s/_sandbox/stats", base);
+  snprintf(a, sizeof a, "%s/a.json", dir);
+  snprintf(b, sizeof b, "%s/b.json", dir);
+  snprintf(c, sizeof c, "%s/c.bin", dir);
+
+  /* A download committed by a worker: fsync, then the name (never replacing). */
+  ef_xfer *x = ef_xfer_new();
+  ef_xfer_set_url(x, url);
+  CHECK(ef_xfer_to_file(x, dir, err, sizeof err) == 0);
+  CHECK(ef_loop_start(l, x, err, sizeof err) == 0);
+  wait_done(l, x);
+  CHECK(ef_xfer_status(x) == 200);
+  CHECK(ef_write_atomic(a, "taken", 5, err, sizeof err) == 0);
+  ef_dop *d = ef_xfer_commit_op(x, a, 0, err, sizeof err);
+  CHECK(d != NULL && ef_xfer_temp_path(x) == NULL); /* the op has the file now */
+  CHECK(ef_loop_disk(l, d, err, sizeof err) == 0);
+  CHECK(ef_loop_disk_pending(l) == 1);
+  if (ef_loop_fd(l) >= 0) { /* the loop's descriptor wakes a host when the op has finished */
+    struct pollfd pfd = {ef_loop_fd(l), POLLIN, 0};
+    CHECK(poll(&pfd, 1, 10000) == 1);
+  }
+  wait_op(l, d, NULL);
+  CHECK(ef_dop_done(d) && ef_loop_disk_pending(l) == 0);
+  CHECK(ef_dop_result(d, err, sizeof err) == 1 && strstr(err, "exists") != NULL);
+  CHECK(disk_size(a) == 5); /* not replaced */
+  CHECK(ef_xfer_adopt_temp(x, d) == 0 && ef_xfer_temp_path(x) != NULL); /* back, for another name */
+  CHECK(ef_xfer_adopt_temp(x, d) != 0);                                /* only once */
+  ef_dop_free(d);
+  d = ef_xfer_commit_op(x, b, 0, err, sizeof err);
+  CHECK(d != NULL && ef_loop_disk(l, d, err, sizeof err) == 0);
+  CHECK(ef_loop_disk(l, d, err, sizeof err) != 0); /* only once */
+  wait_op(l, d, NULL);
+  CHECK(ef_dop_result(d, err, sizeof err) == 0);
+  CHECK(disk_size(b) == ef_xfer_size(x) && ef_xfer_size(x) > 0);
+  struct stat st;
+  CHECK(stat(b, &st) == 0 && (st.st_mode & 0044) != 0);
+  ef_dop_free(d);
+  ef_xfer_free(x);
+
+  /* A folder's fsync; one of a folder that is not there names it. */
+  d = ef_dop_sync_dir(dir);
+  CHECK(ef_loop_disk(l, d, err, sizeof err) == 0);
+  wait_op(l, d, NULL);
+  CHECK(ef_dop_result(d, err, sizeof err) == 0);
+  ef_dop_free(d);
+  char missing[300];
+  snprintf(missing, sizeof missing, "%s/missing", dir);
+  d = ef_dop_sync_dir(missing);
+  CHECK(ef_loop_disk(l, d, err, sizeof err) == 0);
+  wait_op(l, d, NULL);
+  CHECK(ef_dop_result(d, err, sizeof err) == -1 && strstr(err, "missing") != NULL);
+  ef_dop_free(d);
+
+  /* Many writes at once, and an fdatasync of an open file; the caller's descriptor stays
+  ** its own (the op synced a duplicate). */
+  ef_dop *ops[40];
+  char name[300];
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof name, "%s/w%d.bin", dir, i);
+    ops[i] = ef_dop_write(name, "0123456789", (size_t)(i % 10) + 1, 1);
+    CHECK(ops[i] != NULL && ef_loop_disk(l, ops[i], err, sizeof err) == 0);
+  }
+  int fd = open(c, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  CHECK(fd >= 0 && ef_append_fd(fd, c, "record\n", 7, err, sizeof err) == 0);
+  d = ef_dop_sync(fd, 1);
+  CHECK(d != NULL && ef_loop_disk(l, d, err, sizeof err) == 0);
+  wait_op(l, d, NULL);
+  CHECK(ef_dop_result(d, err, sizeof err) == 0);
+  ef_dop_free(d);
+  CHECK(write(fd, "more\n", 5) == 5 && disk_size(c) == 12);
+  close(fd);
+  for (int i = 0; i < 40; i++) {
+    wait_op(l, ops[i], NULL);
+    CHECK(ef_dop_result(ops[i], err, sizeof err) == 0);
+    snprintf(name, sizeof name, "%s/w%d.bin", dir, i);
+    CHECK(disk_size(name) == (size_t)(i % 10) + 1);
+    ef_dop_free(ops[i]);
+  }
+  /* "new" never replaces, and leaves no temporary file behind */
+  d = ef_dop_write(a, "other", 5, 0);
+  CHECK(ef_loop_disk(l, d, err, sizeof err) == 0);
+  wait_op(l, d, NULL);
+  CHECK(ef_dop_result(d, err, sizeof err) == 1 && disk_size(a) == 5);
+  ef_dop_free(d);
+  CHECK(!hidden_in(dir));
+
+  /* Freed while running: the op still finishes, is collected, and nothing leaks (valgrind). */
+  d = ef_dop_write(c, "orphan", 6, 1);
+  CHECK(ef_loop_disk(l, d, err, sizeof err) == 0);
+  ef_dop_free(d);
+  double deadline = now() + 20;
+  while (ef_loop_disk_pending(l) > 0 && now() < deadline) {
+    CHECK(ef_loop_step(l, 100, err, sizeof err) == 0);
+    CHECK(ef_loop_pop_disk(l) == NULL); /* an orphan is never reported */
+  }
+  CHECK(ef_loop_disk_pending(l) == 0 && disk_size(c) == 6);
+
+  /* Freeing the loop finishes what it was given: the write lands, the op reads done. */
+  d = ef_dop_write(c, "at the end", 10, 1);
+  ef_dop *orphan = ef_dop_write(a, "x", 1, 1);
+  CHECK(ef_loop_disk(l, d, err, sizeof err) == 0 && ef_loop_disk(l, orphan, err, sizeof err) == 0);
+  ef_dop_free(orphan);
+  ef_loop_free(l);
+  CHECK(ef_dop_done(d) && ef_dop_result(d, err, sizeof err) == 0 && disk_size(c) == 10);
+  CHECK(disk_size(a) == 1);
+  ef_dop_free(d);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
 int main(void) {
   base = getenv("EDITFLOW_SANDBOX_URL");
   if (base == NULL) {
@@ -892,6 +1034,7 @@ int main(void) {
   test_once();
   test_requests();
   test_file_sink();
+  test_disk();
   test_hook();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
