@@ -115,6 +115,30 @@ function M.open(dir, opts)
   return self
 end
 
+-- The key of a request id in `ids`: its 64-bit fingerprint, an integer, so a finished job of
+-- a long run costs a table slot there, not a string.
+local function id_key(id) return core.hash64(id) end
+M.id_key = id_key
+
+-- What a record written by this process leaves in memory. The process holds the job itself
+-- (its Job, its output), so the journal keeps only what later calls ask of it -- which
+-- request ids it has seen (a server repeating one is caught) and, while a job is in flight,
+-- its state and id (a webhook for it) -- and a 100,000-job run's memory stays flat: a
+-- finished job leaves one integer slot. Records read from the file keep everything (a new
+-- run reuses or follows them).
+local function apply_live(self, rec)
+  local t, key = rec.t, rec.key
+  if t == "accepted" then
+    if type(rec.request_id) == "string" then self.ids[id_key(rec.request_id)] = key end
+    self.jobs[key] = { state = "accepted", request_id = rec.request_id }
+  elseif t == "done" or t == "failed" then
+    if type(rec.request_id) == "string" then self.ids[id_key(rec.request_id)] = 0 end  -- finished here
+    self.jobs[key] = nil
+  elseif t == "intent" or t == "refused" or t == "unknown" then
+    self.jobs[key] = nil
+  end
+end
+
 -- Folds one record into the job's state (the last word wins, except that an outcome is never
 -- undone by an older kind of record).
 function Journal:_apply(rec)
@@ -126,7 +150,7 @@ function Journal:_apply(rec)
   elseif t == "accepted" then
     j.state, j.request_id, j.cancel_requested = "accepted", rec.request_id, nil
     j.status_url, j.response_url, j.cancel_url = rec.status_url, rec.response_url, rec.cancel_url
-    if type(rec.request_id) == "string" then self.ids[rec.request_id] = rec.key end
+    if type(rec.request_id) == "string" then self.ids[id_key(rec.request_id)] = rec.key end
   elseif t == "refused" then
     j.state, j.error = "refused", rec.error
   elseif t == "unknown" then
@@ -148,15 +172,15 @@ end
 -- not replayed while an interrupted run's are. `ahead` (optional, caller-kept fingerprint ->
 -- count) accounts for equal bodies planned but not yet sent; peek only looks.
 local function make_key(self, endpoint, body, seeded, ahead, count)
-  local fp = core.hash(endpoint .. "\n" .. body)
+  local h = core.hash64(endpoint .. "\n" .. body)
   local extra = 0
   if ahead then
-    extra = ahead[fp] or 0
-    ahead[fp] = extra + 1
+    extra = ahead[h] or 0
+    ahead[h] = extra + 1
   end
-  local n = (self.seen[fp] or 0) + extra + 1
-  if count then self.seen[fp] = n end
-  local key = fp .. "-" .. n
+  local n = (self.seen[h] or 0) + extra + 1
+  if count then self.seen[h] = n end
+  local key = string.format("%016x-%d", h, n)
   if not seeded and self.epoch > 0 then key = key .. "-r" .. self.epoch end
   return key
 end
@@ -166,16 +190,27 @@ function Journal:peek_key(endpoint, body, seeded, ahead)
   return make_key(self, endpoint, body, seeded, ahead, false)
 end
 
-function Journal:get(key) return self.jobs[key] end
+-- The journal's record of a key. After this process completed a run, its own records are
+-- needed in full again (a seedless job of the next run may reuse or follow one): they are
+-- read back from the file once.
+function Journal:get(key)
+  if self.reread then
+    self.reread = false
+    local fresh = M.open(self.dir, { lock = false })
+    self.jobs, self.ids = fresh.jobs, fresh.ids
+  end
+  return self.jobs[key]
+end
 
 -- Records written and not yet durable are folded in, in the order written, once they are.
 local function fold(self, rec)
   if rec.t == "complete" then
     self.epoch = self.epoch + 1
+    self.reread = true
   elseif rec.t == "upload" then
     self.uploads[rec.sha256] = rec
   else
-    self:_apply(rec)
+    apply_live(self, rec)
   end
 end
 

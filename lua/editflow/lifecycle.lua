@@ -24,6 +24,7 @@ local json = require "editflow.json"
 local errors = require "editflow.errors"
 local events = require "editflow.events"
 local inputs = require "editflow.inputs"
+local journal = require "editflow.journal"
 
 local M = {}
 
@@ -137,15 +138,22 @@ end
 -- to another job (then this submit's outcome is unknown).
 function Life:accepted(job)
   local c, id = self.client, job.request_id
-  c.ids = c.ids or {}  -- request id -> true: every id this client was given (ids only, no jobs)
-  if c.ids[id] or (self.journal and self.journal.ids[id]) then
+  -- Every id this client was given: the journal's (by fingerprint, see journal.id_key), or
+  -- without one the client's own set.
+  local seen = self.journal and self.journal.ids
+  if not seen then
+    c.ids = c.ids or {}
+    seen = c.ids
+  end
+  local h = journal.id_key(id)
+  if seen[h] then
     local err = errors.new("REPEATED_ID", string.format("the server answered request id %s for a "
       .. "second, different job; the first keeps it, and whether this submit created a job is "
       .. "unknown", id), { request_id = id, maybe_submitted = true })
     self:unknown(err)
     return nil, err
   end
-  c.ids[id] = true
+  if not self.journal then seen[h] = true end
   self.phase, self.job = "accepted", job
   job.life = self
   if self.journal then
@@ -260,7 +268,8 @@ function M.webhook(client, doc)
     return nil, errors.new("BAD_WEBHOOK", "webhook: the body carries no valid request_id")
   end
   local id = doc.request_id
-  local key = jr.ids[id]
+  local key = jr.ids[journal.id_key(id)]
+  if key == 0 then return true, "already" end  -- finished in this process (journal.apply_live)
   local rec = key and jr:get(key)
   if not rec or rec.request_id ~= id then
     return nil, errors.new("NOT_FOUND", string.format("webhook: request %s is not a job of the "

@@ -261,6 +261,14 @@ static int core_hash(lua_State *L) {
   return 1;
 }
 
+/* core.hash64(bytes) -> the same fingerprint as an integer (for table keys). */
+static int core_hash64(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_pushinteger(L, (lua_Integer)ef_fnv1a64(s, n));
+  return 1;
+}
+
 /* core.sha256(bytes) -> the 32-byte digest (raw). */
 static int core_sha256(lua_State *L) {
   size_t n;
@@ -362,7 +370,7 @@ static const luaL_Reg corelib[] = {
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"term_width", core_term_width}, {"append_file", core_append_file},
   {"open_log", ef_lua_file_open}, {"fsync_dir", core_fsync_dir},
-  {"hash", core_hash}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
+  {"hash", core_hash}, {"hash64", core_hash64}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
   {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify}, {"file_stamp", core_file_stamp},
   {"glob", core_glob},

@@ -57,15 +57,15 @@ static int file_append(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   char err[512];
-  int rc = ef_append_fd(f->fd, file_path(L, 1), s, n, err, sizeof err);
+  size_t end = 0;
+  int rc = ef_append_fd(f->fd, file_path(L, 1), s, n, &end, err, sizeof err);
   if (rc != 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     lua_pushstring(L, rc == -2 ? "TORN" : "WRITE");
     return 3;
   }
-  struct stat st;
-  lua_pushinteger(L, fstat(f->fd, &st) == 0 ? (lua_Integer)st.st_size : -1);
+  lua_pushinteger(L, (lua_Integer)end);
   return 1;
 }
 

@@ -151,22 +151,6 @@ ef_dop *ef_dop_commit(int fd, char *temp_path, const char *final_path, int repla
 
 ef_dop_kind ef_dop_get_kind(const ef_dop *d) { return d->kind; }
 
-/* Links tmp to final (never replacing), or renames where the filesystem has no hard links. */
-static int place(const char *tmp, const char *final, int replace) {
-  if (replace)
-    return rename(tmp, final) == 0 ? 0 : errno;
-  if (link(tmp, final) == 0) {
-    (void)unlink(tmp);
-    return 0;
-  }
-  int e = errno;
-  if (e == EEXIST)
-    return EEXIST;
-  if (e != EPERM && e != ENOTSUP && e != EOPNOTSUPP && e != EMLINK)
-    return e;
-  return rename(tmp, final) == 0 ? 0 : errno;
-}
-
 /* The commit of a download: its data on disk, then its name. Folder fsyncs are the caller's
 ** (many files share one: see editflow.durable). */
 static void run_commit(ef_dop *d) {
@@ -182,7 +166,7 @@ static void run_commit(ef_dop *d) {
       return;
     }
   }
-  d->err = place(d->path, d->final, d->replace);
+  d->err = ef_place(d->path, d->final, d->replace);
   d->failed = d->final;
   if (d->err != 0 && d->err != EEXIST)
     (void)unlink(d->path);

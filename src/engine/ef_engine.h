@@ -214,8 +214,10 @@ int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *u
 ** when that cut failed too and the file may end in a partial record. */
 int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen);
 /* The same append on an open descriptor (O_APPEND), without waiting for the disk: the
-** caller syncs, once for many records (path only names the file in err). */
-int ef_append_fd(int fd, const char *path, const void *data, size_t len, char *err, size_t errlen);
+** caller syncs, once for many records (path only names the file in err). *end: the file's
+** length after the record (one writer per file, as above). */
+int ef_append_fd(int fd, const char *path, const void *data, size_t len, size_t *end, char *err,
+                 size_t errlen);
 /* fdatasync (data_only) or fsync of fd, here; 0 or an errno. Folder: by path, fsync. */
 int ef_sync_fd(int fd, int data_only);
 int ef_sync_dir(const char *dir);

@@ -85,6 +85,9 @@ int ef_sync_full(int fd);
 int ef_write_file(const char *path, const void *data, size_t len, int replace, int sync_dir,
                   char *err, size_t errlen);
 
+/* Names a temporary file: rename (replace) or never replacing (EEXIST). 0 or an errno. */
+int ef_place(const char *tmp, const char *final, int replace);
+
 /* The worker pool behind ef_loop_disk (ef_disk.c); every call but the workers' own is made
 ** on the loop's thread. */
 typedef struct ef_disk ef_disk;

@@ -513,14 +513,13 @@ int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen)
 int ef_xfer_commit_new(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
   if (settle_temp(x, err, errlen) != 0)
     return -1;
-  if (link(x->temp_path, final_path) == 0) {
-    (void)unlink(x->temp_path);
-  } else if (errno == EEXIST) {
+  int e = ef_place(x->temp_path, final_path, 0);
+  if (e == EEXIST) {
     seterr(err, errlen, final_path, "exists");
     return 1;
-  } else if ((errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != EMLINK) ||
-             rename(x->temp_path, final_path) != 0) {
-    seterr(err, errlen, final_path, strerror(errno));
+  }
+  if (e != 0) {
+    seterr(err, errlen, final_path, strerror(e));
     ef_xfer_discard(x);
     return -1;
   }

@@ -971,7 +971,8 @@ static void test_disk(void) {
     CHECK(ops[i] != NULL && ef_loop_disk(l, ops[i], err, sizeof err) == 0);
   }
   int fd = open(c, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  CHECK(fd >= 0 && ef_append_fd(fd, c, "record\n", 7, err, sizeof err) == 0);
+  size_t end = 0;
+  CHECK(fd >= 0 && ef_append_fd(fd, c, "record\n", 7, &end, err, sizeof err) == 0 && end == 7);
   d = ef_dop_sync(fd, 1);
   CHECK(d != NULL && ef_loop_disk(l, d, err, sizeof err) == 0);
   wait_op(l, d, NULL);

@@ -85,4 +85,34 @@ end, { concurrency = %d })
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("group commit: many tasks' records share fdatasyncs, count once durable, and a completed run's own read back", function()
+  local editflow = require "editflow"
+  local d = T.tmpdir()
+  local jr = journal.open(d)
+  local list = {}
+  for i = 1, 60 do list[i] = i end
+  local _, errs = editflow.map(list, function(i)
+    assert(jr:append { t = "intent", key = "k" .. i })
+    assert(jr:append { t = "accepted", key = "k" .. i, request_id = "r" .. i })
+    assert(jr.jobs["k" .. i].state == "accepted", "in flight: its state is in memory once durable")
+    assert(jr:append { t = "done", key = "k" .. i, request_id = "r" .. i,
+      output = { images = { { url = "https://cdn.example/" .. i .. ".png" } } } })
+  end, { concurrency = 60 })
+  T.eq(next(errs), nil, "every append worked")
+  T.eq(count(d .. "/" .. journal.FILE, "done"), 60, "every record on disk")
+  local syncs = jr.log.group.syncs
+  print(string.format("# 180 records of 60 tasks took %d fdatasyncs", syncs))
+  T.ok(syncs < 180 / 2, "records written together share an fdatasync")
+  T.eq(jr.jobs.k1, nil, "a job finished here leaves no record in memory")
+  T.eq(jr.ids[journal.id_key("r1")], 0, "only its id's fingerprint")
+  assert(jr:append { t = "complete" })
+  local rec = jr:get("k7")
+  T.eq(rec and rec.state, "done", "after a completed run its own jobs read back from the file")
+  T.eq(rec.output.images[1].url, "https://cdn.example/7.png", "with their output")
+  local fresh = journal.open(d, { lock = false })
+  T.eq(fresh:get("k60").state, "done", "a new open sees them all")
+  jr:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()

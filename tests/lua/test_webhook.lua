@@ -220,8 +220,12 @@ T.case("an ERROR webhook records the job failed", function()
     image_urls = { "https://cdn.example/a.png" }, seed = 8 })
   T.eq(c:ingest_webhook { request_id = job.request_id, status = "ERROR", error = "out of memory" },
     true, "recorded")
-  local rec = c.journal:get(c.journal.ids[job.request_id])
+  -- the record on disk (this process keeps only a finished id's fingerprint in memory)
+  local jr = require("editflow.journal").open(d, { lock = false })
+  local rec = jr:get(jr.ids[require("editflow.journal").id_key(job.request_id)])
   T.eq(rec.state, "failed", "failed in the journal")
+  T.eq(c:ingest_webhook { request_id = job.request_id, status = "ERROR", error = "again" }, true,
+    "fal's second delivery is taken as already recorded")
   T.contains(rec.error.message, "out of memory", "fal's error kept")
   os.execute("rm -rf " .. T.quote(d))
 end)
