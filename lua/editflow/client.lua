@@ -179,6 +179,7 @@ function M.new(opts)
   end
   self.header_lines = {}
   for k, v in pairs(self.headers) do self.header_lines[#self.header_lines + 1] = k .. ": " .. v end
+  self.header_sets = {}  -- request_options' shared header lists
 
   self.follow = opts.follow or env("EDITFLOW_FOLLOW") or "stream"
   if self.follow ~= "stream" and self.follow ~= "poll" then
@@ -288,18 +289,39 @@ function Client:url_for(path)
   return self.base_url .. "/" .. path
 end
 
--- The engine request for one queue call: auth (only to trusted origins), JSON headers, limits.
--- `left` (seconds to the job's deadline) shortens the call's own timeout.
-function Client:request_options(what, method, u, body, extra_headers, more, left)
+-- The header lines of a call: Accept, Content-Type with a body, the client's own, the extra
+-- ones, the credential when `auth` is given.
+local function header_lines(self, body, extra_headers, auth)
   local headers = { "Accept: application/json" }
   if body then headers[#headers + 1] = "Content-Type: application/json" end
   for _, line in ipairs(self.header_lines) do headers[#headers + 1] = line end
   for k, v in pairs(extra_headers or {}) do
     if k == "Accept" then headers[1] = "Accept: " .. v else headers[#headers + 1] = k .. ": " .. v end
   end
+  if auth then headers[#headers + 1] = auth end
+  return headers
+end
+
+-- The engine request for one queue call: auth (only to trusted origins), JSON headers, limits.
+-- `left` (seconds to the job's deadline) shortens the call's own timeout.
+-- Without extra headers a call's lines are one of four lists (body or not, credential or
+-- not), built once per client and shared: the engine only reads them (lloop.c copies each
+-- line into the transfer), so nothing may change a request's `headers` in place.
+function Client:request_options(what, method, u, body, extra_headers, more, left)
   local auth = secrets[self]
   local anonymous, platform = more and more.anonymous, more and more.platform
-  if auth and not anonymous and (platform or self:may_authenticate(u)) then headers[#headers + 1] = auth end
+  if not (auth and not anonymous and (platform or self:may_authenticate(u))) then auth = nil end
+  local headers
+  if extra_headers == nil or next(extra_headers) == nil then
+    local slot = (body and 1 or 0) + (auth and 2 or 0) + 1
+    headers = self.header_sets[slot]
+    if not headers then
+      headers = header_lines(self, body, nil, auth)
+      self.header_sets[slot] = headers
+    end
+  else
+    headers = header_lines(self, body, extra_headers, auth)
+  end
   local timeout = self.timeout
   if left then timeout = math.min(timeout, math.max(left, 0.001)) end
   local req = {

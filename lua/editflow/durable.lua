@@ -113,6 +113,13 @@ function M.folder(dir)
   return g:wait(g:mark())
 end
 
+-- How many folder fsyncs this process made (the benchmark reports it per job).
+function M.folder_syncs()
+  local n = 0
+  for _, g in pairs(folders) do n = n + g.syncs end
+  return n
+end
+
 -- ---- files: data on disk, then the name ----
 
 -- durable.commit(transfer, path [, "new"]) -> true | nil, message, "EXISTS" | "FILE_WRITE":

@@ -226,11 +226,21 @@ function Job:_stream()
   if not t then return nil end
   -- Whatever ends this function (a callback that raises included) closes the stream.
   local guard <close> = setmetatable({}, { __close = function() t:close() end })
+  -- Each event repeats the URLs, the metrics and every log line so far: of those the job reads
+  -- only the new lines, so the rest never becomes Lua values. Unless on_status wants the
+  -- whole status object.
+  local keep = { status = true, queue_position = true, logs = 0, error = true, error_type = true }
   while true do
     local evs = runtime.await_events(t)
     local final
     for _, data in ipairs(evs) do
-      local st = json.decode(data)
+      local st
+      if not c.on_status then
+        keep.logs = self.logs_seen
+        st = json.decode_some(data, keep)
+      else
+        st = json.decode(data)
+      end
       if type(st) == "table" and type(st.status) == "string" then
         self:_observe(st)
         if not RUNNING[st.status] then final = st end

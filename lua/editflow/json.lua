@@ -2,13 +2,15 @@
 -- Decoding is editflow.core's (src/engine/ef_json.c, a strict RFC 8259 reader; src/binding/
 -- ljson.c builds the values): integer literals stay exact integers (fal's seeds go past 2^53),
 -- other integral numbers that fit become integers too, nulls in objects become absent keys,
--- arrays are marked with json.array's metatable (so [] stays distinct from {}). Encoding is
--- done here, in Lua, so that integers print exactly and keys come out sorted.
+-- arrays are marked with json.array's metatable (so [] stays distinct from {}). Encoding
+-- prints integers exactly and sorts keys; its rules are written here, in Lua, and ljson.c does
+-- the same in one pass for the plain values every job encodes, declining (to the Lua encoder
+-- below) whatever is not plain: other metatables, odd keys or numbers, deep nesting.
 local core = require "editflow.core"
 
 local M = {}
 
-local core_decode = core.json_decode
+local core_decode, core_encode = core.json_decode, core.json_encode
 
 -- The JSON null, where a nil cannot stand (in arrays, at the top level). The same
 -- lightuserdata NULL as lua-cjson's cjson.null, so values from either compare equal.
@@ -27,6 +29,21 @@ function M.decode(text)
     return nil, "invalid JSON: expected a string, got " .. type(text)
   end
   local v, err = core_decode(text, ARRAY, M.null)
+  if v == nil then
+    return nil, "invalid JSON: " .. err
+  end
+  return v
+end
+
+-- json.decode_some(text, keep) -> value, or nil, message: json.decode, but of a top-level
+-- object only the members named in `keep` become Lua values (keep[name] = true); keep[name] = n
+-- keeps an array member with its first n elements as false (seen before: its length stays).
+-- The text is still checked whole: what json.decode refuses, this refuses too.
+function M.decode_some(text, keep)
+  if type(text) ~= "string" then
+    return nil, "invalid JSON: expected a string, got " .. type(text)
+  end
+  local v, err = core_decode(text, ARRAY, M.null, nil, keep)
   if v == nil then
     return nil, "invalid JSON: " .. err
   end
@@ -106,6 +123,8 @@ end
 
 -- json.encode(value) -> text. Raises on values JSON cannot hold (misuse).
 function encode(v)
+  local text = core_encode(v, ARRAY, M.null)
+  if text then return text end
   local out = {}
   encode_into(v, out, 0)
   return table.concat(out)

@@ -58,7 +58,13 @@ local function lookup(doc, ref)
   return type(node) == "table" and node or nil
 end
 
+-- Resolved once per schema node and remembered (self.derefs, weak): every validation walks
+-- the same nodes, and a $ref path is parsed with patterns on each resolution.
 function Model:deref(s)
+  local memo = self.derefs
+  local known = memo and memo[s]
+  if known then return known end
+  local from = s
   local hops = 0
   while type(s) == "table" and s["$ref"] ~= nil do
     hops = hops + 1
@@ -68,7 +74,9 @@ function Model:deref(s)
     end
     s = target
   end
-  return type(s) == "table" and s or {}
+  if type(s) ~= "table" then return {} end
+  if memo and type(from) == "table" then memo[from] = s end
+  return s
 end
 
 local function is_list(v)
@@ -175,10 +183,11 @@ end
 
 local FILE_TEXT = "an image URL, a local path or editflow.file(path)"
 
-local function file_ref(name, v)
+-- i: the item's index in a list named `name` (the message's "name[i]" is built only on failure).
+local function file_ref(name, v, i)
   if type(v) == "string" and v ~= "" then return v end
   if type(v) == "table" and v.__editflow_file then return v end
-  bad(name, FILE_TEXT, v)
+  bad(i and string.format("%s[%d]", name, i) or name, FILE_TEXT, v)
 end
 
 local function text(name, v, s)
@@ -195,15 +204,27 @@ end
 
 local check
 
+-- Trying the alternatives of an anyOf in turn, the first that fits wins and the others' errors
+-- are dropped: image_size = "square" fails the {width, height} object first on every job. Such
+-- a trial runs `quiet`: a mismatch raises this constant instead of describing the schema and
+-- the value in words (the bulk of a validation's cost), since nobody reads that message.
+local QUIET = setmetatable({}, { __tostring = function() return "value does not fit" end })
+
+-- A mismatch of v against s: raises the message naming what s accepts, or QUIET.
+local function mismatch(self, s, name, v, quiet)
+  if quiet then error(QUIET, 0) end
+  bad(name, self:describe(s), v)
+end
+
 -- One alternative of anyOf: the normalised value, or nil and the message it raised.
-local function try(self, s, name, v, depth)
-  local ok, out = pcall(check, self, s, name, v, depth)
+local function try(self, s, name, v, depth, quiet)
+  local ok, out = pcall(check, self, s, name, v, depth, quiet)
   if ok then return out end
   return nil, out
 end
 
-local function check_object(self, s, name, v, depth)
-  if type(v) ~= "table" or v.__editflow_file or (#v > 0) then bad(name, self:describe(s), v) end
+local function check_object(self, s, name, v, depth, quiet)
+  if type(v) ~= "table" or v.__editflow_file or (#v > 0) then mismatch(self, s, name, v, quiet) end
   local props = s.properties or {}
   local out = {}
   for _, k in ipairs(type(s.required) == "table" and s.required or {}) do
@@ -216,7 +237,7 @@ local function check_object(self, s, name, v, depth)
       if s.additionalProperties == true then
         out[k] = x
       elseif type(s.additionalProperties) == "table" then
-        out[k] = check(self, s.additionalProperties, at, x, depth)
+        out[k] = check(self, s.additionalProperties, at, x, depth, quiet)
       else
         local names = {}
         for n in pairs(props) do names[#names + 1] = n end
@@ -224,24 +245,24 @@ local function check_object(self, s, name, v, depth)
         error(string.format("%s is not a field of %s (accepted: %s)", at, name, table.concat(names, ", ")), 0)
       end
     else
-      out[k] = check(self, sub, at, x, depth)
+      out[k] = check(self, sub, at, x, depth, quiet)
     end
   end
   return out
 end
 
-function check(self, s, name, v, depth)
+-- quiet: the caller drops any error (a trial of one anyOf alternative): see QUIET.
+function check(self, s, name, v, depth, quiet)
   depth = (depth or 0) + 1
   if depth > MAX_DEPTH then error("the schema of " .. self.endpoint .. " nests too deep", 0) end
   s = self:deref(s)
   local alts = s.anyOf or s.oneOf
   if type(alts) == "table" and #alts > 0 then
-    local first
     for _, a in ipairs(alts) do
-      local out, err = try(self, a, name, v, depth)
+      local out = try(self, a, name, v, depth, true)
       if out ~= nil then return out end
-      first = first or err
     end
+    if quiet then error(QUIET, 0) end
     -- One alternative of a shape the value has (a table for an object) explains best.
     for _, a in ipairs(alts) do
       local t = types_of(self:deref(a)) or {}
@@ -253,7 +274,7 @@ function check(self, s, name, v, depth)
     bad(name, self:describe(s), v)
   end
   if type(s.allOf) == "table" then
-    for _, a in ipairs(s.allOf) do v = check(self, a, name, v, depth) end
+    for _, a in ipairs(s.allOf) do v = check(self, a, name, v, depth, quiet) end
   end
   if type(s.enum) == "table" then
     for _, e in ipairs(s.enum) do
@@ -265,15 +286,15 @@ function check(self, s, name, v, depth)
         if e == alias then return alias end
       end
     end
-    bad(name, self:describe(s), v)
+    mismatch(self, s, name, v, quiet)
   end
   if s.const ~= nil then
-    if v ~= s.const then bad(name, self:describe(s), v) end
+    if v ~= s.const then mismatch(self, s, name, v, quiet) end
     return v
   end
   local t = types_of(s)
   if not t then
-    if s.properties then return check_object(self, s, name, v, depth) end
+    if s.properties then return check_object(self, s, name, v, depth, quiet) end
     return v  -- any value
   end
   if t.integer and math.type(v) ~= nil and math.tointeger(v) then
@@ -287,23 +308,26 @@ function check(self, s, name, v, depth)
   if t.string then
     local out = text(name, v, s)
     if out then return out end
-    if name == "prompt" then bad(name, "a non-empty string", v) end
+    if name == "prompt" then
+      if quiet then error(QUIET, 0) end
+      bad(name, "a non-empty string", v)
+    end
   end
   if t.null and v == json.null then return v end
   if t.array and is_list(v) then
     if (num(s.minItems) and #v < s.minItems) or (num(s.maxItems) and #v > s.maxItems) then
-      bad(name, self:describe(s), v)
+      mismatch(self, s, name, v, quiet)
     end
     local out = {}
     for i = 1, #v do
-      out[i] = s.items and check(self, s.items, string.format("%s[%d]", name, i), v[i], depth) or v[i]
+      out[i] = s.items and check(self, s.items, string.format("%s[%d]", name, i), v[i], depth, quiet) or v[i]
     end
     return out
   end
   if t.object and type(v) == "table" and not v.__editflow_file then
-    return check_object(self, s, name, v, depth)
+    return check_object(self, s, name, v, depth, quiet)
   end
-  bad(name, self:describe(s), v)
+  mismatch(self, s, name, v, quiet)
 end
 
 -- ---- the model of an endpoint ----
@@ -365,7 +389,8 @@ end
 function M._compile(doc, endpoint, source)
   local raw, why = input_schema(doc, endpoint)
   if not raw then return nil, why end
-  local self = setmetatable({ doc = doc, endpoint = endpoint, source = source }, Model)
+  local self = setmetatable({ doc = doc, endpoint = endpoint, source = source,
+    derefs = setmetatable({}, { __mode = "k" }) }, Model)
   local ok, s = pcall(Model.deref, self, raw)
   if not ok then return nil, s end
   if type(s.properties) ~= "table" then return nil, "the input schema of " .. endpoint .. " has no fields" end
@@ -463,7 +488,7 @@ function Model:validate(input)
           or string.format("a list of at least %d image%s", lo, lo == 1 and "" or "s"), v)
       end
       local list = {}
-      for i = 1, #v do list[i] = file_ref(string.format("%s[%d]", k, i), v[i]) end
+      for i = 1, #v do list[i] = file_ref(k, v[i], i) end
       out[k] = list
     else
       out[k] = check(self, self.input.properties[k], k, v)
@@ -492,7 +517,7 @@ function Unchecked:validate(input)
     if type(v) == "string" or (type(v) == "table" and v.__editflow_file) then v = { v } end
     if not is_list(v) or #v == 0 then bad("image_urls", "a list of images", v) end
     local list = {}
-    for i = 1, #v do list[i] = file_ref(string.format("image_urls[%d]", i), v[i]) end
+    for i = 1, #v do list[i] = file_ref("image_urls", v[i], i) end
     out.image_urls = list
   end
   if out.image_url ~= nil then out.image_url = file_ref("image_url", out.image_url) end

@@ -1,6 +1,7 @@
 /*
 ** fuzz_json.c — libFuzzer target: status objects and error bodies as the Lua side parses them
-** (editflow.json's decoder, core.json_decode over src/engine/ef_json.c, then editflow.errors'
+** (editflow.json's decoder, core.json_decode over src/engine/ef_json.c, and its projection
+** json.decode_some, which must accept exactly the same texts; then editflow.errors'
 ** reading of fal's error shapes, then a job's reading of a status object). Lua errors are allowed only as returned values; anything
 ** raised is a defect.
 */
@@ -21,6 +22,12 @@ static const char harness[] =
   "local Job = require 'editflow.job'\n"
   "return function(text)\n"
   "  local v = json.decode(text)\n"
+  "  local some = json.decode_some(text, { status = true, logs = 1, error = true })\n"
+  "  assert((v == nil) == (some == nil), 'decode_some must accept exactly what decode accepts')\n"
+  "  if type(v) == 'table' and type(some) == 'table' and getmetatable(v) == nil then\n"
+  "    assert(some.status == v.status or type(v.status) == 'table')\n"
+  "    assert(type(v.logs) ~= 'table' or #some.logs == #v.logs)\n"
+  "  end\n"
   "  local e = errors.from_http({ status = 500, body = text, headers = {} }, 'fuzz', 'id')\n"
   "  assert(type(e.message) == 'string')\n"
   "  if type(v) == 'table' and type(v.status) == 'string' then\n"

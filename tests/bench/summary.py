@@ -1,0 +1,58 @@
+"""Reads tests/bench/run's rows (stdin) and prints issue 12's figures against its targets:
+medians of the 1,000-job/200-in-flight runs with their min-max spread, CPU flatness from 100 to
+10,000 jobs at 1,000 in flight, and the 100,000-job run's resident set. Standard library only."""
+import statistics
+import sys
+
+COLS = ["jobs", "in_flight", "follow", "wall", "cpu", "cpu_ms", "rss", "heap", "req", "fds",
+        "dirs", "p50", "p95", "rss10", "rss_end", "open", "failed"]
+
+
+def num(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+rows = []
+for line in sys.stdin:
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) == len(COLS) and cells[0].isdigit():
+        rows.append(dict(zip(COLS, [num(c) if i != 2 else c for i, c in enumerate(cells)])))
+
+
+def spread(key, sel):
+    vals = [r[key] for r in sel if r[key] is not None]
+    if not vals:
+        return "n/a"
+    return "%.3g (%.3g-%.3g, %d runs)" % (statistics.median(vals), min(vals), max(vals), len(vals))
+
+
+def verdict(ok):
+    return "met" if ok else "NOT met"
+
+
+small = [r for r in rows if r["jobs"] == 1000 and r["in_flight"] == 200]
+flat = {int(r["jobs"]): r for r in rows if r["in_flight"] == 1000 and r["p50"] is not None}
+big = [r for r in rows if r["jobs"] == 100000]
+print("| figure | target | measured (median, min-max) | |")
+print("|---|---|---|---|")
+if small:
+    med = lambda k: statistics.median(r[k] for r in small)
+    print("| CPU ms per job, 1k jobs / 200 in flight | <= 0.5 | %s | %s |" % (spread("cpu_ms", small), verdict(med("cpu_ms") <= 0.5)))
+    print("| result lag p50 ms | <= 10 | %s | %s |" % (spread("p50", small), verdict(med("p50") <= 10)))
+    print("| result lag p95 ms | <= 30 | %s | %s |" % (spread("p95", small), verdict(med("p95") <= 30)))
+    print("| peak RSS MB, 1k / 200 | (reported) | %s | |" % spread("rss", small))
+    print("| fdatasyncs per job (group commit) | (reported) | %s | |" % spread("fds", small))
+if 10000 in flat:
+    print("| peak RSS MB, 10k jobs / 1,000 in flight | < 64 | %.1f | %s |" % (flat[10000]["rss"], verdict(flat[10000]["rss"] < 64)))
+if len(flat) >= 2:
+    base = flat[max(flat)]["cpu_ms"]
+    parts = ", ".join("%d: %.3f" % (k, flat[k]["cpu_ms"]) for k in sorted(flat))
+    worst = max(abs(flat[k]["cpu_ms"] / base - 1) for k in flat)
+    print("| CPU ms per job flat from 100 to 10k jobs (1,000 in flight) | within +-20%% | %s (widest %.0f%% from the 10k run) | %s |" % (parts, worst * 100, verdict(worst <= 0.2)))
+if big:
+    r = big[0]
+    print("| 100k jobs: RSS MB after 10k jobs -> at the end | flat | %.1f -> %.1f (peak %.1f), %d failed | %s |" % (
+        r["rss10"], r["rss_end"], r["rss"], r["failed"], verdict(r["failed"] == 0 and r["rss_end"] <= r["rss10"] * 1.1 + 2)))
