@@ -115,7 +115,7 @@ size_t ef_loop_running(const ef_loop *l);
 ** timer and the armed wakeup; 0 when work is ready now (also finished transfers or events not
 ** yet popped); -1 when nothing is due (only socket activity can bring work).
 */
-int ef_loop_fd(const ef_loop *l);
+int ef_loop_fd(ef_loop *l); /* also starts keeping the descriptor's timer armed */
 void ef_loop_arm(ef_loop *l, long ms);
 long ef_loop_timeout_ms(const ef_loop *l);
 /* The readiness backend compiled in: "epoll" or "poll" (CMake option EDITFLOW_POLLER). */

@@ -12,9 +12,10 @@
 ** transfers, and easy handles are reset and reused, so requests to one host reuse both.
 **
 ** The host hook (ef_loop_fd, ef_loop_arm, ef_loop_timeout_ms): the loop's due time is the
-** earlier of libcurl's timer and a wakeup the caller armed. Every change to either is pushed
-** to the backend at once (rearm), and each step ends by pushing it again, which also drains
-** a wakeup that fired; so the backend's descriptor is readable exactly while there is work.
+** earlier of libcurl's timer and a wakeup the caller armed. Once a host has asked for the
+** descriptor, every change to either is pushed to the backend at once (rearm), and each step
+** ends by pushing it again, which also drains a wakeup that fired; so the backend's
+** descriptor is readable exactly while there is work.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
@@ -39,6 +40,7 @@ struct ef_loop {
   ef_xfer **news; /* running transfers with unreported events; NULL slots were withdrawn */
   size_t nnews, capnews, nextnews;
   ef_disk *disk;  /* the disk workers (ef_disk.c), made on first use; NULL until then */
+  int hooked;     /* a host asked for the descriptor (ef_loop_fd): keep its timer armed */
 };
 
 /*
@@ -135,7 +137,15 @@ static long long due_ms(const ef_loop *l) {
   return l->deadline_ms < l->wake_ms ? l->deadline_ms : l->wake_ms;
 }
 
-static void rearm(ef_loop *l) { ef_poller_arm(l->poller, due_ms(l)); }
+/*
+** The backend's timer exists for a host that waits on the loop's descriptor. Until one asked
+** for it (ef_loop_fd), steps wait with the due time as their timeout and the timer is left
+** alone: arming it costs a system call, and libcurl moves its timer several times a request.
+*/
+static void rearm(ef_loop *l) {
+  if (l->hooked)
+    ef_poller_arm(l->poller, due_ms(l));
+}
 
 /* libcurl's socket callback: mirror what it wants watched into the backend's set. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
@@ -326,7 +336,14 @@ int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen) {
   return 0;
 }
 
-int ef_loop_fd(const ef_loop *l) { return ef_poller_fd(l->poller); }
+int ef_loop_fd(ef_loop *l) {
+  int fd = ef_poller_fd(l->poller);
+  if (fd >= 0 && !l->hooked) {
+    l->hooked = 1;
+    rearm(l); /* from now on the descriptor tells when the loop is due */
+  }
+  return fd;
+}
 
 void ef_loop_arm(ef_loop *l, long ms) {
   long long t = now_ms();
