@@ -57,8 +57,7 @@ local function settle(self, target, ok, err)
   end
   local hi = self.on_failed and self.on_failed(target) or target
   if hi > self.synced then
-    self.fails[#self.fails + 1] = { lo = self.synced + 1, hi = hi, err = err }
-    if #self.fails > 16 then table.remove(self.fails, 1) end
+    self.fails[#self.fails + 1] = { lo = self.synced + 1, hi = hi, err = err }  -- kept: rare
     self.synced = hi
   end
 end
@@ -86,12 +85,16 @@ function Group:wait(ticket)
       self.syncs = self.syncs + 1  -- how many syncs it took (a test and the benchmark read it)
       local target, turn = self.made, self.turn
       local ok, okr, err = pcall(function() return finish(self.start()) end)
-      if not ok then okr, err = nil, tostring(okr) end
       self.busy = false
       self.turn = runtime.signal()
-      settle(self, target, okr, err)
-      turn:fire()
-      if not ok then error(err, 0) end
+      -- Settled only on the op's own answer. An error raised while waiting (a signal's
+      -- "interrupted", a closed loop) says nothing about the sync, which may well have worked:
+      -- nothing is failed or cut then, and the next waiter starts another sync.
+      local sok, serr = true, nil
+      if ok then sok, serr = pcall(settle, self, target, okr, err) end
+      turn:fire()  -- whatever happened, nobody stays parked on this turn
+      if not ok then error(okr, 0) end
+      if not sok then error(serr, 0) end
     end
   end
   return outcome(self, ticket)
@@ -143,35 +146,68 @@ end
 local Log = {}
 Log.__index = Log
 
+local logs = {}  -- path -> log: one per file in a Lua state (one durable end, one group)
+
+-- Whether the file's byte before `size` is not a newline (a torn last line: the next record
+-- must start on a line of its own).
+local function torn_at(path, size)
+  if size <= 0 then return false end
+  local f = io.open(path, "rb")
+  if not f then return false end
+  f:seek("set", size - 1)
+  local c = f:read(1)
+  f:close()
+  return c ~= "\n"
+end
+
 -- durable.log(path) -> log | nil, message: a file records are appended to, each durable
--- before append returns, many records to one fdatasync.
+-- before log:wait(ticket) returns, many records to one fdatasync. Every caller on the same
+-- path in this Lua state shares one log (two journals on one folder must agree on where the
+-- file's durable end is); each closes it once.
 function M.log(path)
+  local self = logs[path]
+  if self then
+    self.users = self.users + 1
+    return self
+  end
   local file, err = core.open_log(path)
   if not file then return nil, err end
-  local self = setmetatable({ path = path, file = file, ends = {}, durable_end = file:size() }, Log)
+  local size = file:size() or 0
+  self = setmetatable({ path = path, file = file, ends = {}, durable_end = size, users = 1,
+    listeners = {}, pending_newline = torn_at(path, size) }, Log)
   self.group = M.group(function() return runtime.loop():sync(file, "data") end,
     function() return file:sync() end)
   self.group.on_synced = function(target)
     self.durable_end = self.ends[target] or self.durable_end
     for t in pairs(self.ends) do if t <= target then self.ends[t] = nil end end
-    if self.on_durable then self.on_durable(target) end
+    for l in pairs(self.listeners) do l.on_durable(target) end
   end
   -- A failed fdatasync leaves every record since the last good one in doubt (the kernel may
   -- have dropped them): cut the file back to its durable end, failing all of them.
   self.group.on_failed = function(_)
-    local ok, cerr = file:cut(self.durable_end)
+    local upto = self.group.made
     self.ends = {}
-    if self.on_cut then self.on_cut(self.group.made, ok, cerr) end
-    return self.group.made
+    for l in pairs(self.listeners) do l.on_cut(upto) end
+    -- If even the cut fails the file may end in a partial record: the next one starts on a
+    -- line of its own, and a reader skips the torn line. The records stay failed either way.
+    self.pending_newline = not file:cut(self.durable_end) or torn_at(path, self.durable_end)
+    return upto
   end
+  logs[path] = self
   return self
 end
 
+-- log:listen(l): l.on_durable(upto) once the tickets up to upto are durable, l.on_cut(upto)
+-- when those not yet durable up to upto were cut away.
+function Log:listen(l) self.listeners[l] = true end
+
 -- log:write(line) -> ticket | nil, message, code: the line is in the file (not yet durable:
--- log:wait(ticket)). On failure the file still ends where it did.
+-- log:wait(ticket)), on a line of its own. On failure the file still ends where it did.
 function Log:write(line)
+  if self.pending_newline then line = "\n" .. line end
   local size, err, code = self.file:append(line)
   if not size then return nil, err, code end
+  self.pending_newline = false
   local t = self.group:mark()
   self.ends[t] = size
   return t
@@ -179,8 +215,15 @@ end
 
 function Log:wait(ticket) return self.group:wait(ticket) end
 
-function Log:close()
-  if self.file then self.file:close() self.file = nil end
+-- log:close([listener]): this user is done with it; the file closes with the last one.
+function Log:close(l)
+  if l then self.listeners[l] = nil end
+  self.users = self.users - 1
+  if self.users <= 0 and self.file then
+    self.file:close()
+    self.file = nil
+    if logs[self.path] == self then logs[self.path] = nil end
+  end
 end
 
 return M

@@ -56,15 +56,15 @@ end
 local function records_of(line)
   local rec = json.decode(line)
   if type(rec) == "table" then return { rec } end
-  local out, from = {}, 1
-  while true do
-    local at = line:find('{"t":"', from + 1, true)
+  local from = 1
+  while true do  -- the last complete record in the line (keys are sorted: any may come first)
+    local at = line:find('{"', from + 1, true)
     if not at then break end
     local r = json.decode(line:sub(at))
-    if type(r) == "table" then out[#out + 1] = r break end
+    if type(r) == "table" and type(r.t) == "string" then return { r } end
     from = at
   end
-  return out
+  return {}
 end
 
 -- journal.open(dir [, {lock = false}]) -> journal; raises naming the folder when it cannot
@@ -91,13 +91,10 @@ function M.open(dir, opts)
   end
   local f = io.open(self.path, "rb")
   if f then
-    local size = f:seek("end")
-    if size and size > 0 then
-      f:seek("set", size - 1)
-      self.pending_newline = f:read(1) ~= "\n"  -- a torn last line: start the next on its own
-    end
-    f:seek("set", 0)
-    for line in f:lines() do
+    -- opts.upto: read only that many bytes (what is durable, when a journal reads back its own)
+    local lines = f:lines()
+    if opts and opts.upto then lines = (f:read(opts.upto) or ""):gmatch("[^\n]+") end
+    for line in lines do
       local recs = records_of(line)
       if #recs == 0 and line ~= "" then self.torn = self.torn + 1 end
       for _, rec in ipairs(recs) do
@@ -196,7 +193,8 @@ end
 function Journal:get(key)
   if self.reread then
     self.reread = false
-    local fresh = M.open(self.dir, { lock = false })
+    -- only what is durable: records still waiting for their sync are folded when it ends
+    local fresh = M.open(self.dir, { lock = false, upto = self.log and self.log.durable_end })
     self.jobs, self.ids = fresh.jobs, fresh.ids
   end
   return self.jobs[key]
@@ -217,18 +215,22 @@ end
 local function open_log(self)
   local log, err = durable.log(self.path)
   if not log then return nil, err end
-  self.log, self.pending, self.folded = log, {}, 0
-  log.on_durable = function(upto)
-    for t = self.folded + 1, upto do
-      local rec = self.pending[t]
-      if rec then self.pending[t] = nil fold(self, rec) end
-    end
-    self.folded = upto
-  end
-  log.on_cut = function(upto)  -- a failed sync: these records are gone from the file
-    for t = self.folded + 1, upto do self.pending[t] = nil end
-    self.folded = upto
-  end
+  self.log, self.pending, self.folded = log, {}, log.group.synced
+  -- This journal's records only (another journal of this process may share the file).
+  self.listener = {
+    on_durable = function(upto)
+      for t = self.folded + 1, upto do
+        local rec = self.pending[t]
+        if rec then self.pending[t] = nil fold(self, rec) end
+      end
+      self.folded = upto
+    end,
+    on_cut = function(upto)  -- a failed sync: these records are gone from the file
+      for t = self.folded + 1, upto do self.pending[t] = nil end
+      self.folded = upto
+    end,
+  }
+  log:listen(self.listener)
   return log
 end
 
@@ -239,13 +241,11 @@ function Journal:append(rec)
   if #line > M.MAX_RECORD then
     return nil, string.format("journal record of %d bytes is over the limit of %d", #line, M.MAX_RECORD)
   end
-  if self.pending_newline then line = "\n" .. line end
   local log, err = self.log
   if not log then log, err = open_log(self) end
   local ticket
   if log then ticket, err = log:write(line) end
   if not ticket then return nil, "cannot write the journal " .. self.path .. ": " .. tostring(err) end
-  self.pending_newline = false
   self.pending[ticket] = rec
   local ok, serr = log:wait(ticket)
   if not ok then return nil, "cannot write the journal " .. self.path .. ": " .. tostring(serr) end
@@ -257,7 +257,7 @@ function Journal:blob_dir() return join(self.dir, M.BLOBS) end
 
 -- Releases the folder's lock (for every journal of this process on the folder).
 function Journal:close()
-  if self.log then self.log:close() self.log = nil end
+  if self.log then self.log:close(self.listener) self.log = nil end
   if self.lock then
     self.lock:close()
     for k, l in pairs(locks) do if l == self.lock then locks[k] = nil end end

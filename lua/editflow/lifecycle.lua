@@ -153,7 +153,9 @@ function Life:accepted(job)
     self:unknown(err)
     return nil, err
   end
-  if not self.journal then seen[h] = true end
+  -- Claimed now, not when the record is durable: another answer repeating this id while the
+  -- record waits for its fdatasync (or after it failed to be written) is caught too.
+  seen[h] = self.journal and self.key or true
   self.phase, self.job = "accepted", job
   job.life = self
   if self.journal then

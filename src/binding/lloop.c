@@ -220,9 +220,9 @@ static int loop_request(lua_State *L) {
 }
 
 /*
-** loop:step([timeout_ms]) -> array of the transfers that finished, then of the running event
-** streams that received events (each transfer at most once). Waits at most timeout_ms
-** (default 0: never blocks).
+** loop:step([timeout_ms]) -> array of the running event streams that received events, then
+** of the transfers that finished, then of the disk operations that finished (each at most
+** once). Waits at most timeout_ms (default 0: never blocks).
 */
 static int loop_step(lua_State *L) {
   lloop *lo = check_loop(L, 1);
@@ -238,6 +238,14 @@ static int loop_step(lua_State *L) {
   lua_newtable(L);
   lua_Integer n = 0;
   ef_xfer *x;
+  /* Event streams first: a job that learns it has ended starts fetching its result before
+  ** the turn's downloads and commits are handled (result lag is what a user waits on). */
+  while ((x = ef_loop_pop_news(lo->l)) != NULL) { /* still running: stays in the set */
+    if (lua_rawgetp(L, -2, x) == LUA_TUSERDATA)
+      lua_rawseti(L, -2, ++n);
+    else
+      lua_pop(L, 1);
+  }
   while ((x = ef_loop_pop_done(lo->l)) != NULL) {
     if (lua_rawgetp(L, -2, x) == LUA_TUSERDATA) {
       lua_rawseti(L, -2, ++n);
@@ -251,12 +259,6 @@ static int loop_step(lua_State *L) {
   while ((d = ef_loop_pop_disk(lo->l)) != NULL)
     if (ef_lua_disk_reported(L, -2, d))
       lua_rawseti(L, -2, ++n);
-  while ((x = ef_loop_pop_news(lo->l)) != NULL) { /* still running: stays in the set */
-    if (lua_rawgetp(L, -2, x) == LUA_TUSERDATA)
-      lua_rawseti(L, -2, ++n);
-    else
-      lua_pop(L, 1);
-  }
   return 1;
 }
 

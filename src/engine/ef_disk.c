@@ -89,8 +89,10 @@ static char *dup_str(const char *s) {
 static void dop_release(ef_dop *d) {
   if (d->fd >= 0)
     (void)close(d->fd);
-  if (d->kind == EF_DOP_COMMIT && d->path && d->state == OP_NEW)
-    (void)unlink(d->path); /* never worked: the temporary file is no one's now */
+  /* A commit's temporary file that no one will name: it never ran, or its name was taken
+  ** and the file was not taken back (ef_xfer_adopt_temp) -- no one's now. */
+  if (d->kind == EF_DOP_COMMIT && d->path && (d->state == OP_NEW || d->err == EEXIST))
+    (void)unlink(d->path);
   free(d->path);
   free(d->final);
   free(d->data);
@@ -173,8 +175,8 @@ static void run_commit(ef_dop *d) {
 }
 
 static void run_write(ef_dop *d) {
-  char err[16];
-  d->err = ef_write_file(d->final, d->data, d->len, d->replace, 0, err, sizeof err);
+  /* no message here: strerror is not thread-safe; ef_dop_result words it on the loop's thread */
+  d->err = ef_write_file(d->final, d->data, d->len, d->replace, 0, NULL, 0);
   d->failed = d->final;
 }
 

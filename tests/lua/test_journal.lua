@@ -115,4 +115,68 @@ T.case("group commit: many tasks' records share fdatasyncs, count once durable, 
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("review: an id repeated while its accepted record waits for its sync is still caught", function()
+  local runtime = require "editflow.runtime"
+  local lifecycle = require "editflow.lifecycle"
+  local d = T.tmpdir()
+  local jr = journal.open(d)
+  local client = { journal = jr, endpoint = "fal-ai/x" }
+  local results, tasks = {}, {}
+  for i = 1, 2 do
+    tasks[i] = runtime.spawn(function()
+      local life = lifecycle.begin(client, '{"prompt":"p' .. i .. '","seed":' .. i .. '}')
+      life:intent()
+      runtime.sleep(0.05)  -- both answers arrive in the same turn
+      local ok, err = life:accepted { request_id = "same-id-123" }
+      results[i] = ok and "accepted" or err.code
+    end)
+  end
+  for i = 1, 2 do runtime.join(tasks[i]) end
+  table.sort(results)
+  T.eq(results[1] .. "," .. results[2], "REPEATED_ID,accepted", "one keeps the id, the other is refused")
+  T.eq(count(d .. "/" .. journal.FILE, "accepted"), 1, "one accepted record for the id")
+  jr:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("review: two journals on one folder share one log; a failed sync never cuts the other's durable record", function()
+  local d = T.tmpdir()
+  local A, B = journal.open(d), journal.open(d)  -- two clients on one folder (they share the lock)
+  assert(A:append { t = "intent", key = "a-1" })
+  assert(B:append { t = "intent", key = "b-1" })  -- durable: B was told so
+  T.ok(A.log == B.log, "one log for the file")
+  local start = A.log.group.start
+  A.log.group.start = function() return nil, "Input/output error (simulated)" end
+  local ok, err = A:append { t = "intent", key = "a-2" }
+  T.eq(ok, nil, "the record whose sync failed fails")
+  T.contains(err, "simulated", "with the sync's error")
+  local text = T.read(d .. "/" .. journal.FILE)
+  T.contains(text, '"b-1"', "B's durable record is still there")
+  T.ok(not text:find('"a-2"', 1, true), "the failed record is cut away")
+  A.log.group.start = start
+  assert(B:append { t = "intent", key = "b-2" })
+  T.eq(count(d .. "/" .. journal.FILE, "intent"), 3, "a-1, b-1, b-2: the file goes on from its durable end")
+  A:close()
+  assert(B:append { t = "intent", key = "b-3" })  -- the log stays open for B
+  B:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("review: an error raised while waiting for a sync (a signal) fails nothing and cuts nothing", function()
+  local d = T.tmpdir()
+  local jr = journal.open(d)
+  assert(jr:append { t = "intent", key = "k-1" })
+  local start = jr.log.group.start
+  jr.log.group.start = function() error("interrupted!", 0) end
+  local ok, err = pcall(jr.append, jr, { t = "intent", key = "k-2" })
+  T.eq(ok, false, "the error reaches the caller")
+  T.contains(tostring(err), "interrupted!", "as it was")
+  T.contains(T.read(d .. "/" .. journal.FILE), '"k-2"', "the record is not cut")
+  jr.log.group.start = start
+  assert(jr:append { t = "intent", key = "k-3" })  -- the next sync covers k-2 too
+  T.eq(count(d .. "/" .. journal.FILE, "intent"), 3, "all three on disk")
+  jr:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()
