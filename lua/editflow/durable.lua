@@ -33,12 +33,17 @@ Group.__index = Group
 
 -- durable.group(start [, in_place]) -> group. start() -> op | nil, message starts one sync
 -- on the loop; in_place() -> true | nil, message does it on this thread. The hooks of the
--- group's owner: g.on_synced(target) after a sync covered tickets up to target, and
+-- group's owner: g.on_synced(target) after a sync covered tickets up to target,
 -- g.on_failed(target) -> the last ticket to fail (the owner may have to undo more than the
--- sync covered, like a journal cut back to its durable end).
+-- sync covered, like a journal cut back to its durable end), g.on_idle() once nothing is
+-- running and every ticket is settled.
+--
+-- At most one sync of a group runs at a time, and every sync is settled by its own answer,
+-- exactly once: two syncs of one file at once could each see only part of a write-back
+-- error (the kernel reports it once), so one could say "durable" for what the other lost.
 function M.group(start, in_place)
   return setmetatable({ start = start, in_place = in_place, made = 0, synced = 0, syncs = 0,
-    busy = false, fails = {}, turn = runtime.signal() }, Group)
+    fails = {}, turn = runtime.signal() }, Group)
 end
 
 -- A ticket for what was just written.
@@ -57,7 +62,12 @@ local function settle(self, target, ok, err)
   end
   local hi = self.on_failed and self.on_failed(target) or target
   if hi > self.synced then
-    self.fails[#self.fails + 1] = { lo = self.synced + 1, hi = hi, err = err }  -- kept: rare
+    local last = self.fails[#self.fails]
+    if last and last.hi == self.synced and last.err == err then
+      last.hi = hi  -- one range for a run of failures (a folder whose fsync always fails)
+    else
+      self.fails[#self.fails + 1] = { lo = self.synced + 1, hi = hi, err = err }
+    end
     self.synced = hi
   end
 end
@@ -70,33 +80,67 @@ local function outcome(self, ticket)
   return true
 end
 
+-- Settles the running op with its answer and wakes whoever waits for the next turn.
+local function settle_op(self, ok, err)
+  local op, target, turn = self.op, self.op_target, self.turn
+  self.op, self.op_target = nil, nil
+  self.turn = runtime.signal()
+  -- Closed once the loop reported it; one settled by a blocking wait stays in the loop's set
+  -- until reported (a task may be waiting for it there) and is collected after.
+  if op:done() then op:close() end
+  local sok, serr = pcall(settle, self, target, ok, err)
+  turn:fire()  -- whatever happened, nobody stays parked on this turn
+  if not sok then error(serr, 0) end
+end
+
+local function idle(self)
+  if self.on_idle and not self.op and self.synced >= self.made then self.on_idle() end
+end
+
+-- Starts a sync covering every ticket so far; one that cannot be started on the loop runs in
+-- place (the records are in the file; only the worker was not to be had).
+local function begin(self)
+  self.syncs = self.syncs + 1  -- how many syncs it took (a test and the benchmark read it)
+  local target = self.made
+  local op = self.start()
+  if op then
+    self.op, self.op_target = op, target
+    return
+  end
+  local ok, err = self.in_place()
+  local turn = self.turn
+  self.turn = runtime.signal()
+  local sok, serr = pcall(settle, self, target, ok, err)
+  turn:fire()
+  if not sok then error(serr, 0) end
+end
+
 -- g:wait(ticket) -> true once what the ticket stands for is durable | nil, message.
 function Group:wait(ticket)
   while self.synced < ticket do
-    if not runtime.can_wait() then
-      local target = self.made
-      self.syncs = self.syncs + 1
-      local ok, err = self.in_place()
-      settle(self, target, ok, err)
-    elseif self.busy then
+    local op = self.op
+    if op and not runtime.can_wait() then
+      settle_op(self, op:wait())  -- its answer first, blocking this thread: never two at once
+    elseif op and self.awaiting then
       self.turn:wait()
+    elseif op then
+      -- Nobody is waiting for the running op (none yet, or its waiter was interrupted): this
+      -- caller does. An error raised meanwhile (a signal) leaves it running, to be settled by
+      -- the next waiter with its own answer.
+      self.awaiting = true
+      local ok, err = pcall(runtime.await, op)
+      self.awaiting = false
+      if not ok then error(err, 0) end
+      if self.op == op then settle_op(self, op:result()) end
+    elseif not runtime.can_wait() then
+      self.syncs = self.syncs + 1
+      local target = self.made
+      settle(self, target, self.in_place())
     else
-      self.busy = true
-      self.syncs = self.syncs + 1  -- how many syncs it took (a test and the benchmark read it)
-      local target, turn = self.made, self.turn
-      local ok, okr, err = pcall(function() return finish(self.start()) end)
-      self.busy = false
-      self.turn = runtime.signal()
-      -- Settled only on the op's own answer. An error raised while waiting (a signal's
-      -- "interrupted", a closed loop) says nothing about the sync, which may well have worked:
-      -- nothing is failed or cut then, and the next waiter starts another sync.
-      local sok, serr = true, nil
-      if ok then sok, serr = pcall(settle, self, target, okr, err) end
-      turn:fire()  -- whatever happened, nobody stays parked on this turn
-      if not ok then error(okr, 0) end
-      if not sok then error(serr, 0) end
+      begin(self)
     end
   end
+  idle(self)
   return outcome(self, ticket)
 end
 
@@ -177,6 +221,14 @@ function M.log(path)
     listeners = {}, pending_newline = torn_at(path, size) }, Log)
   self.group = M.group(function() return runtime.loop():sync(file, "data") end,
     function() return file:sync() end)
+  -- The last user closed it while syncs were due: the file closes once they are settled.
+  self.group.on_idle = function()
+    if self.users <= 0 and self.file then
+      self.file:close()
+      self.file = nil
+      if logs[path] == self then logs[path] = nil end
+    end
+  end
   self.group.on_synced = function(target)
     self.durable_end = self.ends[target] or self.durable_end
     for t in pairs(self.ends) do if t <= target then self.ends[t] = nil end end
@@ -215,14 +267,14 @@ end
 
 function Log:wait(ticket) return self.group:wait(ticket) end
 
--- log:close([listener]): this user is done with it; the file closes with the last one.
+-- log:close([listener]): this user is done with it. The file closes with the last user,
+-- once every sync due is settled (a task may still wait for its record).
 function Log:close(l)
   if l then self.listeners[l] = nil end
   self.users = self.users - 1
-  if self.users <= 0 and self.file then
-    self.file:close()
-    self.file = nil
-    if logs[self.path] == self then logs[self.path] = nil end
+  if self.users <= 0 then
+    local g = self.group
+    if not g.op and g.synced >= g.made then g.on_idle() end
   end
 end
 

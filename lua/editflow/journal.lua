@@ -53,15 +53,31 @@ end
 
 -- The records in one line: normally one; a torn record glued to the next one (what an older
 -- editflow left after a failed append) gives the ones that still read.
-local function records_of(line)
+-- Whether a record found inside a damaged line has the shape of one editflow writes (a line
+-- can hold server data with any shape, a nested object with "t" and "key" included).
+local KINDS = { intent = true, accepted = true, refused = true, unknown = true, done = true,
+  failed = true, cancel = true, saved = true }
+local function plausible(r)
+  if type(r) ~= "table" or type(r.t) ~= "string" then return false end
+  -- never "complete" (a nested {"t":"complete"} in server output must not end a crashed
+  -- run: its seedless jobs would be sent again; a real one lost only means reuse over resample)
+  if r.t == "upload" then return type(r.sha256) == "string" and r.sha256:match("^%x+$") ~= nil end
+  return KINDS[r.t] and type(r.key) == "string" and r.key:match("^%x+%-%d+[%-r%d]*$") ~= nil
+end
+
+-- The records in one line: normally one; a torn record glued to the next one (what an older
+-- editflow left after a failed append) gives the last one that still reads. A line the file
+-- ends with, unterminated, is torn by a crash and never repaired.
+local function records_of(line, terminated)
   local rec = json.decode(line)
   if type(rec) == "table" then return { rec } end
+  if not terminated then return {} end
   local from = 1
-  while true do  -- the last complete record in the line (keys are sorted: any may come first)
+  while true do  -- keys are sorted, so a record may start with any of them
     local at = line:find('{"', from + 1, true)
     if not at then break end
     local r = json.decode(line:sub(at))
-    if type(r) == "table" and type(r.t) == "string" then return { r } end
+    if plausible(r) then return { r } end
     from = at
   end
   return {}
@@ -91,11 +107,14 @@ function M.open(dir, opts)
   end
   local f = io.open(self.path, "rb")
   if f then
-    -- opts.upto: read only that many bytes (what is durable, when a journal reads back its own)
-    local lines = f:lines()
-    if opts and opts.upto then lines = (f:read(opts.upto) or ""):gmatch("[^\n]+") end
-    for line in lines do
-      local recs = records_of(line)
+    -- opts.upto: read only that many bytes (what is durable, when a journal reads back its own),
+    -- whole lines of it
+    local lines = f:lines("L")
+    if opts and opts.upto then lines = ((f:read(opts.upto) or ""):match("^.*\n") or ""):gmatch("[^\n]*\n") end
+    for raw in lines do
+      local terminated = raw:sub(-1) == "\n"
+      local line = terminated and raw:sub(1, -2) or raw
+      local recs = records_of(line, terminated)
       if #recs == 0 and line ~= "" then self.torn = self.torn + 1 end
       for _, rec in ipairs(recs) do
         if rec.t == "complete" then
@@ -195,6 +214,8 @@ function Journal:get(key)
     self.reread = false
     -- only what is durable: records still waiting for their sync are folded when it ends
     local fresh = M.open(self.dir, { lock = false, upto = self.log and self.log.durable_end })
+    -- ids claimed here whose records are not durable yet stay claimed
+    for h, v in pairs(self.ids) do if fresh.ids[h] == nil then fresh.ids[h] = v end end
     self.jobs, self.ids = fresh.jobs, fresh.ids
   end
   return self.jobs[key]

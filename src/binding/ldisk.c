@@ -148,6 +148,20 @@ static int op_result(lua_State *L) {
   return fail(L, err, r == 1 ? "EXISTS" : "FILE_WRITE");
 }
 
+/* op:wait() -> as op:result(), after blocking this thread until the op's worker finished it
+** (for a caller that may not wait on the loop). The loop still reports the op afterwards. */
+static int op_wait(lua_State *L) {
+  ldop *o = check_op(L, 1);
+  ef_dop_wait(o->d);
+  char err[512];
+  int r = ef_dop_result(o->d, err, sizeof err);
+  if (r == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return fail(L, err, r == 1 ? "EXISTS" : "FILE_WRITE");
+}
+
 static int op_close(lua_State *L) {
   ldop *o = luaL_checkudata(L, 1, EF_DOP_MT);
   if (o->d) {
@@ -158,7 +172,8 @@ static int op_close(lua_State *L) {
 }
 
 static const luaL_Reg meth[] = {
-  {"done", op_done}, {"result", op_result}, {"close", op_close}, {NULL, NULL}};
+  {"done", op_done}, {"result", op_result}, {"wait", op_wait}, {"close", op_close},
+  {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {
   {"__index", NULL}, {"__gc", op_close}, {"__close", op_close}, {NULL, NULL}};

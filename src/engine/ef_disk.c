@@ -58,6 +58,7 @@ struct ef_dop {
 struct ef_disk {
   pthread_mutex_t mu;
   pthread_cond_t work;
+  pthread_cond_t finished;   /* broadcast whenever an op is done (ef_dop_wait) */
   ef_dop *qhead, *qtail;     /* queued, oldest first */
   ef_dop *dhead, *dtail;     /* finished, not yet taken by the loop */
   ef_dop *rhead, *rtail;     /* taken by the loop, to pop (the loop's thread only) */
@@ -203,6 +204,17 @@ static void run(ef_dop *d) {
 
 int ef_dop_done(const ef_dop *d) { return d->popped; }
 
+/* Blocks until a worker has finished d (the loop still reports it as usual afterwards). */
+void ef_dop_wait(ef_dop *d) {
+  ef_disk *k = d->disk;
+  if (k == NULL)
+    return; /* never handed to a loop, or already popped: nothing runs */
+  pthread_mutex_lock(&k->mu);
+  while (d->state != OP_DONE)
+    pthread_cond_wait(&k->finished, &k->mu);
+  pthread_mutex_unlock(&k->mu);
+}
+
 int ef_dop_result(const ef_dop *d, char *err, size_t errlen) {
   if (d->err == 0)
     return 0;
@@ -255,6 +267,7 @@ static void *worker(void *arg) {
     run(d);
     pthread_mutex_lock(&k->mu);
     d->state = OP_DONE;
+    pthread_cond_broadcast(&k->finished);
     int was_empty = k->dhead == NULL;
     push(&k->dhead, &k->dtail, d); /* an orphan too: ef_disk_pop frees it and counts it */
     if (was_empty && !k->notified) {
@@ -292,7 +305,7 @@ ef_disk *ef_disk_new(void) {
     free(k);
     return NULL;
   }
-  if (pthread_cond_init(&k->work, NULL) != 0) {
+  if (pthread_cond_init(&k->work, NULL) != 0 || pthread_cond_init(&k->finished, NULL) != 0) {
     pthread_mutex_destroy(&k->mu);
     close(p[0]);
     close(p[1]);
@@ -416,6 +429,7 @@ void ef_disk_free(ef_disk *k) {
     /* popped now: its owner frees it (and finds it done) */
   }
   pthread_cond_destroy(&k->work);
+  pthread_cond_destroy(&k->finished);
   pthread_mutex_destroy(&k->mu);
   close(k->pipe_r);
   close(k->pipe_w);

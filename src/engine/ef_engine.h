@@ -149,6 +149,9 @@ int ef_loop_disk(ef_loop *l, ef_dop *d, char *err, size_t errlen);
 ef_dop *ef_loop_pop_disk(ef_loop *l);
 size_t ef_loop_disk_pending(const ef_loop *l); /* handed to the loop and not yet popped */
 int ef_dop_done(const ef_dop *d);              /* popped: the result is known */
+/* Blocks until d's worker has finished it, without the loop (for a caller that may not wait
+** on the loop); ef_dop_result is then readable. The loop still pops and reports d later. */
+void ef_dop_wait(ef_dop *d);
 /* 0 it worked; 1 the name was taken (commit, write with replace 0); -1 failed, err says. */
 int ef_dop_result(const ef_dop *d, char *err, size_t errlen);
 void ef_dop_free(ef_dop *d);

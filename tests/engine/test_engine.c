@@ -995,6 +995,15 @@ static void test_disk(void) {
   ef_dop_free(d);
   CHECK(!hidden_in(dir));
 
+  /* A blocking wait, without the loop: the result is readable; the loop still reports it. */
+  d = ef_dop_write(c, "blocking", 8, 1);
+  CHECK(ef_loop_disk(l, d, err, sizeof err) == 0);
+  ef_dop_wait(d);
+  CHECK(!ef_dop_done(d) && ef_dop_result(d, err, sizeof err) == 0 && disk_size(c) == 8);
+  wait_op(l, d, NULL);
+  CHECK(ef_dop_done(d) && ef_loop_disk_pending(l) == 0);
+  ef_dop_free(d);
+
   /* Freed while running: the op still finishes, is collected, and nothing leaks (valgrind). */
   d = ef_dop_write(c, "orphan", 6, 1);
   CHECK(ef_loop_disk(l, d, err, sizeof err) == 0);

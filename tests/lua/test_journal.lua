@@ -145,15 +145,17 @@ T.case("review: two journals on one folder share one log; a failed sync never cu
   assert(A:append { t = "intent", key = "a-1" })
   assert(B:append { t = "intent", key = "b-1" })  -- durable: B was told so
   T.ok(A.log == B.log, "one log for the file")
-  local start = A.log.group.start
+  local start, in_place = A.log.group.start, A.log.group.in_place
+  -- the sync fails (a worker that cannot be had falls back to an fdatasync in place: fail both)
   A.log.group.start = function() return nil, "Input/output error (simulated)" end
+  A.log.group.in_place = function() return nil, "Input/output error (simulated)" end
   local ok, err = A:append { t = "intent", key = "a-2" }
   T.eq(ok, nil, "the record whose sync failed fails")
   T.contains(err, "simulated", "with the sync's error")
   local text = T.read(d .. "/" .. journal.FILE)
   T.contains(text, '"b-1"', "B's durable record is still there")
   T.ok(not text:find('"a-2"', 1, true), "the failed record is cut away")
-  A.log.group.start = start
+  A.log.group.start, A.log.group.in_place = start, in_place
   assert(B:append { t = "intent", key = "b-2" })
   T.eq(count(d .. "/" .. journal.FILE, "intent"), 3, "a-1, b-1, b-2: the file goes on from its durable end")
   A:close()
@@ -176,6 +178,92 @@ T.case("review: an error raised while waiting for a sync (a signal) fails nothin
   assert(jr:append { t = "intent", key = "k-3" })  -- the next sync covers k-2 too
   T.eq(count(d .. "/" .. journal.FILE, "intent"), 3, "all three on disk")
   jr:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("review 2: a sync's failure is never hidden by a caller that syncs in place meanwhile", function()
+  local runtime = require "editflow.runtime"
+  local d = T.tmpdir()
+  local jr = journal.open(d)
+  assert(jr:append { t = "intent", key = "k-0" })
+  local g = jr.log.group
+  local start = g.start
+  g.start = function() return runtime.loop():sync_dir(d .. "/no-such-folder") end  -- a real op that fails
+  local res = {}
+  local t1 = runtime.spawn(function() res[1] = table.pack(jr:append { t = "intent", key = "k-1" }) end)
+  local t2 = runtime.spawn(function()
+    local cw = runtime.can_wait
+    runtime.can_wait = function() return false end  -- a hosted caller outside a task
+    res[2] = table.pack(pcall(jr.append, jr, { t = "intent", key = "k-2" }))
+    runtime.can_wait = cw
+  end)
+  runtime.join(t1) runtime.join(t2)
+  g.start = start
+  T.eq(res[1][1], nil, "the record whose sync failed is told so")
+  T.eq(res[2][1], true, "the in-place caller returns")
+  T.eq(res[2][2], nil, "and its record, cut with the others after the durable end, failed too")
+  T.eq(count(d .. "/" .. journal.FILE, "intent"), 1, "only k-0 is in the file")
+  assert(jr:append { t = "intent", key = "k-3" })
+  jr:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("review 2: a sync whose waiter was interrupted is settled by its own answer, not a later one", function()
+  local runtime = require "editflow.runtime"
+  local d = T.tmpdir()
+  local jr = journal.open(d)
+  assert(jr:append { t = "intent", key = "k-0" })
+  local g = jr.log.group
+  local start = g.start
+  g.start = function() return runtime.loop():sync_dir(d .. "/no-such-folder") end
+  local await = runtime.await
+  runtime.await = function() runtime.await = await error("interrupted!", 0) end
+  local ok, err = pcall(jr.append, jr, { t = "intent", key = "k-1" })
+  T.eq(ok, false, "the signal reaches the caller")
+  T.contains(tostring(err), "interrupted!", "as it was")
+  g.start = start
+  local ok2 = jr:append { t = "intent", key = "k-2" }
+  T.eq(ok2, nil, "the failed sync's answer is read: what it covered and what came after is cut")
+  T.eq(#g.fails >= 1, true, "the failure is recorded")
+  assert(jr:append { t = "intent", key = "k-3" })
+  local text = T.read(d .. "/" .. journal.FILE)
+  T.ok(not text:find('"k-1"', 1, true) and text:find('"k-3"', 1, true), "k-1 cut, k-3 durable")
+  jr:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("review 2: closing a journal while tasks wait for their records lets them finish", function()
+  local runtime = require "editflow.runtime"
+  local d = T.tmpdir()
+  local jr = journal.open(d)
+  local log = (assert(jr:append { t = "intent", key = "k-0" }) and jr.log)
+  local res = {}
+  local t1 = runtime.spawn(function() res[1] = table.pack(pcall(jr.append, jr, { t = "intent", key = "k-1" })) end)
+  local t2 = runtime.spawn(function() res[2] = table.pack(pcall(jr.append, jr, { t = "intent", key = "k-2" })) end)
+  local t3 = runtime.spawn(function() jr:close() end)
+  runtime.join(t1) runtime.join(t2) runtime.join(t3)
+  T.eq(res[1][1] and res[1][2], true, "the first waiter's record is durable")
+  T.eq(res[2][1] and res[2][2], true, "and the second's")
+  T.eq(count(d .. "/" .. journal.FILE, "intent"), 3, "all three in the file")
+  T.eq(log.file, nil, "the file closed once nothing was due")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("review 2: a nested {\"t\":\"complete\"} in a torn line never completes a run", function()
+  local d = T.tmpdir()
+  local f = assert(io.open(d .. "/" .. journal.FILE, "w"))
+  f:write('{"key":"00000000000000aa-1","t":"intent"}\n')
+  f:write('{"key":"00000000000000aa-1","output":{"x":{"t":"complete"}\n')  -- torn, then ended
+  f:write('{"key":"00000000000000bb-1","t":"intent"}\n')
+  f:close()
+  local jr = journal.open(d, { lock = false })
+  T.eq(jr.epoch, 0, "no run completed")
+  T.eq(jr.torn, 1, "the torn line is counted")
+  T.eq(jr:get("00000000000000bb-1").state, "intent", "the records after it read")
+  local half = #'{"key":"00000000000000aa-1","t":"intent"}\n' + 10
+  local part = journal.open(d, { lock = false, upto = half })
+  T.eq(part.torn, 0, "reading up to the middle of a line leaves that line out")
+  T.eq(part:get("00000000000000aa-1").state, "intent", "and keeps the whole ones")
   os.execute("rm -rf " .. T.quote(d))
 end)
 
