@@ -133,14 +133,10 @@ static int op_done(lua_State *L) {
   return 1;
 }
 
-/* op:result() -> true | nil, message, "EXISTS" (the name was taken) | nil, message,
-** "FILE_WRITE"; raises while the op still runs. */
-static int op_result(lua_State *L) {
-  ldop *o = check_op(L, 1);
-  if (!ef_dop_done(o->d))
-    return luaL_error(L, "disk operation still running: wait for it first");
+/* Pushes an op's outcome: true | nil, message, "EXISTS" | nil, message, "FILE_WRITE". */
+static int push_result(lua_State *L, ef_dop *d) {
   char err[512];
-  int r = ef_dop_result(o->d, err, sizeof err);
+  int r = ef_dop_result(d, err, sizeof err);
   if (r == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -148,18 +144,21 @@ static int op_result(lua_State *L) {
   return fail(L, err, r == 1 ? "EXISTS" : "FILE_WRITE");
 }
 
+/* op:result() -> true | nil, message, "EXISTS" (the name was taken) | nil, message,
+** "FILE_WRITE"; raises while the op still runs. */
+static int op_result(lua_State *L) {
+  ldop *o = check_op(L, 1);
+  if (!ef_dop_done(o->d))
+    return luaL_error(L, "disk operation still running: wait for it first");
+  return push_result(L, o->d);
+}
+
 /* op:wait() -> as op:result(), after blocking this thread until the op's worker finished it
 ** (for a caller that may not wait on the loop). The loop still reports the op afterwards. */
 static int op_wait(lua_State *L) {
   ldop *o = check_op(L, 1);
   ef_dop_wait(o->d);
-  char err[512];
-  int r = ef_dop_result(o->d, err, sizeof err);
-  if (r == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  return fail(L, err, r == 1 ? "EXISTS" : "FILE_WRITE");
+  return push_result(L, o->d);
 }
 
 static int op_close(lua_State *L) {

@@ -4,7 +4,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
-#include "ef_engine.h"
+#include "ef_internal.h"
 
 int ef_buf_append(ef_buf *b, const void *p, size_t n) {
   if (n > (size_t)-1 - b->len - 1)
@@ -36,4 +36,12 @@ void ef_buf_free(ef_buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+char *ef_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = malloc(n);
+  if (p)
+    memcpy(p, s, n);
+  return p;
 }

@@ -13,16 +13,7 @@
 ** it, and it is freed where it next stops. Workers block every signal: signals reach the
 ** thread that runs the loop, as before threads existed.
 */
-#define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE
-#define _DARWIN_C_SOURCE
-#if defined(__FreeBSD__) || defined(__DragonFly__)
-#define __BSD_VISIBLE 1
-#elif defined(__NetBSD__)
-#define _NETBSD_SOURCE
-#elif defined(__OpenBSD__)
-#define _BSD_SOURCE
-#endif
+#define _POSIX_C_SOURCE 200809L /* pthreads, F_DUPFD_CLOEXEC, pthread_sigmask: POSIX 2008 only */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -79,14 +70,6 @@ static ef_dop *dop_new(ef_dop_kind kind) {
   return d;
 }
 
-static char *dup_str(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p)
-    memcpy(p, s, n);
-  return p;
-}
-
 static void dop_release(ef_dop *d) {
   if (d->fd >= 0)
     (void)close(d->fd);
@@ -114,7 +97,7 @@ ef_dop *ef_dop_sync(int fd, int data_only) {
 
 ef_dop *ef_dop_sync_dir(const char *dir) {
   ef_dop *d = dop_new(EF_DOP_SYNC_DIR);
-  if (d && (d->path = dup_str(dir)) == NULL) {
+  if (d && (d->path = ef_strdup(dir)) == NULL) {
     free(d);
     return NULL;
   }
@@ -125,7 +108,7 @@ ef_dop *ef_dop_write(const char *final_path, const void *data, size_t len, int r
   ef_dop *d = dop_new(EF_DOP_WRITE);
   if (d == NULL)
     return NULL;
-  d->final = dup_str(final_path);
+  d->final = ef_strdup(final_path);
   d->data = malloc(len ? len : 1);
   if (d->final == NULL || d->data == NULL) {
     dop_release(d);
@@ -141,7 +124,7 @@ ef_dop *ef_dop_commit(int fd, char *temp_path, const char *final_path, int repla
   ef_dop *d = dop_new(EF_DOP_COMMIT);
   if (d == NULL)
     return NULL;
-  d->final = dup_str(final_path);
+  d->final = ef_strdup(final_path);
   if (d->final == NULL) {
     free(d);
     return NULL;

@@ -76,6 +76,9 @@ int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen);
 /* Records the outcome of a finished or aborted transfer; the loop then reclaims x->easy. */
 void ef_xfer_finish(ef_xfer *x, CURLcode rc);
 
+/* A malloc'd copy of s, or NULL (ef_buf.c). */
+char *ef_strdup(const char *s);
+
 /* Stable storage for one descriptor: data (fdatasync where there is one) or data and
 ** metadata (fsync; F_FULLFSYNC on macOS). 0 or -1 with errno. (ef_fs.c) */
 int ef_sync_data(int fd);

@@ -24,14 +24,6 @@
 
 enum { SINK_OK, SINK_TOO_LARGE, SINK_NOMEM, SINK_IO };
 
-static char *dupstr(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d)
-    memcpy(d, s, n);
-  return d;
-}
-
 static void seterr(char *err, size_t n, const char *what, const char *detail) {
   if (err && n)
     snprintf(err, n, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
@@ -69,7 +61,7 @@ void ef_xfer_free(ef_xfer *x) {
 /* ---- setup ---- */
 
 static int replace(char **slot, const char *s) {
-  char *d = dupstr(s);
+  char *d = ef_strdup(s);
   if (d == NULL)
     return -1;
   free(*slot);
@@ -433,7 +425,7 @@ void ef_xfer_finish(ef_xfer *x, CURLcode rc) {
       msg[--n] = '\0';
   }
   free(x->errmsg);
-  x->errmsg = msg[0] ? dupstr(msg) : NULL;
+  x->errmsg = msg[0] ? ef_strdup(msg) : NULL;
   /* the loop takes the easy handle back (ef_loop.c) */
 }
 

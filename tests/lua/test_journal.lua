@@ -181,14 +181,21 @@ T.case("review: an error raised while waiting for a sync (a signal) fails nothin
   os.execute("rm -rf " .. T.quote(d))
 end)
 
-T.case("review 2: a sync's failure is never hidden by a caller that syncs in place meanwhile", function()
-  local runtime = require "editflow.runtime"
+-- A journal in a new folder with one durable record, whose next syncs fail for real (a
+-- worker's fsync of a folder that is not there). -> dir, journal, group, the real start
+local function failing_journal()
   local d = T.tmpdir()
   local jr = journal.open(d)
   assert(jr:append { t = "intent", key = "k-0" })
   local g = jr.log.group
   local start = g.start
-  g.start = function() return runtime.loop():sync_dir(d .. "/no-such-folder") end  -- a real op that fails
+  g.start = function() return require("editflow.runtime").loop():sync_dir(d .. "/no-such-folder") end
+  return d, jr, g, start
+end
+
+T.case("review 2: a sync's failure is never hidden by a caller that syncs in place meanwhile", function()
+  local runtime = require "editflow.runtime"
+  local d, jr, g, start = failing_journal()  -- a real op that fails
   local res = {}
   local t1 = runtime.spawn(function() res[1] = table.pack(jr:append { t = "intent", key = "k-1" }) end)
   local t2 = runtime.spawn(function()
@@ -210,12 +217,7 @@ end)
 
 T.case("review 2: a sync whose waiter was interrupted is settled by its own answer, not a later one", function()
   local runtime = require "editflow.runtime"
-  local d = T.tmpdir()
-  local jr = journal.open(d)
-  assert(jr:append { t = "intent", key = "k-0" })
-  local g = jr.log.group
-  local start = g.start
-  g.start = function() return runtime.loop():sync_dir(d .. "/no-such-folder") end
+  local d, jr, g, start = failing_journal()
   local await = runtime.await
   runtime.await = function() runtime.await = await error("interrupted!", 0) end
   local ok, err = pcall(jr.append, jr, { t = "intent", key = "k-1" })
