@@ -130,7 +130,13 @@ function Group:wait(ticket)
       self.awaiting = true
       local ok, err = pcall(runtime.await, op)
       self.awaiting = false
-      if not ok then error(err, 0) end
+      if not ok then
+        -- those parked on this turn come back round: one of them waits for the op instead
+        local turn = self.turn
+        self.turn = runtime.signal()
+        turn:fire()
+        error(err, 0)
+      end
       if self.op == op then settle_op(self, op:result()) end
     elseif not runtime.can_wait() then
       self.syncs = self.syncs + 1

@@ -234,6 +234,26 @@ T.case("review 2: a sync whose waiter was interrupted is settled by its own answ
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("review 2: when the task waiting for a sync is interrupted, another waiter takes over", function()
+  local runtime = require "editflow.runtime"
+  local d = T.tmpdir()
+  local jr = journal.open(d)
+  assert(jr:append { t = "intent", key = "k-0" })
+  local await, res = runtime.await, {}
+  local t1 = runtime.spawn(function()
+    runtime.await = function(op) runtime.await = await runtime.sleep(0.05) error("interrupted!", 0) end
+    res[1] = table.pack(pcall(jr.append, jr, { t = "intent", key = "k-1" }))
+  end)
+  local t2 = runtime.spawn(function() res[2] = table.pack(pcall(jr.append, jr, { t = "intent", key = "k-2" })) end)
+  local deadline = runtime.now() + 10
+  while not (t1.done and t2.done) and runtime.now() < deadline do runtime.step(50) end
+  T.ok(t2.done, "the parked waiter did not hang")
+  T.eq(res[1][1], false, "the interrupted one got its error")
+  T.eq(res[2][1] and res[2][2], true, "the other one's record is durable")
+  jr:close()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.case("review 2: closing a journal while tasks wait for their records lets them finish", function()
   local runtime = require "editflow.runtime"
   local d = T.tmpdir()
