@@ -319,6 +319,10 @@ int ef_xfer_prepare(ef_xfer *x, char *err, size_t errlen) {
   ** effort: libcurl 7.88 refuses to resize the buffer of a reused handle, which keeps its
   ** first size (correct either way, only the memory differs). */
   (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, x->fd >= 0 ? 16384L : 4096L);
+  /* A body sent through the read callback (once mode) goes through libcurl's upload buffer,
+  ** 64 KB by default and allocated per transfer; submits are a few KB, so take its minimum. */
+  if (x->has_body)
+    (void)curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
   if (x->follow) {
     SETOPT(CURLOPT_FOLLOWLOCATION, 1L);
     SETOPT(CURLOPT_MAXREDIRS, 5L);
