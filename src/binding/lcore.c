@@ -135,35 +135,6 @@ static int core_fsync_dir(lua_State *L) {
   return 1;
 }
 
-/*
-** core.append_file(path, bytes) -> true | nil, message, code. Appended and on disk when it
-** returns. On failure the file is as it was before the call ("WRITE_ERROR"), or, if cutting
-** it back failed too, may end in a partial record ("WRITE_TORN").
-*/
-static int core_append_file(lua_State *L) {
-  size_t n;
-  const char *path = luaL_checkstring(L, 1);
-  const char *data = luaL_checklstring(L, 2, &n);
-  char err[512];
-  int rc = ef_append_durable(path, data, n, err, sizeof err);
-  if (rc != 0)
-    return fail_code(L, err, rc == -2 ? "WRITE_TORN" : "WRITE_ERROR");
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* core.truncate_file(path, size) -> true | nil, message, "WRITE_ERROR". Only ever shrinks. */
-static int core_truncate_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_Integer size = luaL_checkinteger(L, 2);
-  char err[512];
-  luaL_argcheck(L, size >= 0 && (uintmax_t)size <= SIZE_MAX, 2, "must be a size in bytes");
-  if (ef_truncate_durable(path, (size_t)size, err, sizeof err) != 0)
-    return fail_code(L, err, "WRITE_ERROR");
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 static int buf_free(lua_State *L) {
   ef_buf_free(luaL_checkudata(L, 1, EF_BUF_MT));
   return 0;
@@ -368,10 +339,10 @@ static const luaL_Reg corelib[] = {
   {"sniff", core_sniff},         {"safe_name", core_safe_name}, {"mkdir", core_mkdir},
   {"image_size", core_image_size},
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
-  {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"term_width", core_term_width}, {"append_file", core_append_file},
+  {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"term_width", core_term_width}, 
   {"open_log", ef_lua_file_open}, {"fsync_dir", core_fsync_dir},
   {"hash", core_hash}, {"hash64", core_hash64}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
-  {"truncate_file", core_truncate_file}, {"read_file", core_read_file}, {"lock", core_lock},
+  {"read_file", core_read_file}, {"lock", core_lock},
   {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify}, {"file_stamp", core_file_stamp},
   {"glob", core_glob},
   {NULL, NULL}};

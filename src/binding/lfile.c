@@ -34,10 +34,11 @@ int ef_lua_file_open(lua_State *L) {
   luaL_setmetatable(L, EF_FILE_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* the path, for messages */
-  f->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  char err[512];
+  f->fd = ef_open_log(path, err, sizeof err);
   if (f->fd < 0) {
     lua_pushnil(L);
-    lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
+    lua_pushstring(L, err);
     return 2;
   }
   return 1;
@@ -87,12 +88,8 @@ static int file_size(lua_State *L) {
 static int file_cut(lua_State *L) {
   lfile *f = check_file(L, 1);
   lua_Integer size = luaL_checkinteger(L, 2);
-  struct stat st;
-  int e = fstat(f->fd, &st) != 0 ? errno : 0;
-  if (e == 0 && (size < 0 || size > (lua_Integer)st.st_size))
-    return luaL_error(L, "cut to %I bytes: the file has %I", size, (lua_Integer)st.st_size);
-  if (e == 0)
-    e = ef_cut_fd(f->fd, (size_t)size);
+  luaL_argcheck(L, size >= 0, 2, "must be 0 or more");
+  int e = ef_cut_fd(f->fd, (size_t)size); /* EINVAL: it would grow the file */
   if (e != 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "cannot cut %s back: %s", file_path(L, 1), strerror(e));

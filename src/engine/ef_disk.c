@@ -187,6 +187,16 @@ static void run(ef_dop *d) {
 
 int ef_dop_done(const ef_dop *d) { return d->popped; }
 
+/* Runs an op that was never handed to a loop, here; it is then done, its result readable. */
+void ef_dop_run(ef_dop *d) {
+  if (d->state != OP_NEW)
+    return;
+  d->state = OP_RUNNING;
+  run(d);
+  d->state = OP_DONE;
+  d->popped = 1;
+}
+
 /* Blocks until a worker has finished d (the loop still reports it as usual afterwards). */
 void ef_dop_wait(ef_dop *d) {
   ef_disk *k = d->disk;

@@ -212,22 +212,20 @@ int ef_write_atomic(const char *path, const void *data, size_t len, char *err, s
 /* Calls fn for each entry of a folder except . and ..; stops when fn returns non-zero. */
 int ef_dir_each(const char *path, int (*fn)(void *ud, const char *name), void *ud, char *err,
                 size_t errlen);
-/* Appends bytes to a file (created if missing) and waits until they are on disk. On failure
-** the file is cut back to its length before the call: -1 ("cannot write PATH: reason"), or -2
-** when that cut failed too and the file may end in a partial record. */
-int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen);
-/* The same append on an open descriptor (O_APPEND), without waiting for the disk: the
-** caller syncs, once for many records (path only names the file in err). *end: the file's
-** length after the record (one writer per file, as above). */
+/* A journal: ef_open_log opens (creates 0666 less the umask) for appending; -1 with "cannot
+** write PATH: reason". ef_append_fd appends one record without waiting for the disk (the
+** caller syncs, once for many records; path only names the file in err); on failure the file
+** is cut back to its length before the call: -1 ("cannot write PATH: reason"), or -2 when that
+** cut failed too and the file may end in a partial record. *end: the file's length after the
+** record (one writer per file). ef_cut_fd shrinks the file to size bytes and waits until that
+** is on disk; it never grows it (EINVAL); 0 or an errno. */
+int ef_open_log(const char *path, char *err, size_t errlen);
 int ef_append_fd(int fd, const char *path, const void *data, size_t len, size_t *end, char *err,
                  size_t errlen);
+int ef_cut_fd(int fd, size_t size);
 /* fdatasync (data_only) or fsync of fd, here; 0 or an errno. Folder: by path, fsync. */
 int ef_sync_fd(int fd, int data_only);
 int ef_sync_dir(const char *dir);
-/* Shrinks the file of fd to size bytes and waits until that is on disk; 0 or an errno. */
-int ef_cut_fd(int fd, size_t size);
-/* Shrinks a file to size bytes and waits until that is on disk; refuses to grow it. 0 or -1. */
-int ef_truncate_durable(const char *path, size_t size, char *err, size_t errlen);
 /* Takes the exclusive lock of a lock file (created 0644 if missing) without waiting and
 ** writes the own pid into it. Returns the descriptor that holds it (release: ef_unlock; the
 ** kernel releases it when the process dies), -1 on error, or EF_LOCKED when another open

@@ -174,28 +174,17 @@ int ef_place(const char *tmp, const char *final, int replace) {
 
 int ef_fsync_dir_of(const char *path) {
   const char *slash = strrchr(path, '/');
-  char *dir;
-  if (slash == NULL) {
-    dir = malloc(2);
-    if (dir)
-      strcpy(dir, ".");
-  } else {
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    dir = malloc(n + 1);
-    if (dir) {
-      memcpy(dir, path, n);
-      dir[n] = '\0';
-    }
-  }
+  if (slash == NULL)
+    return ef_sync_dir(".") == 0 ? 0 : -1;
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  char *dir = malloc(n + 1);
   if (dir == NULL)
     return -1;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  memcpy(dir, path, n);
+  dir[n] = '\0';
+  int e = ef_sync_dir(dir);
   free(dir);
-  if (fd < 0)
-    return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
+  return e == 0 ? 0 : -1;
 }
 
 /*
@@ -252,16 +241,6 @@ static int cut_back(int fd, off_t size) {
   return ef_sync_data(fd) != 0 ? errno : 0;
 }
 
-/*
-** One record of a journal: O_APPEND so concurrent writers never interleave inside a write,
-** fdatasync before returning so a crash right after cannot lose it. On any failure (short
-** write, ENOSPC, EFBIG, EIO, fdatasync) the file is cut back to the length it had, so it still
-** ends where the previous record ended and the next append does not glue onto a torn one. The
-** cut assumes one writer per file (the folder's lock, ef_lock): a record another process
-** appended meanwhile would be cut too. Once fdatasync succeeded the record is on disk, so a
-** late close() error is not reported as a failure the caller would then repeat.
-** -1: failed, file as before; -2: failed and the cut failed too (the file may end torn).
-*/
 int ef_sync_fd(int fd, int data_only) {
   return (data_only ? ef_sync_data(fd) : ef_sync_full(fd)) != 0 ? errno : 0;
 }
@@ -274,11 +253,36 @@ int ef_sync_dir(const char *dir) {
   return e;
 }
 
-int ef_cut_fd(int fd, size_t size) { return cut_back(fd, (off_t)size); }
+/* ---- journals: append-only files of records ---- */
 
-/* Writes a record at the end of fd; on failure cuts the file back to where it ended. */
-static int append_or_cut(int fd, const char *path, const void *data, size_t len, int sync,
-                         size_t *end, char *err, size_t errlen) {
+int ef_open_log(const char *path, char *err, size_t errlen) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0 && err && errlen)
+    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+  return fd;
+}
+
+/* Shrinks the file to size bytes, durably; never grows it (that would append zero bytes). */
+int ef_cut_fd(int fd, size_t size) {
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return errno;
+  if ((uintmax_t)st.st_size < (uintmax_t)size)
+    return EINVAL;
+  return cut_back(fd, (off_t)size);
+}
+
+/*
+** One record: O_APPEND (ef_open_log) so concurrent writers never interleave inside a write.
+** Not waited for: the caller makes it durable, one fdatasync for many records (editflow.durable).
+** On any failure (short write, ENOSPC, EFBIG, EIO) the file is cut back to the length it had,
+** so it still ends where the previous record ended and the next append does not glue onto a
+** torn one. The cut assumes one writer per file (the folder's lock, ef_lock): a record another
+** process appended meanwhile would be cut too.
+** -1: failed, file as before; -2: failed and the cut failed too (the file may end torn).
+*/
+int ef_append_fd(int fd, const char *path, const void *data, size_t len, size_t *end, char *err,
+                 size_t errlen) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
     if (err && errlen)
@@ -286,8 +290,6 @@ static int append_or_cut(int fd, const char *path, const void *data, size_t len,
     return -1;
   }
   int e = ef_write_all(fd, data, len);
-  if (e == 0 && sync && ef_sync_data(fd) != 0)
-    e = errno;
   if (e == 0) {
     if (end)
       *end = (size_t)st.st_size + len;
@@ -300,45 +302,6 @@ static int append_or_cut(int fd, const char *path, const void *data, size_t len,
     snprintf(err, errlen, "cannot write %s: %s; cutting it back to %jd bytes failed too: %s",
              path, strerror(e), (intmax_t)st.st_size, strerror(ce));
   return ce == 0 ? -1 : -2;
-}
-
-int ef_append_durable(const char *path, const void *data, size_t len, char *err, size_t errlen) {
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    if (err && errlen)
-      snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    return -1;
-  }
-  int rc = append_or_cut(fd, path, data, len, 1, NULL, err, errlen);
-  (void)close(fd); /* once fdatasync succeeded a late close() error is not a failure */
-  return rc;
-}
-
-/* The same record without waiting for the disk: the caller syncs (many records at once). */
-int ef_append_fd(int fd, const char *path, const void *data, size_t len, size_t *end, char *err,
-                 size_t errlen) {
-  return append_or_cut(fd, path, data, len, 0, end, err, errlen);
-}
-
-/* Shrinks a file to size bytes, durably; never grows it (that would append zero bytes). */
-int ef_truncate_durable(const char *path, size_t size, char *err, size_t errlen) {
-  struct stat st;
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  int e = fd < 0 || fstat(fd, &st) != 0 ? errno : 0;
-  if (e == 0 && (uintmax_t)st.st_size < (uintmax_t)size) {
-    if (err && errlen)
-      snprintf(err, errlen, "cannot truncate %s: it is %jd bytes, shorter than %zu", path,
-               (intmax_t)st.st_size, size);
-    close(fd);
-    return -1;
-  }
-  if (e == 0)
-    e = cut_back(fd, (off_t)size);
-  if (fd >= 0)
-    (void)close(fd);
-  if (e != 0 && err && errlen)
-    snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(e));
-  return e == 0 ? 0 : -1;
 }
 
 /* ---- the per-folder lock ---- */

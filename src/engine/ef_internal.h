@@ -104,6 +104,8 @@ int ef_disk_ready(const ef_disk *k);
 size_t ef_disk_pending(const ef_disk *k);
 /* A commit op over an open temporary file (fd -1: already synced), taking temp_path. */
 ef_dop *ef_dop_commit(int fd, char *temp_path, const char *final_path, int replace);
+/* Runs an op never handed to a loop on the caller's thread (the in-place commit). */
+void ef_dop_run(ef_dop *d);
 /* After a commit found its name taken: the temporary file's path, now the caller's. */
 char *ef_dop_take_temp(ef_dop *d);
 

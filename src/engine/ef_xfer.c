@@ -455,75 +455,6 @@ const unsigned char *ef_xfer_head(const ef_xfer *x, size_t *n) {
 }
 
 /*
-** The temporary file's data on disk and its descriptor closed, once (a commit that found its
-** name taken keeps the file for the next try). 0, or -1 with err set and the file removed.
-*/
-static int settle_temp(ef_xfer *x, char *err, size_t errlen) {
-  if (x->state != EF_XFER_DONE || x->temp_path == NULL) {
-    seterr(err, errlen, "nothing to commit: transfer not finished or not a file download", NULL);
-    return -1;
-  }
-  if (x->fd < 0)
-    return 0;
-  int e = fsync(x->fd) != 0 ? errno : 0;
-  if (close(x->fd) != 0 && e == 0)
-    e = errno;
-  x->fd = -1;
-  if (e != 0) {
-    seterr(err, errlen, x->temp_path, strerror(e));
-    ef_xfer_discard(x);
-    return -1;
-  }
-  return 0;
-}
-
-/* The temporary file is now final_path: forget it, and put the directory entry on disk. */
-static void committed(ef_xfer *x, const char *final_path) {
-  free(x->temp_path);
-  x->temp_path = NULL;
-  (void)ef_fsync_dir_of(final_path);
-}
-
-/*
-** Makes the downloaded file permanent: data on disk (fsync) before the rename, and the
-** directory entry on disk after it, so a crash leaves either no file or the whole file.
-*/
-int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
-  if (settle_temp(x, err, errlen) != 0)
-    return -1;
-  if (rename(x->temp_path, final_path) != 0) {
-    seterr(err, errlen, final_path, strerror(errno));
-    ef_xfer_discard(x);
-    return -1;
-  }
-  committed(x, final_path);
-  return 0;
-}
-
-/*
-** Like ef_xfer_commit, but never replaces a file: link(2) fails with EEXIST where rename(2)
-** would overwrite, so two processes saving into one folder cannot replace each other's
-** images. Returns 1 when final_path exists (the temporary file is kept: try another name).
-** Filesystems without hard links fall back to rename.
-*/
-int ef_xfer_commit_new(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
-  if (settle_temp(x, err, errlen) != 0)
-    return -1;
-  int e = ef_place(x->temp_path, final_path, 0);
-  if (e == EEXIST) {
-    seterr(err, errlen, final_path, "exists");
-    return 1;
-  }
-  if (e != 0) {
-    seterr(err, errlen, final_path, strerror(e));
-    ef_xfer_discard(x);
-    return -1;
-  }
-  committed(x, final_path);
-  return 0;
-}
-
-/*
 ** The same commit made off the loop's thread: the op takes the temporary file (descriptor and
 ** path) and does fsync, then rename or link, on a worker (ef_disk.c). The transfer keeps no
 ** file meanwhile, so closing it cannot pull the file from under the worker.
@@ -553,6 +484,35 @@ int ef_xfer_adopt_temp(ef_xfer *x, ef_dop *d) {
   }
   x->temp_path = p; /* already on disk: a commit of it skips the fsync (fd is -1) */
   return 0;
+}
+
+/*
+** Makes the downloaded file permanent: data on disk (fsync) before the name, and the
+** directory entry on disk after it, so a crash leaves either no file or the whole file. The
+** same commit op the disk workers run (ef_disk.c), run here. replace 0 never replaces: 1 when
+** final_path exists (the temporary file is kept: try another name). 0, 1, or -1 with err.
+*/
+static int commit_here(ef_xfer *x, const char *final_path, int replace, char *err, size_t errlen) {
+  ef_dop *d = ef_xfer_commit_op(x, final_path, replace, err, errlen);
+  if (d == NULL)
+    return -1;
+  ef_dop_run(d);
+  int r = ef_dop_result(d, err, errlen);
+  if (r == 1)
+    (void)ef_xfer_adopt_temp(x, d);
+  ef_dop_free(d);
+  if (r == 0)
+    (void)ef_fsync_dir_of(final_path);
+  return r;
+}
+
+int ef_xfer_commit(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
+  return commit_here(x, final_path, 1, err, errlen);
+}
+
+/* Filesystems without hard links fall back to rename (ef_place). */
+int ef_xfer_commit_new(ef_xfer *x, const char *final_path, char *err, size_t errlen) {
+  return commit_here(x, final_path, 0, err, errlen);
 }
 
 void ef_xfer_discard(ef_xfer *x) {

@@ -758,14 +758,17 @@ static long file_size(const char *path) {
 }
 
 /*
-** An append that fails half way (EFBIG past RLIMIT_FSIZE, in a child so the limit stays
-** there) leaves the file ending exactly where the previous record ended.
+** A journal's append that fails half way (EFBIG past RLIMIT_FSIZE, in a child so the limit
+** stays there) leaves the file ending exactly where the previous record ended.
 */
 static void test_append(const char *dir) {
   char path[256], err[256];
+  size_t end = 0;
   snprintf(path, sizeof path, "%s/journal.jsonl", dir);
-  CHECK(ef_append_durable(path, "{\"a\":1}\n", 8, err, sizeof err) == 0);
-  CHECK(ef_append_durable(path, "{\"b\":2}\n", 8, err, sizeof err) == 0);
+  int fd = ef_open_log(path, err, sizeof err);
+  CHECK(fd >= 0);
+  CHECK(ef_append_fd(fd, path, "{\"a\":1}\n", 8, &end, err, sizeof err) == 0 && end == 8);
+  CHECK(ef_append_fd(fd, path, "{\"b\":2}\n", 8, &end, err, sizeof err) == 0 && end == 16);
   CHECK(file_size(path) == 16);
   pid_t pid = fork();
   if (pid == 0) {
@@ -774,20 +777,21 @@ static void test_append(const char *dir) {
     signal(SIGXFSZ, SIG_IGN);
     if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
       _exit(3);
-    int rc = ef_append_durable(path, big, sizeof big - 1, err, sizeof err);
+    int rc = ef_append_fd(fd, path, big, sizeof big - 1, NULL, err, sizeof err);
     _exit(rc == -1 && strstr(err, "cannot write") && strstr(err, strerror(EFBIG)) ? 0 : 4);
   }
   int st = -1;
   CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   CHECK(file_size(path) == 16);
-  CHECK(ef_append_durable(path, "{\"d\":4}\n", 8, err, sizeof err) == 0);
+  CHECK(ef_append_fd(fd, path, "{\"d\":4}\n", 8, &end, err, sizeof err) == 0 && end == 24);
   CHECK(file_size(path) == 24);
 
-  CHECK(ef_truncate_durable(path, 16, err, sizeof err) == 0 && file_size(path) == 16);
-  CHECK(ef_truncate_durable(path, 17, err, sizeof err) != 0 && file_size(path) == 16);
+  CHECK(ef_cut_fd(fd, 16) == 0 && file_size(path) == 16);
+  CHECK(ef_cut_fd(fd, 17) != 0 && file_size(path) == 16); /* never grows */
+  close(fd);
   snprintf(path, sizeof path, "%s/missing/journal.jsonl", dir);
-  CHECK(ef_append_durable(path, "x", 1, err, sizeof err) == -1);
+  CHECK(ef_open_log(path, err, sizeof err) == -1);
   CHECK(strstr(err, "cannot write") != NULL);
 }
 
