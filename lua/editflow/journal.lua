@@ -88,8 +88,8 @@ end
 function M.open(dir, opts)
   local ok, merr = core.mkdir(dir)
   if not ok then error("editflow: cannot use the folder " .. dir .. ": " .. tostring(merr), 0) end
-  local self = setmetatable({ dir = dir, path = join(dir, M.FILE), jobs = {}, seen = {}, ids = {},
-    uploads = {}, torn = 0, epoch = 0 }, Journal)
+  local self = setmetatable({ dir = dir, path = join(dir, M.FILE), jobs = {}, seen = core.fpmap(),
+    ids = {}, finished = core.fpmap(), uploads = {}, torn = 0, epoch = 0 }, Journal)
   local lockpath = join(dir, M.LOCK)
   if not (opts and opts.lock == false) and locks[lockpath] then
     self.lock = locks[lockpath]
@@ -131,24 +131,39 @@ function M.open(dir, opts)
   return self
 end
 
--- The key of a request id in `ids`: its 64-bit fingerprint, an integer, so a finished job of
--- a long run costs a table slot there, not a string.
+-- The key of a request id in `ids` and `finished`: its 64-bit fingerprint, an integer, so a
+-- finished job of a long run costs 12 bytes there (core.fpmap), not a string.
 local function id_key(id) return core.hash64(id) end
 M.id_key = id_key
+
+-- journal:owner(h) -> the key of the job that was given the request id of fingerprint h, 0
+-- when that job finished in this process (only the fingerprint is kept), or nil: never seen.
+function Journal:owner(h)
+  local key = self.ids[h]
+  if key == nil and self.finished:get(h) then return 0 end
+  return key
+end
+
+-- journal:claim(h, key): the request id of fingerprint h is the job key's from now on.
+function Journal:claim(h, key) self.ids[h] = key end
 
 -- What a record written by this process leaves in memory. The process holds the job itself
 -- (its Job, its output), so the journal keeps only what later calls ask of it -- which
 -- request ids it has seen (a server repeating one is caught) and, while a job is in flight,
--- its state and id (a webhook for it) -- and a 100,000-job run's memory stays flat: a
--- finished job leaves one integer slot. Records read from the file keep everything (a new
--- run reuses or follows them).
+-- its state and id (a webhook for it) -- and a 100,000-job run's memory stays nearly flat: a
+-- finished job leaves its id's and its body's fingerprints, 24 bytes. Records read from the
+-- file keep everything (a new run reuses or follows them).
 local function apply_live(self, rec)
   local t, key = rec.t, rec.key
   if t == "accepted" then
     if type(rec.request_id) == "string" then self.ids[id_key(rec.request_id)] = key end
     self.jobs[key] = { state = "accepted", request_id = rec.request_id }
   elseif t == "done" or t == "failed" then
-    if type(rec.request_id) == "string" then self.ids[id_key(rec.request_id)] = 0 end  -- finished here
+    if type(rec.request_id) == "string" then  -- finished here: its fingerprint only
+      local h = id_key(rec.request_id)
+      self.ids[h] = nil
+      self.finished:set(h, 0)
+    end
     self.jobs[key] = nil
   elseif t == "intent" or t == "refused" or t == "unknown" then
     self.jobs[key] = nil
@@ -194,8 +209,8 @@ local function make_key(self, endpoint, body, seeded, ahead, count)
     extra = ahead[h] or 0
     ahead[h] = extra + 1
   end
-  local n = (self.seen[h] or 0) + extra + 1
-  if count then self.seen[h] = n end
+  local n = (self.seen:get(h) or 0) + extra + 1
+  if count then self.seen:set(h, n) end
   local key = string.format("%016x-%d", h, n)
   if not seeded and self.epoch > 0 then key = key .. "-r" .. self.epoch end
   return key

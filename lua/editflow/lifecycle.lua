@@ -139,14 +139,10 @@ end
 function Life:accepted(job)
   local c, id = self.client, job.request_id
   -- Every id this client was given: the journal's (by fingerprint, see journal.id_key), or
-  -- without one the client's own set.
-  local seen = self.journal and self.journal.ids
-  if not seen then
-    c.ids = c.ids or {}
-    seen = c.ids
-  end
-  local h = journal.id_key(id)
-  if seen[h] then
+  -- without one the client's own set of fingerprints.
+  local jr, h = self.journal, journal.id_key(id)
+  if not jr then c.ids = c.ids or core.fpmap() end
+  if (jr and jr:owner(h)) or (not jr and c.ids:get(h)) then
     local err = errors.new("REPEATED_ID", string.format("the server answered request id %s for a "
       .. "second, different job; the first keeps it, and whether this submit created a job is "
       .. "unknown", id), { request_id = id, maybe_submitted = true })
@@ -155,7 +151,7 @@ function Life:accepted(job)
   end
   -- Claimed now, not when the record is durable: another answer repeating this id while the
   -- record waits for its fdatasync (or after it failed to be written) is caught too.
-  seen[h] = self.journal and self.key or true
+  if jr then jr:claim(h, self.key) else c.ids:set(h, 0) end
   self.phase, self.job = "accepted", job
   job.life = self
   if self.journal then
@@ -270,7 +266,7 @@ function M.webhook(client, doc)
     return nil, errors.new("BAD_WEBHOOK", "webhook: the body carries no valid request_id")
   end
   local id = doc.request_id
-  local key = jr.ids[journal.id_key(id)]
+  local key = jr:owner(journal.id_key(id))
   if key == 0 then return true, "already" end  -- finished in this process (journal.apply_live)
   local rec = key and jr:get(key)
   if not rec or rec.request_id ~= id then

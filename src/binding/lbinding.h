@@ -15,6 +15,7 @@
 #define EF_LOCK_MT "editflow.Lock"
 #define EF_FILE_MT "editflow.File"
 #define EF_DOP_MT "editflow.DiskOp"
+#define EF_FPMAP_MT "editflow.FpMap"
 #define EF_BUF_MT "editflow.Buffer" /* an engine buffer owned by Lua while a result is built */
 
 typedef struct lloop {
@@ -49,6 +50,10 @@ void ef_lua_disk_register(lua_State *L);
 
 /* ljson.c: adds json_decode and json_null to the module table on top of the stack */
 void ef_lua_json_register(lua_State *L);
+
+/* lfpmap.c */
+int ef_lua_fpmap_new(lua_State *L);
+void ef_lua_fpmap_register(lua_State *L);
 
 /* llock.c */
 int ef_lua_lock_new(lua_State *L);

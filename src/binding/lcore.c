@@ -341,7 +341,7 @@ static const luaL_Reg corelib[] = {
   {"write_file", core_write_file}, {"monotime", core_monotime}, {"walltime", core_walltime},
   {"raise_nofile", core_raise_nofile}, {"isatty", core_isatty}, {"term_width", core_term_width}, 
   {"open_log", ef_lua_file_open}, {"fsync_dir", core_fsync_dir},
-  {"hash", core_hash}, {"hash64", core_hash64}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
+  {"hash", core_hash}, {"hash64", core_hash64}, {"fpmap", ef_lua_fpmap_new}, {"listdir", core_listdir}, {"peak_rss", core_peak_rss}, {"cpu_time", core_cpu_time},
   {"read_file", core_read_file}, {"lock", core_lock},
   {"sha256", core_sha256}, {"ed25519_verify", core_ed25519_verify}, {"file_stamp", core_file_stamp},
   {"glob", core_glob},
@@ -357,6 +357,7 @@ int luaopen_editflow_core(lua_State *L) {
   ef_lua_lock_register(L);
   ef_lua_file_register(L);
   ef_lua_disk_register(L);
+  ef_lua_fpmap_register(L);
   luaL_newmetatable(L, EF_BUF_MT);
   lua_pushcfunction(L, buf_free);
   lua_setfield(L, -2, "__gc");

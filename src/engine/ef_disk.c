@@ -141,7 +141,7 @@ ef_dop_kind ef_dop_get_kind(const ef_dop *d) { return d->kind; }
 ** (many files share one: see editflow.durable). */
 static void run_commit(ef_dop *d) {
   if (d->fd >= 0) {
-    int e = ef_sync_full(d->fd) != 0 ? errno : 0;
+    int e = ef_sync_written(d->fd) != 0 ? errno : 0;
     if (close(d->fd) != 0 && e == 0)
       e = errno;
     d->fd = -1;

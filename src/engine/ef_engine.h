@@ -260,4 +260,15 @@ int ef_glob(const char *pattern, int flags, ef_buf *out, char *err, size_t errle
 /* mkstemps() with the mode fopen() would give and close-on-exec; -1 with errno on failure. */
 int ef_mktemp(char *tmpl, int suffixlen);
 
+/* ---- fingerprint maps (ef_fpmap.c): 64-bit fingerprint -> a small count, 12 bytes a slot ---- */
+
+typedef struct ef_fpmap ef_fpmap;
+
+ef_fpmap *ef_fpmap_new(void);                                 /* NULL when out of memory */
+void ef_fpmap_free(ef_fpmap *m);
+int ef_fpmap_get(const ef_fpmap *m, uint64_t key, uint32_t *val); /* 1 (val set) or 0 */
+int ef_fpmap_set(ef_fpmap *m, uint64_t key, uint32_t val);    /* 0, or -1 out of memory */
+size_t ef_fpmap_count(const ef_fpmap *m);
+size_t ef_fpmap_bytes(const ef_fpmap *m);                     /* what it holds allocated */
+
 #endif

@@ -83,6 +83,7 @@ char *ef_strdup(const char *s);
 ** metadata (fsync; F_FULLFSYNC on macOS). 0 or -1 with errno. (ef_fs.c) */
 int ef_sync_data(int fd);
 int ef_sync_full(int fd);
+int ef_sync_written(int fd);
 /* Whole-file write through a hidden temporary name; 0 or the errno (EEXIST: replace 0 and
 ** the name is taken). (ef_fs.c) */
 int ef_write_file(const char *path, const void *data, size_t len, int replace, int sync_dir,

@@ -1033,6 +1033,39 @@ static void test_disk(void) {
   CHECK(system(cmd) == 0);
 }
 
+/* The fingerprint map: every key set is found with its last value, keys never set are not,
+** across many growths, the fingerprint 0 included; and it costs 12 bytes a slot. */
+static void test_fpmap(void) {
+  ef_fpmap *m = ef_fpmap_new();
+  CHECK(m != NULL);
+  uint32_t v = 99;
+  CHECK(ef_fpmap_get(m, 42, &v) == 0 && v == 99);
+  CHECK(ef_fpmap_get(m, 0, &v) == 0);
+  CHECK(ef_fpmap_set(m, 0, 7) == 0 && ef_fpmap_get(m, 0, &v) == 1 && v == 7);
+  /* keys with structure (multiples of 2^32: equal low bits) and random-looking ones */
+  const uint32_t n = 200000;
+  int ok = 1;
+  for (uint32_t i = 1; i <= n; i++) {
+    ok &= ef_fpmap_set(m, (uint64_t)i << 32, i) == 0;
+    ok &= ef_fpmap_set(m, (uint64_t)i * 0x9E3779B97F4A7C15ULL, i % 3) == 0;
+  }
+  CHECK(ok);
+  CHECK(ef_fpmap_count(m) == 2 * (size_t)n + 1);
+  for (uint32_t i = 1; i <= n; i++) {
+    ok &= ef_fpmap_get(m, (uint64_t)i << 32, &v) == 1 && v == i;
+    ok &= ef_fpmap_get(m, (uint64_t)i * 0x9E3779B97F4A7C15ULL, &v) == 1 && v == i % 3;
+    ok &= ef_fpmap_get(m, ((uint64_t)i << 32) + 1, NULL) == 0;
+  }
+  CHECK(ok);
+  CHECK(ef_fpmap_set(m, (uint64_t)5 << 32, 1234) == 0);
+  CHECK(ef_fpmap_get(m, (uint64_t)5 << 32, &v) == 1 && v == 1234);
+  CHECK(ef_fpmap_count(m) == 2 * (size_t)n + 1);
+  CHECK(ef_fpmap_get(m, 0, &v) == 1 && v == 7);
+  /* 400,001 entries at most 4/5 full: 2^19 slots of 12 bytes */
+  CHECK(ef_fpmap_bytes(m) <= ((size_t)1 << 19) * 12 + 64);
+  ef_fpmap_free(m);
+}
+
 int main(void) {
   base = getenv("EDITFLOW_SANDBOX_URL");
   if (base == NULL) {
@@ -1041,6 +1074,7 @@ int main(void) {
   }
   CHECK(ef_global_init() == 0);
   test_codec();
+  test_fpmap();
   test_crypto();
   test_sse();
   test_files();

@@ -222,7 +222,7 @@ T.case("an ERROR webhook records the job failed", function()
     true, "recorded")
   -- the record on disk (this process keeps only a finished id's fingerprint in memory)
   local jr = require("editflow.journal").open(d, { lock = false })
-  local rec = jr:get(jr.ids[require("editflow.journal").id_key(job.request_id)])
+  local rec = jr:get(jr:owner(require("editflow.journal").id_key(job.request_id)))
   T.eq(rec.state, "failed", "failed in the journal")
   T.eq(c:ingest_webhook { request_id = job.request_id, status = "ERROR", error = "again" }, true,
     "fal's second delivery is taken as already recorded")
