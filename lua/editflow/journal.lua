@@ -145,7 +145,7 @@ function Journal:owner(h)
 end
 
 -- journal:claim(h, key): the request id of fingerprint h is the job key's from now on.
-function Journal:claim(h, key) self.ids[h] = key end
+function Journal:claim(h, key) self.ids[h] = key or true end
 
 -- What a record written by this process leaves in memory. The process holds the job itself
 -- (its Job, its output), so the journal keeps only what later calls ask of it -- which

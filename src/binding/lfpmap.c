@@ -11,7 +11,9 @@ typedef struct lfpmap {
 } lfpmap;
 
 static ef_fpmap *check_map(lua_State *L) {
-  return ((lfpmap *)luaL_checkudata(L, 1, EF_FPMAP_MT))->m;
+  ef_fpmap *m = ((lfpmap *)luaL_checkudata(L, 1, EF_FPMAP_MT))->m;
+  luaL_argcheck(L, m != NULL, 1, "fingerprint map already freed");
+  return m;
 }
 
 /* core.fpmap() -> an empty map */

@@ -4,8 +4,9 @@
 ** there; this costs 12 bytes a slot, at most 4/5 full).
 **
 ** Open addressing with linear probing over two parallel arrays (keys, values). Key 0 marks an
-** empty slot, so the fingerprint 0 is kept aside. The keys are already hashes, so the slot is
-** the key's top bits after one multiply (Fibonacci hashing) to spread any structure left.
+** empty slot, so the fingerprint 0 is kept aside. The slot is the top bits of the key times
+** 2^64/phi (Fibonacci hashing): every bit of the key moves them, so keys that differ only in
+** their high bits (made on purpose: FNV-1a is no defence) do not pile into one run.
 ** Nothing is ever removed: a fingerprint seen stays seen.
 */
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct ef_fpmap {
   uint64_t *keys;
   uint32_t *vals;
   size_t cap; /* a power of two, or 0 before the first set */
+  int shift;  /* 64 - log2(cap): the product's top log2(cap) bits pick the slot */
   size_t count;
   int has_zero;
   uint32_t zero_val;
@@ -31,7 +33,7 @@ void ef_fpmap_free(ef_fpmap *m) {
 }
 
 static size_t slot(const ef_fpmap *m, uint64_t key) {
-  return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 32) & (m->cap - 1);
+  return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> m->shift);
 }
 
 static size_t find(const ef_fpmap *m, uint64_t key) {
@@ -61,7 +63,10 @@ static int grow(ef_fpmap *m) {
   size_t cap = m->cap ? m->cap * 2 : 64;
   if (cap < m->cap)
     return -1;
-  ef_fpmap bigger = {calloc(cap, sizeof(uint64_t)), malloc(cap * sizeof(uint32_t)), cap, 0, 0, 0};
+  int shift = 64;
+  for (size_t c = cap; c > 1; c >>= 1)
+    shift--;
+  ef_fpmap bigger = {calloc(cap, sizeof(uint64_t)), malloc(cap * sizeof(uint32_t)), cap, shift, 0, 0, 0};
   if (bigger.keys == NULL || bigger.vals == NULL) {
     free(bigger.keys);
     free(bigger.vals);
@@ -79,6 +84,7 @@ static int grow(ef_fpmap *m) {
   m->keys = bigger.keys;
   m->vals = bigger.vals;
   m->cap = cap;
+  m->shift = shift;
   return 0;
 }
 

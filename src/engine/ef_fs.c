@@ -62,13 +62,14 @@ int ef_sync_full(int fd) {
 }
 
 /*
-** A finished output file (an image, a saved document) on stable storage, then out of the page
-** cache: editflow writes such files once and does not read them back, so their pages would
-** only push the user's own data out of memory (what `dd oflag=nocache` and `rsync
-** --drop-cache` do). The pages are clean once the sync succeeded, so dropping them loses
-** nothing; the hint is best-effort and its failure is ignored. It also lets the next file
-** reuse the same pages: on a virtual machine whose memory the host backs on first touch,
-** fresh page-cache pages cost more than the copy into them (tests/bench's README figures).
+** A downloaded image on stable storage, then out of the page cache: editflow writes each once
+** and reads it back only in the rare case of a name clash, so a long run's images would only
+** push the user's own data out of memory (what `dd oflag=nocache` and `rsync --drop-cache`
+** do). The pages are clean once the sync succeeded, so dropping them loses nothing; the hint
+** is best-effort and its failure is ignored. It also lets the next image reuse the same pages:
+** on a virtual machine whose memory the host backs on first touch, fresh page-cache pages
+** cost more than the copy into them (README, Benchmark). Small files editflow reads again
+** (manifests, the cache) keep their pages: ef_write_file syncs with ef_sync_full.
 */
 int ef_sync_written(int fd) {
   if (ef_sync_full(fd) != 0)
@@ -229,7 +230,7 @@ int ef_write_file(const char *path, const void *data, size_t len, int replace, i
     return e;
   }
   int e = ef_write_all(fd, data, len);
-  if (e == 0 && ef_sync_written(fd) != 0)
+  if (e == 0 && ef_sync_full(fd) != 0)
     e = errno;
   if (close(fd) != 0 && e == 0)
     e = errno;
