@@ -1,0 +1,78 @@
+/*
+** disk_floor.c — what saving an image durably costs this machine's kernel, with no editflow in
+** it: N files of SIZE bytes, each made, written in 16 KB pieces (libcurl's download buffer),
+** fsynced, dropped from the page cache, closed and renamed into place, with one fsync of the
+** folder per 200 files (about what editflow's group commit makes). Prints the CPU (user +
+** system, getrusage) and wall time per file. Run by tests/bench/floor.
+**   disk_floor DIR [N [SIZE]]
+*/
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static double cpu_s(void) {
+  struct rusage r;
+  getrusage(RUSAGE_SELF, &r);
+  return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
+static double wall_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *path) {
+  perror(path ? path : what);
+  exit(1);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: disk_floor DIR [N [SIZE]]\n");
+    return 2;
+  }
+  const char *dir = argv[1];
+  int n = argc > 2 ? atoi(argv[2]) : 1000;
+  size_t size = argc > 3 ? (size_t)atol(argv[3]) : 100000;
+  char *buf = malloc(size ? size : 1);
+  if (buf == NULL)
+    die("malloc", NULL);
+  memset(buf, 0x5a, size);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd < 0)
+    die("open", dir);
+  char tmp[4096], fin[4096];
+  double c0 = cpu_s(), t0 = wall_s();
+  for (int i = 0; i < n; i++) {
+    snprintf(tmp, sizeof tmp, "%s/.f%d.part", dir, i);
+    snprintf(fin, sizeof fin, "%s/f%d.png", dir, i);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+      die("open", tmp);
+    for (size_t off = 0; off < size; off += 16384) {
+      size_t k = size - off < 16384 ? size - off : 16384;
+      if (write(fd, buf + off, k) != (ssize_t)k)
+        die("write", tmp);
+    }
+    if (fsync(fd) != 0)
+      die("fsync", tmp);
+#ifdef POSIX_FADV_DONTNEED
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+#endif
+    if (close(fd) != 0 || rename(tmp, fin) != 0)
+      die("rename", fin);
+    if ((i + 1) % 200 == 0 || i + 1 == n)
+      if (fsync(dfd) != 0)
+        die("fsync", dir);
+  }
+  double cpu = cpu_s() - c0, wall = wall_s() - t0;
+  printf("%d files of %zu bytes: %.3f ms CPU per file, %.3f ms wall per file\n", n, size,
+         cpu * 1000 / n, wall * 1000 / n);
+  return 0;
+}
