@@ -44,7 +44,9 @@ big = [r for r in rows if r["jobs"] == 100000]
 print("| figure | target | measured (median, min-max) | |")
 print("|---|---|---|---|")
 if small:
-    med = lambda k: statistics.median(r[k] for r in small)
+    def med(k):
+        vals = [r[k] for r in small if r[k] is not None]
+        return statistics.median(vals) if vals else float("nan")
     print("| CPU ms per job, 1k jobs / 200 in flight | <= 0.5 | %s | %s |" % (spread("cpu_ms", small), verdict(med("cpu_ms") <= 0.5)))
     print("| result lag p50 ms | <= 10 | %s | %s |" % (spread("p50", small), verdict(med("p50") <= 10)))
     print("| result lag p95 ms | <= 30 | %s | %s |" % (spread("p95", small), verdict(med("p95") <= 30)))
@@ -54,16 +56,18 @@ if 10000 in flat:
     peak = max(r["rss"] for r in flat[10000])
     print("| peak RSS MB, 10k jobs / 1,000 in flight | < 64 | %.1f | %s |" % (peak, verdict(peak < 64)))
 if len(flat) >= 2:
-    cpu = {k: statistics.median(r["cpu_ms"] for r in runs) for k, runs in flat.items()}
-    base = cpu[max(cpu)]
-    parts = ", ".join("%d: %s" % (k, spread("cpu_ms", flat[k])) for k in sorted(flat))
-    worst = max(abs(cpu[k] / base - 1) for k in cpu)
-    print("| CPU ms per job flat from 100 to 10k jobs (1,000 in flight) | within +-20%% | %s (widest median %.0f%% from the 10k run's) | %s |" % (parts, worst * 100, verdict(worst <= 0.2)))
+    cpu = {k: statistics.median(v) for k, runs in flat.items()
+           for v in [[r["cpu_ms"] for r in runs if r["cpu_ms"] is not None]] if v}
+    top = max(cpu) if cpu else None
+    if top is not None and cpu[top] > 0:
+        parts = ", ".join("%d: %s" % (k, spread("cpu_ms", flat[k])) for k in sorted(flat))
+        worst = max(abs(cpu[k] / cpu[top] - 1) for k in cpu)
+        print("| CPU ms per job flat from 100 to 10k jobs (1,000 in flight) | within +-20%% | %s (widest median %.0f%% from the %d-job runs') | %s |" % (parts, worst * 100, top, verdict(worst <= 0.2)))
 if big:
     r = big[0]
     grown = r["rss_end"] - r["rss10"]
     per_job = grown * 1048576 / (r["jobs"] * 0.9)
     print("| 100k jobs: RSS MB after 10k jobs -> at the end | flat (within 5%%) | %.1f -> %.1f (%+.0f B per job after the first 10k), peak %.1f, %d failed | %s |" % (
-        r["rss10"], r["rss_end"], per_job, r["rss"], r["failed"],
+        r["rss10"], r["rss_end"], per_job, r["rss"], r["failed"] or 0,
         verdict(r["failed"] == 0 and r["rss_end"] <= r["rss10"] * 1.05)))
     print("| 100k jobs: CPU ms per job | (reported) | %.3f | |" % r["cpu_ms"])
