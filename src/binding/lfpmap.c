@@ -2,7 +2,7 @@
 ** lfpmap.c — the editflow.FpMap userdata (core.fpmap()): a 64-bit fingerprint (a
 ** core.hash64 integer) to a count from 0 to 2^32-1, in 12 bytes a slot (ef_fpmap.c), for what
 ** a long run must remember of every job: the request ids it was given and the bodies it sent.
-**   m:get(h) -> count | nil     m:set(h, count)     m:count() -> entries    m:bytes()
+**   m:get(h) -> count | nil     m:set(h, count)     m:count() -> entries
 */
 #include "lbinding.h"
 
@@ -50,11 +50,6 @@ static int fpmap_count(lua_State *L) {
   return 1;
 }
 
-static int fpmap_bytes(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)ef_fpmap_bytes(check_map(L)));
-  return 1;
-}
-
 static int fpmap_gc(lua_State *L) {
   lfpmap *u = luaL_checkudata(L, 1, EF_FPMAP_MT);
   ef_fpmap_free(u->m);
@@ -64,7 +59,7 @@ static int fpmap_gc(lua_State *L) {
 
 void ef_lua_fpmap_register(lua_State *L) {
   static const luaL_Reg meth[] = {{"get", fpmap_get}, {"set", fpmap_set}, {"count", fpmap_count},
-                                  {"bytes", fpmap_bytes}, {NULL, NULL}};
+                                  {NULL, NULL}};
   luaL_newmetatable(L, EF_FPMAP_MT);
   lua_pushcfunction(L, fpmap_gc);
   lua_setfield(L, -2, "__gc");

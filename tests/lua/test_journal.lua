@@ -117,6 +117,28 @@ T.case("group commit: many tasks' records share fdatasyncs, count once durable, 
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("core.fpmap: what a long run remembers of every job, by 64-bit fingerprint", function()
+  local core = require "editflow.core"
+  local m = core.fpmap()
+  T.eq(m:get(42), nil, "an empty map knows nothing")
+  local keys = { 0, 1, -1, math.mininteger, math.maxinteger, core.hash64("r1"), core.hash64("r2") }
+  for i, h in ipairs(keys) do m:set(h, i) end
+  for i, h in ipairs(keys) do T.eq(m:get(h), i, "fingerprint " .. h .. " keeps its count") end
+  m:set(core.hash64("r1"), 0)
+  T.eq(m:get(core.hash64("r1")), 0, "0 is a count like any other (a finished id)")
+  T.eq(m:count(), #keys, "setting a key again adds no entry")
+  for i = 1, 5000 do m:set(i << 40, i) end
+  T.eq(m:get(4321 << 40), 4321, "found after growing")
+  T.eq(m:get(4321 << 41), nil, "a key never set is not found")
+  T.eq(m:count(), #keys + 5000, "every key counted once")
+  T.raises(function() m:set(1, -1) end, "count from 0 to 2^32-1")
+  T.raises(function() m:set(1, 1 << 32) end, "count from 0 to 2^32-1")
+  T.raises(function() m:get("x") end, "number expected")
+  local gc = getmetatable(m).__gc
+  gc(m)
+  T.raises(function() m:get(1) end, "already freed")
+end)
+
 T.case("review: an id repeated while its accepted record waits for its sync is still caught", function()
   local runtime = require "editflow.runtime"
   local lifecycle = require "editflow.lifecycle"
