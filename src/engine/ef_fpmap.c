@@ -63,9 +63,7 @@ static int grow(ef_fpmap *m) {
   size_t cap = m->cap ? m->cap * 2 : 64;
   if (cap < m->cap)
     return -1;
-  int shift = 64;
-  for (size_t c = cap; c > 1; c >>= 1)
-    shift--;
+  int shift = m->cap ? m->shift - 1 : 64 - 6; /* 64 - log2(cap) */
   ef_fpmap bigger = {calloc(cap, sizeof(uint64_t)), malloc(cap * sizeof(uint32_t)), cap, shift, 0, 0, 0};
   if (bigger.keys == NULL || bigger.vals == NULL) {
     free(bigger.keys);
@@ -95,16 +93,20 @@ int ef_fpmap_set(ef_fpmap *m, uint64_t key, uint32_t val) {
     m->zero_val = val;
     return 0;
   }
-  /* a new key that would make it over 4/5 full: twice the slots first */
-  if ((m->cap == 0 || (m->count + 1) * 5 > m->cap * 4) && (m->cap == 0 || m->keys[find(m, key)] == 0) &&
-      grow(m) != 0)
-    return -1;
-  size_t i = find(m, key);
-  if (m->keys[i] == 0) {
-    m->keys[i] = key;
-    m->count++;
+  size_t i = m->cap ? find(m, key) : 0;
+  if (m->cap && m->keys[i] == key) {
+    m->vals[i] = val;
+    return 0;
   }
+  /* a new key that would make it over 4/5 full: twice the slots first */
+  if (m->cap == 0 || (m->count + 1) * 5 > m->cap * 4) {
+    if (grow(m) != 0)
+      return -1;
+    i = find(m, key);
+  }
+  m->keys[i] = key;
   m->vals[i] = val;
+  m->count++;
   return 0;
 }
 
