@@ -71,6 +71,7 @@ function M.restored(client, life)
   local rec = life.record
   local job = M.new(client, { request_id = rec.request_id or life.key, status = "COMPLETED" })
   job.life, job.output, job.paths, job.from_journal = life, rec.output, rec.paths, true
+  job.files = rec.files  -- the saved images' {size, sha256}, when the journal has them
   life.job = job
   job.finished:fire()
   events.emit("reused", job)
@@ -434,17 +435,9 @@ function Job:cancel()
   return nil, errors.from_http(resp, "cancel", id)
 end
 
--- Paths an earlier run saved for this job, if they are all still there in this folder.
+-- Paths an earlier run saved for this job, if they are all still in this folder as saved.
 local function saved_before(self, dir)
-  if not (self.from_journal and type(self.paths) == "table" and #self.paths > 0) then return nil end
-  local prefix = dir:sub(-1) == "/" and dir or (dir .. "/")
-  for _, p in ipairs(self.paths) do
-    if type(p) ~= "string" or p:sub(1, #prefix) ~= prefix or p:find("/", #prefix + 1, true) then return nil end
-    local f = io.open(p, "rb")
-    if not f then return nil end
-    f:close()
-  end
-  return self.paths
+  return self.from_journal and save.reused(self.paths, self.files, dir) or nil
 end
 
 -- job:save(dir [, {name=, timeout=}]) -> list of saved paths, or nil, err, paths saved before
@@ -468,15 +461,15 @@ function Job:save(dir, opts)
     deadline = runtime.now() + (opts.timeout or opts.download_timeout or 300)
   end
   local jr = self.life and self.life.journal
-  local paths, err, partial = save.save(runtime.loop(), res, dir, {
+  local paths, err, partial, files = save.save(runtime.loop(), res, dir, {
     name = opts.name or self.request_id, max_bytes = c.max_image_bytes, max_images = c.max_images,
     request_id = self.request_id, retry = c:retry_context(self, false, deadline),
-    slots = c.downloads, blob_dir = jr and jr:blob_dir(), own = self.paths,
+    slots = c.downloads, blob_dir = jr and jr:blob_dir(), own = self.paths, own_files = self.files,
     made = c.made_dirs,
   })
-  self.paths = paths or partial
+  self.paths, self.files = paths or partial, files
   if paths then
-    if self.life then self.life:saved(self, paths) end
+    if self.life then self.life:saved(self, paths, files) end
     events.emit("saved", self, paths)
   end
   if c.on_saved then c.on_saved(self, paths, err) end

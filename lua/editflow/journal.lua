@@ -10,7 +10,7 @@
 --   {"t":"done","key":K,"request_id":..,"output":{...}}      the job's result
 --   {"t":"failed","key":K,"request_id":..,"error":{..}}      the job's outcome was an error
 --   {"t":"cancel","key":K,"request_id":..}        the queue was asked to cancel it
---   {"t":"saved","key":K,"paths":[...]}
+--   {"t":"saved","key":K,"paths":[...],"files":[{"size":N,"sha256":H},...]}  (files: one a path)
 --   {"t":"complete"}                              a run finished all it set out to do
 --   {"t":"upload","sha256":H,"file_url":..,"storage":..,"at":..}  a local file in fal storage
 -- Durability: a failed append (a full disk) is cut back by the engine so the file always ends
@@ -191,7 +191,7 @@ function Journal:_apply(rec)
   elseif t == "done" then
     j.state, j.output, j.request_id = "done", rec.output, rec.request_id or j.request_id
   elseif t == "saved" then
-    j.paths = rec.paths
+    j.paths, j.files = rec.paths, rec.files
   elseif t == "cancel" then
     j.cancel_requested = true
   end

@@ -243,11 +243,12 @@ function Life:cancel_requested(job)
   end
 end
 
--- The images are on disk. -> true, or nil, message.
-function Life:saved(job, paths)
+-- The images are on disk (files: their {size, sha256}, one a path). -> true, or nil, message.
+function Life:saved(job, paths, files)
   self.phase = "saved"
   if not self.journal then return true end
-  local ok, jerr = self.journal:append { t = "saved", key = self.key, paths = json.array(paths) }
+  local ok, jerr = self.journal:append { t = "saved", key = self.key, paths = json.array(paths),
+    files = files and json.array(files) }
   if not ok then events.warning(jerr, job) return nil, jerr end
   return true
 end
