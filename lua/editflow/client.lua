@@ -51,6 +51,7 @@ local OPTIONS = {
   api_url = "string", storage_url = "string", schema_url = "string or false", inline = "boolean",
   multipart_bytes = "number", part_bytes = "number",
   disable_fallbacks = "boolean", store_io = "boolean", object_lifecycle = "number",
+  input_lifetime = "number", hint = "string", logs = "boolean",
 }
 
 local function opt_error(name, v)
@@ -101,6 +102,28 @@ local function check_header_name(where, k)
   end
 end
 
+-- client.parse_endpoint(id) -> id, app; or nil, id. As fal's clients read an endpoint id
+-- (fal-js parseEndpointId): a submit goes to the whole id; its requests' status, result and
+-- cancel live under the app, owner/alias -- or namespace/owner/alias for ids that start
+-- workflows/ or comfy/. A legacy numeric id "123-app" is "123/app".
+local NAMESPACES = { workflows = true, comfy = true }
+function M.parse_endpoint(id)
+  if type(id) ~= "string" then return nil, id end
+  local n, a = id:match("^(%d+)%-([%w-]+)$")
+  if n then id = n .. "/" .. a end
+  if not id:match("^[%w_.-]+/[%w_.-]+[%w_./-]*$") or id:find("//", 1, true) or id:find("/$")
+      or id:find("%.%.") then
+    return nil, id
+  end
+  local first = id:match("^[^/]+")
+  if NAMESPACES[first] then
+    local app = id:match("^[^/]+/[^/]+/[^/]+")
+    if not app then return nil, id end
+    return id, app
+  end
+  return id, id:match("^([^/]+/[^/]+)")
+end
+
 -- editflow.client{ key=, base_url=, auth=, endpoint=, ... } -> client. Raises on misuse.
 function M.new(opts)
   opts = opts or {}
@@ -135,13 +158,13 @@ function M.new(opts)
     secrets[self] = "Authorization: " .. (auth == "key" and "Key " or "Bearer ") .. key
   end
 
-  local endpoint = opts.endpoint or env("EDITFLOW_ENDPOINT") or M.DEFAULT_ENDPOINT
-  if not endpoint:match("^[%w_.-]+/[%w_.-]+[%w_./-]*$") or endpoint:find("//", 1, true)
-      or endpoint:find("/$") or endpoint:find("%.%.") then
-    error("editflow.client: endpoint must look like 'owner/app' or 'owner/app/path', got '" .. endpoint .. "'", 2)
+  local endpoint, app = M.parse_endpoint(opts.endpoint or env("EDITFLOW_ENDPOINT") or M.DEFAULT_ENDPOINT)
+  if not endpoint then
+    error("editflow.client: endpoint must look like 'owner/app', 'owner/app/path' or "
+      .. "'workflows/owner/app', got '" .. tostring(app) .. "'", 2)
   end
   self.endpoint = endpoint
-  self.app = endpoint:match("^([^/]+/[^/]+)")  -- status, result and cancel live here (SPEC §1)
+  self.app = app  -- status, result and cancel live here (SPEC §1, §8)
 
   self.trusted = { [base.origin] = true }
   self.auth_ok, self.auth_ok_n = {}, 0
@@ -171,6 +194,13 @@ function M.new(opts)
     error("editflow.client: object_lifecycle must be a whole number of seconds, got " .. tostring(opts.object_lifecycle), 2)
   end
   self.object_lifecycle = opts.object_lifecycle and math.tointeger(opts.object_lifecycle)
+  -- How long fal storage keeps the inputs editflow uploads (fal's clients' upload lifecycle).
+  if opts.input_lifetime ~= nil and not (math.tointeger(opts.input_lifetime) and opts.input_lifetime >= 60) then
+    error("editflow.client: input_lifetime must be a whole number of seconds >= 60, got " .. tostring(opts.input_lifetime), 2)
+  end
+  self.input_lifetime = opts.input_lifetime and math.tointeger(opts.input_lifetime)
+  if opts.hint ~= nil then check_header_value("hint", opts.hint) end
+  self.hint = opts.hint
   self.headers = {}
   for k, v in pairs(opts.headers or {}) do
     check_header_name("headers", k)
@@ -208,6 +238,9 @@ function M.new(opts)
   self.stream_idle = opts.stream_idle or 60
   self.job_timeout = opts.job_timeout or M.DEFAULT_JOB_TIMEOUT
   self.timeout = opts.timeout or 60
+  -- Lookups beside the jobs (prices) are tried once, this long at most: the HTTP timeout when
+  -- the user gave one, else 15 s.
+  self.lookup_timeout = opts.timeout or 15
   self.connect_timeout = opts.connect_timeout or 10
   self.poll_interval = opts.poll_interval or 0.1
   self.max_poll_interval = opts.max_poll_interval or 2
@@ -215,6 +248,7 @@ function M.new(opts)
   self.max_result_bytes = opts.max_result_bytes or 64 * 1024 * 1024
   self.max_image_bytes = opts.max_image_bytes or 256 * 1024 * 1024
   self.on_log, self.on_status = opts.on_log, opts.on_status
+  self.logs = opts.logs  -- ask the queue for log lines: nil = while someone reads them
   self.on_finish, self.on_saved = opts.on_finish, opts.on_saved
   if opts.verbose == true then
     self.verbose = function(line) io.stderr:write("editflow: ", line, "\n") end
@@ -254,15 +288,24 @@ function Client:platform_ok(which)
   return self.auth == "key" and secrets[self] ~= nil and self.platform[which].keyed
 end
 
-function Client:platform_call(what, method, u, body, extra_headers, anonymous)
+-- Whether the client holds a credential (never which).
+function Client:has_key() return secrets[self] ~= nil end
+
+-- opts.once: a lookup (a price): one try, bounded by the client's lookup_timeout, so a silent
+-- API never stalls a plan; the caller falls back to what it has.
+function Client:platform_call(what, method, u, body, extra_headers, anonymous, opts)
   local origin = url.origin(u)
   local platform = not anonymous and ((origin == self.platform.api.origin and self:platform_ok("api"))
     or (origin == self.platform.storage.origin and self:platform_ok("storage")))
   local last
-  local resp, err = retry.run(self:retry_context(nil, false), what, function(left)
+  local ctx = self:retry_context(nil, false)
+  if opts and opts.once then
+    ctx = { policy = retry.policy(false), sleep = runtime.sleep, deadline = runtime.now() + self.lookup_timeout }
+  end
+  local resp, err = retry.run(ctx, what, function(left)
     local t0 = self.verbose and runtime.now()
     local r, e = http.request(runtime.loop(), self:request_options(what, method, u, body, extra_headers,
-      { anonymous = not platform, platform = platform and true or nil }, left))
+      { anonymous = not platform, signed = anonymous or nil, platform = platform and true or nil }, left))
     if self.verbose then  -- a signed upload URL's query is a write grant: never traced
       self:trace(what, method, (u:gsub("%?.*$", "?...")), string.format("%s (%.0f ms)", r and r.status or e.code,
         (runtime.now() - t0) * 1000))
@@ -302,6 +345,20 @@ local function header_lines(self, body, extra_headers, auth)
   return headers
 end
 
+-- The header lines of a call to a signed URL (an upload): exactly the given ones, as fal's
+-- clients send them. A signed URL covers its Content-Type, so a second one (the client's JSON
+-- default) or any of the client's own headers is refused; libcurl's defaults (Accept, a form
+-- Content-Type for a body) are taken out by naming them empty.
+local function signed_lines(extra_headers)
+  local lines, typed = { "Accept:" }, false
+  for k, v in pairs(extra_headers or {}) do
+    if k:lower() == "content-type" then typed = true end
+    lines[#lines + 1] = k .. ": " .. v
+  end
+  if not typed then lines[#lines + 1] = "Content-Type:" end
+  return lines
+end
+
 -- The engine request for one queue call: auth (only to trusted origins), JSON headers, limits.
 -- `left` (seconds to the job's deadline) shortens the call's own timeout.
 -- Without extra headers a call's lines are one of four lists (body or not, credential or
@@ -312,7 +369,9 @@ function Client:request_options(what, method, u, body, extra_headers, more, left
   local anonymous, platform = more and more.anonymous, more and more.platform
   if not (auth and not anonymous and (platform or self:may_authenticate(u))) then auth = nil end
   local headers
-  if extra_headers == nil or next(extra_headers) == nil then
+  if more and more.signed then
+    auth, headers = nil, signed_lines(extra_headers)
+  elseif extra_headers == nil or next(extra_headers) == nil then
     local slot = (body and 1 or 0) + (auth and 2 or 0) + 1
     headers = self.header_sets[slot]
     if not headers then
@@ -331,7 +390,7 @@ function Client:request_options(what, method, u, body, extra_headers, more, left
     max_body = self.max_result_bytes,
   }
   for k, v in pairs(more or {}) do
-    if k ~= "anonymous" and k ~= "platform" then req[k] = v end
+    if k ~= "anonymous" and k ~= "platform" and k ~= "signed" then req[k] = v end
   end
   return req
 end
@@ -467,6 +526,13 @@ local function submit_request(self, opts)
     if not math.tointeger(life) or life < 1 then error("object_lifecycle must be a whole number of seconds >= 1", 0) end
     h["X-Fal-Object-Lifecycle-Preference"] = string.format('{"expiration_duration_seconds":%d}', life)
   end
+  -- fal's runner hint: requests with the same hint go to the same runner when fal can (one
+  -- that has a LoRA loaded, say).
+  local hint = opts.hint or self.hint
+  if hint ~= nil then
+    check_header_value("hint", hint)
+    h["X-Fal-Runner-Hint"] = hint
+  end
   for k, v in pairs(opts.headers or {}) do
     check_header_name("submit headers", k)
     check_header_value("headers['" .. tostring(k) .. "']", v)
@@ -525,10 +591,16 @@ local function submit_once(self, life, u, body, headers, left)
     err.maybe_submitted = not retry.not_sent(err.code)
     return nil, err
   end
-  if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "submit") end
+  local meaning = lifecycle.submit_answer(resp)
+  local hid = resp.headers and resp.headers["x-fal-request-id"]
+  if meaning == "exists" then return { header_id = hid, status = resp.status } end
+  if meaning ~= "accepted" then
+    local e = errors.from_http(resp, "submit")
+    e.submit, e.maybe_submitted = meaning, meaning == "unknown"
+    return nil, e
+  end
   local doc = json.decode(resp.body)
   if type(doc) == "table" and lifecycle.valid_id(doc.request_id) then return { doc = doc } end
-  local hid = resp.headers and resp.headers["x-fal-request-id"]
   if lifecycle.valid_id(hid) then return { header_id = hid } end
   return nil, errors.new("BAD_RESPONSE", "submit: the server answered " .. resp.status
     .. " but the answer carries no readable request_id; the job may exist and be billed",
@@ -595,8 +667,9 @@ function Client:send(body, opts)
     local j = Job.new(self, got.doc or { request_id = got.header_id })
     j.deadline, j.budget = job.deadline, job.budget
     if got.header_id and not settle(self, j) then
-      return nil, errors.new("UNKNOWN", "submit: the answer could not be read and the queue did not "
-        .. "confirm request " .. got.header_id .. "; the job may exist and be billed",
+      return nil, errors.new("UNKNOWN", string.format("submit: %s and the queue did not confirm "
+        .. "request %s; the job may exist and be billed", got.status and ("the queue answered HTTP "
+        .. got.status .. " naming the job") or "the answer could not be read", got.header_id),
         { request_id = got.header_id, maybe_submitted = true })
     end
     local ok, rerr = life:accepted(j)

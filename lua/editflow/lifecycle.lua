@@ -103,6 +103,41 @@ function M.begin(client, body)
   return life
 end
 
+-- lifecycle.submit_answer(resp) -> what a submit's HTTP answer means for the job (SPEC §8, as
+-- fal's clients read it), one of
+--   "accepted"  2xx: the queue took it (its id in the body, or in x-fal-request-id)
+--   "exists"    a 5xx that carries x-fal-request-id: fal's queue answered, so the job exists
+--               under that id whatever the status; it is followed, never sent again
+--   "retry"     not taken, worth another try: 408, 429, 503 without an id (every answer of the
+--               queue carries one), or an ingress's 502/504 (no id, a body that is not fal's
+--               JSON object), which fal_client retries too
+--   "refused"   certainly not taken: any other 4xx, a 504 of the user's own start timeout
+--   "unknown"   anything else (a 500 or 504 with fal's JSON but no id): the job may exist
+local INGRESS = { [502] = true, [504] = true }
+function M.submit_answer(resp)
+  local st, h = resp.status, resp.headers or {}
+  if st >= 200 and st <= 299 then return "accepted" end
+  if st >= 500 and M.valid_id(h["x-fal-request-id"]) then return "exists" end
+  if st == 504 and (h["x-fal-request-timeout-type"] or "") ~= "" then return "refused" end
+  if st == 408 or st == 429 or st == 503 then return "retry" end
+  if st < 500 then return "refused" end
+  if INGRESS[st] and h["x-fal-request-id"] == nil and type(json.decode(resp.body or "")) ~= "table" then
+    return "retry"
+  end
+  return "unknown"
+end
+
+-- lifecycle.output(doc) -> doc: what a result answer holds, in the one shape editflow reads.
+-- fal's image models answer `images: [File]` or, many of them, `image: File` (one object); the
+-- latter gains `images` (a list of that one File; `image` stays), so the journal, saving and
+-- the gallery read one shape.
+function M.output(doc)
+  if type(doc) == "table" and doc.images == nil and type(doc.image) == "table" and doc.image.url ~= nil then
+    doc.images = json.array { doc.image }
+  end
+  return doc
+end
+
 -- Whether a body fixes its seed (then every run of it gives the same image). Inside a JSON
 -- string a quote is escaped, so `"seed":` followed by a number is the field itself.
 function M.is_seeded(body)
@@ -288,7 +323,7 @@ function M.webhook(client, doc)
         .. "sent no payload (%s); follow the job for its result", id,
         errors.clean(doc.payload_error or "none", 200)), { request_id = id })
     end
-    out = { t = "done", key = key, request_id = id, output = recordable_output(life, doc.payload) }
+    out = { t = "done", key = key, request_id = id, output = recordable_output(life, M.output(doc.payload)) }
   elseif doc.status == "ERROR" then
     local detail = doc.error
     if detail == nil and type(doc.payload) == "table" then detail = doc.payload.detail end

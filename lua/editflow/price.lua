@@ -39,9 +39,17 @@ local function shipped(endpoint)
     source = "shipped" }
 end
 
+-- A unit price as fal's pricing API gives it: documented as a number, shown as a string
+-- ("0.003") in public fixtures; both are taken. -> number or nil.
+local function number_of(v)
+  if type(v) == "string" and v:match("^%s*%d+%.?%d*%s*$") then v = tonumber(v) end
+  if type(v) == "number" and v >= 0 and v < math.huge then return v end
+  return nil
+end
+
 local function valid(p, endpoint)
-  return type(p) == "table" and p.endpoint_id == endpoint and type(p.unit_price) == "number"
-    and p.unit_price >= 0 and p.unit_price < math.huge and type(p.unit) == "string"
+  return type(p) == "table" and p.endpoint_id == endpoint and number_of(p.unit_price) ~= nil
+    and type(p.unit) == "string"
 end
 
 -- One lookup at the pricing API, following its pages. -> price or nil, err.
@@ -50,8 +58,12 @@ local function fetch(client, endpoint)
   local cursor
   for _ = 1, M.MAX_PAGES do
     local u = url.with_query(base .. "/v1/models/pricing", { endpoint_id = endpoint, cursor = cursor })
-    local resp, err = client:platform_call("pricing", "GET", u)
+    local resp, err = client:platform_call("pricing", "GET", u, nil, nil, false, { once = true })
     if not resp then return nil, err end
+    if resp.status == 401 or resp.status == 403 then
+      return nil, { refused = true, message = string.format("fal's pricing API refused this key "
+        .. "(HTTP %d; it may want an admin key)", resp.status) }
+    end
     if resp.status < 200 or resp.status > 299 then
       return nil, { message = "the pricing API answered HTTP " .. resp.status }
     end
@@ -61,7 +73,7 @@ local function fetch(client, endpoint)
     end
     for _, p in ipairs(doc.prices) do
       if valid(p, endpoint) then
-        return { endpoint_id = endpoint, unit_price = p.unit_price, unit = p.unit,
+        return { endpoint_id = endpoint, unit_price = number_of(p.unit_price), unit = p.unit,
           currency = type(p.currency) == "string" and p.currency or "USD", source = "pricing API" }
       end
     end
@@ -98,6 +110,7 @@ function M._lookup(client, endpoint, slot)
     local entry = cache.get(name, base, M.TTL)
     if entry and valid(entry.value, endpoint) then
       local p = entry.value
+      p.unit_price = number_of(p.unit_price)
       p.source = "pricing API, cached"
       memory[slot] = p
       return p
@@ -114,13 +127,18 @@ function M._lookup(client, endpoint, slot)
       end
       why = tostring(err and err.message)
       cache.put(name .. ".failed", base, { why = why })
-      if not (err and err.unlisted) then
+      if err and err.refused then  -- told once: the failure is remembered for RETRY_AFTER
+        events.warning(string.format("price of %s: %s; %s; give the price with --price DOLLARS/UNIT "
+          .. "(price = in Lua)", endpoint, why, shipped(endpoint) and "using the price editflow ships"
+          or "editflow ships none"))
+      elseif not (err and err.unlisted) then
         events.warning(string.format("price of %s: fal's pricing API cannot be reached (%s)", endpoint, why))
       end
     end
     local stale = cache.get(name, base, M.STALE_TTL)
     if stale and valid(stale.value, endpoint) then
       local p = stale.value
+      p.unit_price = number_of(p.unit_price)
       local days = (now - stale.at) // 86400
       p.source = string.format("pricing API, cached %d day%s ago", days, days == 1 and "" or "s")
       memory[slot] = p
@@ -134,6 +152,8 @@ function M._lookup(client, endpoint, slot)
   if p then return p end
   return nil, string.format("no price for %s: %s, and editflow ships none; give one (a price in "
     .. "dollars per image, megapixel or request)", endpoint, why or (can_ask and "fal's pricing API has none"
+      or (client.auth == "key" and client:has_key()) and "the pricing API is not fal's own here, so "
+        .. "the key is not sent there (set EDITFLOW_API_URL or trust its origin)"
       or "fal's pricing API takes only a fal key"))
 end
 

@@ -1,17 +1,18 @@
 -- editflow.retry: the one retry loop every call goes through (submit, status, stream, result,
 -- cancel, downloads), with per-kind rules for what is worth another try (SPEC §4).
 --
---   * A submit is retried only when the server cannot have the job: 408, 429 or 503 (refusals
---     before the job exists), or a connection that was never made. A gateway's 502/504 may
---     come after it forwarded the request, and a connection that broke after the request left
---     may have created the job: retrying those could pay twice, so they are final ("unknown").
+--   * A submit is retried only when the server cannot have the job (editflow.lifecycle's
+--     submit_answer says which answers those are: 408, 429, 503 without a request id, an
+--     ingress's 502/504), or a connection that was never made. A connection that broke after
+--     the request left may have created the job: retrying it could pay twice, so it is final
+--     ("unknown").
 --   * Following a job (status, stream, result) is idempotent: 408, 409, 429, any 5xx that is
 --     not the job's outcome, transport failures and unreadable answers are retried until the
 --     job's deadline -- never turned into a failed job. A result answer from the queue (it
 --     carries x-fal-request-id) with `error_type` (body) or `X-Fal-Error-Type` (header) IS
 --     the job's outcome: final. Without that header it came from the ingress: passing.
 --   * cancel and downloads: 408, 409, 429, 5xx and transport failures, `attempts` times.
---   * Never: a 504 whose X-Fal-Request-Timeout-Type is "user", any other 4xx.
+--   * Never: a 504 that carries X-Fal-Request-Timeout-Type (fal's own timeout), any other 4xx.
 -- Waits grow exponentially with jitter up to a cap, are never shorter than the server's
 -- Retry-After, and never run past the deadline: a wait that would is not started.
 local core = require "editflow.core"
@@ -58,8 +59,11 @@ end
 function M.verdict(kind, e)
   local st, h = e.status, e.headers or {}
   if st then
-    if st == 504 and (h["x-fal-request-timeout-type"] or ""):lower() == "user" then return false end
+    -- fal's own timeout of the request (the user's start timeout): final, as fal_client has it
+    if st == 504 and (h["x-fal-request-timeout-type"] or "") ~= "" then return false end
     if kind == "submit" then
+      -- What the answer means is editflow.lifecycle's (submit_answer): only "retry" is retried.
+      if e.submit then return e.submit == "retry", M.retry_after(h) end
       if SUBMIT_STATUS[st] then return true, M.retry_after(h) end
       return false
     end

@@ -17,6 +17,7 @@ local cache = require "editflow.cache"
 local errors = require "editflow.errors"
 local inputs = require "editflow.inputs"
 local runtime = require "editflow.runtime"
+local url = require "editflow.url"
 
 local M = {}
 
@@ -30,6 +31,20 @@ local uploaded = {}  -- storage URL .. " " .. sha -> { url, at } (this process; 
 local pending = {}   -- storage URL .. " " .. sha -> signal while an upload is on its way
 local failed = {}    -- storage URL .. " " .. sha -> { err, at }: jobs waiting for it share it
 M.SHARE_FAILURE = 30 -- seconds a failed upload answers the jobs that waited for it
+
+-- Whether a URL from fal storage (fresh, or remembered in the journal or the cache, which a
+-- local user could have edited) may go into a job's body or receive a file: http(s) only, no
+-- spaces or control characters, no longer than any server URL editflow takes.
+function M.usable_url(u)
+  return type(u) == "string" and #u <= url.MAX and u:find("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]") ~= nil
+    and not u:find("[%s%c]")
+end
+
+-- Seconds a remembered upload is reused: a day, or half the lifetime asked for the inputs.
+local function reuse_ttl(client)
+  local life = client.input_lifetime
+  return life and math.min(M.UPLOAD_TTL, life // 2) or M.UPLOAD_TTL
+end
 
 local function hex(bytes)
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
@@ -94,7 +109,7 @@ end
 
 -- One part or whole-file PUT, without the credential. -> response or nil, err.
 local function put(client, u, bytes, mime)
-  local resp, err = client:platform_call("upload", "PUT", u, bytes, { ["Content-Type"] = mime }, true)
+  local resp, err = client:platform_call("upload", "PUT", u, bytes, mime and { ["Content-Type"] = mime } or {}, true)
   if not resp then return nil, err end
   if resp.status < 200 or resp.status > 299 then
     return nil, errors.from_http(resp, "upload")
@@ -102,15 +117,23 @@ local function put(client, u, bytes, mime)
   return resp
 end
 
+-- How long fal keeps an uploaded input (client input_lifetime, seconds): fal's JS client sends
+-- X-Fal-Object-Lifecycle on initiate, the Python client that and -Preference; both are sent.
+local function lifetime_headers(client)
+  local s = client.input_lifetime
+  if not s then return nil end
+  local v = string.format('{"expiration_duration_seconds":%d}', s)
+  return { ["X-Fal-Object-Lifecycle"] = v, ["X-Fal-Object-Lifecycle-Preference"] = v }
+end
+
 local function initiate(client, route, f)
   local u = client:platform_url("storage") .. "/storage/upload/" .. route .. "?storage_type=fal-cdn-v3"
   local resp, err = client:platform_call("initiate", "POST", u,
-    json.encode { content_type = f.mime, file_name = f.name })
+    json.encode { content_type = f.mime, file_name = f.name }, lifetime_headers(client))
   if not resp then return nil, err end
   if resp.status < 200 or resp.status > 299 then return nil, errors.from_http(resp, "upload initiate") end
   local doc = json.decode(resp.body)
-  if type(doc) ~= "table" or type(doc.upload_url) ~= "string" or type(doc.file_url) ~= "string"
-      or not doc.upload_url:find("^https?://") or not doc.file_url:find("^https?://") then
+  if type(doc) ~= "table" or not M.usable_url(doc.upload_url) or not M.usable_url(doc.file_url) then
     return nil, errors.new("BAD_RESPONSE", "upload initiate: the answer has no upload_url and file_url")
   end
   return doc
@@ -138,8 +161,9 @@ local function upload(client, sha)
   local size = client.part_bytes or M.PART_BYTES
   local parts = json.array {}
   for i = 1, (#bytes + size - 1) // size do
+    -- A part carries no Content-Type, as fal's JS client sends parts (the initiate named it).
     local resp, perr = put(client, part_url(doc.upload_url, tostring(i)),
-      bytes:sub((i - 1) * size + 1, i * size), f.mime)
+      bytes:sub((i - 1) * size + 1, i * size), nil)
     if not resp then return fail(string.format("cannot send part %d of %s", i, f.path), perr) end
     -- fal's answer to a part is JSON {partNumber, etag}; an ETag header serves as well
     local doc = json.decode(resp.body or "")
@@ -151,7 +175,7 @@ local function upload(client, sha)
     parts[i] = { partNumber = i, etag = etag }
   end
   local resp, cerr = client:platform_call("upload", "POST", part_url(doc.upload_url, "complete"),
-    json.encode { parts = parts }, nil, true)
+    json.encode { parts = parts }, { ["Content-Type"] = "application/json" }, true)
   if not resp then return fail("cannot complete the upload of " .. f.path, cerr) end
   if resp.status < 200 or resp.status > 299 then
     return fail("cannot complete the upload of " .. f.path, errors.from_http(resp, "upload complete"))
@@ -165,18 +189,18 @@ local function file_url(client, sha)
   local base = client:platform_url("storage")
   local slot = base .. " " .. sha
   while pending[slot] do pending[slot]:wait() end
-  local jr, now = client.journal, os.time()
+  local jr, now, ttl = client.journal, os.time(), reuse_ttl(client)
   local known = uploaded[slot]
-  if known and now - known.at < M.UPLOAD_TTL then return known.url end
+  if known and now - known.at < ttl then return known.url end
   local rec = jr and jr.uploads[sha]
-  if rec and rec.storage == base and type(rec.file_url) == "string" and type(rec.at) == "number"
-      and now - rec.at < M.UPLOAD_TTL and rec.at <= now + 60 then
+  if rec and rec.storage == base and M.usable_url(rec.file_url) and type(rec.at) == "number"
+      and now - rec.at < ttl and rec.at <= now + 60 then
     uploaded[slot] = { url = rec.file_url, at = rec.at }
     return rec.file_url
   end
   local name = "uploads/" .. sha .. ".json"
-  local entry = cache.get(name, base, M.UPLOAD_TTL)
-  if entry and type(entry.value) == "table" and type(entry.value.file_url) == "string" then
+  local entry = cache.get(name, base, ttl)
+  if entry and type(entry.value) == "table" and M.usable_url(entry.value.file_url) then
     uploaded[slot] = { url = entry.value.file_url, at = entry.at }
     if jr then jr:append { t = "upload", sha256 = sha, file_url = entry.value.file_url, storage = base, at = entry.at } end
     return entry.value.file_url

@@ -19,6 +19,9 @@ local env = require("editflow.env").get
 local M = {}
 
 M.DEFAULT_JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
+-- Where fal's signing keys are, in the order tried (SPEC §8): some verifiers read rest.fal.ai,
+-- fal's docs and most verifiers rest.alpha.fal.ai. Whichever answers is cached.
+M.JWKS_URLS = { M.DEFAULT_JWKS_URL, "https://rest.alpha.fal.ai/.well-known/jwks.json" }
 M.TOLERANCE = 300          -- seconds a timestamp may be off, either way
 M.CACHE_TTL = 24 * 3600    -- seconds a fetched JWKS is used
 M.REFETCH_AFTER = 60       -- seconds before keys that failed a signature are fetched again
@@ -89,32 +92,47 @@ end
 
 -- The JWKS to verify with: -> entry ({ jwks, fetched_at }), or nil, err (NO_KEY).
 -- `refresh`: the cached keys did not verify; fetch again unless they are very new.
+-- The key set URLs to try: opts.jwks_url (a URL or a list), $EDITFLOW_JWKS_URL, else fal's two.
+local function urls_of(opts)
+  local given = opts.jwks_url or env("EDITFLOW_JWKS_URL")
+  if type(given) == "table" then return given end
+  return given and { given } or M.JWKS_URLS
+end
+
 local function keys_for(opts, refresh)
-  local u = opts.jwks_url or env("EDITFLOW_JWKS_URL") or M.DEFAULT_JWKS_URL
+  local urls = urls_of(opts)
   local dir = cache.dir(opts.cache_dir)
-  local slot = u .. "\n" .. tostring(dir)
+  local slot = table.concat(urls, " ") .. "\n" .. tostring(dir)
   local now = os.time()
   local entry = memory[slot]
   if not (entry and now - entry.fetched_at < M.CACHE_TTL) then
-    local disk = cache.get("jwks.json", u, M.CACHE_TTL, dir)  -- too old or from the future: nil
-    entry = disk and type(disk.value) == "table" and { jwks = disk.value, fetched_at = disk.at } or nil
+    entry = nil
+    for _, u in ipairs(urls) do  -- too old or from the future: nil
+      local disk = cache.get("jwks.json", u, M.CACHE_TTL, dir)
+      if disk and type(disk.value) == "table" then entry = { jwks = disk.value, fetched_at = disk.at } break end
+    end
     memory[slot] = entry
   end
   if entry and not (refresh and now - (entry.tried_at or entry.fetched_at) >= M.REFETCH_AFTER) then
     return entry
   end
-  local got, err = fetch(u)
-  if not got then
-    if entry then  -- still within its 24 h: it stands (and is not refetched for a minute)
-      entry.tried_at = now
-      return entry
+  local whys, last = {}, nil
+  for _, u in ipairs(urls) do
+    local got, err = fetch(u)
+    last = err
+    if got then
+      memory[slot] = got
+      cache.put("jwks.json", u, got.jwks, dir, got.fetched_at)
+      return got
     end
-    return fail("NO_KEY", "cannot fetch the signing keys from " .. u .. ": " .. tostring(err.message),
-      { cause = err })
+    whys[#whys + 1] = u .. ": " .. tostring(err.message)
   end
-  memory[slot] = got
-  cache.put("jwks.json", u, got.jwks, dir, got.fetched_at)
-  return got
+  if entry then  -- still within its 24 h: it stands (and is not refetched for a minute)
+    entry.tried_at = now
+    return entry
+  end
+  return fail("NO_KEY", "cannot fetch the signing keys (" .. table.concat(whys, "; ") .. ")",
+    { cause = last })
 end
 
 -- ---- verification ----

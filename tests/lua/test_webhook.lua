@@ -172,6 +172,27 @@ T.case("the JWKS is fetched once, cached on disk, and refetched when over 24 h o
   if not ok then error(err, 0) end
 end)
 
+T.case("fal's two key set URLs: the second is asked when the first fails, and cached under its URL", function()
+  T.eq(webhook.JWKS_URLS[1], "https://rest.fal.ai/.well-known/jwks.json", "rest.fal.ai first")
+  T.eq(webhook.JWKS_URLS[2], "https://rest.alpha.fal.ai/.well-known/jwks.json", "fal's documented URL next")
+  local jpath = work .. "/served2.json"
+  assert(core.write_file(jpath, json.encode(JWKS)))
+  local u, count, stop = jwks_server(jpath)
+  local ok, err = pcall(function()
+    local cache = T.tmpdir()
+    local opts = { jwks_url = { "http://127.0.0.1:9/jwks.json", u }, cache_dir = cache }
+    T.eq(webhook.verify(signed(key, BODY), BODY, opts), true, "verified with the second URL's keys")
+    T.eq(count(), 1, "the second URL was asked once")
+    T.eq(json.decode(T.read(cache .. "/jwks.json")).url, u, "cached under the URL that answered")
+    -- a new process (no memory) reads the cache of whichever URL answered
+    T.eq(webhook.verify(signed(key, BODY), BODY, { jwks_url = { "http://127.0.0.1:9/x.json", u },
+      cache_dir = cache }), true, "from the cache")
+    T.eq(count(), 1, "no request for a cached key set")
+  end)
+  stop()
+  if not ok then error(err, 0) end
+end)
+
 T.case("no keys to be had: NO_KEY, naming why", function()
   local cache = T.tmpdir()
   local ok, err = webhook.verify(signed(key, BODY), BODY, { jwks_url = "http://127.0.0.1:9/jwks.json",

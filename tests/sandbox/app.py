@@ -20,6 +20,7 @@ from jobqueue import COMPLETED, IN_QUEUE, JobQueue, new_id
 from validate import validate
 
 ROUTES = ("submit", "status", "stream", "result", "cancel", "files", "other")
+NAMESPACES = ("workflows", "comfy")   # endpoint ids whose app has three parts (SPEC §8)
 QUEUE_ROUTES = ROUTES[:-1]
 CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults") + falplatform.CONTROL_KEYS
 TRICKLE_BYTES, TRICKLE_EVERY, TRICKLE_FOR = 2, 1.0, 900.0   # [trickle]: 2 B/s, 15 min at most
@@ -54,6 +55,7 @@ class SandboxApp:
         self.queue = JobQueue(opts.workers, opts.job_time, own_origin)
         self.platform = falplatform.Platform(own_origin, opts.key, opts.bearer,
                                              getattr(opts, "catalog", "") or falplatform.CATALOG_DIR)
+        self.platform.queue = self.queue     # the requests listing reads the queue's jobs
         self._reset_counters()
         self._reset_controls()
 
@@ -74,6 +76,7 @@ class SandboxApp:
         self.duplicate_submits = 0
         self.seen_bodies = set()
         self.repeated_ids = 0
+        self.logs_asked = {"0": 0, "1": 0}   # status and stream calls with and without logs=1
         self.last_job = None        # the previous accepted job ([repeat_id] answers with it)
 
     # ------------------------------------------------------------ entry
@@ -133,13 +136,20 @@ class SandboxApp:
         return Response.json(status, {"detail": "Service Unavailable"}, headers)
 
     @staticmethod
+    def _app_len(segs):
+        """How many path segments name the app (fal-js parseEndpointId): 3 for workflows/ and
+        comfy/ ids, else 2."""
+        return 3 if segs and segs[0] in NAMESPACES and len(segs) >= 3 else 2
+
+    @staticmethod
     def _route_name(req, path):
         segs = path.split("/")[1:]
         if len(segs) == 2 and segs[0] == "files":
             return "files"
-        if len(segs) >= 4 and segs[2] == "requests":
+        n = SandboxApp._app_len(segs)
+        if len(segs) >= n + 2 and segs[n] == "requests":
             return {(): "result", ("status",): "status", ("status", "stream"): "stream",
-                    ("cancel",): "cancel"}.get(tuple(segs[4:]), "other")
+                    ("cancel",): "cancel"}.get(tuple(segs[n + 2:]), "other")
         if len(segs) >= 2 and segs[0] != "files" and req.method == "POST":
             return "submit"
         return "other"
@@ -153,9 +163,10 @@ class SandboxApp:
             return "files", await self._file(req, segs[1])
         if len(segs) < 2 or "" in segs:
             return "other", self._queue_error(404, "Not Found")
-        app = segs[0] + "/" + segs[1]
-        if len(segs) >= 4 and segs[2] == "requests":   # never a submit (a POSTed cancel is a 405)
-            rid, rest = segs[3], segs[4:]
+        n = self._app_len(segs)
+        app = "/".join(segs[:n])
+        if len(segs) >= n + 2 and segs[n] == "requests":   # never a submit (a POSTed cancel is a 405)
+            rid, rest = segs[n + 1], segs[n + 2:]
             route = {(): "result", ("status",): "status", ("status", "stream"): "stream",
                      ("cancel",): "cancel"}.get(tuple(rest))
             want = "PUT" if route == "cancel" else "GET"
@@ -279,7 +290,11 @@ class SandboxApp:
         position = job.line.position(job) if job.status == IN_QUEUE else 0
         return self._submit_answer(job, position)
 
+    def _count_logs(self, req):
+        self.logs_asked["1" if self._wants_logs(req) else "0"] += 1
+
     def _status(self, req, job):
+        self._count_logs(req)
         obj = job.status_obj(self._wants_logs(req), self._urls(job))
         if self.hostile:
             self.hostile_n += 1
@@ -306,6 +321,7 @@ class SandboxApp:
         return Response.json(400, {"status": "ALREADY_COMPLETED"}, hdr)
 
     def _stream(self, req, job):
+        self._count_logs(req)
         if self.no_stream:  # imitates a proxy without the stream route (clients must poll)
             return Response.json(404, {"detail": "Not Found"}, [("x-fal-request-id", job.id)])
         logs = self._wants_logs(req)
@@ -410,6 +426,7 @@ class SandboxApp:
                 "webhooks": dict(q.webhooks),
                 "duplicate_submits": self.duplicate_submits,
                 "submit_bodies": len(self.seen_bodies), "repeated_ids": self.repeated_ids,
+                "logs_asked": dict(self.logs_asked),
                 "faults": dict(self.faults.injected) if self.faults else {},
                 **self.platform.stats()}
 

@@ -8,12 +8,14 @@
 # tests prove a client keeps its key to the origin it belongs to.
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
+import time
 from urllib.parse import parse_qs, quote
 
 from httpd import Response
@@ -22,8 +24,13 @@ from falschema import validate_doc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CATALOG_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "lua", "editflow", "catalog"))
-ROUTES = ("schema", "pricing", "storage", "media")
-FAIL_ROUTES = ("initiate", "upload", "complete", "pricing", "schema")
+ROUTES = ("schema", "pricing", "storage", "media", "listing")
+FAIL_ROUTES = ("initiate", "upload", "complete", "pricing", "schema", "listing")
+# What a signed upload URL takes besides the bytes: the headers of HTTP itself and of fal's
+# clients' fetch (accept */*); anything else of a client's (its JSON Accept, a user's header,
+# fal's own headers) is counted in upload_extra_headers.
+SIGNED_OK = {"host", "content-type", "content-length", "transfer-encoding", "expect", "user-agent",
+             "connection", "accept-encoding", "te"}
 CONTROL_KEYS = ("schema", "price", "pricing_page_size", "fail_next")
 SEED_MODEL = "fal-ai/qwen-image-edit-plus"   # validate.py keeps judging it (existing behaviour)
 MAX_IDS = 50                                  # fal: "Accepts 1-50 endpoint IDs"
@@ -92,6 +99,18 @@ def _missing(where, name):
                                            "type": "missing"}]})
 
 
+def _iso(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso_time(text):
+    """An ISO 8601 time (Z or an offset; naive is UTC) as Unix seconds."""
+    d = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.timezone.utc)
+    return d.timestamp()
+
+
 def _error(status, detail):
     return Response.json(status, {"detail": detail})
 
@@ -122,10 +141,16 @@ class Platform:
         self.fail_next = {}      # route -> [status, count]
         self.counters = dict.fromkeys(("schema_calls", "pricing_calls", "upload_initiates",
                                        "uploads", "upload_bytes", "multipart_parts",
-                                       "upload_credential_leaks"), 0)
+                                       "upload_credential_leaks", "upload_extra_headers",
+                                       "upload_signature_mismatches", "listing_calls"), 0)
+        self.extra_header_names = set()
+        self.lifecycles = []     # X-Fal-Object-Lifecycle values initiates carried
 
     def stats(self):
-        return dict(self.counters)
+        out = dict(self.counters)
+        out["upload_lifecycles"] = list(self.lifecycles)
+        out["upload_extra_header_names"] = sorted(self.extra_header_names)
+        return out
 
     # ------------------------------------------------------------ documents and prices
 
@@ -196,6 +221,8 @@ class Platform:
             return "storage"
         if path.startswith("/media/"):
             return "media"
+        if path == "/v1/models/requests/by-endpoint":
+            return "listing"
         return None
 
     def handle(self, route, req, path):
@@ -278,6 +305,68 @@ class Platform:
         return Response.json(200, {"prices": [{k: p[k] for k in order} for p in chunk],
                                    "next_cursor": nxt, "has_more": more})
 
+    # ------------------------------------------------------------ requests by endpoint
+
+    def _listing(self, req, path):
+        """GET /v1/models/requests/by-endpoint (SPEC §8): the queue's ended requests of the
+        given endpoints in [start, end], newest first, a page at a time; with expand=payloads
+        each item holds json_input (the body as sent) and json_output (a success's result)."""
+        self.counters["listing_calls"] += 1
+        if req.method not in ("GET", "HEAD"):
+            return _error(405, "Method Not Allowed")
+        bad = self._injected("listing")
+        if bad:
+            return bad
+        if not self._key_ok(req):
+            return self._unauthorized(req)
+        q = _query_lists(req)
+        ids = [e.strip() for v in q.get("endpoint_id", ()) for e in v.split(",") if e.strip()]
+        if not ids:
+            return _missing("query", "endpoint_id")
+        if len(ids) > MAX_IDS:
+            return _error(422, "At most %d endpoint IDs" % MAX_IDS)
+        rid = (q.get("request_id") or [None])[-1]
+        now = time.time()
+        try:
+            start = _iso_time(q["start"][-1]) if q.get("start") else now - (90 if rid else 1) * 86400
+            end = _iso_time(q["end"][-1]) if q.get("end") else now
+            limit = int((q.get("limit") or ["50"])[-1])
+            page = int(base64.b64decode(q["cursor"][-1], validate=True).decode()) if q.get("cursor") else 0
+            assert 1 <= limit <= 100 and page >= 0
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            return _error(422, "Invalid start, end, limit or cursor")
+        status = (q.get("status") or [None])[-1]
+        if status not in (None, "success", "error", "user_error"):
+            return _error(422, "status must be success, error or user_error")
+        payloads = "payloads" in ",".join(q.get("expand", ()))
+        items = []
+        for j in self.queue.jobs.values():
+            if j.status != "COMPLETED" or j.endpoint not in ids or (rid and j.id != rid):
+                continue
+            if not start <= j.created_at <= end:
+                continue
+            kind = ("success" if 200 <= j.result_status < 300 else
+                    "user_error" if 400 <= j.result_status < 500 else "error")
+            if status and kind != status:
+                continue
+            items.append(j)
+        items.sort(key=lambda j: j.completed_at, reverse=True)
+        chunk = items[page * limit:(page + 1) * limit]
+        more = (page + 1) * limit < len(items)
+        out = []
+        for j in chunk:
+            item = {"request_id": j.id, "endpoint_id": j.endpoint, "sent_at": _iso(j.created_at),
+                    "started_at": _iso(j.started_at) if j.started_at else None,
+                    "ended_at": _iso(j.completed_at), "status_code": j.result_status,
+                    "duration": round(j.completed_at - (j.started_at or j.created_at), 3)}
+            if payloads:
+                item["json_input"] = j.raw
+                if 200 <= j.result_status < 300:
+                    item["json_output"] = json.loads(j.result_body)
+            out.append(item)
+        nxt = base64.b64encode(str(page + 1).encode()).decode() if more else None
+        return Response.json(200, {"items": out, "next_cursor": nxt, "has_more": more})
+
     # ------------------------------------------------------------ storage
 
     def _storage(self, req, path):
@@ -296,6 +385,14 @@ class Platform:
                 self.counters["upload_credential_leaks"] += 1
                 return _error(400, "Authorization header not accepted on a signed upload URL")
             rest = segs[2:]
+            extra = [h for h in req.headers if h not in SIGNED_OK
+                     and not (h == "accept" and req.headers[h] == "*/*")]
+            if extra:
+                self.counters["upload_extra_headers"] += 1
+                self.extra_header_names.update(extra)
+            bad = self._signed_type(req, up, rest)
+            if bad:
+                return bad
             if not up.multipart and not rest and req.method == "PUT":
                 return self._put(req, up)
             if up.multipart and len(rest) == 1 and rest[0].isdigit() and req.method == "PUT":
@@ -304,6 +401,23 @@ class Platform:
                 return self._complete(req, up)
             return _error(405, "Method Not Allowed")
         return _error(404, "Not Found")
+
+    def _signed_type(self, req, up, rest):
+        """A signed URL covers the Content-Type (SPEC §8): the single PUT must carry exactly one,
+        the initiate's; a part carries none or that one; complete carries JSON. Anything else
+        is 403 SignatureDoesNotMatch, as the storage behind fal answers."""
+        ct = req.headers.get("content-type")
+        if not up.multipart:
+            want = up.content_type
+        elif rest == ["complete"]:
+            want = "application/json"
+        else:
+            want = None if ct is None else up.content_type
+        if "content-type" in req.repeated or ct != want:
+            self.counters["upload_signature_mismatches"] += 1
+            return Response.json(403, {"detail": "SignatureDoesNotMatch: the request's Content-Type "
+                                       "(%s) is not the signed one (%s)" % (ct, want)})
+        return None
 
     def _initiate(self, req, multipart):
         self.counters["upload_initiates"] += 1
@@ -324,6 +438,9 @@ class Platform:
                 for k in ("content_type", "file_name") if not isinstance(body.get(k), str)]
         if errs:
             return Response.json(422, {"detail": errs})
+        life = req.headers.get("x-fal-object-lifecycle")
+        if life is not None:
+            self.lifecycles.append(life)
         up = Upload(body["content_type"] or "application/octet-stream",
                     os.path.basename(body["file_name"]) or "file", multipart)
         self.uploads[up.token] = up
@@ -408,7 +525,12 @@ class Platform:
             if not (isinstance(p, dict) and isinstance(p.get("endpoint_id"), str) and p["endpoint_id"]):
                 return None, 'price must be {"endpoint_id", "unit_price", "unit", "currency"?}'
             up = p.get("unit_price")
-            if up is not None and (type(up) not in (int, float) or up < 0
+            if isinstance(up, str):           # fal's public fixtures show "0.003"
+                try:
+                    assert float(up) >= 0
+                except (ValueError, AssertionError):
+                    return None, "price.unit_price as a string must hold a number >= 0"
+            elif up is not None and (type(up) not in (int, float) or up < 0
                                    or not isinstance(p.get("unit"), str)
                                    or not isinstance(p.get("currency", "USD"), str)):
                 return None, "price.unit_price must be a number >= 0 (or null) with a unit string"

@@ -18,6 +18,11 @@
 #   bare500    (status, stream, result, files) 500 text/plain "Internal Server Error": no
 #              error_type, no X-Fal-Error-Type, no x-fal-request-id (an ingress error)
 #   truncated  (files only) full Content-Length, half the body, then the connection closes
+#   made500    (submit only) the job is created and queued, then the answer is a 500 of fal's
+#              queue: fal's JSON and the job's x-fal-request-id (the job exists under that id)
+#   made500bare (submit only) the job is created and queued, then the answer is a 500 with
+#              fal's JSON {"detail"} but no x-fal-request-id: nothing says the job exists
+#   ingress502 (submit only) an nginx 502 page from the ingress, no id; no job was made
 # Injected ingress answers (5xx, 429, bare500) never carry x-fal-request-id: fal's clients tell
 # an ingress error from a queue answer by that header (SPEC §1, §4).
 import random
@@ -25,11 +30,14 @@ import random
 from httpd import Response, Stream
 
 KINDS = ("5xx", "429", "drop", "badjson", "slow", "joberror",
-         "lost", "lostreused", "garbled", "bare500", "truncated")
-AFTER_WORK = ("lost", "lostreused", "garbled", "truncated")   # the route runs, then this spoils it
+         "lost", "lostreused", "garbled", "bare500", "truncated", "made500", "made500bare",
+         "ingress502")
+# the route runs, then this spoils its answer
+AFTER_WORK = ("lost", "lostreused", "garbled", "truncated", "made500", "made500bare")
 _QUEUE = ("submit", "status", "stream", "result", "cancel", "files")
 _ONLY = {"joberror": ("submit",), "bare500": ("status", "stream", "result", "files"),
-         "truncated": ("files",)}
+         "truncated": ("files",), "made500": ("submit",), "made500bare": ("submit",),
+         "ingress502": ("submit",)}
 _NOT = {"badjson": ("files",), "garbled": ("files", "stream")}
 JUNK = b"\x00\xff\xfe<!-- garbled \x9c\x80 -->"
 
@@ -75,6 +83,10 @@ class Faults:
             return Response(200, b"{this is not json", None, "application/json")
         if kind == "bare500":
             return bare_500()
+        if kind == "ingress502":
+            return Response(502, b"<html><head><title>502 Bad Gateway</title></head><body>"
+                            b"<center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center>"
+                            b"</body></html>", None, "text/html")
         return None
 
     @staticmethod
@@ -89,6 +101,10 @@ class Faults:
             return resp
         if kind == "truncated":
             return cut_short(resp)
+        if kind in ("made500", "made500bare") and resp.status == 200:
+            rid = [v for k, v in resp.headers if k.lower() == "x-fal-request-id"]
+            return Response.json(500, {"detail": "Internal Server Error"},
+                                 [("x-fal-request-id", rid[0])] if kind == "made500" and rid else None)
         return resp
 
 

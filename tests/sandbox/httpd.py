@@ -28,11 +28,12 @@ class HTTPError(Exception):
 
 class Request:
     __slots__ = ("method", "target", "path", "query_string", "version", "headers", "body",
-                 "keep_alive", "_query", "inject_job_error", "served")
+                 "keep_alive", "_query", "inject_job_error", "served", "repeated")
 
     def __init__(self, method, target, version, headers):
         self.method, self.target, self.version, self.headers = method, target, version, headers
         self.inject_job_error = False
+        self.repeated = set()    # header names sent more than once (a signed URL refuses some)
         self.served = 0          # requests this connection answered before this one
         if target.startswith("http://") or target.startswith("https://"):
             parts = urlsplit(target)
@@ -227,15 +228,18 @@ class Server:
         parts = lines[0].split(" ") if lines else []
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise HTTPError(400, "Malformed request line")
-        headers = {}
+        headers, repeated = {}, set()
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:
                 raise HTTPError(400, "Malformed header line")
             name = name.strip().lower()
             value = value.strip()
+            if name in headers:
+                repeated.add(name)
             headers[name] = headers[name] + ", " + value if name in headers else value
         req = Request(parts[0].upper(), parts[1], parts[2], headers)
+        req.repeated = repeated
         te = headers.get("transfer-encoding", "").lower()
         clen = headers.get("content-length")
         chunked = "chunked" in te

@@ -135,12 +135,13 @@ class Job:
                  "started_at", "completed_at", "logs", "error", "error_type", "result_status",
                  "result_body", "result_headers", "cancelled", "changed", "cancel_evt", "webhook",
                  "headers", "query", "auth", "job_time", "inference_time", "fail", "deadline",
-                 "gen", "bare500_left")
+                 "gen", "bare500_left", "raw")
 
     def __init__(self, endpoint, app, body, spec, job_time):
         self.id = new_id()
         self.endpoint, self.app, self.spec = endpoint, app, spec
         self.input = redact(body)
+        self.raw = body          # as sent, for the requests listing's json_input
         self.status = IN_QUEUE
         self.seq = 0
         self.line = None
@@ -389,6 +390,9 @@ class JobQueue:
 
     @staticmethod
     def _output_obj(job, seed, out_images):
+        if "[shape:image]" in job.spec["prompt"] and out_images:  # a model that answers one File
+            return {"image": out_images[0], "seed": seed, "prompt": job.spec["prompt"],
+                    "timings": {"inference": job.inference_time}}
         return {"images": out_images, "seed": seed,
                 "has_nsfw_concepts": [False] * len(out_images),
                 "prompt": job.spec["prompt"], "timings": {"inference": job.inference_time}}

@@ -1361,8 +1361,9 @@ class TestPlatform(SandboxCase):
                                      {"content_type": "a/b", "file_name": "x"})[0], 502)
         j = self.initiate()
         self.control(fail_next={"route": "upload", "status": 500, "count": 1})
-        self.assertEqual(self.c.request("PUT", rel(j["upload_url"]), b"x", auth=None)[0], 500)
-        self.assertEqual(self.c.request("PUT", rel(j["upload_url"]), b"x", auth=None)[0], 200)
+        png = {"Content-Type": "image/png"}
+        self.assertEqual(self.c.request("PUT", rel(j["upload_url"]), b"x", auth=None, headers=png)[0], 500)
+        self.assertEqual(self.c.request("PUT", rel(j["upload_url"]), b"x", auth=None, headers=png)[0], 200)
         m = urlsplit(self.initiate(multipart=True)["upload_url"])
         part = json.loads(self.c.request("PUT", "%s/1?%s" % (m.path, m.query), b"abc", auth=None)[2])
         self.control(fail_next={"route": "complete", "status": 500, "count": 1})
@@ -1406,6 +1407,122 @@ class TestLoad(SandboxCase):
         dt = time.perf_counter() - t0
         TIMINGS["submits_per_s_one_conn"] = round(n / dt)   # reported, not asserted
         self.assertEqual(self.stats()["max_connections"], 1)
+
+
+class TestFalContract(SandboxCase):
+    """What fal's clients and docs show fal to be (SPEC §8), served strictly."""
+    ARGS = ("--quiet", "--job-time", "0.05")
+
+    def put_raw(self, path, body, header_lines):
+        with socket_conn(self.sb.host, self.sb.port) as s:
+            head = "PUT %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n" % (
+                path, "".join(h + "\r\n" for h in header_lines), len(body))
+            s.sendall(head.encode() + body)
+            return raw_answer(s)[0]
+
+    def test_signed_put_takes_exactly_the_signed_content_type(self):
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        j = self.initiate()
+        up = rel(j["upload_url"])
+        two = ["Content-Type: application/json", "Content-Type: image/png"]
+        self.assertEqual(self.put_raw(up, b"png", two), 403)            # the client's default, then the file's
+        self.assertEqual(self.put_raw(up, b"png", ["Content-Type: application/json"]), 403)
+        self.assertEqual(self.put_raw(up, b"png", []), 403)
+        self.assertEqual(self.stats()["upload_extra_headers"], 0)
+        self.assertEqual(self.put_raw(up, b"png", ["Content-Type: image/png", "Accept: application/json",
+                                                   "X-Team: a"]), 200)
+        s = self.stats()
+        self.assertEqual((s["upload_signature_mismatches"], s["upload_extra_headers"], s["uploads"]), (3, 1, 1))
+        self.assertEqual(s["upload_extra_header_names"], ["accept", "x-team"])
+        m = urlsplit(self.initiate(multipart=True)["upload_url"])
+        part = "%s/1?%s" % (m.path, m.query)
+        self.assertEqual(self.put_raw(part, b"abc", ["Content-Type: application/json"]), 403)
+        self.assertEqual(self.put_raw(part, b"abc", []), 200)            # parts carry none (fal-js)
+
+    def initiate(self, multipart=False):
+        route = "initiate-multipart" if multipart else "initiate"
+        st, _, j = self.c.json("POST", "/storage/upload/%s?storage_type=fal-cdn-v3" % route,
+                               {"content_type": "image/png", "file_name": "in.png"})
+        self.assertEqual(st, 200, j)
+        return j
+
+    def test_workflows_endpoints_keep_three_parts(self):
+        sub = self.submit(path="/workflows/me/flow/sub")
+        self.assertIn("/workflows/me/flow/requests/%s/status" % sub["request_id"], sub["status_url"])
+        self.wait_done(sub)
+        self.assertEqual(self.c.json("GET", "/workflows/me/flow/requests/%s" % sub["request_id"])[0], 200)
+        self.assertEqual(self.c.json("GET", "/workflows/me/requests/%s/status" % sub["request_id"])[0], 404)
+
+    def test_a_single_image_result(self):
+        sub = self.submit(dict(GOOD, prompt="one [shape:image]"))
+        self.wait_done(sub)
+        st, _, out = self.c.json("GET", rel(sub["response_url"]))
+        self.assertEqual(st, 200)
+        self.assertNotIn("images", out)
+        self.assertTrue(out["image"]["url"].startswith("http"))
+
+    def test_requests_listing(self):
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        a = self.submit(dict(GOOD, prompt="first"))
+        self.wait_done(a)
+        b = self.submit(dict(GOOD, prompt="second [fail:nsfw]"))
+        self.wait_done(b)
+        q = "/v1/models/requests/by-endpoint?endpoint_id=%s&expand=payloads" % EP
+        st, _, doc = self.c.json("GET", q)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual([i["request_id"] for i in doc["items"]], [b["request_id"], a["request_id"]])
+        self.assertEqual(doc["items"][1]["json_input"]["prompt"], "first")
+        self.assertIn("images", doc["items"][1]["json_output"])
+        self.assertNotIn("json_output", doc["items"][0])               # a failed request has none
+        self.assertEqual(doc["items"][0]["status_code"], 422)
+        st, _, doc = self.c.json("GET", q + "&status=success&limit=1")
+        self.assertEqual(([i["request_id"] for i in doc["items"]], doc["has_more"]), ([a["request_id"]], False))
+        st, _, doc = self.c.json("GET", "/v1/models/requests/by-endpoint?endpoint_id=%s&limit=1" % EP)
+        self.assertTrue(doc["has_more"])
+        self.assertNotIn("json_input", doc["items"][0])
+        st, _, doc = self.c.json("GET", "/v1/models/requests/by-endpoint?endpoint_id=%s&limit=1&cursor=%s"
+                                 % (EP, doc["next_cursor"]))
+        self.assertEqual(doc["items"][0]["request_id"], a["request_id"])
+        later = "2999-01-01T00:00:00Z"
+        self.assertEqual(self.c.json("GET", q + "&start=" + later)[2]["items"], [])
+        self.assertEqual(self.c.json("GET", q, auth=None)[0], 401)
+        self.control(fail_next={"route": "listing", "status": 403})
+        self.assertEqual(self.c.json("GET", q)[0], 403)
+
+    def test_string_prices(self):
+        self.control(price={"endpoint_id": EP, "unit_price": "0.003", "unit": "megapixels"})
+        st, _, doc = self.c.json("GET", "/v1/models/pricing?endpoint_id=" + EP)
+        self.assertEqual(doc["prices"][0]["unit_price"], "0.003")
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+
+
+class TestSubmitAfterTheJob(unittest.TestCase):
+    """500 answers to submits that made their job, with and without its id; an ingress's 502."""
+
+    def answer(self, kind):
+        sb = Sandbox("--quiet", "--fault-rate", "1", "--faults", kind, "--job-time", "0.05").start()
+        self.addCleanup(sb.stop)
+        c = Client(sb.host, sb.port)
+        self.addCleanup(c.close)
+        st, h, body = c.request("POST", "/" + EP, GOOD)
+        return st, h, body, c.json("GET", "/_sandbox/jobs", auth=None)[2]
+
+    def test_made500_names_the_job(self):
+        st, h, body, jobs = self.answer("made500")
+        self.assertEqual((st, len(jobs)), (500, 1))
+        self.assertEqual(h["x-fal-request-id"], jobs[0]["request_id"])
+        self.assertEqual(json.loads(body), {"detail": "Internal Server Error"})
+
+    def test_made500bare_does_not(self):
+        st, h, body, jobs = self.answer("made500bare")
+        self.assertEqual((st, len(jobs)), (500, 1))
+        self.assertNotIn("x-fal-request-id", h)
+
+    def test_ingress502_made_nothing(self):
+        st, h, body, jobs = self.answer("ingress502")
+        self.assertEqual((st, len(jobs)), (502, 0))
+        self.assertIn(b"nginx", body)
+        self.assertNotIn("x-fal-request-id", h)
 
 
 if __name__ == "__main__":

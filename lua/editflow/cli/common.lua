@@ -169,9 +169,9 @@ end
 
 -- An endpoint id's form, checked before its schema is looked for (as the client checks it).
 local function bad_endpoint(id)
-  if type(id) ~= "string" or not id:match("^[%w_.-]+/[%w_.-]+[%w_./-]*$") or id:find("//", 1, true)
-      or id:find("/$") or id:find("%.%.") then
-    return "the model must look like 'owner/app' or 'owner/app/path', got '" .. tostring(id) .. "'"
+  if not require("editflow.client").parse_endpoint(id) then
+    return "the model must look like 'owner/app', 'owner/app/path' or 'workflows/owner/app', got '"
+      .. tostring(id) .. "'"
   end
 end
 

@@ -31,7 +31,8 @@ local quiet_warnings = false
 
 function M.configure(opts)
   if not subscribed then
-    events.subscribe(function(name, job, detail) M.note(name, job, detail) end)
+    -- the host shows no server log lines, so jobs need not ask for them (logs=0)
+    events.subscribe(function(name, job, detail) M.note(name, job, detail) end, { except = { "log" } })
     subscribed = true
   end
   local d = opts.display or "none"

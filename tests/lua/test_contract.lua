@@ -1,0 +1,202 @@
+-- test_contract.lua: fal's contract as fal's own clients and docs have it (SPEC §8), served
+-- strictly by the sandbox: a signed upload PUT that takes exactly one Content-Type, results
+-- under `image`, workflows/ endpoints, submits answered 5xx after the job was made, string
+-- prices and a pricing API that refuses the key or stays silent, the runner hint, the
+-- uploads' lifetime, and logs=0 when nobody reads log lines.
+local T = require "testlib"
+local editflow = require "editflow"
+local core = require "editflow.core"
+local json = require "editflow.json"
+local price = require "editflow.price"
+local events = require "editflow.events"
+local client_mod = require "editflow.client"
+local lifecycle = require "editflow.lifecycle"
+
+local sb = T.sandbox { "--job-time", "0.01", "--workers", "8" }
+local A = T.source_dir .. "/tests/fixtures/a.png"
+local work = T.tmpdir()
+local n = 0
+
+local function photo()
+  n = n + 1
+  local path = string.format("%s/photo-%d-%d.png", work, n, os.time())
+  assert(core.write_file(path, T.read(A) .. "\0contract-" .. n .. "-" .. tostring(os.clock())))
+  return path
+end
+
+local function client(extra, url)
+  url = url or sb.url
+  local o = { base_url = url, storage_url = url, api_url = url, key = "test-key", poll_interval = 0.02,
+    timeout = 5 }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return editflow.client(o)
+end
+
+local function job_of(id, server)
+  for _, j in ipairs((server or sb).jobs()) do if j.request_id == id then return j end end
+end
+
+T.case("a local file goes up with exactly the file's Content-Type and none of the client's headers", function()
+  local before = sb.stats()
+  local c = client { headers = { ["X-Team"] = "studio" }, input_lifetime = 3600 }
+  local res, job = assert(c:edit { prompt = "up", image_urls = { photo() } })
+  T.ok(res.images[1], "the job ran on the uploaded file")
+  local s = sb.stats()
+  T.eq(s.uploads - before.uploads, 1, "the upload was taken")
+  T.eq(s.upload_signature_mismatches, before.upload_signature_mismatches, "no second or other Content-Type")
+  T.eq(s.upload_extra_headers, before.upload_extra_headers, "no Accept, no client header on the signed PUT")
+  T.eq(s.upload_lifecycles[#s.upload_lifecycles], '{"expiration_duration_seconds":3600}', "the inputs' lifetime")
+  T.eq(job_of(job.request_id).headers["x-team"], "studio", "the client's header still goes to the queue")
+  -- in parts: no Content-Type on a part, JSON on complete
+  local big = client { multipart_bytes = 64, part_bytes = 64 }
+  assert(big:edit { prompt = "parts", image_urls = { photo() } })
+  local s2 = sb.stats()
+  T.ok(s2.multipart_parts > s.multipart_parts, "sent in parts")
+  T.eq(s2.upload_signature_mismatches, before.upload_signature_mismatches, "parts and complete as signed")
+  T.eq(s2.upload_extra_headers, before.upload_extra_headers, "nothing extra on parts")
+end)
+
+T.case("an upload URL remembered in the journal or the cache is checked like a fresh one", function()
+  local storage = require "editflow.storage"
+  T.eq(storage.usable_url("file:///etc/passwd"), false, "file: refused")
+  T.eq(storage.usable_url("https://cdn.example/a b.png"), false, "spaces refused")
+  T.eq(storage.usable_url("https://cdn.example/a.png"), true, "https taken")
+  T.eq(storage.usable_url("http://127.0.0.1:8/m/x"), true, "http taken")
+end)
+
+T.case("a result under `image` (one File) is a result: saved like `images`", function()
+  local c = client()
+  local res, job = assert(c:edit { prompt = "one [shape:image]", image_urls = { "https://example.com/a.png" } })
+  T.eq(#res.images, 1, "one image")
+  T.ok(res.image and res.image.url == res.images[1].url, "image stays, images names it")
+  local paths = assert(job:save(T.tmpdir()))
+  T.eq(#paths, 1, "saved")
+  T.eq(core.sniff(T.read(paths[1])), "png", "a real image")
+end)
+
+T.case("workflows/ and comfy/ endpoints keep their third part for status, result and cancel", function()
+  T.eq(select(2, client_mod.parse_endpoint("workflows/me/flow/sub")), "workflows/me/flow", "workflows app")
+  T.eq(select(2, client_mod.parse_endpoint("comfy/me/flow")), "comfy/me/flow", "comfy app")
+  T.eq(select(2, client_mod.parse_endpoint("fal-ai/flux/dev")), "fal-ai/flux", "owner/alias")
+  T.eq(client_mod.parse_endpoint("123-app"), "123/app", "a legacy numeric id")
+  T.eq(client_mod.parse_endpoint("workflows/me"), nil, "a workflow needs its app")
+  local c = client { endpoint = "workflows/me/flow/sub" }
+  local res, job = assert(c:edit { prompt = "wf", image_urls = { "https://example.com/a.png" } })
+  T.ok(res.images[1], "done")
+  -- found again by its id only (another run, `editflow result ID -m workflows/me/flow`)
+  local again = client({ endpoint = "workflows/me/flow" }):job(job.request_id)
+  T.match(again.status_url, "/workflows/me/flow/requests/", "status under the three-part app")
+  local out = assert(again:result())
+  T.eq(out.images[1].url, res.images[1].url, "the same result")
+end)
+
+T.case("what a submit's answer means (lifecycle.submit_answer)", function()
+  local function means(st, h, body) return lifecycle.submit_answer { status = st, headers = h or {}, body = body or "" } end
+  T.eq(means(200), "accepted", "2xx")
+  T.eq(means(500, { ["x-fal-request-id"] = "abc" }), "exists", "a 5xx naming the job")
+  T.eq(means(503, { ["x-fal-request-id"] = "abc" }), "exists", "fal's own 503 names the job")
+  T.eq(means(503), "retry", "a 503 without an id")
+  T.eq(means(429, { ["x-fal-request-id"] = "abc" }), "retry", "a 429 is never a job")
+  T.eq(means(502, {}, "<html>nginx</html>"), "retry", "an ingress 502")
+  T.eq(means(504, {}, "<html>nginx</html>"), "retry", "an ingress 504")
+  T.eq(means(502, {}, '{"detail":"x"}'), "unknown", "a 502 with fal's JSON and no id")
+  T.eq(means(500, {}, '{"detail":"x"}'), "unknown", "a 500 without an id")
+  T.eq(means(504, { ["x-fal-request-timeout-type"] = "user" }), "refused", "the user's start timeout")
+  T.eq(means(422, { ["x-fal-request-id"] = "abc" }), "refused", "a 4xx")
+  T.eq(means(500, { ["x-fal-request-id"] = "../x" }), "unknown", "an id that is not one")
+end)
+
+T.case("a submit answered 500 after the job was made, with its id: followed, never sent again", function()
+  local f = T.sandbox { "--job-time", "0.01", "--fault-rate", "1", "--faults", "made500" }
+  local c = client({}, f.url)
+  local res, job = assert(c:edit { prompt = "made", image_urls = { "https://example.com/a.png" } })
+  T.ok(res.images[1], "its result came")
+  local s = f.stats()
+  T.eq(s.submits_by_endpoint["fal-ai/qwen-image-edit-plus"], 1, "sent once")
+  T.eq(s.faults.made500, 1, "the 500 was served")
+  T.ok(job_of(job.request_id, f), "followed under the id the 500 carried")
+  f.stop()
+end)
+
+T.case("an ingress's 502 (nginx, no id) is retried as fal_client does; nothing is paid twice", function()
+  local f = T.sandbox { "--job-time", "0.01", "--fault-rate", "0.5", "--fault-seed", "3", "--faults", "ingress502" }
+  local c = client({ retry = { base = 0.01, cap = 0.05, attempts = 8 } }, f.url)
+  local ok = 0
+  for i = 1, 6 do
+    if c:edit { prompt = "ing " .. i, image_urls = { "https://example.com/a.png" } } then ok = ok + 1 end
+  end
+  local s = f.stats()
+  T.ok(s.faults.ingress502 >= 1, "502s were served (" .. tostring(s.faults.ingress502) .. ")")
+  T.eq(ok, 6, "every job done")
+  T.eq(s.duplicate_submits, 0, "none paid twice")
+  f.stop()
+end)
+
+T.case("prices: a numeric string is a price; 401/403 is explained once, naming --price", function()
+  local ep = "fal-ai/qwen-image-edit-plus"
+  sb.control { price = { endpoint_id = ep, unit_price = "0.0125", unit = "images" } }
+  price.forget()
+  local cache = T.tmpdir()
+  require("editflow.env").set("XDG_CACHE_HOME", cache)
+  local p = assert(client():price())
+  T.eq(p.unit_price, 0.0125, "the string read as a number")
+  T.eq(p.source, "pricing API", "from the API")
+  T.eq(price.kind(p.unit), "image", "plural unit")
+  price.forget()
+  require("editflow.env").set("XDG_CACHE_HOME", T.tmpdir())
+  sb.control { fail_next = { route = "pricing", status = 403, count = 5 } }
+  local warned = {}
+  local off = events.subscribe(function(name, _, d) if name == "warning" then warned[#warned + 1] = d end end)
+  local before = sb.stats().pricing_calls
+  local q = assert(client():price())
+  off()
+  T.eq(q.source, "shipped", "the shipped price is used")
+  T.eq(sb.stats().pricing_calls - before, 1, "one try, not four")
+  T.eq(#warned, 1, "told once")
+  T.contains(warned[1], "refused this key", "says the key was refused, not unreachable")
+  T.contains(warned[1], "--price", "names --price")
+  sb.control { fail_next = json.null }
+  sb.control { price = { endpoint_id = ep, unit_price = json.null } }
+  require("editflow.env").set("XDG_CACHE_HOME", nil)
+  price.forget()
+end)
+
+T.case("a silent pricing API costs one try of the lookup timeout, not four of 60 s", function()
+  -- a listening socket that never answers
+  local srv = assert(io.popen("echo $$; exec python3 -c " .. T.quote(
+    "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(50); "
+    .. "print(s.getsockname()[1], flush=True); time.sleep(120)"), "r"))
+  local pid, port = tonumber(srv:read("l")), tonumber(srv:read("l"))
+  local silent = "http://127.0.0.1:" .. port
+  price.forget()
+  require("editflow.env").set("XDG_CACHE_HOME", T.tmpdir())
+  local c = editflow.client { base_url = sb.url, api_url = silent, key = "test-key", timeout = 1 }
+  local t0 = core.monotime()
+  local p = assert(c:price())
+  local took = core.monotime() - t0
+  os.execute("kill " .. pid)
+  srv:close()
+  T.eq(p.source, "shipped", "fell back to the shipped price")
+  T.ok(took < 30, string.format("bounded by the lookup timeout (%.1f s; 4 tries of 1 s with waits would be more)", took))
+  T.eq(c.lookup_timeout, 1, "--timeout bounds the lookup")
+  T.eq(client_mod.new({ base_url = sb.url, key = "k" }).lookup_timeout, 15, "15 s by default")
+end)
+
+T.case("the runner hint goes as X-Fal-Runner-Hint; log lines are asked for only when read", function()
+  sb.reset()
+  local c = client { hint = "lora-a" }
+  local _, job = assert(c:edit { prompt = "hint", image_urls = { "https://example.com/a.png" } })
+  T.eq(job_of(job.request_id).headers["x-fal-runner-hint"], "lora-a", "client hint")
+  local _, job2 = assert(c:edit({ prompt = "hint2", image_urls = { "https://example.com/a.png" } }, { hint = "lora-b" }))
+  T.eq(job_of(job2.request_id).headers["x-fal-runner-hint"], "lora-b", "a submit's own hint")
+  local asked = sb.stats().logs_asked
+  T.eq(asked["1"], 0, "nobody reads logs: logs=0 (" .. json.encode(asked) .. ")")
+  T.ok(asked["0"] >= 2, "status asked with logs=0")
+  local lines = 0
+  local c2 = client { on_log = function() lines = lines + 1 end }
+  assert(c2:edit { prompt = "logs", image_urls = { "https://example.com/a.png" } })
+  T.ok(sb.stats().logs_asked["1"] >= 1, "an on_log asks for them")
+  T.ok(lines >= 1, "and gets them")
+end)
+
+T.run()
