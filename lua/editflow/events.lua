@@ -14,19 +14,74 @@
 --   finished             the job ended: job.output or job.error says how
 --   saved                its images are on disk (detail: the paths)
 --   warning              something the user should know (detail: the text; job may be nil)
+--
+-- Callbacks (these subscribers, and a client's on_status, on_log, on_finish, on_saved) run
+-- inside editflow's tasks, in the middle of the scheduler's turn. A callback that yielded
+-- there (coroutine.yield, cqueues.sleep, an editflow call that waits) would suspend the task
+-- that called it with nothing set to wake it: its job would stall until its deadline. So
+-- events.call runs each callback in a coroutine of its own and makes a yield an error.
 local M = {}
 
 local subscribers = {}   -- list of functions, called in subscription order
 
--- events.subscribe(fn) -> unsubscribe(). fn(name, job, detail) must not yield.
-function M.subscribe(fn)
+-- ---- callbacks: run in their own coroutine, never yielding into the scheduler ----
+
+local DONE = {}          -- what a runner yields once its callback has returned
+local runners = {}       -- idle runner coroutines, reused (a callback can run per event)
+local running = nil      -- name of the callback running now (innermost), or nil
+
+-- A runner calls one callback after another: a tail call keeps its stack flat.
+local function runner(fn, ...)
+  fn(...)
+  return runner(coroutine.yield(DONE))
+end
+
+-- events.call(name, fn, ...): fn(...) as a callback named name ("on_status", "subscriber").
+-- An error it raises comes out unchanged; a yield becomes an error naming it.
+function M.call(name, fn, ...)
+  local co = table.remove(runners) or coroutine.create(runner)
+  local outer = running
+  running = name
+  local ok, res = coroutine.resume(co, fn, ...)
+  running = outer
+  if not ok then error(res, 0) end
+  if res ~= DONE then
+    coroutine.close(co)
+    error("editflow: " .. name .. " must not yield (it ran inside editflow's loop); do waiting "
+      .. "work in editflow.spawn", 0)
+  end
+  runners[#runners + 1] = co
+end
+
+-- The name of the callback running now, or nil: a wait made from one is refused by name.
+function M.callback() return running end
+
+local skips = setmetatable({}, { __mode = "k" })  -- subscriber -> { [event name] = true } it does not want
+
+-- events.subscribe(fn [, { except = { name, ... } }]) -> unsubscribe(). fn(name, job, detail)
+-- must not yield (see call). `except` names events fn does not want: a job asks the queue
+-- for log lines only while someone wants "log" events (events.wants).
+function M.subscribe(fn, opts)
   if type(fn) ~= "function" then error("events.subscribe expects a function", 2) end
+  if opts and opts.except then
+    local set = {}
+    for _, name in ipairs(opts.except) do set[name] = true end
+    skips[fn] = set
+  end
   subscribers[#subscribers + 1] = fn
   return function()
     for i, f in ipairs(subscribers) do
       if f == fn then table.remove(subscribers, i) return end
     end
   end
+end
+
+-- events.wants(name) -> whether any subscriber takes events of that name.
+function M.wants(name)
+  for _, fn in ipairs(subscribers) do
+    if not (skips[fn] and skips[fn][name]) then return true end
+  end
+  return false
 end
 
 -- A subscriber that raises must not stop the job that emitted: its error becomes a warning.
@@ -36,7 +91,9 @@ function M.emit(name, job, detail)
     return
   end
   for _, fn in ipairs(subscribers) do
-    local ok, err = pcall(fn, name, job, detail)
+    local skip = skips[fn]
+    local ok, err = true, nil
+    if not (skip and skip[name]) then ok, err = pcall(M.call, "subscriber", fn, name, job, detail) end
     if not ok and name ~= "warning" then
       warn("editflow: an events subscriber failed: ", tostring(err))
     end

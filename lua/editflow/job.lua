@@ -95,7 +95,7 @@ function Job:_observe(st)
   if not RUNNING[st.status] and not self.ended_at then
     self.ended_at = core.walltime()  -- when the client learnt the job had ended
   end
-  if c.on_status then c.on_status(self, st) end
+  if c.on_status then events.call("on_status", c.on_status, self, st) end
   local logs = st.logs
   if type(logs) == "table" then
     -- Each answer carries the whole log so far; show only what was not seen.
@@ -103,7 +103,7 @@ function Job:_observe(st)
       local entry = logs[i]
       if type(entry) == "table" then
         events.emit("log", self, entry)
-        if c.on_log then c.on_log(self, entry) end
+        if c.on_log then events.call("on_log", c.on_log, self, entry) end
       end
     end
     if #logs > self.logs_seen then self.logs_seen = #logs end
@@ -300,7 +300,7 @@ function Job:_finish(output, err)
   end
   self.finished:fire()
   events.emit("finished", self)
-  if self.client.on_finish then self.client.on_finish(self) end
+  if self.client.on_finish then events.call("on_finish", self.client.on_finish, self) end
 end
 
 -- Ends this run's following of a job the server may still run: what the user can do.
@@ -472,7 +472,7 @@ function Job:save(dir, opts)
     if self.life then self.life:saved(self, paths, files) end
     events.emit("saved", self, paths)
   end
-  if c.on_saved then c.on_saved(self, paths, err) end
+  if c.on_saved then events.call("on_saved", c.on_saved, self, paths, err) end
   return paths, err, partial
 end
 

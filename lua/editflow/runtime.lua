@@ -216,6 +216,11 @@ local stepping = false
 -- (tasks alive + transfers running + timers), so an embedding host knows when to stop.
 function M.step(timeout_ms)
   if stepping then
+    local callback = events.callback()  -- a callback waiting would stall the task it ran in
+    if callback then
+      error("editflow: " .. callback .. " must not wait (it ran inside editflow's loop); do "
+        .. "waiting work in editflow.spawn", 2)
+    end
     error("editflow: the scheduler is already turning: a blocking editflow call was made from a "
       .. "coroutine that is not an editflow task (run it with editflow.spawn instead)", 2)
   end
@@ -486,6 +491,19 @@ end
 function M.run()
   M.may_wait(2)
   while M.step(SLICE_MS) > 0 do end
+end
+
+-- finish() -> 0 once every task has ended (what `editflow run` does after the script's main
+-- chunk, as node and luvit do); or the number of tasks still alive when nothing is left that
+-- could wake them (no task ready, no transfer or disk work, no timer): they would wait forever.
+function M.finish()
+  while alive > 0 do
+    M.step(SLICE_MS)
+    if alive > 0 and rhead > rtail and live_timers == 0 and (not loop or loop:running() == 0) then
+      return alive
+    end
+  end
+  return 0
 end
 
 return M

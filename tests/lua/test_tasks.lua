@@ -173,6 +173,72 @@ T.case("a callback that raises while a job is streamed does not leave the stream
   sb.stop()
 end)
 
+T.case("a callback that yields is an error naming it, not a job stalled until its deadline", function()
+  local sb = T.sandbox { "--job-time", "0.05" }
+  -- job_timeout 5: a yield that stalled the job would end it with TIMEOUT after 5 s instead
+  local yields = {
+    on_status = function() coroutine.yield() end,
+    on_log = function() coroutine.yield("as cqueues.sleep would") end,
+    on_finish = function() coroutine.yield() end,
+  }
+  for name, fn in pairs(yields) do
+    local c = client(sb, { job_timeout = 5, [name] = fn })
+    local t0 = core.monotime()
+    local result, err = c:edit { prompt = "yield in " .. name, image_urls = { URL } }
+    if name == "on_finish" then
+      -- It runs once the job has ended, as its watcher task's last act (whose errors the job
+      -- no longer reports): a yield there would leave that task suspended for ever.
+      T.ok(result, name .. ": the job itself succeeded")
+      for _ = 1, 100 do if editflow.step(20) == 0 then break end end
+      T.eq(editflow.pending(), 0, name .. ": no task left suspended")
+    else
+      T.eq(result, nil, name .. ": the job fails")
+      T.contains(tostring(err and err.message), "editflow: " .. name .. " must not yield (it ran inside "
+        .. "editflow's loop); do waiting work in editflow.spawn", name .. ": the error names the callback")
+    end
+    T.ok(core.monotime() - t0 < 4, name .. ": no stall until the job's deadline")
+  end
+  -- an editflow call that waits, made from a callback inside a turn, is refused by name too
+  local c = client(sb, { job_timeout = 5, on_status = function() editflow.sleep(0.01) end })
+  local _, err = c:edit { prompt = "sleep in on_status", image_urls = { URL } }
+  T.contains(tostring(err and err.message), "editflow: on_status must not wait", "a wait in on_status")
+  -- on_saved runs where job:save was called: from the main chunk a yield is named as well
+  c = client(sb, { on_saved = function() coroutine.yield() end })
+  local _, job = assert(c:edit { prompt = "saved", image_urls = { URL } })
+  local d = T.tmpdir()
+  T.raises(function() job:save(d) end, "editflow: on_saved must not yield")
+  os.execute("rm -rf " .. T.quote(d))
+  -- a callback that neither yields nor raises still runs (in its own coroutine), and its own
+  -- coroutines may yield inside it
+  local seen = 0
+  c = client(sb, { on_status = function()
+    local gen = coroutine.wrap(function() coroutine.yield(1) end)
+    seen = seen + gen()
+  end })
+  assert(c:edit { prompt = "fine", image_urls = { URL } })
+  T.ok(seen >= 1, "on_status ran")
+  T.eq(runtime.loop():running(), 0, "no transfer left running")
+  sb.stop()
+end)
+
+T.case("a subscriber that yields is reported as a warning; the job goes on", function()
+  local sb = T.sandbox { "--job-time", "0.05" }
+  local warned = {}
+  local saved_warn = warn
+  warn = function(...) warned[#warned + 1] = table.concat({ ... }) end  -- luacheck: ignore
+  local unsubscribe = editflow.subscribe(function(name)
+    if name == "finished" then coroutine.yield() end
+  end)
+  local t0 = core.monotime()
+  local result, err = client(sb, { job_timeout = 5 }):edit { prompt = "subscribed", image_urls = { URL } }
+  unsubscribe()
+  warn = saved_warn  -- luacheck: ignore
+  T.ok(result, "the job succeeded: " .. tostring(err))
+  T.ok(core.monotime() - t0 < 4, "no stall until the job's deadline")
+  T.contains(table.concat(warned, "\n"), "editflow: subscriber must not yield", "the warning names it")
+  sb.stop()
+end)
+
 T.case("job:wait from the main chunk while other jobs run in the background", function()
   -- one worker: the queue runs the jobs strictly in order, 0.2 s apart, so
   -- when the last one is done the three before it are done and their

@@ -111,8 +111,23 @@ function M.run_options(argv)
   return i
 end
 
+local stranded = 0  -- tasks of `editflow run`'s script that could never end (see run_wait)
+
+-- After the script's main chunk: turns the loop until every task the script spawned (and
+-- every job it submitted) has ended, so a script of editflow.spawn calls alone does its work.
+-- Tasks left waiting for what nothing can bring any more are reported and count as failed.
+function M.run_wait()
+  stranded = require("editflow.runtime").finish()
+  if stranded > 0 then
+    progress.clear()
+    io.stderr:write(string.format("editflow: %d task%s still waiting when nothing was left that could "
+      .. "wake %s (a signal never fired?): ended\n", stranded, stranded == 1 and "" or "s",
+      stranded == 1 and "it" or "them"))
+  end
+end
+
 -- After the script: ends the progress line; -> the number of tasks that failed with nobody
--- collecting their error (the host then exits 1).
+-- collecting their error, or that could never end (the host then exits 1).
 function M.run_done()
   progress.finish()
   local n = require("editflow.runtime").unhandled_failures()
@@ -120,7 +135,7 @@ function M.run_done()
     io.stderr:write(string.format("editflow: %d task%s failed and nobody collected %s error (see above)\n",
       n, n == 1 and "" or "s", n == 1 and "its" or "their"))
   end
-  return n
+  return n + stranded
 end
 
 -- After a Ctrl-C, SIGTERM or SIGHUP (called by the host, which then exits 128 + the signal):
