@@ -8,6 +8,7 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,17 @@ static int fail_code(lua_State *L, const char *msg, const char *code) {
   lua_pushstring(L, msg);
   lua_pushstring(L, code);
   return 3;
+}
+
+/*
+** A path argument: a string with no NUL byte in it. The C calls behind would stop at the NUL,
+** so "a.png\0.txt" would quietly name a.png; it is misuse, and raises naming the argument.
+*/
+static const char *check_path(lua_State *L, int arg) {
+  size_t n;
+  const char *s = luaL_checklstring(L, arg, &n);
+  luaL_argcheck(L, strlen(s) == n, arg, "must not contain a NUL byte");
+  return s;
 }
 
 static int core_b64encode(lua_State *L) {
@@ -104,7 +116,7 @@ static int core_safe_name(lua_State *L) {
 
 static int core_mkdir(lua_State *L) {
   char err[512];
-  if (ef_mkdir_p(luaL_checkstring(L, 1), err, sizeof err) != 0)
+  if (ef_mkdir_p(check_path(L, 1), err, sizeof err) != 0)
     return fail(L, err);
   lua_pushboolean(L, 1);
   return 1;
@@ -113,7 +125,7 @@ static int core_mkdir(lua_State *L) {
 /* core.write_file(path, bytes) -> true | nil, message. Atomic and durable (see ef_fs.c). */
 static int core_write_file(lua_State *L) {
   size_t n;
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   const char *data = luaL_checklstring(L, 2, &n);
   char err[512];
   if (ef_write_atomic(path, data, n, err, sizeof err) != 0)
@@ -124,7 +136,7 @@ static int core_write_file(lua_State *L) {
 
 /* core.fsync_dir(path) -> true | nil, message: the folder's names on disk, here. */
 static int core_fsync_dir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   int e = ef_sync_dir(path);
   if (e != 0) {
     lua_pushnil(L);
@@ -146,7 +158,7 @@ static int buf_free(lua_State *L) {
 ** while the string is made, so a memory error there cannot leak it.
 */
 static int core_read_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   lua_Integer max = luaL_checkinteger(L, 2);
   char err[512];
   luaL_argcheck(L, max >= 0, 2, "must be 0 or more");
@@ -165,7 +177,7 @@ static int core_read_file(lua_State *L) {
 /* core.file_stamp(path) -> "dev:ino:size:mtime:ctime" (a string that changes when the file's
 ** content may have) | nil, message. */
 static int core_file_stamp(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   ef_stamp st;
   if (ef_file_stamp(path, &st) != 0)
     return fail_code(L, strerror(errno), "STAT");
@@ -185,7 +197,7 @@ static int push_name(void *ud, const char *name) {
 
 /* core.listdir(path) -> sorted-by-caller array of entry names | nil, message. */
 static int core_listdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   char err[512];
   lua_newtable(L);
   if (ef_dir_each(path, push_name, L, err, sizeof err) != 0)
@@ -347,9 +359,34 @@ static const luaL_Reg corelib[] = {
   {"glob", core_glob},
   {NULL, NULL}};
 
+/*
+** Descriptors 0-2 found closed get /dev/null (as gnulib's stdopen does). Left closed, the next
+** file opened takes the number -- the journal, say -- and whatever is then written to "stderr"
+** (a warning, a server's log line shown as progress) lands in that file. /dev/null is opened
+** the wrong way round (stdin write-only, stdout and stderr read-only), so reading or writing
+** them still fails with EBADF, as on a closed descriptor: a lost stdout stays an error. The
+** host does this first thing in main; the module does it too, for a stock lua5.4 started with
+** `>&- 2>&-`: filling a closed slot takes nothing from an embedder that it could have used.
+*/
+static int open_std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+      continue;
+    int got = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+    if (got < 0)
+      return fd;
+    if (got != fd) /* another thread filled the slot meanwhile: it is open, as wanted */
+      (void)close(got);
+  }
+  return -1;
+}
+
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);
 
 int luaopen_editflow_core(lua_State *L) {
+  int fd = open_std_fds();
+  if (fd >= 0)
+    return luaL_error(L, "descriptor %d is closed and /dev/null cannot be opened", fd);
   if (ef_global_init() != 0)
     return luaL_error(L, "libcurl global initialisation failed");
   ef_lua_loop_register(L);

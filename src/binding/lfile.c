@@ -28,7 +28,9 @@ int ef_lua_file_fd(lua_State *L, int idx) { return check_file(L, idx)->fd; }
 
 /* core.open_log(path) -> file | nil, message. Created 0666 less the umask if missing. */
 int ef_lua_file_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  size_t n;
+  const char *path = luaL_checklstring(L, 1, &n);
+  luaL_argcheck(L, strlen(path) == n, 1, "must not contain a NUL byte"); /* open(2) would cut it */
   lfile *f = lua_newuserdatauv(L, sizeof *f, 1);
   f->fd = -1;
   luaL_setmetatable(L, EF_FILE_MT);

@@ -72,6 +72,17 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *de
   return s;
 }
 
+/* A path field: its C string must be the whole string (a NUL would cut the path short). */
+static const char *opt_path(lua_State *L, int t, const char *k) {
+  const char *s = opt_string(L, t, k, NULL);
+  rawfield(L, t, k);
+  size_t n = lua_rawlen(L, -1);
+  lua_pop(L, 1);
+  if (s && strlen(s) != n)
+    luaL_argerror(L, t, lua_pushfstring(L, "field '%s' must not contain a NUL byte", k));
+  return s;
+}
+
 static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer def, lua_Integer max) {
   int isint;
   lua_Integer v;
@@ -151,7 +162,7 @@ static int loop_request(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   const char *url = opt_string(L, 2, "url", NULL);
   const char *method = opt_string(L, 2, "method", NULL);
-  const char *dir = opt_string(L, 2, "file", NULL);
+  const char *dir = opt_path(L, 2, "file");
   size_t body_len = 0;
   const char *body = NULL;
   if (url == NULL)

@@ -7,16 +7,24 @@
 ** which returns the exit status. Chunks run through docall(), whose message handler adds a
 ** traceback. SIGINT, SIGTERM and SIGHUP only install a hook, so the interrupt lands between Lua
 ** instructions, never inside libcurl; the host then lets editflow.cli.interrupted cancel what
-** is in flight and exits 128 + the signal's number. A second one of them kills at once.
+** is in flight and exits 128 + the signal's number. The same signal again within a second
+** counts once (timeout(1) signals the process, then its group); a different one, or the same
+** one later, kills at once. Descriptors 0-2 found closed get /dev/null before anything opens
+** a file, so a journal never becomes "stderr". `editflow run` then turns the loop until the
+** tasks the script spawned have ended (editflow.cli.run_wait), as node and luvit do.
 ** The engine module and the embedded Lua modules are installed in package.preload, so the
 ** binary needs no files beside it; other C modules a script requires (luv, lua-cjson, ...)
 ** load as usual, which is why the host links liblua shared.
 */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "lua.h"
 #include "lauxlib.h"
 #include "lualib.h"
@@ -27,6 +35,7 @@ int luaopen_editflow_core(lua_State *L);
 static const char *progname = "editflow";
 static lua_State *globalL = NULL;
 static volatile sig_atomic_t interrupted = 0; /* the first stopping signal's number, or 0 */
+static struct timespec interrupted_at;         /* when it came (CLOCK_MONOTONIC) */
 
 /* ---- interrupts, as lua.c: the handler only sets a hook ---- */
 
@@ -59,17 +68,30 @@ static void lstop(lua_State *L, lua_Debug *ar) {
 }
 
 /*
-** The first of the stop signals: all three go back to their default, so a second one (of any
-** of them) ends the process at once; while this handler runs, the others are blocked
-** (sa_mask), so the one recorded is the first.
+** A stop signal. The first sets the hook that unwinds the script; the host then cancels what
+** is in flight. One stop often arrives twice: timeout(1), service managers and terminals signal
+** the process and then its process group, so the same signal again within a second is the same
+** request and changes nothing. A different stop signal, or the same one a second or more after
+** the first, ends the process at once: back to the default action, raised again, delivered as
+** this handler returns. While it runs the other stop signals are blocked (sa_mask), so only one
+** handler touches interrupted_at at a time. Only async-signal-safe calls here (clock_gettime,
+** signal, raise; lua_sethook as lua.c uses it).
 */
 static void laction(int i) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-  for (int k = 0; k < NSTOP; k++)
-    if (!ignored_at_start[k])
-      signal(stop_signals[k], SIG_DFL);
-  if (!interrupted)
-    interrupted = i;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (interrupted) {
+    long long ms = (long long)(now.tv_sec - interrupted_at.tv_sec) * 1000 +
+                   (now.tv_nsec - interrupted_at.tv_nsec) / 1000000;
+    if (i == interrupted && ms < 1000)
+      return;
+    signal(i, SIG_DFL);
+    raise(i);
+    return;
+  }
+  interrupted = i;
+  interrupted_at = now;
   lua_sethook(globalL, lstop, flag, 1);
 }
 
@@ -117,7 +139,7 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   globalL = L;
-  if (!interrupted) /* once interrupted, a second signal must end the process at once */
+  if (!interrupted) /* once interrupted, laction stays: it decides what a second signal does */
     set_stop_handlers(laction);
   int status = lua_pcall(L, narg, nres, base);
   if (!interrupted)
@@ -220,6 +242,8 @@ static int run_script(lua_State *L, char **argv, int argc) {
       lua_pushstring(L, argv[i]);
     status = docall(L, argc - script - 1, 0);
   }
+  if (status == LUA_OK) /* the script's tasks run to their end, as under node or luvit */
+    status = call_cli(L, "run_wait", argv, argc, NULL, 0);
   int rc = after_interrupt(L, status, argv, argc);
   if (rc >= 0)
     return rc;
@@ -260,7 +284,30 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/*
+** Descriptors 0-2 found closed get /dev/null, opened the wrong way round so that using them
+** still fails with EBADF (gnulib's stdopen): otherwise the first file opened -- the journal --
+** takes fd 2, and progress and server log lines are appended to it. -> -1, or the fd that
+** could not be filled. (editflow.core does the same when a stock lua5.4 loads it.)
+*/
+static int open_std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+      continue;
+    int got = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+    if (got < 0)
+      return fd;
+    if (got != fd)
+      (void)close(got);
+  }
+  return -1;
+}
+
 int main(int argc, char **argv) {
+  if (open_std_fds() >= 0) {
+    l_message("a standard descriptor is closed and /dev/null cannot be opened");
+    return EXIT_FAILURE;
+  }
   /* libcurl runs with CURLOPT_NOSIGNAL; a write to a peer that has gone must be an error
   ** return, not a signal that kills the process. */
   signal(SIGPIPE, SIG_IGN);

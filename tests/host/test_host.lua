@@ -651,4 +651,119 @@ T.case("an interrupted grid still writes its manifest and gallery for what ended
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+-- "env NAME=VALUE ... BIN" for the sandbox, to be completed into a shell command line.
+local function command_line(extra)
+  local parts = { "env" }
+  for k, v in pairs(env(extra)) do parts[#parts + 1] = k .. "=" .. T.quote(v) end
+  parts[#parts + 1] = T.quote(BIN)
+  return table.concat(parts, " ")
+end
+
+local function write_script(dir, name, text)
+  local path = dir .. "/" .. name
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+T.case("stdout and stderr closed at start: the journal gets editflow's records and nothing else", function()
+  -- Closed, fds 1 and 2 would be the first files editflow opens: the journal among them, and
+  -- progress and the server's log lines would be appended to it. They get /dev/null instead,
+  -- opened so that writing still fails: the paths cannot be printed, so the exit status is 1.
+  for _, closing in ipairs { ">&- 2>&-", "<&- >&- 2>&-" } do
+    local d = T.tmpdir()
+    local st, out, err = T.sh(command_line() .. " edit -p 'closed descriptors' -i " .. T.quote(A)
+      .. " -o " .. T.quote(d) .. " --seed 9 --verbose " .. closing)
+    T.eq(out .. err, "", closing .. ": nothing reached the test's own stdout and stderr")
+    T.eq(st, 1, closing .. ": stdout cannot be written: exit 1")
+    local text = T.read(d .. "/.editflow-journal.jsonl") or ""
+    local n = 0
+    for line in text:gmatch("[^\n]*\n?") do
+      if line ~= "" then
+        local ok, r = pcall(json.decode, (line:gsub("\n$", "")))
+        T.ok(ok and type(r) == "table" and type(r.t) == "string",
+          closing .. ": a journal line that is not one of editflow's records: " .. line)
+        n = n + 1
+      end
+    end
+    T.ok(n >= 2, closing .. ": the journal holds the job's records (" .. n .. ")")
+    T.eq(text:sub(-1), "\n", closing .. ": and ends on a record boundary")
+    local images = 0
+    for _, name in ipairs(T.list_dir(d)) do
+      if name:match("%.png$") then images = images + 1 end
+    end
+    T.eq(images, 1, closing .. ": the image was saved")
+    os.execute("rm -rf " .. T.quote(d))
+  end
+end)
+
+T.case("the same SIGTERM twice, to the process and then its group, counts once: the jobs are cancelled", function()
+  -- timeout(1) and service managers signal the command, then its whole process group: one
+  -- request to stop, arriving twice. Here the two come 0.2 s apart (sent together, the kernel
+  -- may merge them into one) while the cancels are still trying: the cancel route answers 503
+  -- for the first 0.8 s, and they get through on a retry. editflow leads its own group, as
+  -- under timeout(1).
+  local d = T.tmpdir()
+  local script = write_script(d, "slow.lua", [[
+local editflow = require "editflow"
+local c = editflow.client{ journal = arg[1] }
+editflow.map({ 1, 2, 3 }, function(i)
+  assert(c:edit{ prompt = "[slow:60] twice " .. i, image_urls = { "https://cdn.example/a.png" } })
+end, { concurrency = 3 })
+]])
+  local journal = T.quote(d .. "/out/.editflow-journal.jsonl")
+  local before = sb.stats()
+  local leader = "python3 -c 'import os, sys; os.setpgid(0, 0); os.execvp(sys.argv[1], sys.argv[1:])' "
+  local outage = "python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], "
+    .. "sys.argv[2].encode(), {\"Content-Type\": \"application/json\"}))' " .. T.quote(sb.url .. "/_sandbox/control")
+    .. " " .. T.quote(json.encode { outage = { seconds = 0.8, routes = { "cancel" } } })
+  local _, out, err = T.sh(leader .. command_line() .. " run -q " .. T.quote(script) .. " "
+    .. T.quote(d .. "/out") .. " & pid=$!; (sleep 30; kill -KILL $pid) & dog=$!; i=0; "
+    .. "while [ $i -lt 100 ] && [ \"$(grep -c '\"accepted\"' " .. journal .. " 2>/dev/null)\" != 3 ]; do "
+    .. "sleep 0.1; i=$((i+1)); done; "
+    .. outage .. "; kill -TERM $pid; sleep 0.2; kill -TERM -$pid; wait $pid; echo exit=$?; kill $dog")
+  T.contains(out, "exit=143", "exit status 143; stderr: " .. tostring(err))
+  T.contains(err, "stopped by SIGTERM: 3 jobs in flight, cancel requested for 3", "the summary")
+  local after = sb.stats()
+  local tries = after.by_route.cancel - before.by_route.cancel
+  T.ok(tries > 3, "the cancels were refused during the outage and tried again (" .. tries .. " calls)")
+  T.eq(after.cancelled - before.cancelled, 3, "and the sandbox cancelled the 3 jobs")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("run finishes the tasks the script spawned; a failed or stranded one makes exit 1", function()
+  local d = T.tmpdir()
+  local out = d .. "/out"
+  local st, _, err = run(env(), "run", "-q", write_script(d, "spawn.lua", [[
+local editflow = require "editflow"
+local c = editflow.client{}
+for i = 1, 3 do
+  editflow.spawn(function()
+    local _, job = assert(c:edit{ prompt = "spawned " .. i, image_urls = { "https://cdn.example/a.png" }, seed = i })
+    assert(job:save(arg[1], { name = "spawned-" .. i }))
+  end)
+end
+]]), out)
+  T.eq(st, 0, "exit status; stderr: " .. tostring(err))
+  local saved = {}
+  for _, name in ipairs(T.list_dir(out)) do saved[#saved + 1] = name end
+  T.eq(table.concat(saved, " "), "spawned-1-1.png spawned-2-1.png spawned-3-1.png", "three images saved")
+  st, _, err = run(env(), "run", "-q", write_script(d, "fails.lua", [[
+local editflow = require "editflow"
+editflow.spawn(function() editflow.sleep(0.05) error("late boom") end)
+editflow.spawn(function() editflow.sleep(0.01) end)
+]]))
+  T.eq(st, 1, "a task failed after the main chunk returned")
+  T.contains(err, "late boom", "its error shown")
+  T.contains(err, "1 task failed and nobody collected its error", "and counted")
+  st, _, err = run(env(), "run", "-q", write_script(d, "stranded.lua", [[
+local editflow = require "editflow"
+editflow.spawn(function() require("editflow.runtime").signal():wait() end)
+]]))
+  T.eq(st, 1, "a task waiting for what can never come")
+  T.contains(err, "editflow: 1 task still waiting when nothing was left that could wake it", "is named")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()

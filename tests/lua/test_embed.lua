@@ -121,4 +121,26 @@ for _, host in ipairs { { "luv", LUV }, { "cqueues", CQUEUES } } do
   end)
 end
 
+T.case("a stock lua5.4 started with stdout and stderr closed: the module fills them with /dev/null", function()
+  -- Left closed, the first file opened (here a journal through core.open_log) would be fd 1
+  -- or 2, and whatever the script or a host then writes to "stderr" would land in it.
+  local d = T.tmpdir()
+  local f = assert(io.open(d .. "/child.lua", "w"))
+  f:write([[
+local core = require "editflow.core"
+local log = assert(core.open_log("journal.jsonl"))
+io.stderr:write("stray text on stderr\n")
+io.stderr:flush()
+print("stray text on stdout")
+io.stdout:flush()
+assert(log:append('{"t":"record"}\n'))
+log:close()
+]])
+  f:close()
+  local _, how, code = os.execute(string.format("cd %s && %s child.lua >&- 2>&-", T.quote(d), LUA))
+  T.eq(how == "exit" and code or -code, 0, "the child ran")
+  T.eq(T.read(d .. "/journal.jsonl"), '{"t":"record"}\n', "the journal holds its record only")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.run()
