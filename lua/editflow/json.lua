@@ -53,10 +53,39 @@ end
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
               ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
+-- Bytes at and above 0x80, one run of them: the output is always valid UTF-8. A byte that
+-- starts no UTF-8 sequence becomes \u00XX, its Latin-1 reading (a file name in Latin-1 still
+-- makes JSON that python and jq read, and nothing a file system allows is refused: that would
+-- lose the manifest of a paid run); a surrogate's three bytes (editflow's decoder makes them
+-- from an unpaired \uD800) its \uD8XX escape, which decodes back to them; C1 controls
+-- (U+0080..U+009F) \u00XX too, so JSON on a terminal cannot drive it. ljson.c's put_string
+-- does the same.
+local function high(run)
+  if utf8.len(run) and not run:find("\194[\128-\159]") then return run end  -- the usual case
+  local out, i = {}, 1
+  while i <= #run do
+    local cp, len = nil, 1
+    if utf8.len(run, i, i) then
+      cp = utf8.codepoint(run, i)
+      len = cp < 0x800 and 2 or cp < 0x10000 and 3 or 4  -- (utf8.offset would skip stray 0x80s too)
+    elseif run:find("^\237[\160-\191][\128-\191]", i) then
+      cp, len = utf8.codepoint(run, i, i, true), 3
+    end
+    if cp and cp > 0x9F and (cp < 0xD800 or cp > 0xDFFF) then
+      out[#out + 1] = run:sub(i, i + len - 1)
+    else
+      out[#out + 1] = string.format("\\u%04x", cp or run:byte(i))
+    end
+    i = i + len
+  end
+  return table.concat(out)
+end
+
 local function quote(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  s = s:gsub('[%c"\\]', function(c)
     return ESC[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
+  end)
+  return '"' .. s:gsub("[\128-\255]+", high) .. '"'
 end
 
 -- An array is a table whose keys are exactly 1..n (n > 0), or one marked by json.array().

@@ -22,15 +22,50 @@ M.SIZE_ALIASES = { portrait_3_4 = "portrait_4_3", portrait_9_16 = "portrait_16_9
 
 M.MAX_TEXT = 50000   -- bytes of a prompt: far beyond any model's context, short of abuse
 local MAX_DEPTH = 32 -- $ref hops and nesting followed before a schema is judged broken
+-- The most schema nodes one walk of a schema may visit (see cost below). fal's schemas take a
+-- few hundred; a 3 KB document whose anyOf alternatives each name the next definition twice
+-- doubles at every level and would take 2^40 steps to describe or to refuse a value.
+M.MAX_COST = 20000
 
 local Model = {}
 Model.__index = Model
 
 -- ---- reading a schema ----
 
+-- Text from a schema (a server's: names, enum values, descriptions, titles) made safe to show
+-- on a terminal: C0 controls and DEL as \xNN, C1 controls (U+0080..U+009F, which some
+-- terminals obey as ESC sequences) as \uNNNN, bytes that are not UTF-8 as \xNN. Idempotent
+-- (its output has no such character), so a message built from printable parts may go through
+-- it again.
+function M.printable(text)
+  text = tostring(text)
+  local i = text:find("[%c\127-\255]")
+  if not i then return text end
+  local out, from = {}, 1
+  while i do
+    out[#out + 1] = text:sub(from, i - 1)
+    local b = text:byte(i)
+    local cp = b >= 0x80 and utf8.len(text, i, i) and utf8.codepoint(text, i)
+    if not cp then
+      out[#out + 1], from = string.format("\\x%02X", b), i + 1
+    else
+      from = i + (cp < 0x800 and 2 or cp < 0x10000 and 3 or 4)  -- (not utf8.offset: stray 0x80s)
+      out[#out + 1] = cp <= 0x9F and string.format("\\u%04X", cp) or text:sub(i, from - 1)
+    end
+    i = text:find("[%c\127-\255]", from)
+  end
+  out[#out + 1] = text:sub(from)
+  return table.concat(out)
+end
+
 local function show(v)
   if v == json.null then return "null" end
-  if type(v) == "string" then return "'" .. (#v > 60 and v:sub(1, 57) .. "..." or v) .. "'" end
+  if type(v) == "string" then
+    if #v <= 60 then return "'" .. v .. "'" end
+    local cut = 57  -- on a character's boundary: half a character would show as \xNN
+    while cut > 0 and v:byte(cut + 1) & 0xC0 == 0x80 do cut = cut - 1 end
+    return "'" .. v:sub(1, cut) .. "...'"
+  end
   if type(v) == "table" then
     if v.__editflow_file then return "editflow.file(" .. tostring(v.path) .. ")" end
     if #v > 0 then return string.format("a list of %d", #v) end
@@ -59,7 +94,8 @@ local function lookup(doc, ref)
 end
 
 -- Resolved once per schema node and remembered (self.derefs, weak): every validation walks
--- the same nodes, and a $ref path is parsed with patterns on each resolution.
+-- the same nodes, and a $ref path is parsed with patterns on each resolution. The same $ref
+-- text met at another node is looked up once too (self.refs).
 function Model:deref(s)
   local memo = self.derefs
   local known = memo and memo[s]
@@ -68,9 +104,14 @@ function Model:deref(s)
   local hops = 0
   while type(s) == "table" and s["$ref"] ~= nil do
     hops = hops + 1
-    local target = lookup(self.doc, s["$ref"])
+    local ref = s["$ref"]
+    local target = self.refs and self.refs[ref]
+    if target == nil then
+      target = lookup(self.doc, ref)
+      if self.refs and type(ref) == "string" then self.refs[ref] = target or false end
+    end
     if not target or hops > MAX_DEPTH then
-      error(string.format("the schema of %s is broken: %s does not resolve", self.endpoint, tostring(s["$ref"])), 0)
+      error(string.format("the schema of %s is broken: %s does not resolve", self.endpoint, tostring(ref)), 0)
     end
     s = target
   end
@@ -130,7 +171,41 @@ local function in_range(s, x)
   return true
 end
 
--- What a schema accepts, in words, for error messages and `editflow schema`.
+-- The most nodes one walk from s may visit, capped at M.MAX_COST + 1: check, describe and
+-- kinds go through $ref, anyOf/oneOf/allOf alternatives, fields, additionalProperties and
+-- items, and no deeper than MAX_DEPTH, so this counts exactly those edges to that depth.
+-- Counted once per (node, depth) (memo), it costs the size of the document times MAX_DEPTH
+-- however often the tree doubles. model.compile refuses a schema over the budget, so every
+-- later walk of a compiled model is bounded (a validation by this times the value's size)
+-- and editflow.schema can fall back to another copy with the reason, which it could not do
+-- from a budget running out in the middle of a job's validation.
+local function cost(self, s, depth, memo)
+  if depth > MAX_DEPTH or type(s) ~= "table" then return 0 end
+  s = self:deref(s)
+  local at = memo[s]
+  if not at then at = {} memo[s] = at end
+  if at[depth] then return at[depth] end
+  local n = 1
+  local function add(sub)
+    if n <= M.MAX_COST then n = n + cost(self, sub, depth + 1, memo) end
+  end
+  for _, key in ipairs { "anyOf", "oneOf", "allOf" } do
+    if type(s[key]) == "table" then
+      for _, a in ipairs(s[key]) do add(a) end
+    end
+  end
+  if type(s.properties) == "table" then
+    for _, sub in pairs(s.properties) do add(sub) end
+  end
+  add(s.additionalProperties)
+  add(s.items)
+  n = math.min(n, M.MAX_COST + 1)
+  at[depth] = n
+  return n
+end
+
+-- What a schema accepts, in words, for error messages and `editflow schema`. Schema text in
+-- it (enum values, field names) is M.printable.
 function Model:describe(s, depth)
   depth = (depth or 0) + 1
   s = self:deref(s)
@@ -147,10 +222,10 @@ function Model:describe(s, depth)
   if type(s.allOf) == "table" and #s.allOf == 1 then return self:describe(s.allOf[1], depth) end
   if type(s.enum) == "table" then
     local vals = {}
-    for i, v in ipairs(s.enum) do vals[i] = tostring(v) end
+    for i, v in ipairs(s.enum) do vals[i] = M.printable(v) end
     return "one of " .. table.concat(vals, ", ")
   end
-  if s.const ~= nil then return "exactly " .. tostring(s.const) end
+  if s.const ~= nil then return "exactly " .. M.printable(s.const) end
   local t = types_of(s) or {}
   if t.integer then
     local r = range_text(s)
@@ -161,8 +236,11 @@ function Model:describe(s, depth)
   elseif t.boolean then
     return "true or false"
   elseif t.string then
-    local n = num(s.maxLength) and (" of at most " .. num_text(s.maxLength) .. " characters") or ""
-    return ((num(s.minLength) or 0) > 0 and "a non-empty string" or "a string") .. n
+    local lo, hi = num(s.minLength) or 0, num(s.maxLength)
+    if hi and lo > 1 then return "a string of " .. num_text(lo) .. " to " .. num_text(hi) .. " characters" end
+    local n = hi and (" of at most " .. num_text(hi) .. " characters") or ""
+    if lo > 1 then n = " of at least " .. num_text(lo) .. " characters" end
+    return (lo == 1 and "a non-empty string" or "a string") .. n
   elseif t.array then
     local lo, hi = num(s.minItems) or 0, num(s.maxItems)
     local count = hi and (lo == hi and tostring(lo) or (lo .. " to " .. hi)) or (lo > 0 and ("at least " .. lo) or "")
@@ -170,7 +248,7 @@ function Model:describe(s, depth)
     return "a list of " .. (count ~= "" and (count .. " ") or "") .. "(" .. item .. ")"
   elseif t.object or s.properties then
     local names = {}
-    for k in pairs(s.properties or {}) do names[#names + 1] = k .. "=" end
+    for k in pairs(s.properties or {}) do names[#names + 1] = M.printable(k) .. "=" end
     table.sort(names)
     return #names > 0 and ("a table {" .. table.concat(names, ", ") .. "}") or "a table"
   elseif t.null then
@@ -190,18 +268,6 @@ local function file_ref(name, v, i)
   bad(i and string.format("%s[%d]", name, i) or name, FILE_TEXT, v)
 end
 
-local function text(name, v, s)
-  if type(v) ~= "string" then return nil end
-  if #v > M.MAX_TEXT then
-    error(string.format("%s must be at most %d bytes, got %d", name, M.MAX_TEXT, #v), 0)
-  end
-  local n = utf8.len(v)
-  if not n then error(name .. " must be valid UTF-8 text", 0) end
-  if (num(s.minLength) and n < s.minLength) or (num(s.maxLength) and n > s.maxLength) then return nil end
-  if name == "prompt" and not v:find("%S") then return nil end  -- an empty prompt edits nothing
-  return v
-end
-
 local check
 
 -- Trying the alternatives of an anyOf in turn, the first that fits wins and the others' errors
@@ -209,6 +275,30 @@ local check
 -- a trial runs `quiet`: a mismatch raises this constant instead of describing the schema and
 -- the value in words (the bulk of a validation's cost), since nobody reads that message.
 local QUIET = setmetatable({}, { __tostring = function() return "value does not fit" end })
+
+-- A count outside [lo, hi] (either may be nil): raises "NAME must have at most 3 items, got
+-- 5", or QUIET. The count is what the limit counts: characters of a string (code points, as
+-- JSON Schema's minLength/maxLength count them, never bytes), items of a list.
+local function outside(name, n, lo, hi, unit, quiet)
+  if not ((lo and n < lo) or (hi and n > hi)) then return end
+  if quiet then error(QUIET, 0) end
+  local limit = (lo and n < lo) and ("at least " .. num_text(lo)) or ("at most " .. num_text(hi))
+  error(string.format("%s must have %s %s%s, got %d", name, limit, unit,
+    (lo and n < lo and lo or hi) == 1 and "" or "s", n), 0)
+end
+
+-- A string value checked as text: -> v, or nil when it is no string or an empty prompt.
+local function text(name, v, s, quiet)
+  if type(v) ~= "string" then return nil end
+  if #v > M.MAX_TEXT then
+    error(string.format("%s must be at most %d bytes, got %d", name, M.MAX_TEXT, #v), 0)
+  end
+  local n = utf8.len(v)
+  if not n then error(name .. " must be valid UTF-8 text", 0) end
+  outside(name, n, num(s.minLength), num(s.maxLength), "character", quiet)
+  if name == "prompt" and not v:find("%S") then return nil end  -- an empty prompt edits nothing
+  return v
+end
 
 -- A mismatch of v against s: raises the message naming what s accepts, or QUIET.
 local function mismatch(self, s, name, v, quiet)
@@ -263,10 +353,12 @@ function check(self, s, name, v, depth, quiet)
       if out ~= nil then return out end
     end
     if quiet then error(QUIET, 0) end
-    -- One alternative of a shape the value has (a table for an object) explains best.
+    -- One alternative of a shape the value has (a table for an object, a string for a
+    -- string without an enum: its length, say) explains best.
     for _, a in ipairs(alts) do
       local t = types_of(self:deref(a)) or {}
-      if type(v) == "table" and (t.object or t.array) then
+      if (type(v) == "table" and (t.object or t.array))
+          or (type(v) == "string" and t.string and self:deref(a).enum == nil) then
         local _, err = try(self, a, name, v, depth)
         error(err, 0)
       end
@@ -306,7 +398,7 @@ function check(self, s, name, v, depth, quiet)
   end
   if t.boolean and type(v) == "boolean" then return v end
   if t.string then
-    local out = text(name, v, s)
+    local out = text(name, v, s, quiet)
     if out then return out end
     if name == "prompt" then
       if quiet then error(QUIET, 0) end
@@ -315,9 +407,7 @@ function check(self, s, name, v, depth, quiet)
   end
   if t.null and v == json.null then return v end
   if t.array and is_list(v) then
-    if (num(s.minItems) and #v < s.minItems) or (num(s.maxItems) and #v > s.maxItems) then
-      mismatch(self, s, name, v, quiet)
-    end
+    outside(name, #v, num(s.minItems), num(s.maxItems), "item", quiet)
     local out = {}
     for i = 1, #v do
       out[i] = s.items and check(self, s.items, string.format("%s[%d]", name, i), v[i], depth, quiet) or v[i]
@@ -356,15 +446,17 @@ end
 
 -- The types a field's value may have: its own, or those of its anyOf/oneOf alternatives
 -- (an optional field is [X, null]), or the kinds of its enum's values.
-function Model:kinds(s)
+function Model:kinds(s, depth)
+  depth = (depth or 0) + 1
   s = self:deref(s)
   local set = types_of(s)
   if set then return set end
   set = {}
   local alts = s.anyOf or s.oneOf
   if type(alts) == "table" then
+    if depth > MAX_DEPTH then return set end
     for _, a in ipairs(alts) do
-      for k in pairs(self:kinds(a)) do set[k] = true end
+      for k in pairs(self:kinds(a, depth)) do set[k] = true end
     end
     return set
   end
@@ -380,20 +472,25 @@ end
 
 -- model.compile(doc, endpoint [, source]) -> model, or nil, why. A broken document (a $ref
 -- that leads nowhere, say) is nil and the reason, never an error.
+-- The reason is M.printable: it may quote the document, and it ends up in warnings.
 function M.compile(doc, endpoint, source)
   local ok, m, why = pcall(M._compile, doc, endpoint, source)
-  if not ok then return nil, tostring(m) end
-  return m, why
+  if not ok then return nil, M.printable(m) end
+  return m, why and M.printable(why)
 end
 
 function M._compile(doc, endpoint, source)
   local raw, why = input_schema(doc, endpoint)
   if not raw then return nil, why end
   local self = setmetatable({ doc = doc, endpoint = endpoint, source = source,
-    derefs = setmetatable({}, { __mode = "k" }) }, Model)
+    derefs = setmetatable({}, { __mode = "k" }), refs = {} }, Model)
   local ok, s = pcall(Model.deref, self, raw)
   if not ok then return nil, s end
   if type(s.properties) ~= "table" then return nil, "the input schema of " .. endpoint .. " has no fields" end
+  if cost(self, s, 1, {}) > M.MAX_COST then
+    return nil, string.format("the input schema of %s is too costly to check: its $ref and anyOf "
+      .. "tree takes more than %d steps to walk", endpoint, M.MAX_COST)
+  end
   self.input = s
   self.required = {}
   for _, k in ipairs(type(s.required) == "table" and s.required or {}) do self.required[k] = true end
@@ -409,13 +506,14 @@ function M._compile(doc, endpoint, source)
   table.sort(rest)
   for _, k in ipairs(rest) do order[#order + 1] = k end
   self.order = order
-  -- File inputs: *_url strings and *_urls lists of strings.
+  -- File inputs: *_url strings and *_urls lists of strings (named in plain words: a name
+  -- that is not becomes no -i help text, which would print it).
   self.files = {}
   for _, k in ipairs(order) do
     local t = self:kinds(s.properties[k])
-    if k:match("_url$") and (t.string or next(t) == nil) then
+    if k:match("^[%w_]*_url$") and (t.string or next(t) == nil) then
       self.files[k] = "one"
-    elseif k:match("_urls$") and t.array then
+    elseif k:match("^[%w_]*_urls$") and t.array then
       self.files[k] = "list"
     end
     self:describe(s.properties[k])  -- every $ref resolves, now rather than on first use
@@ -447,11 +545,13 @@ function Model:field(name)
     or (t.object and "object") or "any"
   local default = s.default
   if default == nil and type(raw) == "table" then default = raw.default end
+  local about = s.description or (type(raw) == "table" and raw.description) or s.title
   return {
     name = name, schema = s, type = kind, default = default, required = self.required[name] == true,
     file = self.files[name], accepts = self.files[name] and (self.files[name] == "list"
       and ("a list of (" .. FILE_TEXT .. ")") or FILE_TEXT) or self:describe(s),
-    description = s.description or (type(raw) == "table" and raw.description) or s.title,
+    -- the schema's words, printable (name and default stay as the schema has them: data)
+    description = about ~= nil and M.printable(about) or nil,
     items = t.array and type(s.items) == "table" and self:deref(s.items) or nil,
   }
 end
@@ -462,8 +562,15 @@ function Model:fields()
   return out
 end
 
--- model:validate(input) -> normalised copy; raises naming the first bad field.
+-- model:validate(input) -> normalised copy; raises naming the first bad field, in a message
+-- that may quote the schema (field names, enum values): M.printable.
 function Model:validate(input)
+  local ok, out = pcall(self._validate, self, input)
+  if not ok then error(type(out) == "string" and M.printable(out) or out, 0) end
+  return out
+end
+
+function Model:_validate(input)
   if type(input) ~= "table" then bad("input", "a table", input) end
   for _, k in ipairs(self.order) do
     if self.required[k] and input[k] == nil then

@@ -152,9 +152,19 @@ function M._lookup(client, endpoint, slot)
   if p then return p end
   return nil, string.format("no price for %s: %s, and editflow ships none; give one (a price in "
     .. "dollars per image, megapixel or request)", endpoint, why or (can_ask and "fal's pricing API has none"
-      or (client.auth == "key" and client:has_key()) and "the pricing API is not fal's own here, so "
-        .. "the key is not sent there (set EDITFLOW_API_URL or trust its origin)"
-      or "fal's pricing API takes only a fal key"))
+      or M.not_asked(client)))
+end
+
+-- Why fal's pricing API was not asked, true to the client's credential: "takes only a fal key"
+-- was said with a key set too (a bearer credential, or a queue that is not fal's).
+function M.not_asked(client)
+  if not client:has_key() then return "fal's pricing API needs a fal key, and none is set (FAL_KEY)" end
+  if client.auth ~= "key" then
+    return "the credential is sent as a bearer token (--auth bearer, EDITFLOW_AUTH), which never goes "
+      .. "to fal's pricing API (--auth key if it is a fal key)"
+  end
+  return "the pricing API is not fal's own here, so the key is not sent there (set EDITFLOW_API_URL "
+    .. "or trust its origin)"
 end
 
 -- price.given(endpoint, price) -> a price the user gave: dollars (per the endpoint's known

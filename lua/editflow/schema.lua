@@ -77,7 +77,8 @@ local function compiled(doc, endpoint, source)
 end
 
 -- schema.model(endpoint [, opts]) -> model (model.source says where it came from: "fetched",
--- "cache", "stale cache", "shipped"; model.unchecked when there is none).
+-- "cache", "stale cache", "shipped"; model.unchecked when there is none; model.why, when fal's
+-- copy was asked for and not used, says why).
 -- opts: schema_url (false: never fetch), cache_dir.
 function M.model(endpoint, opts)
   opts = opts or {}
@@ -99,9 +100,11 @@ function M._find(endpoint, opts, doc_url, slot, known)
   local now = os.time()
   local name, dir = cache_name(endpoint), opts.cache_dir
   local why  -- why fal's schema could not be had, when it was asked for and not had
+  local unusable  -- why the cached copy could not be used (a broken or too costly schema)
   if doc_url and not (known and now - known.failed_at < M.RETRY_AFTER) then
     local entry = cache.get(name, doc_url, M.TTL, dir)
-    local m = entry and compiled(entry.value, endpoint, "cache")
+    local m
+    if entry then m, unusable = compiled(entry.value, endpoint, "cache") end
     if m then
       memory[slot] = { model = m }
       return m
@@ -122,8 +125,9 @@ function M._find(endpoint, opts, doc_url, slot, known)
     else
       why = "an earlier try failed: " .. tostring(type(failed.value) == "table" and failed.value.why)
     end
-    local stale = cache.get(name, doc_url, M.STALE_TTL, dir)
-    m = stale and compiled(stale.value, endpoint, "stale cache")
+    -- (the fresh copy that could not be used is not tried again as a stale one)
+    local stale = not unusable and cache.get(name, doc_url, M.STALE_TTL, dir)
+    if stale then m, unusable = compiled(stale.value, endpoint, "stale cache") end
     if m then
       events.warning(string.format("schema of %s: fal's could not be had (%s); using the copy fetched "
         .. "%d days ago", endpoint, why, (now - stale.at) // 86400))
@@ -131,11 +135,15 @@ function M._find(endpoint, opts, doc_url, slot, known)
       return m
     end
   end
+  if unusable then
+    why = "the cached copy cannot be used: " .. unusable .. (why and ("; " .. why) or "")
+  end
   local m = M.shipped(endpoint)
   if m then
-    if why and not why:find("^an earlier try") then
+    if why and (unusable or not why:find("^an earlier try")) then
       events.warning(string.format("schema of %s: fal's could not be had from %s (%s); using the copy "
         .. "shipped with editflow", endpoint, doc_url, why))
+      m.why = why  -- for `editflow schema`, which shows it instead of the warning
     end
     memory[slot] = { model = m }
     return m

@@ -238,19 +238,62 @@ static void put(encoder *e, const char *p, size_t n) {
     luaL_error(e->L, "not enough memory");
 }
 
-/* A string as editflow.json's quote() writes it: the quote, the backslash and the control
-** characters (iscntrl, as Lua's %c) escaped, short forms where JSON has them, other bytes as is. */
+/*
+** The UTF-8 sequence at s (n > 0 bytes left) as RFC 3629 has it -- no overlong form, nothing
+** past U+10FFFF -- except that the three-byte form of a surrogate (ED A0..BF xx) counts too:
+** editflow's own decoder makes it from an unpaired \uD800 escape. -> its length with *cp, or 0.
+*/
+static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
+  unsigned c = s[0], lo = 0x80, hi = 0xBF;
+  size_t len;
+  if (c >= 0xC2 && c <= 0xDF) len = 2, c &= 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF) len = 3, c &= 0x0F, lo = c == 0 ? 0xA0 : 0x80;
+  else if (c >= 0xF0 && c <= 0xF4) len = 4, c &= 0x07, lo = c == 0 ? 0x90 : 0x80, hi = c == 4 ? 0x8F : 0xBF;
+  else return 0;
+  if (n < len || s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t k = 1; k < len; k++) {
+    if ((s[k] & 0xC0) != 0x80)
+      return 0;
+    c = c << 6 | (s[k] & 0x3F);
+  }
+  *cp = c;
+  return len;
+}
+
+/*
+** A string as editflow.json's quote() writes it: the quote, the backslash and the control
+** characters (iscntrl, as Lua's %c) escaped, short forms where JSON has them. Above ASCII the
+** output is always valid UTF-8 (a manifest with a file name in Latin-1 must still be JSON to
+** python and jq): a byte that starts no UTF-8 sequence is written as \u00XX, its Latin-1
+** reading -- the text stays readable and the encoder never refuses what a file system allows
+** (refusing would lose the manifest of a run that was paid for); a surrogate's three bytes as
+** its \uD8XX escape, which decodes back to them; C1 controls (U+0080..U+009F) as \u00XX too,
+** so JSON on a terminal cannot drive it. Other characters as they are.
+*/
 static void put_string(encoder *e, const char *s, size_t n) {
   size_t run = 0;
   put(e, "\"", 1);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c != '"' && c != '\\' && !iscntrl(c))
+    unsigned cp = c;
+    size_t len = 1;
+    if (c >= 0x80) {
+      len = utf8_seq((const unsigned char *)s + i, n - i, &cp);
+      if (len > 0 && cp > 0x9F && (cp < 0xD800 || cp > 0xDFFF)) {
+        i += len - 1;
+        continue;
+      }
+      if (len == 0)
+        cp = c, len = 1;
+    } else if (c != '"' && c != '\\' && !iscntrl(c)) {
       continue;
+    }
     put(e, s + run, i - run);
-    run = i + 1;
+    run = i + len;
+    i += len - 1;
     char esc[8];
-    switch (c) {
+    switch (cp) {
     case '"': put(e, "\\\"", 2); break;
     case '\\': put(e, "\\\\", 2); break;
     case '\b': put(e, "\\b", 2); break;
@@ -258,7 +301,7 @@ static void put_string(encoder *e, const char *s, size_t n) {
     case '\n': put(e, "\\n", 2); break;
     case '\r': put(e, "\\r", 2); break;
     case '\t': put(e, "\\t", 2); break;
-    default: put(e, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", c)); break;
+    default: put(e, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", cp)); break;
     }
   }
   put(e, s + run, n - run);

@@ -44,7 +44,14 @@ local function cmd_about(cmd, argv)
     if o.json then
       out(json.encode(m.input), "\n")
     else
-      out(endpoint, " (schema: ", tostring(m.source), ")\n\n", fields.describe(m), "\n")
+      if m.why then say(false, "warning: fal's schema of %s could not be used (%s); this is the copy "
+        .. "shipped with editflow", endpoint, m.why) end
+      -- a field named like one of edit's or grid's own options is given with --set there
+      local taken = {}
+      for _, spec in ipairs { EDIT, GRID, c.MODEL_COMMON } do
+        for _, opt in ipairs(spec) do taken[opt[2]] = true end
+      end
+      out(endpoint, " (schema: ", tostring(m.source), ")\n\n", fields.describe(m, taken), "\n")
     end
     return 0
   end

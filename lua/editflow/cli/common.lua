@@ -215,17 +215,20 @@ local function model_spec(own, m, skip)
     end
     spec[#spec + 1] = o
   end
+  -- editflow's own options and the model's fields never share a name (editflow.cli.fields):
+  -- a field named like one of ours is given with --set, and help and use say so
   local taken = {}
-  for _, o in ipairs(spec) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
-  local mine = fields.options(m, skip)
-  for _, o in ipairs(mine) do
-    if not taken[o[2]] then
-      if o[1] and taken[o[1]] then o[1] = nil end
-      spec[#spec + 1] = o
-      FLAG_OF[o.field] = FLAG_OF[o.field] or ("--" .. o[2])
-    end
+  for _, list in ipairs { spec, MODEL_COMMON } do
+    for _, o in ipairs(list) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
   end
+  local mine, _, clashes = fields.options(m, skip, taken)
+  for _, o in ipairs(mine) do
+    spec[#spec + 1] = o
+    FLAG_OF[o.field] = FLAG_OF[o.field] or ("--" .. o[2])
+  end
+  for _, cl in ipairs(clashes) do FLAG_OF[cl.field] = FLAG_OF[cl.field] or ("--set " .. cl.field .. "=VALUE") end
   for _, o in ipairs(MODEL_COMMON) do spec[#spec + 1] = o end
+  spec.clashes = clashes
   return spec, mine
 end
 
@@ -284,9 +287,15 @@ local function parse_command(argv, cmd, spec, usage, m)
     end
     return nil, usage_error(pos, cmd)
   end
+  local notes = fields.notes(spec.clashes)
   if o.help then
     out("usage: editflow ", usage, "\n\n", args.help(spec), "\n")
+    for _, line in ipairs(notes) do out("note: ", line, "\n") end
     return nil, 0
+  end
+  for i, cl in ipairs(spec.clashes or {}) do  -- our option given: it is ours, and said so
+    -- (--set itself names its field: --set set=1 is not ambiguous)
+    if cl.option ~= "--set" and o[cl.option:sub(3)] ~= nil then say(false, "note: %s", notes[i]) end
   end
   if o.timeout then
     local t = tonumber(o.timeout)

@@ -5,7 +5,13 @@
 -- stays text, so validation names the field), booleans as --x / --no-x / --x=true|false,
 -- lists as repeated options, anything else given as JSON ('{"width":800,"height":600}') or,
 -- for image_size, WxH.
+-- Two namespaces: editflow's own options and the model's fields. A field whose option would
+-- be one of editflow's (a field named timeout, json, set, ...) or another field's gets no
+-- option at all: it is given with --set FIELD=VALUE, and help and use say so (M.notes), so
+-- neither side silently wins. Schema text shown here (names, enum values, descriptions) is
+-- model.printable: a server must not be able to drive the terminal.
 local json = require "editflow.json"
+local printable = require("editflow.model").printable
 
 local M = {}
 
@@ -19,9 +25,13 @@ local ALIASES = {
 
 function M.flag_name(field) return (field:gsub("_", "-")) end
 
+-- Printable, one line, cut on a character's boundary to about n bytes.
 local function short(text, n)
-  text = tostring(text or ""):gsub("%s+", " ")
-  return #text > n and (text:sub(1, n - 3) .. "...") or text
+  text = printable(tostring(text or ""):gsub("%s+", " "))
+  if #text <= n then return text end
+  local cut = n - 3
+  while cut > 0 and text:byte(cut + 1) & 0xC0 == 0x80 do cut = cut - 1 end
+  return text:sub(1, cut) .. "..."
 end
 
 local function default_text(d)
@@ -44,7 +54,7 @@ local function metavar(f)
   local e = f.schema and f.schema.enum
   if type(e) == "table" and #e <= 4 then
     local names = {}
-    for i, v in ipairs(e) do names[i] = tostring(v) end
+    for i, v in ipairs(e) do names[i] = printable(v) end
     local text = table.concat(names, "|")
     if #text <= 14 then return text end
   end
@@ -52,19 +62,43 @@ local function metavar(f)
   return METAVAR[f.type] or "VALUE"
 end
 
+-- The option names a field would take: its long name (an alias or its own), --no-X for a
+-- boolean, its own name beside an alias.
+local function names_of(f)
+  local a = ALIASES[f.name] or {}
+  local long = a[2] or M.flag_name(f.name)
+  local list = { long }
+  if f.type == "boolean" then list[#list + 1] = "no-" .. long end
+  if a[2] and a[2] ~= M.flag_name(f.name) then list[#list + 1] = M.flag_name(f.name) end
+  return list
+end
+
 -- The option specs (editflow.cli.args) for a model's fields, minus the ones the command owns
--- (the prompt and the images: -p and -i). -> specs, and option name -> field.
-function M.options(m, skip)
-  local specs, field_of = {}, {}
+-- (the prompt and the images: -p and -i). `taken`: the names (long, and short letters) of
+-- editflow's own options on this command. -> specs, option name -> field, and the clashes:
+-- { field =, option =, owner = } for each field left without an option (M.notes).
+function M.options(m, skip, taken)
+  taken = taken or {}
+  local specs, field_of, clashes, claimed = {}, {}, {}, {}
   for _, f in ipairs(m:fields()) do
-    if not (skip and skip[f.name]) and not f.file then
+    -- a name that is not a plain word has no option (it would print as one): --set, if any
+    local wanted = not (skip and skip[f.name]) and not f.file and f.name:match("^%a[%w_]*$")
+    local clash
+    for _, n in ipairs(wanted and names_of(f) or {}) do
+      local owner = taken[n] and "editflow's own" or (claimed[n] and ("the field " .. claimed[n] .. "'s"))
+      if owner and not clash then clash = { field = f.name, option = "--" .. n, owner = owner } end
+    end
+    if clash then clashes[#clashes + 1] = clash end
+    if wanted and not clash then
+      for _, n in ipairs(names_of(f)) do claimed[n] = f.name end
       local a = ALIASES[f.name] or {}
       local long = a[2] or M.flag_name(f.name)
       local help = short(cli_words(f.accepts), 70)
       local d = default_text(f.default)
       if d then help = help .. " (default " .. short(d, 30) .. ")" end
       if f.required then help = help .. " (required)" end
-      local spec = { a[1], long, arg = f.type ~= "boolean", multi = f.type == "array", metavar = metavar(f),
+      local letter = a[1] and not taken[a[1]] and a[1] or nil  -- editflow's -x stays editflow's
+      local spec = { letter, long, arg = f.type ~= "boolean", multi = f.type == "array", metavar = metavar(f),
         help = help, field = f.name, ftype = f.type, boolean = f.type == "boolean" }
       if f.type == "boolean" then
         spec.help = "send " .. f.name .. "=true" .. (d and (" (default " .. d .. ")") or "")
@@ -82,7 +116,17 @@ function M.options(m, skip)
       end
     end
   end
-  return specs, field_of
+  return specs, field_of, clashes
+end
+
+-- What help and use say of the clashes M.options found: one line each, naming both sides.
+function M.notes(clashes)
+  local lines = {}
+  for _, c in ipairs(clashes or {}) do
+    lines[#lines + 1] = string.format("the model's field %s has no option: %s is %s; give the field "
+      .. "with --set %s=VALUE", c.field, c.option, c.owner, c.field)
+  end
+  return lines
 end
 
 -- A number as people write it in decimal; anything else (0x10, "inf") stays text, so the
@@ -138,17 +182,23 @@ function M.values(opts, specs)
   return out
 end
 
--- `editflow schema ID`: one block a field.
-function M.describe(m)
+-- `editflow schema ID`: one block a field. `taken`: the option names of editflow's own on the
+-- commands that take fields (edit, grid): a field whose option would be one shows --set.
+function M.describe(m, taken)
+  taken = taken or {}
   local lines = {}
   for _, f in ipairs(m:fields()) do
-    local head = f.name .. "  " .. f.type .. (f.required and ", required" or "")
+    local head = printable(f.name) .. "  " .. f.type .. (f.required and ", required" or "")
     local d = default_text(f.default)
     if d then head = head .. ", default " .. short(d, 60) end
     lines[#lines + 1] = head
     lines[#lines + 1] = "    accepts: " .. short(cli_words(f.accepts), 200)
     local opt = f.file and "-i" or ("--" .. ((ALIASES[f.name] or {})[2] or M.flag_name(f.name)))
     if f.name == "prompt" then opt = "-p" end
+    if not f.file and not f.name:match("^%a[%w_]*$") then opt = "none (not a name an option can have)" end
+    for _, n in ipairs(f.file and {} or names_of(f)) do
+      if taken[n] and opt:sub(1, 2) == "--" then opt = "--set " .. f.name .. "=VALUE (--" .. n .. " is editflow's own)" end
+    end
     lines[#lines + 1] = "    option:  " .. opt
     if f.description and f.description ~= "" then lines[#lines + 1] = "    " .. short(f.description, 200) end
   end
