@@ -19,6 +19,7 @@ local events = require "editflow.events"
 local retry = require "editflow.retry"
 local journal = require "editflow.journal"
 local lifecycle = require "editflow.lifecycle"
+local listing = require "editflow.listing"
 local env = require("editflow.env").get
 
 local M = {}
@@ -51,7 +52,7 @@ local OPTIONS = {
   api_url = "string", storage_url = "string", schema_url = "string or false", inline = "boolean",
   multipart_bytes = "number", part_bytes = "number",
   disable_fallbacks = "boolean", store_io = "boolean", object_lifecycle = "number",
-  input_lifetime = "number", hint = "string", logs = "boolean",
+  input_lifetime = "number", hint = "string", logs = "boolean", settle_timeout = "number",
 }
 
 local function opt_error(name, v)
@@ -241,6 +242,9 @@ function M.new(opts)
   -- Lookups beside the jobs (prices) are tried once, this long at most: the HTTP timeout when
   -- the user gave one, else 15 s.
   self.lookup_timeout = opts.timeout or 15
+  -- Seconds a submit whose answer was lost is looked for in fal's request listing (it shows
+  -- a request once it has ended) before it is held.
+  self.settle_timeout = opts.settle_timeout or 600
   self.connect_timeout = opts.connect_timeout or 10
   self.poll_interval = opts.poll_interval or 0.1
   self.max_poll_interval = opts.max_poll_interval or 2
@@ -627,6 +631,54 @@ local function resume(self, life)
   return job
 end
 
+-- A request fal's listing shows for a job whose submit answer was lost: adopted as the job
+-- (accepted under its id, never sent again), finished at once when the listing carries its
+-- output, else followed like any job. -> job, or nil, err (the id is another job's).
+local function adopt(self, life, item)
+  acquire_slot(self)
+  local j = Job.new(self, { request_id = item.request_id })
+  j.deadline = runtime.now() + self.job_timeout
+  local ok, aerr = life:accepted(j)
+  if not ok then
+    self.slots:release()
+    return nil, aerr
+  end
+  j.holds_slot, j.found = true, true
+  events.emit("submitted", j, "found")
+  local out = lifecycle.listed_output(item)
+  if out then j:_finish(out) else j:_watch() end
+  return j
+end
+
+-- How long a lost submit is looked for: a job that exists shows in the listing once it has
+-- ended, so three times the longest job this client has seen end (at least MIN_SETTLE s; 60 s
+-- before any has), and never more than settle_timeout.
+M.MIN_SETTLE = 20
+local function settle_window(self)
+  local seen = self.longest_job
+  return math.min(self.settle_timeout, seen and math.max(M.MIN_SETTLE, 3 * seen) or 60)
+end
+
+-- Looks for a lost submit in fal's request listing until `until_` (monotonic; one look when
+-- nil). -> job, or nil, why.
+local function settle_lost(self, life, until_)
+  local wait, why, first = 1, nil, true
+  while true do
+    local item, err = listing.look(self, self.endpoint, life.fp, life.sent_at,
+      function(id) return lifecycle.claimed(self, id) end)
+    if item then return adopt(self, life, item) end
+    why = err and err.message or "it is not in fal's request listing"
+    -- a listing this client cannot use, or cannot reach at all, is not waited for
+    if (err and (err.unavailable or (err.unreachable and first))) or not until_
+        or runtime.now() + wait >= until_ then
+      return nil, why
+    end
+    first = false
+    runtime.sleep(wait)
+    wait = math.min(wait * 1.5, 15)
+  end
+end
+
 -- client:send(body [, opts]) -> job, or nil, err: submit() for a body from client:prepare().
 -- With a journal, editflow.lifecycle decides first: a job done or accepted in an earlier run
 -- is not sent again, and one whose earlier submit may have been lost is held back.
@@ -645,27 +697,36 @@ function Client:send(body, opts)
     if res or not (ferr and (ferr.type == "client_cancelled" or ferr.status == 499)) then return job end
     life:resend()
   end
+  if life.decision == "settle" then
+    -- a submit of an earlier run: looked for while it may still be running (its intent is
+    -- recent), else once
+    local recent = (life.sent_at or 0) + self.settle_timeout - os.time()
+    local found = settle_lost(self, life, runtime.now() + math.max(0, math.min(settle_window(self), recent)))
+    if found then return found end
+    life.decision = "hold"
+  end
   if life.decision == "hold" then
     events.emit("held", nil, life.error)
     return nil, life.error
   end
   acquire_slot(self)
   -- The job-to-be's deadline and retry budget, which the accepted job then carries on.
-  local job = { deadline = runtime.now() + self.job_timeout, budget = { left = self.retry.job_budget } }
+  local job = { deadline = runtime.now() + self.job_timeout, budget = { left = self.retry.job_budget },
+    sent_mono = runtime.now() }
   -- Nothing below may keep the slot if it raises (a journal that cannot be written, a
   -- callback that fails): release it, then let the error go on.
   local sent, accepted, err = pcall(function()
     local wire, uerr = storage.materialize(self, body)  -- uploads, or data: URIs
     if not wire then return nil, uerr end
     body = wire
-    life:intent()
+    life:intent(listing.fingerprint(body))
     local got, serr = retry.run(self:retry_context(job, false), "submit", function(left)
       return submit_once(self, life, u, body, headers, left)
     end)
     if not got then return nil, serr end
     life.answered = true
     local j = Job.new(self, got.doc or { request_id = got.header_id })
-    j.deadline, j.budget = job.deadline, job.budget
+    j.deadline, j.budget, j.sent_mono = job.deadline, job.budget, job.sent_mono
     if got.header_id and not settle(self, j) then
       return nil, errors.new("UNKNOWN", string.format("submit: %s and the queue did not confirm "
         .. "request %s; the job may exist and be billed", got.status and ("the queue answered HTTP "
@@ -701,6 +762,11 @@ function Client:send(body, opts)
   if err.maybe_submitted or err.code == "UNKNOWN" or err.code == "REPEATED_ID" then
     err.maybe_submitted = true
     if life.phase ~= "unknown" then life:unknown(err) end
+    -- The job may exist: fal's request listing shows it once it has ended.
+    if life.fp and err.code ~= "REPEATED_ID" then
+      local found = settle_lost(self, life, math.min(job.deadline, runtime.now() + settle_window(self)))
+      if found then return found end
+    end
     err.message = err.message .. "; editflow does not send it again by itself"
       .. (self.journal and " (a new run holds it back unless told --resubmit-unknown)" or "")
   else

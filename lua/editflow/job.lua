@@ -25,6 +25,7 @@ local save = require "editflow.save"
 local events = require "editflow.events"
 local retry = require "editflow.retry"
 local url = require "editflow.url"
+local lifecycle = require "editflow.lifecycle"
 
 local M = {}
 
@@ -110,9 +111,13 @@ function Job:_observe(st)
   end
 end
 
-local function with_logs(u, path)
+-- A status URL with logs=1 while someone reads log lines (on_log, on_status, a subscriber of
+-- "log" events), else logs=0, as fal's clients ask: the server then sends no log list.
+local function with_logs(u, path, c)
+  local want = not c or c.logs
+  if want == nil then want = c.on_log ~= nil or c.on_status ~= nil or events.wants("log") end
   local base, query = u:match("^([^?]*)(.*)$")
-  return base .. (path or "") .. (query ~= "" and (query .. "&") or "?") .. "logs=1"
+  return base .. (path or "") .. (query ~= "" and (query .. "&") or "?") .. (want and "logs=1" or "logs=0")
 end
 
 local function bad_answer(what, id)
@@ -156,7 +161,7 @@ function Job:_result_once(left)
     err.request_id = id
     return nil, err
   end
-  local doc = json.decode(resp.body)
+  local doc = lifecycle.output(json.decode(resp.body))
   if resp.status == 202 or (type(doc) == "table" and RUNNING[doc.status] and doc.images == nil) then
     return NOT_READY
   end
@@ -219,7 +224,7 @@ end
 -- take over. The stream lives at most until the job's deadline, keep-alive comments or not.
 function Job:_stream()
   local c = self.client
-  local u = with_logs(self.status_url, "/stream")
+  local u = with_logs(self.status_url, "/stream", c)
   local left = seconds_left(self)
   local t = http.start(runtime.loop(), c:request_options("stream", "GET", u, nil,
     { Accept = "text/event-stream" }, { sse = true, low_speed_limit = 1, low_speed_time = c.stream_idle,
@@ -268,7 +273,7 @@ end
 function Job:_poll()
   local c = self.client
   local interval = c.poll_interval
-  local u = with_logs(self.status_url)
+  local u = with_logs(self.status_url, nil, c)
   local ctx = c:retry_context(self, true)
   while true do
     local st, err = retry.run(ctx, "status", function(left) return self:_status_once(u, left) end)
@@ -289,6 +294,10 @@ function Job:_finish(output, err)
   if self.finished.set then return end
   live[self] = nil
   self.output, self.error = output, err
+  if output and self.sent_mono then  -- how long this client's jobs take (a lost submit's wait)
+    local took, c = runtime.now() - self.sent_mono, self.client
+    if took > (c.longest_job or 0) then c.longest_job = took end
+  end
   local life = self.life
   if life then
     if output then life:finished(self, output)

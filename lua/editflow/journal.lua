@@ -177,7 +177,7 @@ function Journal:_apply(rec)
   self.jobs[rec.key] = j
   local t = rec.t
   if t == "intent" then
-    j.state = "intent"
+    j.state, j.sent_at, j.fp = "intent", rec.at, rec.fp  -- what finds it in fal's listing
   elseif t == "accepted" then
     j.state, j.request_id, j.cancel_requested = "accepted", rec.request_id, nil
     j.status_url, j.response_url, j.cancel_url = rec.status_url, rec.response_url, rec.cancel_url

@@ -13,8 +13,12 @@
 --   accepted                   follow it by its request id: never sent again
 --   done                       reuse its result: nothing is sent (a seedless job only until
 --                              its run completes: a new run of it is a new sample)
---   intent, unknown            the submit may have created a job whose answer was lost: hold
---                              it back and say so, unless the client has resubmit_unknown
+--   intent, unknown            the submit may have created a job whose answer was lost: look
+--                              for it in fal's request listing (editflow.listing; a fal key):
+--                              the request sent this body is adopted, its result kept; not
+--                              found (or no listing): hold it back and say so, unless the
+--                              client has resubmit_unknown. A submit that ends unknown in this
+--                              run is looked for the same way, for up to settle_timeout.
 -- A transition that cannot be written (a full disk) is never silent: after the submit was
 -- sent it does not stop the job (the request id is told as a warning and the job followed);
 -- before the submit it stops it (nothing is sent that is not written down first).
@@ -69,7 +73,8 @@ function M.paid(client, body, ahead)
 end
 
 -- lifecycle.begin(client, body) -> life, with life.decision one of
--- "send", "follow", "reuse", "hold" and, for "hold", life.error saying why.
+-- "send", "follow", "reuse", "settle" (look for it in fal's request listing, then hold), "hold"
+-- and, for "settle" and "hold", life.error saying why it is held.
 function M.begin(client, body)
   local jr = client.journal
   local life = setmetatable({ client = client, journal = jr, phase = "new" }, Life)
@@ -95,6 +100,10 @@ function M.begin(client, body)
       .. "(its answer was lost); sending it again as asked (resubmit_unknown)", jr.path, life.key))
   else
     life.decision, life.phase = "hold", "unknown"
+    -- fal's request listing may say what became of it: look there first (client.send)
+    if rec.fp and client:platform_ok("api") then
+      life.decision, life.fp, life.sent_at = "settle", rec.fp, rec.sent_at
+    end
     life.error = errors.new("UNKNOWN", string.format("not sent: in an earlier run this job's submit "
       .. "may have reached the queue but its answer was lost, so it may already exist and be billed "
       .. "(journal %s, job %s). Check your fal dashboard; to send it again anyway, use "
@@ -155,13 +164,36 @@ function Life:resend()
   self.decision, self.phase, self.record = "send", "new", nil
 end
 
--- Before the submit is sent. Raises when it cannot be written: nothing is sent then.
-function Life:intent()
+-- Before the submit is sent. Raises when it cannot be written: nothing is sent then. `fp` is
+-- the body's fingerprint as sent (editflow.listing): with the time, what finds the job in
+-- fal's request listing should its answer be lost.
+function Life:intent(fp)
+  self.sent_at, self.fp = os.time(), fp
   if self.journal then
-    local ok, err = self.journal:append { t = "intent", key = self.key }
+    local ok, err = self.journal:append { t = "intent", key = self.key, at = self.sent_at, fp = fp }
     if not ok then error("editflow: not sent: " .. err, 0) end
   end
   self.phase = "sending"
+end
+
+-- lifecycle.claimed(client, id) -> whether a request id is already some job's (this client's
+-- or its journal's): a listed request is adopted only when nobody has it.
+function M.claimed(client, id)
+  local jr, h = client.journal, journal.id_key(id)
+  if jr then return jr:owner(h) ~= nil end
+  return client.ids ~= nil and client.ids:get(h) ~= nil
+end
+
+-- lifecycle.listed_output(item) -> the output a listed request ended with, when the listing
+-- carries it (a success: fal keeps results an hour, its listing longer), else nil: then the
+-- adopted job is followed by its id like any other.
+function M.listed_output(item)
+  local code = math.tointeger(item.status_code)
+  if code and code >= 200 and code <= 299 and type(item.json_output) == "table" then
+    local out = M.output(item.json_output)
+    if type(out.images) == "table" then return out end
+  end
+  return nil
 end
 
 local function error_record(err)

@@ -243,13 +243,15 @@ case("SIGTERM and SIGHUP cancel every job in flight at the queue, journal it, ex
   end
 
   -- A second SIGTERM while the first one's cancels are still trying (the cancel route is down,
-  -- so they would take ~5 s) ends the process at once.
+  -- so they would take ~5 s) ends the process at once -- when it comes more than a second
+  -- after the first (within a second it is the same stop, sent twice: timeout(1) signals the
+  -- process and then its group).
   local d = T.tmpdir()
   control(sb, { outage = { seconds = 30, routes = { "cancel" } } })
   local ok, err = pcall(function()
     local h = start_slow(d, "twice", "env --default-signal=HUP")
     signal(h.pid, "TERM")
-    sleep(0.3)
+    sleep(1.2)
     T.eq(T.read(h.rc), nil, "still cancelling (the cancel route is down) when the second SIGTERM comes")
     local t0 = core.monotime()
     signal(h.pid, "TERM")

@@ -118,6 +118,77 @@ T.case("a submit answered 500 after the job was made, with its id: followed, nev
   f.stop()
 end)
 
+T.case("a submit answered 500 after the job was made, without its id: found in fal's request listing", function()
+  local f = T.sandbox { "--job-time", "0.01", "--fault-rate", "1", "--faults", "made500bare" }
+  local c = client({}, f.url)
+  local res, job = assert(c:edit { prompt = "bare", seed = 5, image_urls = { "https://example.com/a.png" } })
+  T.ok(res.images[1], "its result came")
+  T.eq(job.found, true, "adopted from the listing")
+  local s = f.stats()
+  T.eq(s.submits_by_endpoint["fal-ai/qwen-image-edit-plus"], 1, "sent once")
+  T.ok(s.listing_calls >= 1, "the listing was read")
+  T.ok(job_of(job.request_id, f), "the job the 500 made")
+  f.stop()
+end)
+
+-- A grid of `count` jobs through the experiment layer with a journal; -> summary, sandbox stats.
+local function storm(faults, rate, count, api)
+  local f = T.sandbox { "--job-time", "0.01", "--workers", "8", "--fault-rate", tostring(rate),
+    "--fault-seed", "11", "--faults", faults }
+  local vals = {}
+  for i = 1, count do vals[i] = tostring(i) end
+  local d = T.tmpdir()
+  local c = client({ journal = d, retry = { base = 0.01, cap = 0.05, attempts = 6 }, settle_timeout = 30,
+    max_in_flight = 16, api_url = api or f.url }, f.url)
+  local s = editflow.experiment { name = "storm", out = d, client = c, prompt = "p ${n}", vars = { n = vals },
+    seeds = { 1 }, images = { "https://example.com/a.png" }, concurrency = 16 }
+  local st = f.stats()
+  f.stop()
+  return s, st, d
+end
+
+T.case("answers lost after the work on 15 % of calls: every job saved once, none held", function()
+  local s, st = storm("lost", 0.15, 60)
+  T.ok(st.faults.lost >= 3, "answers were lost (" .. tostring(st.faults.lost) .. ")")
+  T.eq(s.done, 60, "every job saved")
+  T.eq((s.held or 0) + (s.failed or 0), 0, "none held or failed")
+  T.eq(st.submits_by_endpoint["fal-ai/qwen-image-edit-plus"], 60, "submits seen by the server = jobs")
+  T.eq(st.duplicate_submits, 0, "none paid twice")
+  print(string.format("# lost 15%%: %d faults, %d submits, %d listing calls", st.faults.lost,
+    st.submits_by_endpoint["fal-ai/qwen-image-edit-plus"], st.listing_calls))
+end)
+
+T.case("500 after the job was made on 20 % of submits, with and without its id: 0 duplicates, all saved", function()
+  local s, st = storm("made500,made500bare", 0.2, 60)
+  T.ok(st.faults.made500 + st.faults.made500bare >= 4, "500s were served")
+  T.eq(s.done, 60, "every job saved")
+  T.eq(st.submits_by_endpoint["fal-ai/qwen-image-edit-plus"], 60, "one submit a job")
+  T.eq(st.duplicate_submits, 0, "no duplicates")
+  print(string.format("# made500 %d, made500bare %d: %d submits", st.faults.made500, st.faults.made500bare,
+    st.submits_by_endpoint["fal-ai/qwen-image-edit-plus"]))
+end)
+
+T.case("a submit held for want of the listing is settled by a re-run that can read it", function()
+  local f = T.sandbox { "--job-time", "0.01", "--fault-rate", "1", "--faults", "made500bare" }
+  local d = T.tmpdir()
+  local input = { prompt = "held", seed = 9, image_urls = { "https://example.com/a.png" } }
+  local c1 = client({ journal = d, api_url = "http://127.0.0.1:9" }, f.url)  -- no listing here
+  local job, err = c1:submit(input)
+  T.eq(job, nil, "no job this run")
+  T.eq(err.maybe_submitted, true, "in doubt")
+  c1.journal:close()
+  local c2 = client({ journal = d, api_url = f.url }, f.url)
+  local res, job2 = assert(c2:edit(input))
+  T.ok(res.images[1], "the re-run has the result")
+  T.eq(job2.found, true, "found in the listing")
+  T.eq(f.stats().submits_by_endpoint["fal-ai/qwen-image-edit-plus"], 1, "never sent again")
+  c2.journal:close()
+  local c3 = client({ journal = d, api_url = f.url }, f.url)
+  local _, job3 = assert(c3:edit(input))
+  T.eq(job3.from_journal, true, "a third run reuses it from the journal")
+  f.stop()
+end)
+
 T.case("an ingress's 502 (nginx, no id) is retried as fal_client does; nothing is paid twice", function()
   local f = T.sandbox { "--job-time", "0.01", "--fault-rate", "0.5", "--fault-seed", "3", "--faults", "ingress502" }
   local c = client({ retry = { base = 0.01, cap = 0.05, attempts = 8 } }, f.url)

@@ -43,6 +43,7 @@ end)
 T.case("under injected faults every job ends and no submit is paid twice", function()
   local sb = T.sandbox { "--workers", "8", "--job-time", "0.02", "--fault-rate", "0.25", "--fault-seed", "7" }
   local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", poll_interval = 0.02,
+    settle_timeout = 2,
     retry = { base = 0.02, cap = 0.2, attempts = 6 } }
   local d = T.tmpdir()
   local inputs = {}
@@ -94,10 +95,12 @@ end)
 
 T.case("not retried: a 4xx, and a submit whose connection broke after sending", function()
   local sb = T.sandbox { "--fault-rate", "1", "--faults", "drop" }
-  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", retry = { base = 0.01 } }
+  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", retry = { base = 0.01 },
+    settle_timeout = 1 }
   local job, err = c:submit { prompt = "p", image_urls = { URL } }
   T.eq(job, nil, "no job")
   T.eq(err.maybe_submitted, true, "says the job may exist")
+  T.ok(sb.stats().listing_calls >= 1, "fal's request listing was asked (the job is not there: no job was made)")
   T.eq(sb.stats().by_route.submit, 1, "one try only: a retry could pay twice")
   sb.stop()
   local ok_sb = T.sandbox()

@@ -10,7 +10,8 @@ local URL = "https://cdn.example/a.png"
 local sb = T.sandbox { "--job-time", "0.05" }
 
 local function client(extra)
-  local o = { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", retry = { base = 0.01, attempts = 2 } }
+  local o = { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key", retry = { base = 0.01, attempts = 2 },
+    settle_timeout = 1 }
   for k, v in pairs(extra or {}) do o[k] = v end
   return editflow.client(o)
 end
