@@ -625,9 +625,12 @@ local function resume(self, life)
   acquire_slot(self)
   local job = Job.new(self, life.record)
   job.holds_slot, job.resumed, job.life = true, true, life
+  -- an earlier run asked the queue to cancel it: told only once it is known whether the
+  -- cancel took (then it is sent anew) or the job finished all the same
+  job.quiet_cancel = life.record.cancel_requested
   life.job = life.job or job
   job:_watch()
-  events.emit("submitted", job, "resumed")
+  if not job.quiet_cancel then events.emit("submitted", job, "resumed") end
   return job
 end
 
@@ -694,7 +697,12 @@ function Client:send(body, opts)
     -- An interrupted run asked the queue to cancel it: it may have finished all the same
     -- (then its result is kept); if the cancel took, it is sent anew, once.
     local res, ferr = job:wait()
-    if res or not (ferr and (ferr.type == "client_cancelled" or ferr.status == 499)) then return job end
+    if res or not lifecycle.cancelled(ferr) then
+      events.emit("submitted", job, "resumed")
+      return job
+    end
+    -- "3 jobs were cancelled at the queue by an earlier run: sending them again"
+    events.emit("resent", job, "cancelled at the queue by an earlier run")
     life:resend()
   end
   if life.decision == "settle" then

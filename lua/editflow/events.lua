@@ -6,7 +6,10 @@
 --
 -- Events, each emit(name, job, detail):
 --   waiting / unwaiting  a submit waits for an in-flight slot / got one (job is nil)
---   submitted            the queue accepted the job (detail: "submitted" or "resumed")
+--   submitted            the queue accepted the job (detail: "submitted", "resumed", or
+--                        "found": its lost submit was found in fal's request listing)
+--   resent               an earlier run's cancel took at the queue: the job is sent anew
+--                        (detail: why); a "submitted" event follows
 --   reused               the job was finished in an earlier run: nothing is sent
 --   status               job.state or job.queue_position changed
 --   log                  a new log line (detail: the entry as the server sent it)

@@ -293,6 +293,15 @@ end
 function Job:_finish(output, err)
   if self.finished.set then return end
   live[self] = nil
+  if self.quiet_cancel and not output and lifecycle.cancelled(err) then
+    -- an earlier run's cancel took: client.send sends it anew; nothing is recorded or told
+    self.error = err
+    if self.holds_slot then
+      self.holds_slot = false
+      self.client.slots:release()
+    end
+    return self.finished:fire()
+  end
   self.output, self.error = output, err
   if output and self.sent_mono then  -- how long this client's jobs take (a lost submit's wait)
     local took, c = runtime.now() - self.sent_mono, self.client

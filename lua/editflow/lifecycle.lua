@@ -136,6 +136,12 @@ function M.submit_answer(resp)
   return "unknown"
 end
 
+-- lifecycle.cancelled(err) -> whether a job's outcome is the queue's cancel (fal's
+-- client_cancelled, HTTP 499): the job ran no further and is not paid for as an image.
+function M.cancelled(err)
+  return type(err) == "table" and (err.type == "client_cancelled" or err.status == 499)
+end
+
 -- lifecycle.output(doc) -> doc: what a result answer holds, in the one shape editflow reads.
 -- fal's image models answer `images: [File]` or, many of them, `image: File` (one object); the
 -- latter gains `images` (a list of that one File; `image` stays), so the journal, saving and

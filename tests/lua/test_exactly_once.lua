@@ -389,9 +389,20 @@ T.case("a job an interrupted run cancelled is followed first, then sent anew onc
   assert(job:cancel())
   c.journal:close()
   local again = client(sb, { journal = d })
+  local told = {}
+  local off = require("editflow.events").subscribe(function(name, j, detail)
+    -- (the first run's own job, still followed in this process, reports its cancel: not counted)
+    if j ~= job and (name == "resent" or (name == "finished" and j and j.error)) then
+      told[#told + 1] = { name, detail }
+    end
+  end)
   local res, job2 = again:edit(input)
+  off()
   T.ok(res, "the job was done in the end: " .. tostring(job2))
   T.ok(job2.request_id ~= job.request_id, "by a new request")
+  T.eq(#told, 1, "one event, and no job reported failed (HTTP 499)")
+  T.eq(told[1][1], "resent", "told it is sent anew")
+  T.contains(told[1][2], "cancelled at the queue", "and why")
   local jobs = sb.jobs()
   T.eq(#jobs, 2, "two requests at the queue")
   T.ok(jobs[1].cancelled and not jobs[2].cancelled, "the first cancelled, the second ran")
