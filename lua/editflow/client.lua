@@ -37,6 +37,7 @@ Client.__index = Client
 Client.__name = "editflow.Client"
 
 local secrets = setmetatable({}, { __mode = "k" })  -- client -> Authorization header line
+local keys = setmetatable({}, { __mode = "k" })     -- client -> the credential itself
 
 local OPTIONS = {
   max_connections = "number",
@@ -157,6 +158,7 @@ function M.new(opts)
   if key then
     check_header_value("key", key)
     secrets[self] = "Authorization: " .. (auth == "key" and "Key " or "Bearer ") .. key
+    keys[self] = key
   end
 
   local endpoint, app = M.parse_endpoint(opts.endpoint or env("EDITFLOW_ENDPOINT") or M.DEFAULT_ENDPOINT)
@@ -294,6 +296,23 @@ end
 
 -- Whether the client holds a credential (never which).
 function Client:has_key() return secrets[self] ~= nil end
+
+-- client:leaks(s) -> whether a string a server sent holds this client's credential (or its
+-- id or secret half): such a string is never used as a request id, written to a file name,
+-- the journal or the terminal. A hostile or broken server may echo what it was sent.
+function Client:leaks(s)
+  local k = keys[self]
+  if type(s) ~= "string" or not k then return false end
+  if s:find(k, 1, true) then return true end
+  local id, secret = k:match("^([^:]+):(.+)$")
+  return (id and #id >= 8 and s:find(id, 1, true) ~= nil) or (secret and #secret >= 8 and s:find(secret, 1, true) ~= nil) or false
+end
+
+-- client:usable_id(id) -> whether a request id a server gave may be used: its form
+-- (lifecycle.valid_id), and not the credential.
+function Client:usable_id(id)
+  return lifecycle.valid_id(id) and not self:leaks(id)
+end
 
 -- opts.once: a lookup (a price): one try, bounded by the client's lookup_timeout, so a silent
 -- API never stalls a plan; the caller falls back to what it has.
@@ -597,15 +616,16 @@ local function submit_once(self, life, u, body, headers, left)
   end
   local meaning = lifecycle.submit_answer(resp)
   local hid = resp.headers and resp.headers["x-fal-request-id"]
-  if meaning == "exists" then return { header_id = hid, status = resp.status } end
+  if meaning == "exists" and self:usable_id(hid) then return { header_id = hid, status = resp.status } end
+  if meaning == "exists" then meaning = "unknown" end
   if meaning ~= "accepted" then
     local e = errors.from_http(resp, "submit")
     e.submit, e.maybe_submitted = meaning, meaning == "unknown"
     return nil, e
   end
   local doc = json.decode(resp.body)
-  if type(doc) == "table" and lifecycle.valid_id(doc.request_id) then return { doc = doc } end
-  if lifecycle.valid_id(hid) then return { header_id = hid } end
+  if type(doc) == "table" and self:usable_id(doc.request_id) then return { doc = doc } end
+  if self:usable_id(hid) then return { header_id = hid } end
   return nil, errors.new("BAD_RESPONSE", "submit: the server answered " .. resp.status
     .. " but the answer carries no readable request_id; the job may exist and be billed",
     { maybe_submitted = true })
@@ -668,7 +688,7 @@ local function settle_lost(self, life, until_)
   local wait, why, first = 1, nil, true
   while true do
     local item, err = listing.look(self, self.endpoint, life.fp, life.sent_at,
-      function(id) return lifecycle.claimed(self, id) end)
+      function(id) return lifecycle.claimed(self, id) or not self:usable_id(id) end)
     if item then return adopt(self, life, item) end
     why = err and err.message or "it is not in fal's request listing"
     -- a listing this client cannot use, or cannot reach at all, is not waited for

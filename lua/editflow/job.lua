@@ -102,6 +102,10 @@ function Job:_observe(st)
     -- Each answer carries the whole log so far; show only what was not seen.
     for i = self.logs_seen + 1, #logs do
       local entry = logs[i]
+      if type(entry) == "table" and c:leaks(entry.message) then  -- never shown nor kept
+        entry = { message = "(a log line that held the credential, withheld)", level = entry.level,
+          timestamp = entry.timestamp }
+      end
       if type(entry) == "table" then
         events.emit("log", self, entry)
         if c.on_log then events.call("on_log", c.on_log, self, entry) end

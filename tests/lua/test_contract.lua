@@ -270,4 +270,42 @@ T.case("the runner hint goes as X-Fal-Runner-Hint; log lines are asked for only 
   T.ok(lines >= 1, "and gets them")
 end)
 
+-- A server of tests/lua/servers/echo_key.py in `mode`: -> base URL, stop().
+local function echo_server(mode)
+  local p = io.popen("echo $$; exec python3 " .. T.quote(T.source_dir .. "/tests/lua/servers/echo_key.py")
+    .. " " .. mode)
+  local pid, port = tonumber(p:read("l")), tonumber(p:read("l"))
+  return "http://127.0.0.1:" .. port, function() os.execute("kill " .. pid) p:close() end
+end
+
+T.case("a server string that holds the credential is never used, kept or shown", function()
+  local KEY = "sk-contract-credential-0123456789"
+  local u, stop = echo_server("id")
+  local d = T.tmpdir()
+  local ok, err = pcall(function()
+    local c = editflow.client { base_url = u, key = KEY, journal = d, retry = false, poll_interval = 0.02,
+      api_url = "http://127.0.0.1:9", schema_url = false }
+    local job, e = c:submit { prompt = "echo", image_urls = { "https://example.com/a.png" } }
+    T.eq(job, nil, "a request id equal to the credential is no request id")
+    T.eq(e.maybe_submitted, true, "the job may exist: in doubt, never followed by that id")
+    T.ok(not tostring(e.message):find(KEY, 1, true), "the message does not show it")
+    c.journal:close()
+    T.ok(not T.read(d .. "/.editflow-journal.jsonl"):find(KEY, 1, true), "the journal does not hold it")
+  end)
+  stop()
+  if not ok then error(err, 0) end
+  local u2, stop2 = echo_server("logs")
+  ok, err = pcall(function()
+    local lines = {}
+    local c = editflow.client { base_url = u2, key = KEY, poll_interval = 0.02, follow = "poll",
+      api_url = "http://127.0.0.1:9", schema_url = false, on_log = function(_, e) lines[#lines + 1] = e.message end }
+    assert(c:edit { prompt = "echo", image_urls = { "https://example.com/a.png" } })
+    T.eq(#lines, 2, "both log lines told")
+    T.ok(not lines[1]:find(KEY, 1, true), "the one that held the credential is withheld: " .. lines[1])
+    T.eq(lines[2], "done", "the other as sent")
+  end)
+  stop2()
+  if not ok then error(err, 0) end
+end)
+
 T.run()
