@@ -769,13 +769,12 @@ function Client:send(body, opts)
     self.slots:release()
     -- Raised (an interrupt, a callback while settling): unknown if a submit was on its way
     -- or answered, refused if none was (a wait between tries, say): then nothing was taken.
-    if life.phase == "sending" then
-      local why = tostring(accepted):find("interrupted", 1, true) and "the run was interrupted" or tostring(accepted)
-      if life.on_wire or life.answered then
-        life:unknown(errors.new("UNKNOWN", why .. " while the submit was on its way", { maybe_submitted = true }))
-      else
-        life:refused(errors.new("NOT_SENT", why .. " before the submit was sent again"))
-      end
+    local left = lifecycle.raised_submit(life)
+    local why = errors.code(accepted) == "INTERRUPTED" and "the run was interrupted" or tostring(accepted)
+    if left == "unknown" then
+      life:unknown(errors.new("UNKNOWN", why .. " while the submit was on its way", { maybe_submitted = true }))
+    elseif left == "refused" then
+      life:refused(errors.new("NOT_SENT", why .. " before the submit was sent again"))
     end
     error(accepted, 0)
   end
@@ -787,9 +786,10 @@ function Client:send(body, opts)
     return accepted
   end
   self.slots:release()
-  if err.maybe_submitted or err.code == "UNKNOWN" or err.code == "REPEATED_ID" then
+  if life:phase_is("new") then return nil, err end  -- nothing was sent (an upload failed, say)
+  if lifecycle.failed_submit(err) == "unknown" then
     err.maybe_submitted = true
-    if life.phase ~= "unknown" then life:unknown(err) end
+    if not life:phase_is("unknown") then life:unknown(err) end
     -- The job may exist: fal's request listing shows it once it has ended.
     if life.fp and err.code ~= "REPEATED_ID" then
       local found = settle_lost(self, life, math.min(job.deadline, runtime.now() + settle_window(self)))

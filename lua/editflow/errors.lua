@@ -23,6 +23,18 @@ function M.is(v)
   return getmetatable(v) == Error
 end
 
+-- errors.code(e) -> the code of an error value (returned or raised), or nil: what callers
+-- switch on, never the message text.
+function M.code(e)
+  if getmetatable(e) == Error then return e.code end
+  if type(e) == "string" and e:find(M.INTERRUPT_TEXT, 1, true) then return "INTERRUPTED" end
+  return nil
+end
+
+-- What the host's signal hook raises (src/host/editflow.c, luaL_error) -- read here only, so
+-- every other module asks errors.code(e) == "INTERRUPTED".
+M.INTERRUPT_TEXT = "interrupted!"
+
 -- Server text made safe to print: control characters (ESC, CR, BEL, ...) shown as \xNN, so a
 -- hostile server cannot move the cursor or rewrite a terminal line; cut to `max` bytes.
 function M.clean(text, max)

@@ -35,6 +35,36 @@ local M = {}
 local Life = {}
 Life.__index = Life
 
+-- The legal transitions: phase -> event -> the phase it leads to. Every Life method below
+-- moves through here, and an event its phase does not list raises: a bug, never a
+-- quiet wrong record. "unknown" may still become "accepted" (found in fal's request listing);
+-- "accepted" goes back to "new" only when an earlier run's cancel took (resend); a cancel may
+-- be asked of a job that has just ended; saving again (another folder) stays "saved".
+M.TRANSITIONS = {
+  new = { intent = "sending" },
+  sending = { accepted = "accepted", refused = "refused", unknown = "unknown" },
+  unknown = { accepted = "accepted" },
+  accepted = { finished = "done", failed = "failed", cancel = "accepted", resend = "new" },
+  done = { saved = "saved", cancel = "done" },
+  saved = { saved = "saved", cancel = "saved" },
+  failed = { cancel = "failed" },
+  refused = {},
+}
+M.EVENTS = { "intent", "accepted", "refused", "unknown", "finished", "failed", "cancel", "saved", "resend" }
+
+-- Moves a life to the phase `event` leads to from where it is, or raises.
+local function move(self, event)
+  local to = (M.TRANSITIONS[self.phase] or {})[event]
+  if not to then
+    error(string.format("editflow: a job in phase '%s' cannot take '%s' (a bug in editflow: "
+      .. "please report it)", tostring(self.phase), event), 2)
+  end
+  self.phase = to
+end
+
+-- life:phase_is(p) -> whether the job is in phase p (the one way other modules ask).
+function Life:phase_is(p) return self.phase == p end
+
 local function journal_warning(self, what, err)
   events.warning(string.format("%s; the job %s goes on, but if this process ends before it "
     .. "is finished a new run cannot find it", tostring(err), what), self.job)
@@ -136,6 +166,22 @@ function M.submit_answer(resp)
   return "unknown"
 end
 
+-- lifecycle.failed_submit(err) -> what a submit that got no usable answer leaves: "unknown"
+-- (it may have made a job: held, looked for in fal's listing) or "refused" (certainly not
+-- taken: a new run sends it).
+function M.failed_submit(err)
+  if err.maybe_submitted or err.code == "UNKNOWN" or err.code == "REPEATED_ID" then return "unknown" end
+  return "refused"
+end
+
+-- lifecycle.raised_submit(life) -> what a submit interrupted by an error (a signal, a failing
+-- callback) leaves: nil when nothing was on its way (no intent), "unknown" when a request had
+-- left or its answer come, else "refused" (it stopped in a wait between tries).
+function M.raised_submit(life)
+  if life.phase ~= "sending" then return nil end
+  return (life.on_wire or life.answered) and "unknown" or "refused"
+end
+
 -- lifecycle.cancelled(err) -> whether a job's outcome is the queue's cancel (fal's
 -- client_cancelled, HTTP 499): the job ran no further and is not paid for as an image.
 function M.cancelled(err)
@@ -167,19 +213,21 @@ end
 -- The job this key named was cancelled at the queue (by an interrupted run) and ended
 -- without a result: it is to be sent anew, under the same key.
 function Life:resend()
-  self.decision, self.phase, self.record = "send", "new", nil
+  move(self, "resend")
+  self.decision, self.record = "send", nil
 end
 
 -- Before the submit is sent. Raises when it cannot be written: nothing is sent then. `fp` is
 -- the body's fingerprint as sent (editflow.listing): with the time, what finds the job in
 -- fal's request listing should its answer be lost.
 function Life:intent(fp)
+  if not (M.TRANSITIONS[self.phase] or {}).intent then move(self, "intent") end  -- raises: nothing written
   self.sent_at, self.fp = os.time(), fp
   if self.journal then
     local ok, err = self.journal:append { t = "intent", key = self.key, at = self.sent_at, fp = fp }
     if not ok then error("editflow: not sent: " .. err, 0) end
   end
-  self.phase = "sending"
+  move(self, "intent")
 end
 
 -- lifecycle.claimed(client, id) -> whether a request id is already some job's (this client's
@@ -225,7 +273,8 @@ function Life:accepted(job)
   -- Claimed now, not when the record is durable: another answer repeating this id while the
   -- record waits for its fdatasync (or after it failed to be written) is caught too.
   if jr then jr:claim(h, self.key) else c.ids:set(h, 0) end
-  self.phase, self.job = "accepted", job
+  move(self, "accepted")
+  self.job = job
   job.life = self
   if self.journal then
     local ok, jerr = self.journal:append { t = "accepted", key = self.key, request_id = id,
@@ -237,7 +286,7 @@ end
 
 -- The server certainly did not take the job: a new run may send it.
 function Life:refused(err)
-  self.phase = "refused"
+  move(self, "refused")
   if self.journal then
     local ok, jerr = self.journal:append { t = "refused", key = self.key, error = error_record(err) }
     if not ok then events.warning(jerr) end
@@ -249,7 +298,7 @@ M.in_doubt = {}
 
 -- The submit may have created a job, but no usable answer came.
 function Life:unknown(err)
-  self.phase = "unknown"
+  move(self, "unknown")
   M.in_doubt[#M.in_doubt + 1] = { key = self.key, message = err and err.message }
   if self.journal then
     local ok, jerr = self.journal:append { t = "unknown", key = self.key, error = error_record(err) }
@@ -291,7 +340,7 @@ end
 
 -- The job's outcome: its result.
 function Life:finished(job, output)
-  self.phase = "done"
+  move(self, "finished")
   if self.journal then
     local ok, jerr = self.journal:append { t = "done", key = self.key, request_id = job.request_id,
       output = recordable_output(self, output) }
@@ -301,7 +350,7 @@ end
 
 -- The job's outcome: an error the server declared (not a failure to follow it).
 function Life:failed(job, err)
-  self.phase = "failed"
+  move(self, "failed")
   if self.journal then
     local ok, jerr = self.journal:append { t = "failed", key = self.key, request_id = job.request_id,
       error = error_record(err) }
@@ -310,6 +359,7 @@ function Life:failed(job, err)
 end
 
 function Life:cancel_requested(job)
+  move(self, "cancel")
   if self.journal then
     local ok, jerr = self.journal:append { t = "cancel", key = self.key, request_id = job.request_id }
     if not ok then events.warning(jerr, job) end
@@ -318,7 +368,7 @@ end
 
 -- The images are on disk (files: their {size, sha256}, one a path). -> true, or nil, message.
 function Life:saved(job, paths, files)
-  self.phase = "saved"
+  move(self, "saved")
   if not self.journal then return true end
   local ok, jerr = self.journal:append { t = "saved", key = self.key, paths = json.array(paths),
     files = files and json.array(files) }

@@ -1,0 +1,126 @@
+-- test_lifecycle.lua: editflow.lifecycle decides a job's life. Every phase x event against the
+-- table written here (the intended life, not read from the module), the predicates other
+-- modules call instead of deciding, and a scan that fails when a module outside lifecycle reads
+-- a job's phase or when the library switches on an error's message text.
+local T = require "testlib"
+local editflow = require "editflow"
+local core = require "editflow.core"
+local lifecycle = require "editflow.lifecycle"
+local errors = require "editflow.errors"
+
+-- What each phase may become, by event (a missing entry: the event is refused there).
+local LIFE = {
+  new      = { intent = "sending" },
+  sending  = { accepted = "accepted", refused = "refused", unknown = "unknown" },
+  unknown  = { accepted = "accepted" },
+  accepted = { finished = "done", failed = "failed", cancel = "accepted", resend = "new" },
+  done     = { saved = "saved", cancel = "done" },
+  saved    = { saved = "saved", cancel = "saved" },
+  failed   = { cancel = "failed" },
+  refused  = {},
+}
+local EVENTS = { "intent", "accepted", "refused", "unknown", "finished", "failed", "cancel", "saved", "resend" }
+
+local client = editflow.client { base_url = "http://127.0.0.1:9", key = "k", schema_url = false }
+local n = 0
+
+-- Fires `event` on a life in `phase`. -> ok, the phase after (or the error).
+local function fire(phase, event)
+  n = n + 1
+  local life = lifecycle.begin(client, '{"prompt":"p' .. n .. '"}')
+  life.phase = phase
+  local job = { request_id = "req-" .. n }
+  local calls = {
+    intent = function() life:intent("00") end,
+    accepted = function() life:accepted(job) end,
+    refused = function() life:refused(errors.new("HTTP_400", "no")) end,
+    unknown = function() life:unknown(errors.new("UNKNOWN", "?")) end,
+    finished = function() life:finished(job, { images = {} }) end,
+    failed = function() life:failed(job, errors.new("JOB_FAILED", "x")) end,
+    cancel = function() life:cancel_requested(job) end,
+    saved = function() life:saved(job, {}) end,
+    resend = function() life:resend() end,
+  }
+  local ok, err = pcall(calls[event])
+  if ok then return true, life.phase end
+  return false, err
+end
+
+T.case("every phase x event: the legal ones lead where the life says, the others raise", function()
+  local checked = 0
+  for phase, moves in pairs(LIFE) do
+    for _, event in ipairs(EVENTS) do
+      local ok, got = fire(phase, event)
+      local want = moves[event]
+      if want then
+        T.ok(ok, string.format("%s --%s--> %s: raised %s", phase, event, want, tostring(got)))
+        T.eq(got, want, string.format("%s --%s-->", phase, event))
+      else
+        T.ok(not ok, string.format("%s --%s--> is refused (got phase %s)", phase, event, tostring(got)))
+        T.contains(got, "cannot take '" .. event .. "'", "the refusal names the event")
+      end
+      checked = checked + 1
+    end
+  end
+  T.eq(checked, 8 * 9, "8 phases x 9 events")
+  -- the module's table is the same life (nothing more, nothing less)
+  for phase, moves in pairs(lifecycle.TRANSITIONS) do
+    T.ok(LIFE[phase], "a phase the life knows: " .. phase)
+    for event, to in pairs(moves) do T.eq(LIFE[phase][event], to, phase .. " --" .. event .. "-->") end
+  end
+end)
+
+T.case("what a submit's failure leaves, and a raised submit", function()
+  T.eq(lifecycle.failed_submit(errors.new("HTTP_400", "x")), "refused", "a 4xx")
+  T.eq(lifecycle.failed_submit(errors.new("GOT_NOTHING", "x", { maybe_submitted = true })), "unknown", "maybe sent")
+  T.eq(lifecycle.failed_submit(errors.new("REPEATED_ID", "x")), "unknown", "a repeated id")
+  T.eq(lifecycle.raised_submit({ phase = "new" }), nil, "nothing was sent")
+  T.eq(lifecycle.raised_submit({ phase = "sending", on_wire = true }), "unknown", "on the wire")
+  T.eq(lifecycle.raised_submit({ phase = "sending", answered = true }), "unknown", "answered")
+  T.eq(lifecycle.raised_submit({ phase = "sending" }), "refused", "between tries")
+  T.eq(lifecycle.cancelled(errors.new("HTTP_499", "x", { status = 499 })), true, "a 499")
+  T.eq(lifecycle.cancelled(errors.new("JOB_FAILED", "x", { type = "client_cancelled" })), true, "client_cancelled")
+  T.eq(lifecycle.cancelled(errors.new("HTTP_500", "x", { status = 500 })), false, "a 500 is no cancel")
+  T.eq(errors.code("x.lua:3: " .. errors.INTERRUPT_TEXT), "INTERRUPTED", "the host's interrupt")
+  T.eq(errors.code(errors.new("LOCKED", "m")), "LOCKED", "a code")
+end)
+
+-- The Lua files under lua/editflow (recursively), with their text.
+local function sources()
+  local out = {}
+  local function walk(dir, rel)
+    for _, name in ipairs(core.listdir(dir) or {}) do
+      local path = dir .. "/" .. name
+      if name:find("%.lua$") then out[#out + 1] = { rel = rel .. name, text = T.read(path) }
+      elseif core.listdir(path) then walk(path, rel .. name .. "/") end
+    end
+  end
+  walk(T.source_dir .. "/lua/editflow", "")
+  return out
+end
+
+T.case("only lifecycle reads a job's phase; the library never switches on an error's text", function()
+  local files = sources()
+  T.ok(#files > 30, "read the modules")
+  for _, f in ipairs(files) do
+    if f.rel ~= "lifecycle.lua" and not f.rel:find("^cli/") then
+      for line in f.text:gmatch("[^\n]+") do
+        local code = line:gsub("%-%-.*$", "")
+        if code:find("life[%w_]*%.phase%f[^%w_]") or code:find("self%.life%.phase") then
+          error(f.rel .. " reads a job's phase: " .. line)
+        end
+      end
+    end
+    if f.rel ~= "errors.lua" and not f.rel:find("^cli/") then
+      for line in f.text:gmatch("[^\n]+") do
+        local code = line:gsub("%-%-.*$", "")
+        if code:find("tostring%([%w_.]+%):find%(") or code:find("message:find%(") or code:find("msg:find%(")
+            or code:find("err:find%(") then
+          error(f.rel .. " matches an error's text: " .. line)
+        end
+      end
+    end
+  end
+end)
+
+T.run()
