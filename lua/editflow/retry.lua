@@ -145,6 +145,8 @@ function M.run(ctx, kind, try)
     end
     local value, err = try(left)
     if value ~= nil then return value end
+    -- a try that gave neither (a bug) is a final failure, never an index of nil here
+    if err == nil then return nil, errors.new("INTERNAL", kind .. ": the call gave no answer and no error") end
     local again, hint = M.verdict(kind, err)
     if not again then return nil, err end
     local limited = not ctx.persist

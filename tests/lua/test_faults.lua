@@ -17,7 +17,10 @@ T.case("the retry table of SPEC §4", function()
     { "submit", resp(503), true }, { "submit", resp(502), false }, { "submit", resp(504), false },
     { "status", resp(500), true }, { "result", resp(500), true },
     { "result", resp(500, { ["x-fal-error-type"] = "runner_server_error", ["x-fal-request-id"] = "r" }), false },
-    { "result", resp(503, { ["x-fal-error-type"] = "runner_scheduling_failure" }), true },  -- an ingress's { "submit", resp(500), false },
+    { "result", resp(503, { ["x-fal-error-type"] = "runner_scheduling_failure" }), true },  -- an ingress's
+    { "submit", resp(500), false },
+    { "status", resp(504, { ["x-fal-request-timeout-type"] = "user" }), false },  -- fal's own timeout: final
+    { "result", resp(504, { ["x-fal-request-timeout-type"] = "start" }), false },
     { "submit", resp(504, { ["x-fal-request-timeout-type"] = "user" }), false },
     { "submit", resp(422), false }, { "status", resp(401), false }, { "result", resp(404), false },
     { "status", nil, true, { code = "RECV_ERROR" } }, { "submit", nil, false, { code = "RECV_ERROR" } },
@@ -38,6 +41,9 @@ T.case("the retry table of SPEC §4", function()
   T.ok(jittered >= 0.75 and jittered <= 1.25, "jitter within ±25%")
   T.raises(function() editflow.client { key = "k", base_url = "http://127.0.0.1:9", retry = { tries = 3 } } end,
     "retry.tries is not an option")
+  local v, e = retry.run({ policy = retry.policy(), sleep = function() end }, "status", function() return nil end)
+  T.eq(v, nil, "a try that gives nothing")
+  T.eq(e and e.code, "INTERNAL", "is a final INTERNAL error, not an index of nil")
 end)
 
 T.case("under injected faults every job ends and no submit is paid twice", function()
