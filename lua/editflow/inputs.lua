@@ -1,14 +1,15 @@
--- editflow.inputs: images given as local files become inputs the server can read.
--- A string that is not an http(s) or data: URL is a local path; editflow.file(path) says so
--- explicitly (for a file whose name looks like a URL). A local file is checked (exists, is
--- readable, is under the size limit, is really a PNG, JPEG, GIF or WebP by its bytes); it
--- goes out (editflow.storage) as a fal storage URL or a data: URI with the MIME type of what
--- it is, not of its name.
+-- editflow.inputs: images (and other files) given as local files become inputs the server can
+-- read. In a file field a string that is not an http(s) or data: URL is a local path;
+-- editflow.file(path) says so explicitly (for a file whose name looks like a URL). A local
+-- file is checked (exists, is readable, is under the size limit and, in an image field, is
+-- really a PNG, JPEG, GIF or WebP by its bytes); it goes out (editflow.storage) as a fal
+-- storage URL or a data: URI with the MIME type of what it is, not of its name.
 local core = require "editflow.core"
 
 local M = {}
 
 M.MAX_FILE_BYTES = 32 * 1024 * 1024
+M.OCTET_STREAM = "application/octet-stream"  -- a file that is no image (load's any_file)
 
 local FileRef = {}
 FileRef.__index = FileRef
@@ -26,15 +27,22 @@ function M.is_url(s)
   return type(s) == "string" and (s:find("^[Hh][Tt][Tt][Pp][Ss]?://") ~= nil or s:find("^data:") ~= nil)
 end
 
--- Reads and checks one local image; raises naming the field on any problem. Only a regular
--- file is read (a device such as /dev/zero, a FIFO or a socket is refused without blocking),
--- and never more than max_bytes of it, even if it grows meanwhile (core.read_file).
-function M.load(field, path, max_bytes)
+-- Reads and checks one local file -> bytes, MIME type; raises naming the field on any
+-- problem. Only a regular file is read (a device such as /dev/zero, a FIFO or a socket is
+-- refused without blocking), and never more than max_bytes of it, even if it grows meanwhile
+-- (core.read_file). An image field (the default) takes only a PNG, JPEG, GIF or WebP by its
+-- bytes; with any_file (a field that is no image field: a LoRA's weights, say) any file goes,
+-- typed by its bytes when they are an image, else application/octet-stream (what fal's JS
+-- client sends for a Blob of no known type). The type is never taken from the file's name.
+function M.load(field, path, max_bytes, any_file)
   max_bytes = max_bytes or M.MAX_FILE_BYTES
   local bytes, err = core.read_file(path, max_bytes)
-  if not bytes then error(string.format("%s: cannot read image: %s", field, err), 0) end
+  if not bytes then
+    error(string.format("%s: cannot read %s: %s", field, any_file and "file" or "image", err), 0)
+  end
   local _, mime = core.sniff(bytes)
   if not mime then
+    if any_file then return bytes, M.OCTET_STREAM end
     error(string.format("%s: '%s' is not a PNG, JPEG, GIF or WebP image", field, path), 0)
   end
   return bytes, mime

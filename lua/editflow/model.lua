@@ -4,8 +4,9 @@
 -- every field before anything is sent -- types, enums, ranges, lengths, required fields,
 -- anyOf shapes such as image_size, nested objects -- and returns a normalised copy (fal's
 -- spellings, integers as integers); a bad field raises a message naming the field and what it
--- accepts. Fields named *_url (a string) and *_urls (a list of strings) are file inputs: an
--- http(s) or data: URL, a local path or editflow.file(path); editflow.inputs resolves them.
+-- accepts. File inputs, at any depth (loras[].path as well as image_urls), are found by the
+-- schema (file_slots: *_url, *_urls, *path, format uri, x-fal-file-input): an http(s) or
+-- data: URL, a local path or editflow.file(path); editflow.storage resolves them.
 -- An endpoint without a schema (model.unchecked) passes through apart from its images.
 local json = require "editflow.json"
 
@@ -269,6 +270,7 @@ local function file_ref(name, v, i)
 end
 
 local check
+local file_slots
 
 -- Trying the alternatives of an anyOf in turn, the first that fits wins and the others' errors
 -- are dropped: image_size = "square" fails the {width, height} object first on every job. Such
@@ -345,6 +347,8 @@ end
 function check(self, s, name, v, depth, quiet)
   depth = (depth or 0) + 1
   if depth > MAX_DEPTH then error("the schema of " .. self.endpoint .. " nests too deep", 0) end
+  -- editflow.file(path) stands for a string where the schema has a file slot (file_slots)
+  if type(v) == "table" and v.__editflow_file and self.file_nodes and self.file_nodes[s] then return v end
   s = self:deref(s)
   local alts = s.anyOf or s.oneOf
   if type(alts) == "table" and #alts > 0 then
@@ -470,6 +474,100 @@ function Model:kinds(s, depth)
   return set
 end
 
+-- ---- where the files are ----
+
+-- A file slot is a string in the input that may name a local file (a path or
+-- editflow.file(path)), which editflow.storage uploads or inlines; every other string is sent
+-- as written, whatever it reads like (a prompt "photo.png" stays a prompt). The rule, by the
+-- schema alone and at any depth -- through $ref, anyOf/oneOf/allOf, array items, object
+-- properties and additionalProperties -- is: a string (not an enum or a const) is a slot when
+--   * the property holding it (or holding its list) is named *_url, url, *_urls or urls: a
+--     URL field, where a string that is no http(s)/data: URL can only be a local path, so a
+--     missing file is an error ("strict");
+--   * it is named *_path, path, *_paths or paths (a LoRA's loras[].path): a path field, which
+--     the schema may let take other text too ("URL or path to a LoRA safetensors file, or a HF
+--     model name"), so a string there is a local file only if such a file exists, else it is
+--     sent as written (editflow.file(path) is always a file);
+--   * or its schema marks it a file whatever its name: format "uri", "uri-reference" or
+--     "binary", or "x-fal-file-input": true (the marker fal-js's type generator puts on the
+--     fields its client uploads Blobs for): strict.
+-- A slot is an image slot when the name holding it says image or mask (image_url, image_urls,
+-- mask_url, reference_image_urls): a file there must be a PNG, JPEG, GIF or WebP by its
+-- bytes. Elsewhere (loras[].path, audio_url, ...) any file goes, sent as what its bytes are
+-- when they are an image, else as application/octet-stream.
+--
+-- file_slots(self, raw, name, depth) -> a slot tree, or nil when no slot lies below raw:
+--   { file = { image = bool, strict = bool }, items = tree, props = { name = tree }, extra = tree }
+-- (extra: additionalProperties). Each string slot's schema node (raw, before $ref) goes into
+-- self.file_nodes, where validation lets an editflow.file(path) stand for the string. The
+-- walk is bounded as cost() is (MAX_DEPTH; compile has checked the budget before).
+local URL_NAMES = { "_url$", "^url$", "_urls$", "^urls$" }
+local PATH_NAMES = { "_path$", "^path$", "_paths$", "^paths$" }
+local FILE_FORMATS = { uri = true, ["uri-reference"] = true, binary = true }
+
+local function named(name, patterns)
+  if type(name) ~= "string" then return false end
+  local low = name:lower()
+  for _, p in ipairs(patterns) do
+    if low:find(p) then return true end
+  end
+  return false
+end
+
+local function merge_slots(a, b)
+  if not a then return b end
+  if not b then return a end
+  if b.file then
+    a.file = a.file or { image = false, strict = false }
+    a.file = { image = a.file.image or b.file.image, strict = a.file.strict or b.file.strict }
+  end
+  a.items = merge_slots(a.items, b.items)
+  a.extra = merge_slots(a.extra, b.extra)
+  for k, sub in pairs(b.props or {}) do
+    a.props = a.props or {}
+    a.props[k] = merge_slots(a.props[k], sub)
+  end
+  return a
+end
+
+function file_slots(self, raw, name, depth)
+  if depth > MAX_DEPTH or type(raw) ~= "table" then return nil end
+  local s = self:deref(raw)
+  local out
+  for _, key in ipairs { "anyOf", "oneOf", "allOf" } do
+    if type(s[key]) == "table" then
+      for _, a in ipairs(s[key]) do out = merge_slots(out, file_slots(self, a, name, depth + 1)) end
+    end
+  end
+  local t = types_of(s)
+  local hinted = FILE_FORMATS[s.format] or s["x-fal-file-input"] == true
+  if (t == nil and s.properties == nil and s.items == nil and s.anyOf == nil and s.oneOf == nil
+      or t and t.string) and s.enum == nil and s.const == nil then
+    local url_named, path_named = named(name, URL_NAMES), named(name, PATH_NAMES)
+    if url_named or path_named or hinted then
+      self.file_nodes[raw] = true
+      out = merge_slots(out, { file = {
+        image = type(name) == "string" and (name:lower():find("image") or name:lower():find("mask")) ~= nil,
+        strict = url_named or hinted or false } })
+    end
+  end
+  if type(s.items) == "table" then  -- a list's items are named by the list: image_urls[i]
+    local items = file_slots(self, s.items, name, depth + 1)
+    if items then out = merge_slots(out, { items = items }) end
+  end
+  if type(s.properties) == "table" then
+    for k, sub in pairs(s.properties) do
+      local slot = file_slots(self, sub, k, depth + 1)
+      if slot then out = merge_slots(out, { props = { [k] = slot } }) end
+    end
+  end
+  if type(s.additionalProperties) == "table" then  -- values named by their object
+    local extra = file_slots(self, s.additionalProperties, name, depth + 1)
+    if extra then out = merge_slots(out, { extra = extra }) end
+  end
+  return out
+end
+
 -- model.compile(doc, endpoint [, source]) -> model, or nil, why. A broken document (a $ref
 -- that leads nowhere, say) is nil and the reason, never an error.
 -- The reason is M.printable: it may quote the document, and it ends up in warnings.
@@ -506,29 +604,44 @@ function M._compile(doc, endpoint, source)
   table.sort(rest)
   for _, k in ipairs(rest) do order[#order + 1] = k end
   self.order = order
-  -- File inputs: *_url strings and *_urls lists of strings (named in plain words: a name
-  -- that is not becomes no -i help text, which would print it).
+  -- File inputs at any depth (see file_slots): self.slots describes where they are in the
+  -- input, self.files the top-level ones, field -> "one" (a string) or "list" (a list of
+  -- strings), as -i, experiments and help texts take them (only names in plain words: a
+  -- name that is not becomes no -i help text, which would print it).
+  self.file_nodes = {}
+  self.slots = { props = {} }
   self.files = {}
   for _, k in ipairs(order) do
-    local t = self:kinds(s.properties[k])
-    if k:match("^[%w_]*_url$") and (t.string or next(t) == nil) then
+    self:describe(s.properties[k])  -- every $ref resolves, now rather than on first use
+    local slot = file_slots(self, s.properties[k], k, 1)
+    self.slots.props[k] = slot
+    if slot and slot.file and k:match("^[%w_]+$") then
       self.files[k] = "one"
-    elseif k:match("^[%w_]*_urls$") and t.array then
+    elseif slot and slot.items and slot.items.file and k:match("^[%w_]+$") and self:kinds(s.properties[k]).array then
       self.files[k] = "list"
     end
-    self:describe(s.properties[k])  -- every $ref resolves, now rather than on first use
   end
   return self
 end
 
 -- The field taking the job's images: "image_urls" (a list) or "image_url" (one), else the
--- first file field, else nil.
+-- first top-level image field (mask_url, reference_image_urls, ...), else the first file
+-- field, else nil.
 function Model:image_field()
   if self.files.image_urls then return "image_urls", "list" end
   if self.files.image_url then return "image_url", "one" end
+  local first
   for _, k in ipairs(self.order) do
-    if self.files[k] then return k, self.files[k] end
+    local kind = self.files[k]
+    if kind then
+      local slot = self.slots.props[k]
+      if (kind == "one" and slot.file.image) or (kind == "list" and slot.items.file.image) then
+        return k, kind
+      end
+      first = first or k
+    end
   end
+  if first then return first, self.files[first] end
   return nil
 end
 
@@ -611,7 +724,9 @@ Unchecked.__index = Unchecked
 
 -- model.unchecked(endpoint) -> a model that checks only the images (image_url, image_urls).
 function M.unchecked(endpoint)
+  local image = { file = { image = true, strict = true } }
   return setmetatable({ endpoint = endpoint, files = { image_urls = "list", image_url = "one" },
+    slots = { props = { image_urls = { items = image }, image_url = image } },
     order = {}, required = {}, input = { properties = {} }, unchecked = true }, Unchecked)
 end
 

@@ -1,4 +1,5 @@
--- editflow.storage: local images as inputs fal can read (SPEC §5).
+-- editflow.storage: local files as inputs fal can read (SPEC §5), wherever the model's schema
+-- has a file slot, nested ones included (model.lua file_slots: image_urls, loras[].path).
 -- A job's body names each local file by its content, "editflow-file:sha256:<hex>", until it is
 -- sent: that is what the journal's job identity hashes, so a re-run recognises the job
 -- whatever the upload URL. Just before the submit, each name becomes
@@ -50,19 +51,36 @@ local function hex(bytes)
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
--- storage.name(client, field, v) -> the body's name for one file input `v` (a local path or
--- editflow.file); URLs are returned as they are. Reads and checks the file (raises naming the
--- field), once per path and client.
-function M.name(client, field, v)
+local IMAGE_SLOT = { image = true, strict = true }
+local MAX_DEPTH = 64  -- nesting walked in an input (validation allows 32)
+
+-- Whether a path slot's string names a local file: in a field that takes other text too (a
+-- LoRA's path takes a Hugging Face model name), only a file that exists is one.
+local function is_local_file(path)
+  return core.file_stamp(path) ~= nil and not core.listdir(path)
+end
+
+-- storage.name(client, field, v [, slot]) -> the body's name for one file input `v` (a local
+-- path or editflow.file), as the model's slot (model.lua file_slots: { image, strict }; an
+-- image field by default) takes it; URLs are returned as they are, and so is a path slot's
+-- string that names no file. Reads and checks the file (raises naming the field), once per
+-- path and client.
+function M.name(client, field, v, slot)
+  slot = slot or IMAGE_SLOT
   if type(v) == "string" and inputs.is_url(v) then return v end
+  if type(v) == "string" and not slot.strict and not is_local_file(v) then return v end
   local path = type(v) == "table" and v.path or v
   local files = client.files
   -- Read once per path while the file stays as it was (device, inode, size, times): a file
-  -- replaced meanwhile is read and named anew.
+  -- replaced meanwhile is read and named anew. A file first met in a field that takes any
+  -- file is checked again when an image field names it.
   local stamp = core.file_stamp(path)
   local known = files.by_path[path]
-  if known and stamp and known.stamp == stamp then return M.SCHEME .. known.sha end
-  local bytes, mime = inputs.load(field, path, client.max_file_bytes)
+  if known and stamp and known.stamp == stamp
+      and not (slot.image and files[known.sha].mime == inputs.OCTET_STREAM) then
+    return M.SCHEME .. known.sha
+  end
+  local bytes, mime = inputs.load(field, path, client.max_file_bytes, not slot.image)
   local sha = hex(core.sha256(bytes))
   files.by_path[path] = { sha = sha, stamp = stamp }
   files[sha] = files[sha] or { path = path, mime = mime, size = #bytes,
@@ -70,17 +88,57 @@ function M.name(client, field, v)
   return M.SCHEME .. sha
 end
 
--- Resolves every file field of a validated input in place (see name()).
-function M.name_all(client, m, normal)
-  for field, kind in pairs(m.files) do
-    local v = normal[field]
-    if v ~= nil then
-      if kind == "list" then
-        for i, x in ipairs(v) do v[i] = M.name(client, string.format("%s[%d]", field, i), x) end
-      else
-        normal[field] = M.name(client, field, v)
+-- walk(slot, v, at, fn, depth) -> v with fn(x, slot.file, at) in place of every string or
+-- editflow.file x at a file slot of the model's slot tree (model.lua file_slots), or nil,
+-- err from fn. Lists are walked by items, objects by their fields' slots; what lies outside
+-- the tree is left as it is.
+local function walk(slot, v, at, fn, depth)
+  if slot == nil or depth > MAX_DEPTH then return v end
+  if slot.file and (type(v) == "string" or (type(v) == "table" and v.__editflow_file)) then
+    return fn(v, slot.file, at)
+  end
+  if type(v) ~= "table" or v.__editflow_file then return v end
+  if #v > 0 then
+    for i = 1, #v do
+      local x, err = walk(slot.items, v[i], string.format("%s[%d]", at, i), fn, depth + 1)
+      if x == nil then return nil, err end
+      v[i] = x
+    end
+  elseif slot.props or slot.extra then
+    for k, x in pairs(v) do
+      local sub = (slot.props and slot.props[k]) or slot.extra
+      if sub then
+        local y, err = walk(sub, x, at .. "." .. tostring(k), fn, depth + 1)
+        if y == nil then return nil, err end
+        v[k] = y
       end
     end
+  end
+  return v
+end
+
+-- An editflow.file left where the model has no file slot (the model took it as a value of
+-- its own): refused, rather than sent as a table.
+local function stray(v, at, depth)
+  if type(v) ~= "table" or depth > MAX_DEPTH then return end
+  if v.__editflow_file then
+    error(string.format("%s: %s is taken only in a file field", at, tostring(v)), 0)
+  end
+  for k, x in pairs(v) do
+    stray(x, math.type(k) == "integer" and string.format("%s[%d]", at, k) or (at .. "." .. tostring(k)), depth + 1)
+  end
+end
+
+-- Resolves every file of a validated input in place (see name()), at any depth: the
+-- model's slot tree (m.slots) says where files may be, so the same text elsewhere -- a
+-- prompt reading "photo.png" -- is sent as written.
+function M.name_all(client, m, normal)
+  local slots = m.slots and m.slots.props or {}
+  for field, v in pairs(normal) do
+    normal[field] = walk(slots[field], v, field, function(x, slot, at)
+      return M.name(client, at, x, slot)
+    end, 1)
+    stray(normal[field], field, 1)
   end
   return normal
 end
@@ -225,16 +283,16 @@ local function file_url(client, sha)
   return u
 end
 
--- storage.materialize(client, body) -> the body to send (every file name in a file field
--- replaced by its fal storage URL or a data: URI), or nil, err. Only the model's file fields
--- are looked at, so a prompt that happens to read like a file name is sent as written. A
--- waiting call when it uploads.
+-- storage.materialize(client, body) -> the body to send (every file name at a file slot
+-- replaced by its fal storage URL or a data: URI), or nil, err. Only the model's file slots
+-- are looked at (m.slots, nested ones too: loras[].path), so a prompt that happens to read
+-- like a file name is sent as written. A waiting call when it uploads.
 function M.materialize(client, body)
   if not body:find(M.SCHEME, 1, true) then return body end
   local doc = json.decode(body)
   if type(doc) ~= "table" then return body end
   local m = client:model()
-  local fields = m.files
+  local slots = m.slots and m.slots.props or {}
   local upload_them = M.uploads(client)
   local urls = {}
   local function resolve(v)
@@ -249,6 +307,9 @@ function M.materialize(client, body)
     if upload_them then
       u, err = file_url(client, sha)
     else
+      -- a data: URI for any file, as fal_client's encode_file makes one; for a file that is
+      -- no image (a LoRA's weights) it says application/octet-stream, and whether the model
+      -- reads it is the model's: with a fal key such files go to fal storage instead
       local bytes, f = bytes_of(client, sha)
       if bytes then u = inputs.data_uri(bytes, f.mime) else err = errors.new("FILE_CHANGED", f) end
     end
@@ -256,19 +317,10 @@ function M.materialize(client, body)
     urls[sha] = u
     return u
   end
-  for field, kind in pairs(fields) do
-    local v = doc[field]
-    if kind == "list" and type(v) == "table" then
-      for i, x in ipairs(v) do
-        local u, err = resolve(x)
-        if not u then return nil, err end
-        v[i] = u
-      end
-    elseif v ~= nil then
-      local u, err = resolve(v)
-      if not u then return nil, err end
-      doc[field] = u
-    end
+  for field, v in pairs(doc) do
+    local x, err = walk(slots[field], v, field, resolve, 1)
+    if x == nil then return nil, err end
+    doc[field] = x
   end
   return json.encode(doc)
 end

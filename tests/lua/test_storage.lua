@@ -231,4 +231,121 @@ T.case("jobs waiting for a failing upload share its failure", function()
   sb.control { reset_faults = true }
 end)
 
+-- ---- files nested in the input (fal-js's transformInput walks objects and lists) ----
+
+local LORA = "fal-ai/qwen-image-edit-plus-lora"
+
+-- A stand-in for a LoRA's weights: bytes of no image format, a content of its own.
+local function weights()
+  n = n + 1
+  local path = string.format("%s/style-%d-%d.safetensors", work, n, os.time())
+  assert(core.write_file(path, "\24\0\0\0\0\0\0\0{\"__metadata__\":{}}editflow-test-" .. n .. "-" .. tostring(os.clock())))
+  return path
+end
+
+-- The Content-Type a URL is served with (the one its upload declared).
+local function served_type(u)
+  local _, out = T.sh("python3 -c 'import sys, urllib.request; "
+    .. "print(urllib.request.urlopen(sys.argv[1]).headers.get(\"Content-Type\"))' " .. T.quote(u))
+  return (out:gsub("%s+$", ""))
+end
+
+T.case("a LoRA model's loras[].path: a local file goes to fal storage once, as octet-stream", function()
+  local before = sb.stats()
+  local w, p = weights(), photo()
+  local c = client { endpoint = LORA }
+  local jobs = {}
+  for i = 1, 2 do
+    jobs[i] = assert(c:submit { prompt = "style " .. i, image_urls = { p }, loras = { { path = w, scale = 0.8 } } })
+  end
+  for i = 1, 2 do assert(jobs[i]:wait()) end
+  local after = sb.stats()
+  T.eq(after.upload_initiates - before.upload_initiates, 2, "one upload for the photo, one for the weights")
+  T.eq(after.upload_credential_leaks, 0, "no credential with the bytes")
+  local got = inputs_of { jobs[1].request_id, jobs[2].request_id }
+  T.eq(#got, 2, "both jobs in the sandbox")
+  local u = got[1].loras[1].path
+  T.match(u, "^http://127%.0%.0%.1:%d+/media/", "loras[1].path is the file_url")
+  T.eq(got[2].loras[1].path, u, "the same file_url in both jobs")
+  T.eq(got[1].loras[1].scale, 0.8, "the scale as given")
+  T.match(got[1].image_urls[1], "^http://127%.0%.0%.1:%d+/media/", "the photo uploaded too")
+  T.ok(got[1].image_urls[1] ~= u, "each file its own URL")
+  T.eq(get(u), T.read(w), "the uploaded bytes are the weights'")
+  T.eq(served_type(u), "application/octet-stream", "no image type for weights")
+  -- an image field still takes only images
+  T.raises(function() c:prepare { prompt = "p", image_urls = { w } } end, "image_urls[1]: '" .. w .. "' is not a PNG")
+end)
+
+T.case("inline: a nested file becomes a data: URI; editflow.file works nested too", function()
+  local before = sb.stats()
+  local w1, w2 = weights(), weights()
+  local c = client { endpoint = LORA, inline = true }
+  local job = assert(c:submit { prompt = "p", image_urls = { photo() },
+    loras = { { path = w1, scale = 0.8 }, { path = editflow.file(w2) } } })
+  assert(job:wait())
+  local input = inputs_of { job.request_id }[1]
+  for i, w in ipairs { w1, w2 } do  -- (the sandbox's listing shows a data: URI's size)
+    T.eq(input.loras[i].path, string.format("data:application/octet-stream;base64,<%d bytes>", #T.read(w)),
+      "loras[" .. i .. "].path inline, with the file's bytes")
+  end
+  -- the data: URI itself, as prepared
+  local body = c:prepare { prompt = "p", image_urls = { photo() }, loras = { { path = w1 } } }
+  local wire = assert(storage.materialize(c, body))
+  T.eq(require("editflow.inputs").decode_data_uri(json.decode(wire).loras[1].path), T.read(w1), "the bytes")
+  T.eq(sb.stats().upload_initiates, before.upload_initiates, "no upload")
+end)
+
+T.case("nested: a prompt that reads like a file, and a path that names no file, are sent as written", function()
+  local w = weights()
+  local c = client { endpoint = LORA, inline = true }
+  local body = c:prepare { prompt = "x", image_urls = { photo() }, loras = { { path = w } } }
+  local name = json.decode(body).loras[1].path
+  T.match(name, "^editflow%-file:sha256:%x+$", "planned under the file's content")
+  local job = assert(c:submit { prompt = name, negative_prompt = w, image_urls = { photo() },
+    loras = { { path = w }, { path = "some-user/some-style-lora", scale = 0.5 } } })
+  assert(job:wait())
+  local input = inputs_of { job.request_id }[1]
+  T.eq(input.prompt, name, "the prompt untouched")
+  T.eq(input.negative_prompt, w, "a text field naming a real file untouched")
+  T.match(input.loras[1].path, "^data:application/octet%-stream;base64,", "the weights resolved")
+  T.eq(input.loras[2].path, "some-user/some-style-lora", "a Hugging Face name as written")
+end)
+
+T.case("nested files respect max_file_bytes and name the field", function()
+  local w = weights()
+  local c = client { endpoint = LORA, max_file_bytes = 8 }
+  local before = sb.stats().by_route.submit
+  T.raises(function() c:submit { prompt = "p", image_urls = { "https://cdn.example/a.png" }, loras = { { path = w } } } end,
+    "loras[1].path: cannot read file")
+  T.raises(function() c:submit { prompt = "p", image_urls = { "https://cdn.example/a.png" },
+    loras = { { path = editflow.file(work .. "/no-such.safetensors") } } } end, "loras[1].path: cannot read file")
+  T.eq(sb.stats().by_route.submit, before, "nothing submitted")
+end)
+
+T.case("a re-run knows a LoRA job by the weights' content, not their path or upload URL", function()
+  local w, p = weights(), photo()
+  local d = T.tmpdir()
+  local input = { prompt = "rerun", image_urls = { p }, loras = { { path = w, scale = 0.8 } }, seed = 11 }
+  local _, j1 = assert(client { endpoint = LORA, journal = d }:edit(input))
+  local u1 = inputs_of { j1.request_id }[1].loras[1].path
+  T.match(u1, "^http://127%.0%.0%.1:%d+/media/", "first run uploaded the weights")
+  local before = sb.stats()
+  storage.forget()  -- a new process: nothing in memory
+  os.execute("rm -rf " .. T.quote(os.getenv("XDG_CACHE_HOME") .. "/editflow/uploads"))  -- nor in the cache
+  local _, j2 = assert(client { endpoint = LORA, journal = d }:edit(input))
+  T.eq(j2.request_id, j1.request_id, "the same job, reused")
+  local after = sb.stats()
+  T.eq(after.by_route.submit, before.by_route.submit, "nothing submitted")
+  T.eq(after.upload_initiates, before.upload_initiates, "nothing uploaded")
+  -- other bytes at the same path: another job
+  assert(core.write_file(w, T.read(w) .. "retrained"))
+  storage.forget()
+  local _, j3 = assert(client { endpoint = LORA, journal = d }:edit(input))
+  T.ok(j3.request_id ~= j1.request_id, "new weights, a new job")
+  T.eq(sb.stats().by_route.submit, before.by_route.submit + 1, "sent once")
+  local u3 = inputs_of { j3.request_id }[1].loras[1].path
+  T.ok(u3 ~= u1, "a new upload")
+  T.eq(get(u3), T.read(w), "of the new bytes")
+end)
+
 T.run()
