@@ -348,4 +348,49 @@ T.case("a re-run knows a LoRA job by the weights' content, not their path or upl
   T.eq(get(u3), T.read(w), "of the new bytes")
 end)
 
+T.case("file slots are found at any depth, by name or by the schema's file marks, never in text", function()
+  local model = require "editflow.model"
+  local str = { type = "string" }
+  local doc = { paths = { ["/x/nested"] = { post = { requestBody = { content = { ["application/json"] = {
+    schema = { ["$ref"] = "#/components/schemas/In" } } } } } } },
+    components = { schemas = {
+      Ref = { type = "object", properties = { image_url = { type = "string" }, weight = { type = "number" } } },
+      In = { type = "object", required = { "prompt" }, properties = {
+        prompt = str, style_path = { type = "string", enum = { "a.png", "b.png" } },
+        refs = { type = "array", items = { ["$ref"] = "#/components/schemas/Ref" } },
+        control = { anyOf = { { ["$ref"] = "#/components/schemas/Ref" }, { type = "null" } } },
+        masks = { type = "object", additionalProperties = { type = "array", items = { type = "string" } } },
+        mask_urls_by_name = { type = "object", additionalProperties = { type = "string", format = "uri" } },
+        extra = { type = "object", properties = { blob = { type = "string", ["x-fal-file-input"] = true },
+          caption = str } },
+      } },
+    } } }
+  local m = assert(model.compile(doc, "x/nested"))
+  T.eq(m:image_field(), nil, "no top-level image field")
+  local c = client { inline = true }
+  c._model = m  -- (the client's model, as editflow.schema would give it)
+  local p, w = photo(), weights()
+  local body = json.decode(c:prepare {
+    prompt = p, style_path = "a.png",
+    refs = { { image_url = p, weight = 1 }, { image_url = "https://cdn.example/r.png" } },
+    control = { image_url = editflow.file(p) },
+    masks = { any = { p } },
+    mask_urls_by_name = { face = p },
+    extra = { blob = w, caption = w } })
+  local name = "^editflow%-file:sha256:%x+$"
+  T.eq(body.prompt, p, "the prompt as written")
+  T.eq(body.style_path, "a.png", "an enum is no file")
+  T.match(body.refs[1].image_url, name, "refs[1].image_url (array of $ref objects)")
+  T.eq(body.refs[2].image_url, "https://cdn.example/r.png", "a URL as it is")
+  T.match(body.control.image_url, name, "control.image_url (anyOf)")
+  T.eq(body.masks.any[1], p, "a list under a name that says no file: as written")
+  T.match(body.mask_urls_by_name.face, name, "format uri under additionalProperties")
+  T.match(body.extra.blob, name, "x-fal-file-input")
+  T.eq(body.extra.caption, w, "a text field naming a file: as written")
+  -- image slots keep their image check, by the name holding them
+  T.raises(function() c:prepare { prompt = "p", refs = { { image_url = w } } } end,
+    "refs[1].image_url: '" .. w .. "' is not a PNG")
+  T.raises(function() c:prepare { prompt = "p", extra = { caption = editflow.file(p) } } end, "extra.caption")
+end)
+
 T.run()
