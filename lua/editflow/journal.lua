@@ -22,6 +22,7 @@
 local core = require "editflow.core"
 local durable = require "editflow.durable"
 local json = require "editflow.json"
+local errors = require "editflow.errors"
 
 local M = {}
 
@@ -83,11 +84,11 @@ local function records_of(line, terminated)
   return {}
 end
 
--- journal.open(dir [, {lock = false}]) -> journal; raises naming the folder when it cannot
--- be used (not writable, or in use by another editflow process).
+-- journal.open(dir [, {lock = false}]) -> journal; raises an error (errors.new: code FOLDER, or
+-- LOCKED when another editflow process holds it) naming the folder when it cannot be used.
 function M.open(dir, opts)
   local ok, merr = core.mkdir(dir)
-  if not ok then error("editflow: cannot use the folder " .. dir .. ": " .. tostring(merr), 0) end
+  if not ok then error(errors.new("FOLDER", "editflow: cannot use the folder " .. dir .. ": " .. tostring(merr)), 0) end
   local self = setmetatable({ dir = dir, path = join(dir, M.FILE), jobs = {}, seen = core.fpmap(),
     ids = {}, finished = core.fpmap(), uploads = {}, torn = 0, epoch = 0 }, Journal)
   local lockpath = join(dir, M.LOCK)
@@ -97,10 +98,10 @@ function M.open(dir, opts)
     local lock, lerr, code = core.lock(lockpath)
     if not lock then
       if code == "LOCKED" then
-        error(string.format("editflow: the folder %s is in use by another editflow run (%s); "
-          .. "wait for it to end, or choose another output folder", dir, tostring(lerr)), 0)
+        error(errors.new("LOCKED", string.format("editflow: the folder %s is in use by another "
+          .. "editflow run (%s); wait for it to end, or choose another output folder", dir, tostring(lerr))), 0)
       end
-      error("editflow: cannot lock the folder " .. dir .. ": " .. tostring(lerr), 0)
+      error(errors.new("FOLDER", "editflow: cannot lock the folder " .. dir .. ": " .. tostring(lerr)), 0)
     end
     self.lock, locks[lockpath] = lock, lock
     clean_temps(dir)

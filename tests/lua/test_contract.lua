@@ -115,6 +115,8 @@ T.case("a submit answered 500 after the job was made, with its id: followed, nev
   T.eq(s.submits_by_endpoint["fal-ai/qwen-image-edit-plus"], 1, "sent once")
   T.eq(s.faults.made500, 1, "the 500 was served")
   T.ok(job_of(job.request_id, f), "followed under the id the 500 carried")
+  T.ok(not job.found, "by that id, not by a search of fal's listing")
+  T.eq(s.listing_calls, 0, "the listing was not needed")
   f.stop()
 end)
 

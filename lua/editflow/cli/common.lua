@@ -38,6 +38,8 @@ local MODEL_COMMON = {
   { nil, "allow-fallbacks", help = "let fal use a fallback model (by default refused when a seed is given)" },
   { nil, "no-store-io", help = "ask fal not to keep the request's input and output (X-Fal-Store-IO: 0)" },
   { nil, "output-lifetime", arg = true, metavar = "SECONDS", help = "how long fal keeps the output files" },
+  { nil, "on-interrupt", arg = true, metavar = "MODE", choices = { "cancel", "finish", "detach" },
+    help = "what Ctrl-C, SIGTERM or SIGHUP does: cancel the jobs in flight (default); finish the running ones, cancel the queued ones; detach: leave them running (journaled)" },
 }
 
 -- Which flag sets each model field, to point error messages at what the user typed; filled
@@ -49,6 +51,8 @@ local RUN = {
   { "q", "quiet", help = "no progress display" },
   { nil, "json", help = "write one JSON object per finished job on stdout" },
   { nil, "progress", arg = true, metavar = "MODE", help = "auto (default), live, plain or none" },
+  { nil, "on-interrupt", arg = true, metavar = "MODE", choices = { "cancel", "finish", "detach" },
+    help = "what Ctrl-C, SIGTERM or SIGHUP does: cancel the jobs in flight (default); finish the running ones, cancel the queued ones; detach: leave them running (journaled)" },
 }
 
 M.COMMANDS = { "edit", "grid", "schema", "price", "status", "result", "cancel", "wait", "run", "help", "completion" }
@@ -115,8 +119,8 @@ local function make_client(o, journal_dir)
   if not ok then
     local msg = tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")
     -- A folder in use or not writable is not a usage mistake: exit 1, no "Try --help".
-    if msg:find("is in use by another editflow run", 1, true) or msg:find("cannot use the folder", 1, true)
-        or msg:find("cannot lock the folder", 1, true) then
+    local code = errors.code(client)
+    if code == "LOCKED" or code == "FOLDER" then
       return nil, msg, 1
     end
     return nil, msg
