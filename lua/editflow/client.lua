@@ -54,6 +54,7 @@ local OPTIONS = {
   multipart_bytes = "number", part_bytes = "number",
   disable_fallbacks = "boolean", store_io = "boolean", object_lifecycle = "number",
   input_lifetime = "number", hint = "string", logs = "boolean", settle_timeout = "number",
+  lookup_timeout = "number",
 }
 
 local function opt_error(name, v)
@@ -243,7 +244,7 @@ function M.new(opts)
   self.timeout = opts.timeout or 60
   -- Lookups beside the jobs (prices) are tried once, this long at most: the HTTP timeout when
   -- the user gave one, else 15 s.
-  self.lookup_timeout = opts.timeout or 15
+  self.lookup_timeout = opts.lookup_timeout or opts.timeout or 15
   -- Seconds a submit whose answer was lost is looked for in fal's request listing (it shows
   -- a request once it has ended) before it is held.
   self.settle_timeout = opts.settle_timeout or 600
@@ -447,6 +448,7 @@ function Client:exchange(what, method, u, body, extra_headers, left, more)
       (runtime.now() - t0) * 1000))
   end
   if resp and resp.status == 429 and what == "submit" then self:_throttle(false) end
+  if resp and resp.status < 500 and resp.status ~= 429 and resp.status ~= 408 then runtime.heard() end  -- the queue answers (outage display)
   return resp, err
 end
 
@@ -569,7 +571,7 @@ end
 function Client:model()
   local m = self._model
   if not m then
-    m = schema.model(self.endpoint, { schema_url = self.schema_url })
+    m = schema.model(self.endpoint, { schema_url = self.schema_url, timeout = self.lookup_timeout })
     self._model = m
   end
   return m
@@ -607,6 +609,8 @@ end
 -- One submit try. -> { doc = } (accepted), { header_id = } (2xx whose body cannot be read
 -- but whose x-fal-request-id names the job), or nil, err. Sent once: never re-sent by libcurl.
 local function submit_once(self, life, u, body, headers, left)
+  -- the host is stopping the run (a signal): a submit not yet sent is not sent (refused: a new run sends it)
+  if runtime.stopping(true) then return nil, errors.new("NOT_SENT", "not sent: the run was stopped before this job was sent") end
   life.on_wire = true  -- from here until the answer, the queue may be taking the job
   local resp, err = self:exchange("submit", "POST", u, body, headers, left, { once = true, want_headers = true })
   life.on_wire = false

@@ -56,11 +56,12 @@ local function cache_name(endpoint)
 end
 
 -- GET the document. -> doc, or nil, err (err.status 404: fal does not know the endpoint).
-local function fetch(doc_url, endpoint)
+local function fetch(doc_url, endpoint, timeout)
   runtime.may_wait(4)
   local u = url.with_query(doc_url, { endpoint_id = endpoint })
+  local ms = math.max(1, math.floor(math.min(timeout or 15, 15) * 1000))  -- one try, 15 s at most
   local resp, err = http.request(runtime.loop(), { url = u, method = "GET", what = "schema",
-    headers = { "Accept: application/json" }, timeout = 15000, connect_timeout = 5000,
+    headers = { "Accept: application/json" }, timeout = ms, connect_timeout = math.min(ms, 5000),
     max_body = M.MAX_BYTES })
   if not resp then return nil, err end
   if resp.status < 200 or resp.status > 299 then
@@ -79,7 +80,7 @@ end
 -- schema.model(endpoint [, opts]) -> model (model.source says where it came from: "fetched",
 -- "cache", "stale cache", "shipped"; model.unchecked when there is none; model.why, when fal's
 -- copy was asked for and not used, says why).
--- opts: schema_url (false: never fetch), cache_dir.
+-- opts: schema_url (false: never fetch), cache_dir, timeout (seconds for the one fetch: 15 at most).
 function M.model(endpoint, opts)
   opts = opts or {}
   local doc_url = M.url(opts)
@@ -111,7 +112,7 @@ function M._find(endpoint, opts, doc_url, slot, known)
     end
     local failed = cache.get(name .. ".failed", doc_url, M.RETRY_AFTER, dir)
     if not failed then
-      local doc, err = fetch(doc_url, endpoint)
+      local doc, err = fetch(doc_url, endpoint, opts.timeout)
       local broken
       m, broken = compiled(doc, endpoint, "fetched")
       if m then

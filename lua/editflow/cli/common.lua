@@ -38,6 +38,8 @@ local MODEL_COMMON = {
   { nil, "allow-fallbacks", help = "let fal use a fallback model (by default refused when a seed is given)" },
   { nil, "no-store-io", help = "ask fal not to keep the request's input and output (X-Fal-Store-IO: 0)" },
   { nil, "output-lifetime", arg = true, metavar = "SECONDS", help = "how long fal keeps the output files" },
+  { nil, "input-lifetime", arg = true, metavar = "SECONDS", help = "how long fal storage keeps the local images uploaded for the jobs (60 at least)" },
+  { nil, "hint", arg = true, metavar = "TEXT", help = "fal's runner hint (X-Fal-Runner-Hint): jobs with one hint go to the same runner when fal can" },
   { nil, "on-interrupt", arg = true, metavar = "MODE", choices = { "cancel", "finish", "detach" },
     help = "what Ctrl-C, SIGTERM or SIGHUP does: cancel the jobs in flight (default); finish the running ones, cancel the queued ones; detach: leave them running (journaled)" },
 }
@@ -88,13 +90,19 @@ local function make_client(o, journal_dir)
   if o["output-lifetime"] and not (lifetime and lifetime > 0) then
     return nil, "--output-lifetime expects a whole number of seconds > 0, got '" .. o["output-lifetime"] .. "'"
   end
+  local inputs_for = o["input-lifetime"] and math.tointeger(tonumber(o["input-lifetime"]))
+  if o["input-lifetime"] and not (inputs_for and inputs_for >= 60) then
+    return nil, "--input-lifetime expects a whole number of seconds >= 60, got '" .. o["input-lifetime"] .. "'"
+  end
   local has_key = env("FAL_KEY") or (env("FAL_KEY_ID") and env("FAL_KEY_SECRET"))
   local key = nil
   if o.no_key_ok and not has_key then key = false end  -- none needed, none sent
   local ok, client = pcall(editflow.client, {
     key = key,
     endpoint = o.model or o.endpoint, base_url = o["base-url"], auth = o.auth, verbose = o.verbose or nil,
-    inline = o.inline or nil, object_lifecycle = lifetime,
+    inline = o.inline or nil, object_lifecycle = lifetime, input_lifetime = inputs_for, hint = o.hint,
+    -- a price or schema lookup: 15 s at most, or --timeout when that is shorter
+    lookup_timeout = math.min(tonumber(o.timeout) or 15, 15), logs = not quiet,
     journal = journal_dir, job_timeout = o.timeout, resubmit_unknown = o["resubmit-unknown"] or nil,
     on_status = function(job, st)
       local shown = st.status .. tostring(st.queue_position)
