@@ -231,8 +231,14 @@ function M.step(timeout_ms)
   return res
 end
 
+-- A function the host runs at the start of every turn, outside any task (or nil): where a
+-- stop signal the host only noted is acted on (`--on-interrupt finish`), at a point where
+-- spawning tasks and cancelling jobs is safe.
+M.on_turn = nil
+
 function M._step(timeout_ms)
   local l = M.loop()
+  if M.on_turn then M.on_turn() end
   compact_timers()
   run_ready()
   local wait = timeout_ms or 0
@@ -481,6 +487,29 @@ function Semaphore:set_limit(n)
   self.limit = n
   grant(self)
 end
+
+-- ---- stopping: the host was asked to stop the run ----
+-- Once the host stops the run (a stop signal: Ctrl-C, SIGTERM, SIGHUP), nothing that has not
+-- started starts: a submit not yet sent is not sent (client.lua asks before each try), while
+-- jobs already accepted go on as the host decides. `answered` is when the queue last gave an
+-- answer (any that is not a passing refusal): the host's outage display reads it.
+
+local stopping, declined = false, 0
+
+function M.stop() stopping = true end
+
+-- runtime.stopping([decline]) -> whether the run is stopping. A caller that leaves something
+-- undone because of it passes decline = true: runtime.declined() counts those for the report.
+function M.stopping(decline)
+  if stopping and decline then declined = declined + 1 end
+  return stopping
+end
+
+function M.declined() return declined end
+
+M.answered = 0  -- monotonic time of the queue's last answer
+
+function M.heard() M.answered = now() end
 
 -- How much is pending: tasks alive, transfers running, timers set.
 function M.pending()

@@ -7,9 +7,12 @@
 ** which returns the exit status. Chunks run through docall(), whose message handler adds a
 ** traceback. SIGINT, SIGTERM and SIGHUP only install a hook, so the interrupt lands between Lua
 ** instructions, never inside libcurl; the host then lets editflow.cli.interrupted cancel what
-** is in flight and exits 128 + the signal's number. The same signal again within a second
-** counts once (timeout(1) signals the process, then its group); a different one, or the same
-** one later, kills at once. Descriptors 0-2 found closed get /dev/null before anything opens
+** is in flight (or leave it running: --on-interrupt detach) and exits 128 + the signal's
+** number. With --on-interrupt finish the first signal unwinds nothing: it is only noted, and
+** Lua asks for it between turns of the loop (editflow.cli.host.interrupt) to stop sending and
+** let the running jobs end; a second signal then unwinds as above. The same signal again
+** within a second counts once (timeout(1) signals the process, then its group); a signal
+** after the unwinding one kills at once. Descriptors 0-2 found closed get /dev/null before anything opens
 ** a file, so a journal never becomes "stderr". `editflow run` then turns the loop until the
 ** tasks the script spawned have ended (editflow.cli.run_wait), as node and luvit do.
 ** The engine module and the embedded Lua modules are installed in package.preload, so the
@@ -35,7 +38,15 @@ int luaopen_editflow_core(lua_State *L);
 static const char *progname = "editflow";
 static lua_State *globalL = NULL;
 static volatile sig_atomic_t interrupted = 0; /* the first stopping signal's number, or 0 */
-static struct timespec interrupted_at;         /* when it came (CLOCK_MONOTONIC) */
+static volatile sig_atomic_t counted = 0;     /* the last stop signal that counted */
+static struct timespec counted_at;             /* when it came (CLOCK_MONOTONIC) */
+static volatile sig_atomic_t noted = 0;       /* the first, taken as "finish what runs" */
+static volatile sig_atomic_t unwinding = 0;   /* the hook that unwinds the script is set */
+
+/* What the first stop signal does (--on-interrupt): the policy is Lua's, the timing is here. */
+enum { ON_CANCEL, ON_FINISH, ON_DETACH };
+static const char *const on_interrupt_names[] = {"cancel", "finish", "detach", NULL};
+static volatile sig_atomic_t on_interrupt = ON_CANCEL;
 
 /* ---- interrupts, as lua.c: the handler only sets a hook ---- */
 
@@ -68,30 +79,43 @@ static void lstop(lua_State *L, lua_Debug *ar) {
 }
 
 /*
-** A stop signal. The first sets the hook that unwinds the script; the host then cancels what
-** is in flight. One stop often arrives twice: timeout(1), service managers and terminals signal
-** the process and then its process group, so the same signal again within a second is the same
-** request and changes nothing. A different stop signal, or the same one a second or more after
-** the first, ends the process at once: back to the default action, raised again, delivered as
-** this handler returns. While it runs the other stop signals are blocked (sa_mask), so only one
-** handler touches interrupted_at at a time. Only async-signal-safe calls here (clock_gettime,
-** signal, raise; lua_sethook as lua.c uses it).
+** A stop signal. One stop often arrives twice: timeout(1), service managers and terminals
+** signal the process and then its process group, so the same signal again within a second of
+** the last one that counted is the same request and changes nothing. Otherwise:
+**   - the first, with --on-interrupt finish, is only noted: Lua polls for it between turns of
+**     the loop (host.interrupt), stops sending and lets the running jobs end;
+**   - the first in the other modes, or the second with finish, sets the hook that unwinds the
+**     script; the host then cancels what is in flight (or, detach, leaves it running);
+**   - any signal after that ends the process at once: back to the default action, raised
+**     again, delivered as this handler returns.
+** While it runs the other stop signals are blocked (sa_mask), so only one handler touches
+** counted_at at a time. Only async-signal-safe calls here (clock_gettime, signal, raise;
+** lua_sethook as lua.c uses it).
 */
 static void laction(int i) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
-  if (interrupted) {
-    long long ms = (long long)(now.tv_sec - interrupted_at.tv_sec) * 1000 +
-                   (now.tv_nsec - interrupted_at.tv_nsec) / 1000000;
-    if (i == interrupted && ms < 1000)
+  if (counted) {
+    long long ms = (long long)(now.tv_sec - counted_at.tv_sec) * 1000 +
+                   (now.tv_nsec - counted_at.tv_nsec) / 1000000;
+    if (i == counted && ms < 1000)
       return;
-    signal(i, SIG_DFL);
-    raise(i);
+    if (unwinding) {
+      signal(i, SIG_DFL);
+      raise(i);
+      return;
+    }
+  }
+  if (!interrupted)
+    interrupted = i;
+  counted = i;
+  counted_at = now;
+  if (on_interrupt == ON_FINISH && !noted) {
+    noted = 1;
     return;
   }
-  interrupted = i;
-  interrupted_at = now;
+  unwinding = 1;
   lua_sethook(globalL, lstop, flag, 1);
 }
 
@@ -148,6 +172,41 @@ static int docall(lua_State *L, int narg, int nres) {
   return status;
 }
 
+/* ---- editflow.cli.host: what the command line asks the host about stop signals ---- */
+
+/* host.on_interrupt("cancel" | "finish" | "detach"): what the first stop signal does. */
+static int host_on_interrupt(lua_State *L) {
+  on_interrupt = luaL_checkoption(L, 1, NULL, on_interrupt_names);
+  return 0;
+}
+
+/*
+** host.interrupt() -> nil, or the first stop signal's name ("SIGINT", ...), whether the
+** script is being unwound (false: only noted, as --on-interrupt finish takes the first), and
+** the mode. Lua asks between turns of the loop: nothing here runs inside a signal handler.
+*/
+static int host_interrupt(lua_State *L) {
+  if (!interrupted) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushstring(L, signal_name(interrupted));
+  lua_pushboolean(L, unwinding);
+  lua_pushstring(L, on_interrupt_names[on_interrupt]);
+  return 3;
+}
+
+static const luaL_Reg hostlib[] = {
+    {"on_interrupt", host_on_interrupt},
+    {"interrupt", host_interrupt},
+    {NULL, NULL},
+};
+
+static int luaopen_host(lua_State *L) {
+  luaL_newlib(L, hostlib);
+  return 1;
+}
+
 /* ---- preloading the engine and the embedded Lua modules ---- */
 
 static int load_embedded(lua_State *L) {
@@ -163,6 +222,8 @@ static void preload(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_editflow_core);
   lua_setfield(L, -2, "editflow.core");
+  lua_pushcfunction(L, luaopen_host);
+  lua_setfield(L, -2, "editflow.cli.host");
   for (const ef_embedded *m = ef_embedded_lua; m->name; m++) {
     lua_pushlightuserdata(L, (void *)m);
     lua_pushcclosure(L, load_embedded, 1);
@@ -204,16 +265,21 @@ static int call_cli(lua_State *L, const char *name, char **argv, int argc, const
 }
 
 /*
-** After the first stop signal has unwound the script: ask the queue to cancel every job in
-** flight (editflow.cli.interrupted(argv, "SIGINT" | "SIGTERM" | "SIGHUP"): bounded, a few
-** seconds), report, and exit 128 + the signal's number as shells expect (130, 143, 129).
+** After a stop signal has unwound the script, or after a run that --on-interrupt finish let
+** end: editflow.cli.interrupted(argv, "SIGINT" | "SIGTERM" | "SIGHUP") asks the queue to cancel
+** what is in flight (bounded, a few seconds), or leaves it running (detach), and reports; then
+** exit 128 + the first signal's number as shells expect (130, 143, 129).
 */
 static int after_interrupt(lua_State *L, int status, char **argv, int argc) {
   int sig = interrupted;
   if (!sig)
     return -1;
-  if (status != LUA_OK)
-    lua_pop(L, 1); /* the "interrupted!" error itself */
+  if (status != LUA_OK) {
+    if (unwinding)
+      lua_pop(L, 1); /* the "interrupted!" error itself */
+    else
+      (void)report(L, status); /* a finishing run's own error: said, then the report */
+  }
   lua_sethook(L, NULL, 0, 0); /* still set if the signal came as the chunk was returning */
   (void)report(L, call_cli(L, "interrupted", argv, argc, signal_name(sig), 0));
   return 128 + sig;

@@ -69,6 +69,8 @@ function edit_body(argv, ctx)
   if #pos > 0 then return usage_error("edit: unexpected argument '" .. pos[1] .. "'", "edit") end
   if not o.prompt then return usage_error("edit: -p PROMPT is required", "edit") end
   if not o.image then return usage_error("edit: at least one -i IMAGE is required", "edit") end
+  local iok, ierr = require("editflow.cli").on_interrupt(o["on-interrupt"])
+  if not iok then return usage_error("edit: " .. ierr, "edit") end
   local timeout = o.timeout
   local to_stdout = o.output == "-"
   if to_stdout and o.json then return usage_error("edit: -o - (the image on standard output) and --json exclude each other", "edit") end
@@ -95,9 +97,13 @@ function edit_body(argv, ctx)
 
   -- On a terminal the job's progress is the live line (state, queue, time); on a pipe, the
   -- plain lines of on_status and on_log; nothing with -q.
+  -- Notices (a job an earlier run cancelled, sent again; the queue unreachable) on stderr
+  -- unless -q, and as JSON events with --json.
   if not o.quiet and core.isatty(2) then
     client.on_status, client.on_log = nil, nil
-    progress.configure { display = "live", tty = true }
+    progress.configure { display = "live", tty = true, json_notices = o.json }
+  else
+    progress.configure { display = "none", say = not o.quiet, json_notices = o.json }
   end
   -- Only validation runs under pcall: an error raised once sending has begun (an interrupt,
   -- say) must not be reported as "invalid input, nothing sent".

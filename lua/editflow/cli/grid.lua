@@ -52,6 +52,8 @@ local function cmd_grid(argv)
   if not o then return pos end
   if #pos > 0 then return usage_error("grid: unexpected argument '" .. pos[1] .. "'", "grid") end
   if not o.prompt then return usage_error("grid: -p TEMPLATE is required", "grid") end
+  local iok, ierr = require("editflow.cli").on_interrupt(o["on-interrupt"])
+  if not iok then return usage_error("grid: " .. ierr, "grid") end
   local vars, zip = {}, {}
   local named = {}
   local function once(name, flag)
@@ -128,7 +130,7 @@ local function cmd_grid(argv)
   if not o["dry-run"] then
     -- (grid's JSON job events come from its manifest records, which have the paths, the
     -- variables and the seed: see below)
-    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2) }
+    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2), json_notices = o.json }
   end
   local ok, summary = pcall(experiment.run, spec)
   progress.finish()
@@ -166,16 +168,20 @@ local function cmd_grid(argv)
     return 0
   end
   if o.json then
-    out(json.encode { event = "summary", ok = summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0,
+    out(json.encode { event = "summary", ok = summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0
+        and (summary.cancelled or 0) == 0,
       done = summary.done, failed = summary.failed, reused = summary.reused, held = summary.held or 0,
-      skipped = summary.skipped, spent = summary.spent, manifest = summary.manifest, gallery = summary.gallery }, "\n")
+      skipped = summary.skipped, cancelled = summary.cancelled, spent = summary.spent, manifest = summary.manifest,
+      gallery = summary.gallery }, "\n")
   else
     out(summary.gallery, "\n")
   end
   for _, line in ipairs(summary.held_messages or {}) do say(false, "%s", errors.clean(line)) end
-  say(o.quiet, "%d done (%d of them reused), %d failed, %d held back, %d skipped; about $%.4f spent; manifest %s",
-    summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped, summary.spent, summary.manifest)
-  return (summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0) and 0 or 1
+  say(o.quiet, "%d done (%d of them reused), %d failed, %d held back, %d skipped%s; about $%.4f spent; manifest %s",
+    summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped,
+    summary.cancelled and string.format(", %d cancelled at the queue when interrupted", summary.cancelled) or "",
+    summary.spent, summary.manifest)
+  return (summary.failed == 0 and summary.skipped == 0 and (summary.held or 0) == 0 and not summary.cancelled) and 0 or 1
 end
 
 return { SPEC = GRID, run = cmd_grid }

@@ -37,7 +37,7 @@ commands:
   result REQUEST_ID [-o DIR]                        print a job's result as JSON (and save its images)
   cancel REQUEST_ID                                 ask the queue to cancel a job
   wait REQUEST_ID [-o DIR]                          follow a job to its end, save its images, print their paths
-  run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]
+  run [-q] [--json] [--progress MODE] [--on-interrupt MODE] SCRIPT [ARGS...]
                                                     run a Lua script with editflow available;
                                                     progress on stderr (live on a terminal,
                                                     plain lines otherwise), --json: one JSON
@@ -57,7 +57,8 @@ configuration (environment):
 
 exit status: 0 done, 1 failed (network, server, job, files), 2 usage or invalid input,
   128 + the signal after SIGINT (130), SIGTERM (143) or SIGHUP (129): jobs in flight are
-  cancelled at the queue first.
+  cancelled at the queue first (--on-interrupt finish: queued ones only, running ones are
+  finished and saved; --on-interrupt detach: none, they are left running, journaled).
 A job accepted by the queue is never sent again: a re-run in the same -o folder reuses what
 is done, follows what was accepted, and holds back a submit whose answer was lost (see
 --resubmit-unknown).
@@ -72,17 +73,21 @@ function M.run_options(argv)
     local a = argv[i]
     if a == "--" then i = i + 1 break end
     if a == "-h" or a == "--help" then
-      out("usage: editflow run [-q] [--json] [--progress MODE] SCRIPT [ARGS...]\n\n",
+      out("usage: editflow run [-q] [--json] [--progress MODE] [--on-interrupt MODE] SCRIPT [ARGS...]\n\n",
         "Runs a Lua script with editflow available (arg and ... as under lua).\n\n", args.help(RUN), "\n")
       return nil, false  -- help shown: nothing to run, exit 0
     elseif a == "-q" or a == "--quiet" then o.quiet = true
     elseif a == "--json" then o.json = true
     elseif a == "--progress" then i = i + 1; o.progress = argv[i]
     elseif a:match("^%-%-progress=") then o.progress = a:match("=(.*)$")
-    else return nil, "run: unknown option " .. a .. " (-q, --json, --progress MODE)" end
+    elseif a == "--on-interrupt" then i = i + 1; o.on_interrupt = argv[i]
+    elseif a:match("^%-%-on%-interrupt=") then o.on_interrupt = a:match("=(.*)$")
+    else return nil, "run: unknown option " .. a .. " (-q, --json, --progress MODE, --on-interrupt MODE)" end
     i = i + 1
   end
-  if not argv[i] then return nil, "run: missing SCRIPT (usage: editflow run [-q] [--json] [--progress MODE] SCRIPT [ARGS...])" end
+  if not argv[i] then return nil, "run: missing SCRIPT (usage: editflow run [-q] [--json] [--progress MODE] [--on-interrupt MODE] SCRIPT [ARGS...])" end
+  local iok, ierr = M.on_interrupt(o.on_interrupt)
+  if not iok then return nil, "run: " .. ierr end
   local mode = o.quiet and "none" or (o.progress or "auto")
   local ok, err = pcall(progress.configure, { display = mode, json = o.json, tty = core.isatty(2) })
   if not ok then return nil, "run: " .. tostring(err):gsub("^.-:%d+: ", "") end
@@ -138,27 +143,83 @@ function M.run_done()
   return n + stranded
 end
 
--- After a Ctrl-C, SIGTERM or SIGHUP (called by the host, which then exits 128 + the signal):
--- ask the queue to cancel every job still in flight, all at once, waiting at most a few
--- seconds for the answers; journal each cancel; then say what happened.
-function M.interrupted(_, signame)
-  progress.configure { display = "none" }
-  progress.finish()
+-- ---- stop signals: --on-interrupt cancel | finish | detach ----
+-- The host (editflow.c) owns the timing: which signal counts, when the script is unwound, when
+-- the process is killed at once. What a stop does to the jobs is decided here:
+--   cancel  (default) the first signal unwinds the run; every job in flight is cancelled at the
+--           queue (interrupted() below), the cancels journaled; exit 128 + the signal.
+--   finish  the first signal is only noted by the host; poll_stop(), run at the start of every
+--           turn of the loop, then stops sending (runtime.stop: a submit not yet sent is not
+--           sent), cancels the jobs still IN_QUEUE and lets the IN_PROGRESS ones finish and be
+--           saved by the command as usual; at its end interrupted() reports. A second signal
+--           unwinds as cancel does and cancels the rest.
+--   detach  the first signal unwinds the run and nothing is cancelled: the jobs in flight stay
+--           at the queue, accepted in the journal; the report says how to pick them up.
+local host = (function()
+  local ok, h = pcall(require, "editflow.cli.host")  -- preloaded by the editflow binary only
+  return ok and h or nil
+end)()
+local MODES = { cancel = true, finish = true, detach = true }
+local stop = { mode = "cancel", asked = {}, cancelled = 0 }
+
+local function plural(n, one, many) return n == 1 and one or (many or one .. "s") end
+
+-- "interrupted" for Ctrl-C, "stopped by SIGTERM" for the others.
+local function stopped_by(signame)
+  return signame and signame ~= "SIGINT" and ("stopped by " .. signame) or "interrupted"
+end
+
+-- Asks the queue to cancel one job of a finishing run (once), in a task of its own.
+local function cancel_queued(job)
+  if stop.asked[job] then return end
+  stop.asked[job] = true
   local runtime = require "editflow.runtime"
-  local jobs = require("editflow.job").live()
-  local asked, failed = 0, 0
-  for _, job in ipairs(jobs) do
-    runtime.spawn(function()
-      local ok = job:cancel()  -- the job's lifecycle journals a confirmed cancel
-      if ok then asked = asked + 1 else failed = failed + 1 end
-    end)
+  runtime.spawn(function()
+    if job:cancel() then stop.cancelled = stop.cancelled + 1 end
+  end)
+end
+
+-- --on-interrupt finish: the host noted a first stop signal. Run at the start of a turn of the
+-- loop (runtime.on_turn), outside any task: nothing new is sent, queued jobs are cancelled,
+-- running ones go on; a job accepted from now on (its submit was on its way) is cancelled if
+-- it is still queued.
+local function poll_stop()
+  local signame, unwinding = host.interrupt()
+  if not signame or unwinding or stop.noted then return end
+  local runtime = require "editflow.runtime"
+  runtime.on_turn = nil
+  stop.noted, stop.signame = true, signame
+  runtime.stop()
+  local running, queued = {}, {}
+  for _, job in ipairs(require("editflow.job").live()) do
+    if job.state == "IN_PROGRESS" then running[#running + 1] = job else queued[#queued + 1] = job end
   end
-  local deadline = runtime.now() + 5
-  while asked + failed < #jobs and runtime.now() < deadline do runtime.step(50) end
-  io.stderr:write(string.format("\neditflow: %s: %d job%s in flight, cancel requested for %d%s\n",
-    signame and signame ~= "SIGINT" and ("stopped by " .. signame) or "interrupted", #jobs, #jobs == 1 and "" or "s", asked,
-    (#jobs - asked) > 0 and string.format(" (%d could not be cancelled: already ended or unreachable)", #jobs - asked) or ""))
-  for _, job in ipairs(jobs) do io.stderr:write("editflow:   ", job.request_id, "\n") end
+  stop.running, stop.queued = running, queued
+  for _, job in ipairs(queued) do cancel_queued(job) end
+  require("editflow.events").subscribe(function(name, job, detail)
+    if name == "submitted" and detail ~= "resumed" and job.state == "IN_QUEUE" then cancel_queued(job) end
+  end, { except = { "log" } })
+  progress.line(string.format("editflow: %s: sending nothing new, cancelling %d queued %s at the queue, "
+    .. "waiting for %d running %s to finish and be saved (%s again cancels %s)", stopped_by(signame),
+    #queued, plural(#queued, "job"), #running, plural(#running, "one"),
+    signame == "SIGINT" and "Ctrl-C" or "a second signal", #running == 1 and "it" or "them"))
+end
+
+-- cli.on_interrupt(mode) -> true, or nil, message: what the first stop signal does (edit,
+-- grid and run's --on-interrupt; default cancel).
+function M.on_interrupt(mode)
+  mode = mode or "cancel"
+  if not MODES[mode] then
+    return nil, "--on-interrupt must be cancel, finish or detach, got '" .. tostring(mode) .. "'"
+  end
+  stop.mode = mode
+  if host then host.on_interrupt(mode) end
+  require("editflow.runtime").on_turn = (mode == "finish" and host) and poll_stop or nil
+  return true
+end
+
+-- The submits of this run that may have reached the queue without an answer, when any.
+local function report_doubt()
   local doubt = require("editflow.lifecycle").in_doubt
   if #doubt > 0 then
     io.stderr:write(string.format("editflow: %d submit%s %s on the way when stopped: the queue may have "
@@ -166,6 +227,111 @@ function M.interrupted(_, signame)
       #doubt == 1 and "" or "s", #doubt == 1 and "was" or "were", #doubt == 1 and "it" or "them",
       #doubt == 1 and "it" or "them"))
   end
+end
+
+-- finish: the run ended after the first signal; what became of what was in flight then.
+local function report_finished(signame)
+  local runtime = require "editflow.runtime"
+  local not_sent = runtime.declined()
+  if not stop.noted then
+    io.stderr:write(string.format("editflow: %s as the run ended: nothing was in flight\n", stopped_by(signame)))
+    return
+  end
+  local ok, saved = 0, 0
+  for _, job in ipairs(stop.running) do
+    if job.output then ok = ok + 1 end
+    if job.paths then saved = saved + 1 end
+  end
+  local asked = 0
+  for _ in pairs(stop.asked) do asked = asked + 1 end
+  io.stderr:write(string.format("editflow: %s: %d of %d running %s finished (%d saved), %d queued %s "
+    .. "cancelled at the queue%s, %d %s not sent%s\n", stopped_by(signame), ok, #stop.running,
+    plural(#stop.running, "job"), saved, stop.cancelled, plural(stop.cancelled, "job"),
+    asked > stop.cancelled and string.format(" (%d more could not be: already ended or unreachable)",
+      asked - stop.cancelled) or "", not_sent, plural(not_sent, "job"),
+    (not_sent + stop.cancelled) > 0 and "; run the same command again to send what is missing" or ""))
+  report_doubt()
+end
+
+-- detach: the jobs in flight are left running at the queue.
+local function report_detached(signame)
+  local jobs = require("editflow.job").live()
+  local journals, folders = {}, {}
+  for _, job in ipairs(jobs) do
+    local jr = job.life and job.life.journal
+    if jr and not journals[jr] then
+      journals[jr] = true
+      folders[#folders + 1] = jr.dir or jr.path
+    end
+  end
+  local all_journaled = #jobs > 0
+  for _, job in ipairs(jobs) do
+    if not (job.life and job.life.journal) then all_journaled = false end
+  end
+  io.stderr:write(string.format("\neditflow: %s: detached: %d %s left running at the queue%s\n",
+    stopped_by(signame), #jobs, plural(#jobs, "job"), #jobs == 0 and "" or (all_journaled
+      and string.format(", journaled in %s; to pick %s up, run the same command again with the same -o "
+        .. "(it follows %s by id) or 'editflow wait ID -o DIR'", table.concat(folders, ", "),
+        #jobs == 1 and "it" or "them", #jobs == 1 and "it" or "them")
+      or string.format("; to pick %s up: 'editflow wait ID -o DIR'", #jobs == 1 and "it" or "them"))))
+  for _, job in ipairs(jobs) do io.stderr:write("editflow:   ", job.request_id, "\n") end
+  report_doubt()
+end
+
+-- cancel (and finish's second signal): ask the queue to cancel every job still in flight, all
+-- at once, waiting at most a few seconds for the answers; journal each cancel. A job accepted
+-- meanwhile (its submit was on its way) is cancelled too; nothing new is sent.
+local function cancel_all(signame)
+  local runtime = require "editflow.runtime"
+  local Job = require "editflow.job"
+  local asked, answered, confirmed, seen = {}, 0, 0, 0
+  local list = {}
+  local function sweep()
+    for _, job in ipairs(Job.live()) do
+      if not asked[job] then
+        asked[job] = true
+        seen = seen + 1
+        list[#list + 1] = job
+        runtime.spawn(function()
+          local ok = job:cancel()  -- the job's lifecycle journals a confirmed cancel
+          answered = answered + 1
+          if ok then confirmed = confirmed + 1 end
+        end)
+      end
+    end
+  end
+  sweep()
+  local deadline = runtime.now() + 5
+  while answered < seen and runtime.now() < deadline do
+    runtime.step(50)
+    sweep()
+  end
+  io.stderr:write(string.format("\neditflow: %s: %d job%s in flight, cancel requested for %d%s\n",
+    stopped_by(signame), seen, seen == 1 and "" or "s", confirmed,
+    (seen - confirmed) > 0 and string.format(" (%d could not be cancelled: already ended or unreachable)", seen - confirmed) or ""))
+  for _, job in ipairs(list) do io.stderr:write("editflow:   ", job.request_id, "\n") end
+  local not_sent = runtime.declined()
+  if not_sent > 0 then
+    io.stderr:write(string.format("editflow: %d %s not sent\n", not_sent, plural(not_sent, "job")))
+  end
+  report_doubt()
+end
+
+-- After a Ctrl-C, SIGTERM or SIGHUP (called by the host, which then exits 128 + the signal):
+-- the script was unwound (cancel, detach, or finish's second signal), or a finishing run has
+-- ended. Nothing new is sent from here on.
+function M.interrupted(_, signame)
+  progress.configure { display = "none" }
+  progress.finish()
+  require("editflow.runtime").stop()
+  local unwinding, mode = true, stop.mode
+  if host then
+    local _
+    _, unwinding, mode = host.interrupt()
+  end
+  if not unwinding then return report_finished(signame) end
+  if mode == "detach" then return report_detached(signame) end
+  return cancel_all(signame)
 end
 
 -- cli.main(argv) -> exit status. argv[1] is the command.

@@ -8,16 +8,23 @@
 -- and, independently, json = true writes one JSON object per finished job on stdout.
 -- Warnings (a journal that cannot be written, a job held back) are always shown, on a line
 -- of their own, with the server's control characters escaped.
+-- Notices say what the run does besides the jobs' own progress: jobs an earlier run cancelled
+-- at the queue, sent again ("resent"), and the queue unreachable for more than 15 s (an
+-- outage: consecutive retries of queue calls with no answer in between) and reachable again.
+-- They are lines on stderr (plain display, or `say`), part of the live line, and JSON events
+-- (json, or json_notices for commands that write their own job events).
 local core = require "editflow.core"
 local json = require "editflow.json"
 local events = require "editflow.events"
 local errors = require "editflow.errors"
+local runtime = require "editflow.runtime"
+local lifecycle = require "editflow.lifecycle"
 
 local M = {}
 
 local display, as_json = "none", false
 local out, err = io.stdout, io.stderr
-local counts = { waiting = 0, queued = 0, running = 0, done = 0, failed = 0 }
+local counts = { waiting = 0, queued = 0, running = 0, done = 0, failed = 0, cancelled = 0 }
 local positions = {}   -- job -> queue position while queued
 local phase = setmetatable({}, { __mode = "k" })  -- job -> "queued" | "running"
 local started, last_draw, drawn = nil, 0, false
@@ -28,6 +35,16 @@ local planned = 0      -- jobs a plan announced (an experiment's "planned" event
 local subscribed = false
 
 local quiet_warnings = false
+local notice_text, notice_json = false, false  -- notices on stderr / as JSON events
+
+-- Jobs an earlier run cancelled at the queue and this one sends again: told together.
+local resent = { n = 0, said = 0, timer = nil }
+
+-- The queue unreachable: `since` is when the first retry of a queue call came with no answer
+-- after it; `said` the seconds last told (nil: not told yet), `said_until` the time told.
+M.OUTAGE_AFTER = 15
+local outage = { since = nil, last = 0, said = nil, said_until = nil, monitor = nil }
+local QUEUE_CALLS = { submit = true, status = true, stream = true, result = true, cancel = true }
 
 function M.configure(opts)
   if not subscribed then
@@ -42,6 +59,8 @@ function M.configure(opts)
   end
   display, as_json = d, opts.json and true or false
   quiet_warnings = opts.warnings == false  -- a command that reports the same thing itself
+  notice_text = d ~= "none" or opts.say == true
+  notice_json = as_json or opts.json_notices == true
 end
 
 local function clock(s)
@@ -58,7 +77,7 @@ local function draw(force)
   for _, p in pairs(positions) do
     if not best or p < best then best = p end
   end
-  local finished = counts.done + counts.failed
+  local finished = counts.done + counts.failed + counts.cancelled
   local left = math.max(counts.waiting + counts.queued + counts.running, planned - finished)
   local elapsed = now - (started or now)
   -- only what is there: "3/20 done, 4 running, 2 queued (next at 5), 11 to start, 1 failed"
@@ -68,8 +87,13 @@ local function draw(force)
     parts[#parts + 1] = counts.queued .. " queued" .. ((best and best > 0) and (" (next at " .. best .. ")") or "")
   end
   local to_start = planned > 0 and (planned - finished - counts.running - counts.queued) or counts.waiting
-  if to_start > 0 then parts[#parts + 1] = to_start .. " to start" end
+  if to_start > 0 then parts[#parts + 1] = to_start .. (runtime.stopping() and " not sent" or " to start") end
   if counts.failed > 0 then parts[#parts + 1] = counts.failed .. " failed" end
+  if counts.cancelled > 0 then parts[#parts + 1] = counts.cancelled .. " cancelled" end
+  if resent.n > 0 then
+    parts[#parts + 1] = string.format("%d sent again (cancelled by an earlier run)", resent.n)
+  end
+  if outage.said then parts[#parts + 1] = M.outage_text(now) end
   local line = "editflow: " .. table.concat(parts, ", ") .. "  " .. clock(elapsed)
     .. ((finished > 0 and left > 0) and ("  ~" .. clock(elapsed / finished * left) .. " left") or "")
   -- never wider than the terminal: a wrapped line cannot be cleared by \r and would pile up
@@ -82,6 +106,7 @@ end
 
 -- Ends the live line so later output starts on a fresh line.
 function M.finish()
+  M.say_resent()
   if drawn then
     draw(true)
     err:write("\n")
@@ -109,6 +134,110 @@ end
 
 local function say(fmt, ...)
   if display == "plain" then err:write("editflow: ", string.format(fmt, ...), "\n") end
+end
+
+-- A notice on stderr: a line of its own above the live line, or a plain line. `live_too`:
+-- also when the live line shows it (a one-off such as the end of an outage).
+local function notice(text, live_too)
+  if not notice_text or (display == "live" and not live_too) then return end
+  M.line("editflow: " .. text)
+end
+
+-- "3 jobs were cancelled at the queue by an earlier run: sending them again", once for the
+-- jobs told so far.
+function M.say_resent()
+  local k = resent.n - resent.said
+  if k <= 0 then return end
+  resent.said = resent.n
+  notice(string.format("%d %s%s %s cancelled at the queue by an earlier run: sending %s again", k,
+    resent.said > k and "more " or "", k == 1 and "job" or "jobs", k == 1 and "was" or "were",
+    k == 1 and "it" or "them"), true)
+end
+
+-- A resent job: told with the others that come within a moment (a re-run finds them together).
+local function note_resent(job, detail)
+  resent.n = resent.n + 1
+  if notice_json then
+    M.emit_json { event = "resent", request_id = job and job.request_id, reason = detail }
+  end
+  if notice_text and not resent.timer then
+    resent.timer = runtime.spawn(function()
+      runtime.sleep(0.3)
+      resent.timer = nil
+      M.say_resent()
+      draw(true)
+    end)
+  end
+end
+
+-- The earliest deadline of the jobs in flight as a wall-clock "HH:MM", or nil without any.
+local function retry_until()
+  local first
+  for _, job in ipairs(require("editflow.job").live()) do
+    if job.deadline and (not first or job.deadline < first) then first = job.deadline end
+  end
+  if not first then return nil end
+  return os.date("%H:%M", math.floor(os.time() + (first - core.monotime()) + 0.5))
+end
+
+function M.outage_text(now)
+  local u = outage.said_until
+  return string.format("queue unreachable for %d s, %s", math.floor((now or core.monotime()) - outage.since),
+    u and ("retrying until " .. u) or "retrying")
+end
+
+local function outage_over(at)
+  local was = outage.since
+  outage.since = nil
+  if not outage.said or not was then
+    outage.said = nil
+    return
+  end
+  outage.said, outage.said_until = nil, nil
+  local secs = math.max(0, math.floor(at - was + 0.5))
+  notice(string.format("queue reachable again after %d s", secs), true)
+  if notice_json then M.emit_json { event = "reachable", seconds = secs } end
+  draw(true)
+end
+
+-- Looks at the outage now: over once the queue answered after the last failed try; told
+-- after OUTAGE_AFTER seconds, then again when the time it retries until changes or each
+-- further minute.
+local function check_outage()
+  if not outage.since then return end
+  if runtime.answered > outage.last then return outage_over(runtime.answered) end
+  local now = core.monotime()
+  local secs = now - outage.since
+  if secs <= M.OUTAGE_AFTER then return end
+  local u = retry_until()
+  if not outage.said or u ~= outage.said_until or secs >= outage.said + 60 then
+    outage.said, outage.said_until = math.floor(secs), u
+    notice(M.outage_text(now))
+    if notice_json then M.emit_json { event = "outage", seconds = math.floor(secs), ["until"] = u } end
+  end
+  draw(true)
+end
+
+-- A failed queue call, tried again: an outage starts (or goes on) unless the queue answered
+-- since the last one. A task looks every second while it lasts, so the figure moves and its
+-- end is seen even when no event comes; it stops once nothing is left in flight.
+local function note_retry(detail)
+  if type(detail) ~= "table" or not QUEUE_CALLS[detail.what] then return end
+  local now = core.monotime()
+  if outage.since and runtime.answered > outage.last then outage_over(runtime.answered) end
+  outage.since = outage.since or now
+  outage.last = now
+  if not outage.monitor and (notice_text or notice_json or display == "live") then
+    outage.monitor = runtime.spawn(function()
+      while outage.since do
+        runtime.sleep(1)
+        check_outage()
+        if outage.since and #require("editflow.job").live() == 0 and core.monotime() - outage.last > 5 then break end
+      end
+      outage.monitor = nil
+    end)
+  end
+  check_outage()
 end
 
 local function move(job, to)
@@ -160,6 +289,13 @@ function M.note(event, job, detail)
     err:flush()
     return
   end
+  if event == "resent" then note_resent(job, detail)
+  elseif event == "retry" then note_retry(detail)
+  elseif outage.since and (event == "status" or event == "saved"
+      or (event == "submitted" and detail ~= "resumed") or (event == "finished" and job and
+        (job.output ~= nil or (type(job.error) == "table" and job.error.status ~= nil)))) then
+    outage_over(core.monotime())  -- a sign of life: the queue answered
+  end
   if display == "none" and not as_json then return end
   started = started or core.monotime()
   if event == "planned" then
@@ -171,7 +307,9 @@ function M.note(event, job, detail)
   elseif event == "submitted" then
     move(job, "queued")
     positions[job] = job.queue_position
-    say("%s %s", job.request_id, detail == "resumed" and "resumed (accepted in an earlier run)" or "submitted")
+    say("%s %s", job.request_id, detail == "resumed" and "resumed (accepted in an earlier run)"
+      or detail == "found" and "found in fal's request listing (its submit's answer was lost): not sent again"
+      or "submitted")
   elseif event == "status" then
     if job.state == "IN_QUEUE" then
       move(job, "queued")
@@ -187,8 +325,14 @@ function M.note(event, job, detail)
     move(job, nil)
     positions[job] = nil
     local ok = job.output ~= nil
-    counts[ok and "done" or "failed"] = counts[ok and "done" or "failed"] + 1
+    -- a queued job this run's stop cancelled (--on-interrupt finish): not a failure of its own
+    local stopped = not ok and runtime.stopping() and lifecycle.cancelled(job.error)
+    local which = ok and "done" or stopped and "cancelled" or "failed"
+    counts[which] = counts[which] + 1
     if ok then say("%s %s", job.request_id, job.from_journal and "reused (finished in an earlier run)" or "done")
+    elseif stopped then
+      if display == "live" then M.line(string.format("editflow: %s cancelled at the queue (the run was stopped)", tostring(job.request_id)))
+      else say("%s cancelled at the queue (the run was stopped)", job.request_id) end
     elseif display == "live" then  -- a failure gets a line of its own above the live line
       M.line(string.format("editflow: %s failed: %s", tostring(job.request_id), errors.clean(tostring(job.error))))
     else say("%s failed: %s", job.request_id, errors.clean(tostring(job.error))) end

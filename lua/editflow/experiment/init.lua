@@ -15,6 +15,7 @@ local gallery = require "editflow.experiment.gallery"
 local lifecycle = require "editflow.lifecycle"
 local journal = require "editflow.journal"
 local events = require "editflow.events"
+local runtime = require "editflow.runtime"
 
 local M = {}
 
@@ -243,7 +244,15 @@ function M.run(spec)
   if not client.journal then client.journal = journal.open(dir) end
   events.emit("planned", nil, #plan.jobs)  -- a progress display's "time left" covers them all
   local records = {}
+  -- A job the stopping run did not send: skipped, and a re-run in the folder sends it.
+  local function not_sent(rec, err)
+    rec.status = "skipped"
+    rec.error = { code = "NOT_SENT", message = err and err.message or "not sent: the run was stopped before this job was sent" }
+    summary.skipped = summary.skipped + 1
+  end
   local function run_job(job, rec)
+    -- the run is stopping (a signal, --on-interrupt finish): a job not begun is not sent
+    if runtime.stopping(true) then return not_sent(rec) end
     local body = client:prepare(job.input)
     local reused = lifecycle.paid(client, body)
     job.cost = reused and 0 or job.full_cost
@@ -269,7 +278,14 @@ function M.run(spec)
       rec.cost_estimate = 0
     end
     if not result then
+      if not j and err.code == "NOT_SENT" and runtime.stopping() then return not_sent(rec, err) end
       rec.error = { code = err.code, message = err.message, type = err.type }
+      if j and runtime.stopping() and lifecycle.cancelled(err) then
+        -- cancelled at the queue by this run's stop (a queued job, --on-interrupt finish)
+        rec.status, rec.interrupted = "failed", true
+        summary.cancelled = (summary.cancelled or 0) + 1
+        return
+      end
       if not j and (err.code == "UNKNOWN" or err.maybe_submitted) then  -- in doubt: a re-run cannot mend it alone
         rec.status, summary.held = "held", (summary.held or 0) + 1
         summary.held_messages = summary.held_messages or {}
@@ -322,7 +338,7 @@ function M.run(spec)
     pcall(M._write, dir, name, plan, records, spec)
     error(stopped, 0)
   end
-  if summary.failed == 0 and summary.skipped == 0 and not summary.held then client:complete() end
+  if summary.failed == 0 and summary.skipped == 0 and not summary.held and not summary.cancelled then client:complete() end
   summary.manifest, summary.gallery = M._write(dir, name, plan, records, spec)
   return summary
 end
