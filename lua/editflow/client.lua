@@ -301,12 +301,37 @@ function Client:has_key() return secrets[self] ~= nil end
 -- client:leaks(s) -> whether a string a server sent holds this client's credential (or its
 -- id or secret half): such a string is never used as a request id, written to a file name,
 -- the journal or the terminal. A hostile or broken server may echo what it was sent.
+-- (A key shorter than 8 bytes -- a proxy's test token -- counts only when a string equals it:
+-- as a substring it would match genuine ids.)
+local function secret_parts(k)
+  local parts = { k }
+  local id, secret = k:match("^([^:]+):(.+)$")
+  if id then parts[2], parts[3] = id, secret end
+  return parts
+end
+
 function Client:leaks(s)
   local k = keys[self]
   if type(s) ~= "string" or not k then return false end
-  if s:find(k, 1, true) then return true end
-  local id, secret = k:match("^([^:]+):(.+)$")
-  return (id and #id >= 8 and s:find(id, 1, true) ~= nil) or (secret and #secret >= 8 and s:find(secret, 1, true) ~= nil) or false
+  if s == k then return true end
+  for _, part in ipairs(secret_parts(k)) do
+    if #part >= 8 and s:find(part, 1, true) then return true end
+  end
+  return false
+end
+
+-- client:scrub(s) -> s with the credential (and its halves) replaced by "(credential withheld)":
+-- what a server echoes never reaches an error message, the journal, a file or the terminal.
+function Client:scrub(s)
+  if not self:leaks(s) then return s end
+  local k = keys[self]
+  if s == k then return "(credential withheld)" end
+  for _, part in ipairs(secret_parts(k)) do
+    if #part >= 8 then
+      s = s:gsub(part:gsub("%W", "%%%0"), "(credential withheld)")
+    end
+  end
+  return s
 end
 
 -- client:usable_id(id) -> whether a request id a server gave may be used: its form
@@ -315,8 +340,9 @@ function Client:usable_id(id)
   return lifecycle.valid_id(id) and not self:leaks(id)
 end
 
--- opts.once: a lookup (a price): one try, bounded by the client's lookup_timeout, so a silent
--- API never stalls a plan; the caller falls back to what it has.
+-- opts.once: a lookup (a price): one try, bounded by the client's lookup_timeout (or by
+-- opts.deadline, monotonic, for a lookup of several pages), so a silent API never stalls a
+-- plan; the caller falls back to what it has.
 function Client:platform_call(what, method, u, body, extra_headers, anonymous, opts)
   local origin = url.origin(u)
   local platform = not anonymous and ((origin == self.platform.api.origin and self:platform_ok("api"))
@@ -324,7 +350,8 @@ function Client:platform_call(what, method, u, body, extra_headers, anonymous, o
   local last
   local ctx = self:retry_context(nil, false)
   if opts and opts.once then
-    ctx = { policy = retry.policy(false), sleep = runtime.sleep, deadline = runtime.now() + self.lookup_timeout }
+    ctx = { policy = retry.policy(false), sleep = runtime.sleep,
+      deadline = opts.deadline or (runtime.now() + self.lookup_timeout) }
   end
   local resp, err = retry.run(ctx, what, function(left)
     local t0 = self.verbose and runtime.now()
@@ -443,6 +470,7 @@ function Client:exchange(what, method, u, body, extra_headers, left, more)
   local t0 = self.verbose and runtime.now()
   local resp, err = http.request(runtime.loop(),
     self:request_options(what, method, u, body, extra_headers, more, left))
+  if resp and keys[self] and type(resp.body) == "string" then resp.body = self:scrub(resp.body) end
   if self.verbose then
     self:trace(what, method, u, string.format("%s (%.0f ms)", resp and resp.status or err.code,
       (runtime.now() - t0) * 1000))
@@ -662,12 +690,14 @@ end
 -- (accepted under its id, never sent again), finished at once when the listing carries its
 -- output, else followed like any job. -> job, or nil, err (the id is another job's).
 local function adopt(self, life, item)
+  lifecycle.reserve(self, life, item.request_id)  -- before anything yields: no other settler takes it
   acquire_slot(self)
   local j = Job.new(self, { request_id = item.request_id })
   j.deadline = runtime.now() + self.job_timeout
-  local ok, aerr = life:accepted(j)
-  if not ok then
+  local done, ok, aerr = pcall(life.accepted, life, j)
+  if not (done and ok) then
     self.slots:release()
+    if not done then error(ok, 0) end
     return nil, aerr
   end
   j.holds_slot, j.found = true, true
@@ -678,12 +708,12 @@ local function adopt(self, life, item)
 end
 
 -- How long a lost submit is looked for: a job that exists shows in the listing once it has
--- ended, so three times the longest job this client has seen end (at least MIN_SETTLE s; 60 s
--- before any has), and never more than settle_timeout.
+-- ended, so three times the longest job this client has seen end (at least MIN_SETTLE s), and
+-- settle_timeout before any has; never more than settle_timeout.
 M.MIN_SETTLE = 20
 local function settle_window(self)
   local seen = self.longest_job
-  return math.min(self.settle_timeout, seen and math.max(M.MIN_SETTLE, 3 * seen) or 60)
+  return math.min(self.settle_timeout, seen and math.max(M.MIN_SETTLE, 3 * seen) or self.settle_timeout)
 end
 
 -- Looks for a lost submit in fal's request listing until `until_` (monotonic; one look when
@@ -693,15 +723,17 @@ local function settle_lost(self, life, until_)
   while true do
     local item, err = listing.look(self, self.endpoint, life.fp, life.sent_at,
       function(id) return lifecycle.claimed(self, id) or not self:usable_id(id) end)
-    if item then return adopt(self, life, item) end
+    -- (taken meanwhile by another settler of an equal body while this look waited: look again)
+    if item and not lifecycle.claimed(self, item.request_id) then return adopt(self, life, item) end
     why = err and err.message or "it is not in fal's request listing"
-    -- a listing this client cannot use, or cannot reach at all, is not waited for
-    if (err and (err.unavailable or (err.unreachable and first))) or not until_
-        or runtime.now() + wait >= until_ then
+    -- a listing this client cannot use, or cannot reach at all, is not waited for; the last
+    -- look is at the end of the window
+    local left = until_ and (until_ - runtime.now()) or 0
+    if (err and (err.unavailable or (err.unreachable and first))) or left <= 0 then
       return nil, why
     end
     first = false
-    runtime.sleep(wait)
+    runtime.sleep(math.min(wait, left))
     wait = math.min(wait * 1.5, 15)
   end
 end
@@ -751,7 +783,8 @@ function Client:send(body, opts)
     local wire, uerr = storage.materialize(self, body)  -- uploads, or data: URIs
     if not wire then return nil, uerr end
     body = wire
-    life:intent(listing.fingerprint(body))
+    -- the body's fingerprint, to find it in fal's request listing should its answer be lost
+    life:intent(self:platform_ok("api") and listing.fingerprint(body) or nil)
     local got, serr = retry.run(self:retry_context(job, false), "submit", function(left)
       return submit_once(self, life, u, body, headers, left)
     end)
@@ -796,8 +829,9 @@ function Client:send(body, opts)
     if not life:phase_is("unknown") then life:unknown(err) end
     -- The job may exist: fal's request listing shows it once it has ended.
     if life.fp and err.code ~= "REPEATED_ID" then
-      local found = settle_lost(self, life, math.min(job.deadline, runtime.now() + settle_window(self)))
+      local found, why = settle_lost(self, life, math.min(job.deadline, runtime.now() + settle_window(self)))
       if found then return found end
+      err.message = err.message .. "; fal's request listing: " .. tostring(why)
     end
     err.message = err.message .. "; editflow does not send it again by itself"
       .. (self.journal and " (a new run holds it back unless told --resubmit-unknown)" or "")

@@ -244,6 +244,7 @@ function Job:_stream()
     local evs = runtime.await_events(t)
     local final
     for _, data in ipairs(evs) do
+      data = c:scrub(data)  -- a server that echoes the credential: never shown or kept
       local st
       if not c.on_status then
         keep.logs = self.logs_seen

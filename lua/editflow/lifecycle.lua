@@ -148,11 +148,14 @@ end
 --   "exists"    a 5xx that carries x-fal-request-id: fal's queue answered, so the job exists
 --               under that id whatever the status; it is followed, never sent again
 --   "retry"     not taken, worth another try: 408, 429, 503 without an id (every answer of the
---               queue carries one), or an ingress's 502/504 (no id, a body that is not fal's
---               JSON object), which fal_client retries too
+--               queue carries one), or an ingress's 502 page (no id, nginx's text, not fal's
+--               JSON), which fal_client retries too
 --   "refused"   certainly not taken: any other 4xx, a 504 of the user's own start timeout
---   "unknown"   anything else (a 500 or 504 with fal's JSON but no id): the job may exist
-local INGRESS = { [502] = true, [504] = true }
+--   "unknown"   anything else: a 500 or a 502 that is not the ingress's page, and any 504
+--               without an id -- a gateway timeout may come after the request was passed on
+--               (fal_client retries an nginx 504; editflow looks for the job in fal's request
+--               listing instead, since a retry could pay twice)
+local INGRESS = { [502] = true }
 function M.submit_answer(resp)
   local st, h = resp.status, resp.headers or {}
   if st >= 200 and st <= 299 then return "accepted" end
@@ -160,7 +163,9 @@ function M.submit_answer(resp)
   if st == 504 and (h["x-fal-request-timeout-type"] or "") ~= "" then return "refused" end
   if st == 408 or st == 429 or st == 503 then return "retry" end
   if st < 500 then return "refused" end
-  if INGRESS[st] and h["x-fal-request-id"] == nil and type(json.decode(resp.body or "")) ~= "table" then
+  local body = resp.body or ""
+  if INGRESS[st] and h["x-fal-request-id"] == nil and body:find("nginx", 1, true)
+      and type(json.decode(body)) ~= "table" then
     return "retry"
   end
   return "unknown"
@@ -230,6 +235,18 @@ function Life:intent(fp)
   move(self, "intent")
 end
 
+-- lifecycle.reserve(client, life, id): the request id a lost submit found in fal's listing
+-- is this job's from now on (claimed at once, so no other job's settle takes it meanwhile).
+function M.reserve(client, life, id)
+  local jr, h = client.journal, journal.id_key(id)
+  if jr then jr:claim(h, life.key)
+  else
+    client.ids = client.ids or core.fpmap()
+    client.ids:set(h, 0)
+  end
+  life.reserved = id
+end
+
 -- lifecycle.claimed(client, id) -> whether a request id is already some job's (this client's
 -- or its journal's): a listed request is adopted only when nobody has it.
 function M.claimed(client, id)
@@ -263,11 +280,11 @@ function Life:accepted(job)
   -- without one the client's own set of fingerprints.
   local jr, h = self.journal, journal.id_key(id)
   if not jr then c.ids = c.ids or core.fpmap() end
-  if (jr and jr:owner(h)) or (not jr and c.ids:get(h)) then
+  if self.reserved ~= id and ((jr and jr:owner(h)) or (not jr and c.ids:get(h))) then
     local err = errors.new("REPEATED_ID", string.format("the server answered request id %s for a "
       .. "second, different job; the first keeps it, and whether this submit created a job is "
       .. "unknown", id), { request_id = id, maybe_submitted = true })
-    self:unknown(err)
+    if self.phase ~= "unknown" then self:unknown(err) end
     return nil, err
   end
   -- Claimed now, not when the record is durable: another answer repeating this id while the

@@ -56,9 +56,10 @@ end
 local function fetch(client, endpoint)
   local base = client:platform_url("api")
   local cursor
+  local deadline = runtime.now() + client.lookup_timeout  -- the whole lookup, every page
   for _ = 1, M.MAX_PAGES do
     local u = url.with_query(base .. "/v1/models/pricing", { endpoint_id = endpoint, cursor = cursor })
-    local resp, err = client:platform_call("pricing", "GET", u, nil, nil, false, { once = true })
+    local resp, err = client:platform_call("pricing", "GET", u, nil, nil, false, { once = true, deadline = deadline })
     if not resp then return nil, err end
     if resp.status == 401 or resp.status == 403 then
       return nil, { refused = true, message = string.format("fal's pricing API refused this key "

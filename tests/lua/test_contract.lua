@@ -98,7 +98,8 @@ T.case("what a submit's answer means (lifecycle.submit_answer)", function()
   T.eq(means(503), "retry", "a 503 without an id")
   T.eq(means(429, { ["x-fal-request-id"] = "abc" }), "retry", "a 429 is never a job")
   T.eq(means(502, {}, "<html>nginx</html>"), "retry", "an ingress 502")
-  T.eq(means(504, {}, "<html>nginx</html>"), "retry", "an ingress 504")
+  T.eq(means(502, {}, "<html>Bad Gateway</html>"), "unknown", "a 502 that is not the ingress's page")
+  T.eq(means(504, {}, "<html>nginx</html>"), "unknown", "a gateway timeout may come after the job was made")
   T.eq(means(502, {}, '{"detail":"x"}'), "unknown", "a 502 with fal's JSON and no id")
   T.eq(means(500, {}, '{"detail":"x"}'), "unknown", "a 500 without an id")
   T.eq(means(504, { ["x-fal-request-timeout-type"] = "user" }), "refused", "the user's start timeout")
@@ -308,6 +309,60 @@ T.case("a server string that holds the credential is never used, kept or shown",
   end)
   stop2()
   if not ok then error(err, 0) end
+  local u3, stop3 = echo_server("detail")
+  ok, err = pcall(function()
+    local d = T.tmpdir()
+    local c = editflow.client { base_url = u3, key = KEY, journal = d, retry = false,
+      api_url = "http://127.0.0.1:9", schema_url = false }
+    local job, e = c:submit { prompt = "echo", image_urls = { "https://example.com/a.png" } }
+    T.eq(job, nil, "refused")
+    T.ok(not tostring(e.message):find(KEY, 1, true), "a detail quoting the key is not shown: " .. e.message)
+    T.contains(e.message, "credential withheld", "says what was withheld")
+    c.journal:close()
+    T.ok(not T.read(d .. "/.editflow-journal.jsonl"):find(KEY, 1, true), "nor journaled")
+  end)
+  stop3()
+  if not ok then error(err, 0) end
+  -- a short test token is a credential only where a string equals it, never inside an id
+  local short = editflow.client { base_url = sb.url, key = "ab", auth = "bearer" }
+  T.eq(short:leaks("ab"), true, "equal")
+  T.eq(short:leaks("1ab2-cd"), false, "inside an id: not a leak")
+  T.eq(short:usable_id("1ab2-cd"), true, "the id is usable")
+end)
+
+T.case("two equal bodies lost at once each find their own request; slots come back", function()
+  local f = T.sandbox { "--job-time", "0.3" }
+  f.control { spoil_submits = { kind = "made500bare", count = 2 } }
+  local c = client({ max_in_flight = 1, settle_timeout = 20 }, f.url)
+  local input = { prompt = "same twice", image_urls = { "https://example.com/a.png" } }  -- seedless
+  local got, errs = editflow.map({ 1, 2 }, function() local _, job = assert(c:edit(input)) return job end,
+    { concurrency = 2 })
+  T.eq(next(errs), nil, "no error: " .. tostring(errs[1] or errs[2]))
+  T.ok(got[1].found and got[2].found, "both found in the listing")
+  T.ok(got[1].request_id ~= got[2].request_id, "each its own request")
+  T.eq(f.stats().submits_by_endpoint["fal-ai/qwen-image-edit-plus"], 2, "two submits, two jobs")
+  T.eq(c.slots.held, 0, "every slot came back")
+  f.stop()
+end)
+
+T.case("an equal body another client sent earlier is not this job's", function()
+  local f = T.sandbox { "--job-time", "0.05" }
+  local input = { prompt = "same body", seed = 3, image_urls = { "https://example.com/a.png" } }
+  local _, other = assert(client({}, f.url):edit(input))  -- another run's request, the same body
+  local listing = require "editflow.listing"
+  local skew = listing.SKEW
+  listing.SKEW = 0.5  -- (5 s by default: clocks differ)
+  editflow.sleep(1.6)
+  f.control { spoil_submits = { kind = "made500bare", count = 1 } }
+  local _, job = assert(client({ settle_timeout = 20 }, f.url):edit(input))
+  T.eq(job.found, true, "found in the listing")
+  T.ok(job.request_id ~= other.request_id, "not the other client's request")
+  local jobs = f.jobs()
+  T.eq(job.request_id, jobs[#jobs].request_id, "its own: the request it made")
+  listing.SKEW = skew
+  T.eq(listing.seconds("2026-12-06T03:11:08.154Z"), 1796526668, "ISO time read as UTC")
+  T.eq(listing.seconds("2026-12-06T04:11:08+01:00"), 1796526668, "an offset")
+  f.stop()
 end)
 
 T.run()

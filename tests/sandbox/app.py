@@ -22,7 +22,9 @@ from validate import validate
 ROUTES = ("submit", "status", "stream", "result", "cancel", "files", "other")
 NAMESPACES = ("workflows", "comfy")   # endpoint ids whose app has three parts (SPEC §8)
 QUEUE_ROUTES = ROUTES[:-1]
-CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults") + falplatform.CONTROL_KEYS
+CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults",
+                "spoil_submits") + falplatform.CONTROL_KEYS
+SPOIL_KINDS = ("lost", "made500", "made500bare")   # spoil_submits: the job is made, the answer spoilt
 TRICKLE_BYTES, TRICKLE_EVERY, TRICKLE_FOR = 2, 1.0, 900.0   # [trickle]: 2 B/s, 15 min at most
 # [hostile]: field values a careless client trips on; answers alternate between the two sets
 _HOSTILE = ({"queue_position": {"n": 1}, "logs": "not a list", "metrics": "fast"},
@@ -65,6 +67,7 @@ class SandboxApp:
         self.repeat_id = 0          # submits still to be answered with the previous job's id
         self.hostile = False
         self.hostile_n = 0          # alternates the hostile variant between status answers
+        self.spoil_submits = ["lost", 0]  # [kind, count]: the next accepted submits' answers spoilt
 
     def _reset_counters(self):
         self.requests = 0
@@ -111,13 +114,16 @@ class SandboxApp:
         if down is not None:
             return route, down
         kind = self.faults.pick(route, req.served) if self.faults else None
+        if route == "submit" and self.spoil_submits[1] > 0 and kind is None:
+            kind = self.spoil_submits[0]
+            self.spoil_submits[1] -= 1
         if kind == "slow":
             await asyncio.sleep(1.5)
         elif kind == "joberror":
             req.inject_job_error = True
         elif kind in AFTER_WORK:                  # the work is done, only the answer suffers
             route, resp = await self._route(req, path)
-            return route, self.faults.spoil(kind, resp)
+            return route, Faults.spoil(kind, resp)
         elif kind is not None:
             return route, self.faults.answer(kind)
         return await self._route(req, path)
@@ -473,6 +479,11 @@ class SandboxApp:
         ka = body.get("keepalive", 1.0)
         if type(ka) not in (int, float) or not 0.01 <= ka <= 3600:
             return self._bad_control("keepalive must be a number of seconds in [0.01, 3600]")
+        spoil = body.get("spoil_submits")
+        if spoil is not None and not (isinstance(spoil, dict) and spoil.get("kind") in SPOIL_KINDS
+                                      and type(spoil.get("count", 1)) is int and spoil.get("count", 1) >= 0):
+            return self._bad_control("spoil_submits must be {\"kind\": %s, \"count\": N >= 0}"
+                                     % "|".join(SPOIL_KINDS))
         platform_acts, err = self.platform.parse_control(body)
         if err:
             return self._bad_control(err)
@@ -489,6 +500,8 @@ class SandboxApp:
             self.hostile = body["hostile"]
         if "keepalive" in body:
             self.keepalive = float(ka)
+        if spoil is not None:
+            self.spoil_submits = [spoil["kind"], spoil.get("count", 1)]
         return Response.json(200, {"ok": True})
 
     @staticmethod

@@ -1,6 +1,7 @@
 # echo_key.py: a hostile queue that echoes the credential it was sent. argv[1] "id": every
 # submit is answered 200 with the credential as its request_id (body and x-fal-request-id);
-# "logs": jobs get a normal id, but their status carries a log line holding the credential.
+# "logs": jobs get a normal id, but their status carries a log line holding the credential;
+# "detail": every submit is refused 401 with a detail that quotes the credential.
 # Prints its port, then serves on 127.0.0.1 until killed. Standard library only.
 import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if MODE == "detail":
+            return self.answer(401, {"detail": "Invalid key: " + self.key()})
         rid = self.key() if MODE == "id" else "job-1"
         self.answer(200, {"status": "IN_QUEUE", "request_id": rid}, rid)
 
