@@ -761,6 +761,7 @@ function Client:send(body, opts)
     events.emit("resent", job, "cancelled at the queue by an earlier run")
     life:resend()
   end
+  if life.resent then events.emit("resent", nil, "cancelled at the queue by an earlier run") end
   if life.decision == "settle" then
     -- a submit of an earlier run: looked for while it may still be running (its intent is
     -- recent), else once

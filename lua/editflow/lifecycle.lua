@@ -120,6 +120,8 @@ function M.begin(client, body)
   local state = rec and rec.state
   if state == nil or state == "refused" or state == "failed" then
     life.decision = "send"
+    -- an earlier run's cancel took (its watcher saw the job end cancelled): sent anew, and said
+    if state == "failed" and M.cancelled(rec.error) then life.resent = true end
   elseif state == "done" then
     life.decision, life.phase = "reuse", "done"
   elseif state == "accepted" and M.valid_id(rec.request_id) then
@@ -190,7 +192,7 @@ end
 -- lifecycle.cancelled(err) -> whether a job's outcome is the queue's cancel (fal's
 -- client_cancelled, HTTP 499): the job ran no further and is not paid for as an image.
 function M.cancelled(err)
-  return type(err) == "table" and (err.type == "client_cancelled" or err.status == 499)
+  return type(err) == "table" and (err.type == "client_cancelled" or err.status == 499 or err.code == "HTTP_499")
 end
 
 -- lifecycle.output(doc) -> doc: what a result answer holds, in the one shape editflow reads.

@@ -359,32 +359,11 @@ static const luaL_Reg corelib[] = {
   {"glob", core_glob},
   {NULL, NULL}};
 
-/*
-** Descriptors 0-2 found closed get /dev/null (as gnulib's stdopen does). Left closed, the next
-** file opened takes the number -- the journal, say -- and whatever is then written to "stderr"
-** (a warning, a server's log line shown as progress) lands in that file. /dev/null is opened
-** the wrong way round (stdin write-only, stdout and stderr read-only), so reading or writing
-** them still fails with EBADF, as on a closed descriptor: a lost stdout stays an error. The
-** host does this first thing in main; the module does it too, for a stock lua5.4 started with
-** `>&- 2>&-`: filling a closed slot takes nothing from an embedder that it could have used.
-*/
-static int open_std_fds(void) {
-  for (int fd = 0; fd <= 2; fd++) {
-    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
-      continue;
-    int got = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
-    if (got < 0)
-      return fd;
-    if (got != fd) /* another thread filled the slot meanwhile: it is open, as wanted */
-      (void)close(got);
-  }
-  return -1;
-}
-
 __attribute__((visibility("default"))) int luaopen_editflow_core(lua_State *L);
 
 int luaopen_editflow_core(lua_State *L) {
-  int fd = open_std_fds();
+  /* for a stock lua5.4 started with `>&- 2>&-` (ef_open_std_fds says why) */
+  int fd = ef_open_std_fds();
   if (fd >= 0)
     return luaL_error(L, "descriptor %d is closed and /dev/null cannot be opened", fd);
   if (ef_global_init() != 0)

@@ -204,6 +204,9 @@ void ef_sse_free(ef_sse *p);
 int ef_sse_feed(ef_sse *p, const char *buf, size_t n, ef_sse_emit emit, void *ud);
 
 /* ---- files (ef_fs.c) ---- */
+/* Descriptors 0-2 found closed get /dev/null (gnulib's stdopen); -> -1, or the one that could
+** not be filled. The host calls it first thing, editflow.core when a stock lua5.4 loads it. */
+int ef_open_std_fds(void);
 
 int ef_mkdir_p(const char *path, char *err, size_t errlen);
 /* Writes all of it (short writes and EINTR retried); 0 or an errno. */

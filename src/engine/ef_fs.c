@@ -576,3 +576,24 @@ int ef_glob(const char *pattern, int flags, ef_buf *out, char *err, size_t errle
   globfree(&g);
   return 0;
 }
+
+/*
+** Descriptors 0-2 found closed get /dev/null. Left closed, the next file opened takes the
+** number -- the journal, say -- and whatever is then written to "stderr" (a warning, a
+** server's log line shown as progress) lands in that file. /dev/null is opened the wrong way
+** round (stdin write-only, stdout and stderr read-only), so reading or writing them still fails
+** with EBADF, as on a closed descriptor: a lost stdout stays an error. Filling a closed slot
+** takes nothing from an embedder that it could have used.
+*/
+int ef_open_std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+      continue;
+    int got = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+    if (got < 0)
+      return fd;
+    if (got != fd) /* another thread filled the slot meanwhile: it is open, as wanted */
+      (void)close(got);
+  }
+  return -1;
+}

@@ -32,6 +32,7 @@
 #include "lauxlib.h"
 #include "lualib.h"
 #include "embedded_lua.h"
+#include "ef_engine.h"
 
 int luaopen_editflow_core(lua_State *L);
 
@@ -350,27 +351,8 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
-/*
-** Descriptors 0-2 found closed get /dev/null, opened the wrong way round so that using them
-** still fails with EBADF (gnulib's stdopen): otherwise the first file opened -- the journal --
-** takes fd 2, and progress and server log lines are appended to it. -> -1, or the fd that
-** could not be filled. (editflow.core does the same when a stock lua5.4 loads it.)
-*/
-static int open_std_fds(void) {
-  for (int fd = 0; fd <= 2; fd++) {
-    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
-      continue;
-    int got = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
-    if (got < 0)
-      return fd;
-    if (got != fd)
-      (void)close(got);
-  }
-  return -1;
-}
-
 int main(int argc, char **argv) {
-  if (open_std_fds() >= 0) {
+  if (ef_open_std_fds() >= 0) { /* first of all: see ef_fs.c */
     l_message("a standard descriptor is closed and /dev/null cannot be opened");
     return EXIT_FAILURE;
   }

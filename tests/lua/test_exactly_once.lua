@@ -416,6 +416,29 @@ T.case("a job an interrupted run cancelled is followed first, then sent anew onc
   sb.stop()
 end)
 
+T.case("a job whose earlier run saw its cancel take is sent anew, and that is said", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  local input = { prompt = "[slow:2] seen cancelled", image_urls = { URL }, seed = 6 }
+  local c = client(sb, { journal = d })
+  local job = assert(c:submit(input))
+  assert(job:cancel())
+  local _, err = job:wait()  -- this run sees the cancel take: the journal says failed (client_cancelled)
+  T.ok(err and require("editflow.lifecycle").cancelled(err), "ended cancelled")
+  c.journal:close()
+  local told = 0
+  local off = require("editflow.events").subscribe(function(name) if name == "resent" then told = told + 1 end end)
+  local again = client(sb, { journal = d })
+  local res = again:edit(input)
+  off()
+  T.ok(res, "done by a new request")
+  T.eq(told, 1, "the re-run says it sends it anew")
+  T.eq(#sb.jobs(), 2, "one new request")
+  again.journal:close()
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
 T.case("an ingress's typed 503 on the result is a passing fault, not the job's outcome", function()
   local sb = T.sandbox { "--workers", "16", "--job-time", "0.01", "--fault-rate", "0.3",
     "--fault-seed", "23", "--faults", "5xx" }
