@@ -189,6 +189,17 @@ function M.raised_submit(life)
   return (life.on_wire or life.answered) and "unknown" or "refused"
 end
 
+-- lifecycle.report(sent, err, stopping) -> what a job that ended without a result means for
+-- the run that wanted it: "skipped" (the run was stopping and it was not sent: a re-run sends
+-- it), "interrupted" (the stop cancelled it at the queue), "held" (its submit is in doubt: a
+-- re-run cannot mend that alone), or "failed". `sent`: whether the queue took it.
+function M.report(sent, err, stopping)
+  if not sent and err.code == "NOT_SENT" and stopping then return "skipped" end
+  if sent and stopping and M.cancelled(err) then return "interrupted" end
+  if not sent and (err.code == "UNKNOWN" or err.maybe_submitted) then return "held" end
+  return "failed"
+end
+
 -- lifecycle.cancelled(err) -> whether a job's outcome is the queue's cancel (fal's
 -- client_cancelled, HTTP 499): the job ran no further and is not paid for as an image.
 function M.cancelled(err)

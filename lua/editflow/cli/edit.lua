@@ -124,7 +124,7 @@ function edit_body(argv, ctx)
   local sent, job, err = pcall(client.send, client, body,
     { disable_fallbacks = seeded and client.disable_fallbacks ~= false or nil })
   if not sent then
-    if tostring(job):find("interrupted", 1, true) then error(job, 0) end
+    if errors.code(job) == "INTERRUPTED" then error(job, 0) end
     job, err = nil, errors.new("NOT_SENT", tostring(job))
   end
   local function report(paths, e)

@@ -138,9 +138,9 @@ local function cmd_grid(argv)
   unsubscribe()
   if not ok then
     local msg = tostring(summary)
-    if msg:find("interrupted", 1, true) then error(summary, 0) end
-    if msg:find("over the budget") or msg:find("cannot keep max_cost", 1, true)
-        or msg:find("is in use by another editflow run", 1, true) or msg:find("cannot use the folder", 1, true) then
+    local code = errors.code(summary)
+    if code == "INTERRUPTED" then error(summary, 0) end
+    if code == "BUDGET" or code == "LOCKED" or code == "FOLDER" then
       io.stderr:write("editflow: ", (msg:gsub("^.-:%d+: ", ""):gsub("^editflow: ", "")), "\n")
       return 1
     end

@@ -13,6 +13,7 @@ local template = require "editflow.experiment.template"
 local tasks = require "editflow.tasks"
 local gallery = require "editflow.experiment.gallery"
 local lifecycle = require "editflow.lifecycle"
+local errors = require "editflow.errors"
 local journal = require "editflow.journal"
 local events = require "editflow.events"
 local runtime = require "editflow.runtime"
@@ -130,7 +131,7 @@ function M.plan(spec, client)
   local p, why
   if spec.price then p = price.given(client.endpoint, spec.price) else p, why = price.lookup(client) end
   if not p and spec.max_cost then
-    error(string.format("experiment: cannot keep max_cost: %s", why), 0)
+    error(errors.new("BUDGET", string.format("experiment: cannot keep max_cost: %s", why)), 0)
   end
   local m = client:model()
   local seeds = spec.seeds or { false }
@@ -225,14 +226,14 @@ function M.run(spec)
     cost = plan.cost, price = plan.price, done = 0, failed = 0, reused = 0, skipped = 0, spent = 0 }
   summary.reused_planned = plan.reused or 0
   if spec.max_cost and plan.approx and not spec.dry_run then
-    error(string.format("experiment '%s': cannot keep max_cost: the cost is an estimate (an output "
-      .. "size that follows an input given by URL, or a price unit editflow does not know); give "
-      .. "image_size, local input files, or a price per image, megapixel or request", name), 0)
+    error(errors.new("BUDGET", string.format("experiment '%s': cannot keep max_cost: the cost is an "
+      .. "estimate (an output size that follows an input given by URL, or a price unit editflow does "
+      .. "not know); give image_size, local input files, or a price per image, megapixel or request", name)), 0)
   end
   if spec.max_cost and plan.cost > spec.max_cost + 1e-9 and not spec.dry_run and not spec.partial then
-    error(string.format("experiment '%s': the plan costs $%.4f, over the budget max_cost = $%.4f "
-      .. "(%d jobs, %d images, %.2f output megapixels at %s)", name, plan.cost, spec.max_cost, #plan.jobs,
-      plan.images, plan.megapixels, price.describe(plan.price)), 2)
+    error(errors.new("BUDGET", string.format("experiment '%s': the plan costs $%.4f, over the budget "
+      .. "max_cost = $%.4f (%d jobs, %d images, %.2f output megapixels at %s)", name, plan.cost, spec.max_cost,
+      #plan.jobs, plan.images, plan.megapixels, price.describe(plan.price))), 0)
   end
   if spec.dry_run then
     summary.dry_run, summary.plan = true, plan
@@ -240,7 +241,7 @@ function M.run(spec)
   end
 
   local made, merr = core.mkdir(dir)
-  if not made then error("editflow: cannot use the folder " .. dir .. ": " .. tostring(merr), 0) end
+  if not made then error(errors.new("FOLDER", "editflow: cannot use the folder " .. dir .. ": " .. tostring(merr)), 0) end
   if not client.journal then client.journal = journal.open(dir) end
   events.emit("planned", nil, #plan.jobs)  -- a progress display's "time left" covers them all
   local records = {}
@@ -278,15 +279,17 @@ function M.run(spec)
       rec.cost_estimate = 0
     end
     if not result then
-      if not j and err.code == "NOT_SENT" and runtime.stopping() then return not_sent(rec, err) end
+      -- what the job's end means for the run is editflow.lifecycle's (lifecycle.report)
+      local how = lifecycle.report(j ~= nil, err, runtime.stopping())
+      if how == "skipped" then return not_sent(rec, err) end
       rec.error = { code = err.code, message = err.message, type = err.type }
-      if j and runtime.stopping() and lifecycle.cancelled(err) then
+      if how == "interrupted" then
         -- cancelled at the queue by this run's stop (a queued job, --on-interrupt finish)
         rec.status, rec.interrupted = "failed", true
         summary.cancelled = (summary.cancelled or 0) + 1
         return
       end
-      if not j and (err.code == "UNKNOWN" or err.maybe_submitted) then  -- in doubt: a re-run cannot mend it alone
+      if how == "held" then  -- in doubt: a re-run cannot mend it alone
         rec.status, summary.held = "held", (summary.held or 0) + 1
         summary.held_messages = summary.held_messages or {}
         table.insert(summary.held_messages, err.message)
