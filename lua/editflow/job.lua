@@ -36,11 +36,14 @@ Job.__name = "editflow.Job"
 local RUNNING = { IN_QUEUE = true, IN_PROGRESS = true }
 M.CANCEL_GRACE = 5   -- seconds a cancel may take once the deadline has passed
 
--- Jobs being followed right now, per Lua state (for cancelling everything on a signal).
-local live = {}
-function M.live()
+-- Jobs being followed right now belong to their client (client.live, a set); the host cancels
+-- every client's on a signal (lifecycle.clients knows them, weakly).
+-- job.live([client]) -> that client's jobs in flight, or every client's.
+function M.live(client)
   local list = {}
-  for j in pairs(live) do list[#list + 1] = j end
+  for c in pairs(client and { [client] = true } or lifecycle.clients) do
+    for j in pairs(c.live or {}) do list[#list + 1] = j end
+  end
   table.sort(list, function(a, b) return a.request_id < b.request_id end)
   return list
 end
@@ -51,6 +54,7 @@ local function short_url(u)
 end
 
 function M.new(client, doc)
+  lifecycle.track(client)
   local id = doc.request_id
   local root = client:url_for(client.app) .. "/requests/" .. id
   return setmetatable({
@@ -297,7 +301,7 @@ end
 -- lifecycle records it) or only this run's following ended (the job stays accepted).
 function Job:_finish(output, err)
   if self.finished.set then return end
-  live[self] = nil
+  self.client.live[self] = nil
   if self.quiet_cancel and not output and lifecycle.cancelled(err) then
     -- an earlier run's cancel took: client.send sends it anew; nothing is recorded or told
     self.error = err
@@ -341,7 +345,7 @@ end
 -- id starts it when first waited for.
 function Job:_watch()
   if self.watcher or self.finished.set then return end
-  live[self] = true
+  self.client.live[self] = true
   self.deadline = self.deadline or (runtime.now() + self.client.job_timeout)
   self.watcher = runtime.spawn(self._run, self)
   self.watcher.name = self.request_id

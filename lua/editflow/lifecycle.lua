@@ -32,6 +32,28 @@ local journal = require "editflow.journal"
 
 local M = {}
 
+-- The clients of this Lua state that have sent or followed a job (weakly): each owns its jobs
+-- in flight (client.live, job.lua) and its submits in doubt (client.in_doubt).
+M.clients = setmetatable({}, { __mode = "k" })
+
+-- lifecycle.track(client) -> client, known here from now on, with its own sets.
+function M.track(client)
+  if not M.clients[client] then
+    M.clients[client] = true
+    client.live, client.in_doubt = client.live or {}, client.in_doubt or {}
+  end
+  return client
+end
+
+-- lifecycle.in_doubt() -> every client's submits in doubt ({ key, message } each).
+function M.in_doubt()
+  local list = {}
+  for c in pairs(M.clients) do
+    for _, d in ipairs(c.in_doubt) do list[#list + 1] = d end
+  end
+  return list
+end
+
 local Life = {}
 Life.__index = Life
 
@@ -323,13 +345,13 @@ function Life:refused(err)
   end
 end
 
--- Submits of this Lua state that ended unknown (for the host's report after a signal).
-M.in_doubt = {}
 
 -- The submit may have created a job, but no usable answer came.
 function Life:unknown(err)
   move(self, "unknown")
-  M.in_doubt[#M.in_doubt + 1] = { key = self.key, message = err and err.message }
+  -- the client keeps its submits in doubt (the host's report after a signal: in_doubt())
+  local c = M.track(self.client)
+  c.in_doubt[#c.in_doubt + 1] = { key = self.key, message = err and err.message }
   if self.journal then
     local ok, jerr = self.journal:append { t = "unknown", key = self.key, error = error_record(err) }
     if not ok then events.warning(jerr) end

@@ -365,4 +365,19 @@ T.case("an equal body another client sent earlier is not this job's", function()
   f.stop()
 end)
 
+T.case("jobs in flight and submits in doubt belong to their client", function()
+  local Job = require "editflow.job"
+  local c1, c2 = client(), client()
+  local j1 = assert(c1:submit { prompt = "[slow:1] one", image_urls = { "https://example.com/a.png" } })
+  local j2 = assert(c2:submit { prompt = "[slow:1] two", image_urls = { "https://example.com/a.png" } })
+  T.eq(#Job.live(c1), 1, "c1 has its one job")
+  T.eq(Job.live(c1)[1], j1, "its own")
+  T.eq(Job.live(c2)[1], j2, "c2 its own")
+  local all = Job.live()
+  T.ok(#all >= 2, "the host sees every client's")
+  editflow.wait { j1, j2 }
+  T.eq(#Job.live(c1) + #Job.live(c2), 0, "none left once they ended")
+  T.eq(#c1.in_doubt, 0, "nothing in doubt")
+end)
+
 T.run()

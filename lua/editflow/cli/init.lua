@@ -220,7 +220,7 @@ end
 
 -- The submits of this run that may have reached the queue without an answer, when any.
 local function report_doubt()
-  local doubt = require("editflow.lifecycle").in_doubt
+  local doubt = require("editflow.lifecycle").in_doubt()
   if #doubt > 0 then
     io.stderr:write(string.format("editflow: %d submit%s %s on the way when stopped: the queue may have "
       .. "taken %s (not known); a new run holds %s back unless told --resubmit-unknown\n", #doubt,
