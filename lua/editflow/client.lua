@@ -295,6 +295,14 @@ function Client:platform_ok(which)
   return self.auth == "key" and secrets[self] ~= nil and self.platform[which].keyed
 end
 
+-- client:subscribe(fn [, { except = {...} }]) -> unsubscribe: fn(name, job, detail) for the
+-- events of this client's jobs only (as editflow.subscribe has them for every client's); they
+-- come before the shared hub's subscribers. Must not yield.
+function Client:subscribe(fn, opts)
+  self.subscribers = self.subscribers or {}
+  return events.subscribe_to(self.subscribers, fn, opts)
+end
+
 -- Whether the client holds a credential (never which).
 function Client:has_key() return secrets[self] ~= nil end
 

@@ -66,39 +66,56 @@ local skips = setmetatable({}, { __mode = "k" })  -- subscriber -> { [event name
 -- for log lines only while someone wants "log" events (events.wants).
 function M.subscribe(fn, opts)
   if type(fn) ~= "function" then error("events.subscribe expects a function", 2) end
-  if opts and opts.except then
-    local set = {}
-    for _, name in ipairs(opts.except) do set[name] = true end
-    skips[fn] = set
-  end
-  subscribers[#subscribers + 1] = fn
-  return function()
-    for i, f in ipairs(subscribers) do
-      if f == fn then table.remove(subscribers, i) return end
-    end
-  end
+  return M.subscribe_to(subscribers, fn, opts)
 end
 
--- events.wants(name) -> whether any subscriber takes events of that name.
-function M.wants(name)
-  for _, fn in ipairs(subscribers) do
-    if not (skips[fn] and skips[fn][name]) then return true end
+-- events.wants(name [, client]) -> whether any subscriber (of the shared hub, or the client's
+-- own) takes events of that name.
+function M.wants(name, client)
+  for _, list in ipairs { subscribers, client and client.subscribers or {} } do
+    for _, fn in ipairs(list) do
+      if not (skips[fn] and skips[fn][name]) then return true end
+    end
   end
   return false
 end
 
 -- A subscriber that raises must not stop the job that emitted: its error becomes a warning.
-function M.emit(name, job, detail)
-  if #subscribers == 0 then
-    if name == "warning" then warn("editflow: ", tostring(detail)) end
-    return
-  end
-  for _, fn in ipairs(subscribers) do
+local function deliver(list, name, job, detail)
+  for _, fn in ipairs(list) do
     local skip = skips[fn]
     local ok, err = true, nil
     if not (skip and skip[name]) then ok, err = pcall(M.call, "subscriber", fn, name, job, detail) end
     if not ok and name ~= "warning" then
       warn("editflow: an events subscriber failed: ", tostring(err))
+    end
+  end
+end
+
+-- A job's event goes to its client's own subscribers (client:subscribe), then to the shared
+-- hub's.
+function M.emit(name, job, detail)
+  local own = type(job) == "table" and type(job.client) == "table" and job.client.subscribers
+  if own and #own > 0 then deliver(own, name, job, detail) end
+  if #subscribers == 0 then
+    if name == "warning" and not (own and #own > 0) then warn("editflow: ", tostring(detail)) end
+    return
+  end
+  deliver(subscribers, name, job, detail)
+end
+
+-- events.subscribe_to(list, fn [, opts]) -> unsubscribe: fn joins `list` (a client's own).
+function M.subscribe_to(list, fn, opts)
+  if type(fn) ~= "function" then error("subscribe expects a function", 3) end
+  if opts and opts.except then
+    local set = {}
+    for _, name in ipairs(opts.except) do set[name] = true end
+    skips[fn] = set
+  end
+  list[#list + 1] = fn
+  return function()
+    for i, f in ipairs(list) do
+      if f == fn then table.remove(list, i) return end
     end
   end
 end

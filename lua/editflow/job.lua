@@ -123,7 +123,7 @@ end
 -- "log" events), else logs=0, as fal's clients ask: the server then sends no log list.
 local function with_logs(u, path, c)
   local want = not c or c.logs
-  if want == nil then want = c.on_log ~= nil or c.on_status ~= nil or events.wants("log") end
+  if want == nil then want = c.on_log ~= nil or c.on_status ~= nil or events.wants("log", c) end
   local base, query = u:match("^([^?]*)(.*)$")
   return base .. (path or "") .. (query ~= "" and (query .. "&") or "?") .. (want and "logs=1" or "logs=0")
 end
