@@ -295,6 +295,28 @@ function Client:platform_ok(which)
   return self.auth == "key" and secrets[self] ~= nil and self.platform[which].keyed
 end
 
+-- client:transport() -> the narrow handle a job talks to the queue through (job.lua): its
+-- calls (exchange, call), their engine options and retry contexts, the URLs it may follow or
+-- build, tracing, and the credential checks on what servers send. Nothing else of the client
+-- is reached through it (the client itself is kept in a private table). One per client.
+local owners = setmetatable({}, { __mode = "k" })  -- transport -> client
+local Transport = {}
+Transport.__index = Transport
+Transport.__name = "editflow.Transport"
+for _, name in ipairs { "exchange", "call", "request_options", "retry_context", "follow_url", "url_for",
+    "trace", "scrub", "leaks" } do
+  Transport[name] = function(t, ...) return Client[name](owners[t], ...) end
+end
+
+function Client:transport()
+  local t = self._transport
+  if not t then
+    t = setmetatable({ app = self.app }, Transport)
+    owners[t], self._transport = self, t
+  end
+  return t
+end
+
 -- client:subscribe(fn [, { except = {...} }]) -> unsubscribe: fn(name, job, detail) for the
 -- events of this client's jobs only (as editflow.subscribe has them for every client's); they
 -- come before the shared hub's subscribers. Must not yield.

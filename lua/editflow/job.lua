@@ -56,13 +56,15 @@ end
 function M.new(client, doc)
   lifecycle.track(client)
   local id = doc.request_id
-  local root = client:url_for(client.app) .. "/requests/" .. id
+  local net = client:transport()
+  local root = net:url_for(net.app) .. "/requests/" .. id
   return setmetatable({
     client = client,
     request_id = id,
-    status_url = client:follow_url(short_url(doc.status_url)) or (root .. "/status"),
-    response_url = client:follow_url(short_url(doc.response_url)) or root,
-    cancel_url = client:follow_url(short_url(doc.cancel_url)) or (root .. "/cancel"),
+    net = net,
+    status_url = net:follow_url(short_url(doc.status_url)) or (root .. "/status"),
+    response_url = net:follow_url(short_url(doc.response_url)) or root,
+    cancel_url = net:follow_url(short_url(doc.cancel_url)) or (root .. "/cancel"),
     state = type(doc.status) == "string" and doc.status or "IN_QUEUE",  -- last status seen
     queue_position = math.tointeger(doc.queue_position),
     logs_seen = 0,
@@ -106,7 +108,7 @@ function Job:_observe(st)
     -- Each answer carries the whole log so far; show only what was not seen.
     for i = self.logs_seen + 1, #logs do
       local entry = logs[i]
-      if type(entry) == "table" and c:leaks(entry.message) then  -- never shown nor kept
+      if type(entry) == "table" and self.net:leaks(entry.message) then  -- never shown nor kept
         entry = { message = "(a log line that held the credential, withheld)", level = entry.level,
           timestamp = entry.timestamp }
       end
@@ -135,7 +137,7 @@ end
 
 -- One status call, no retry. -> status table, or nil, err.
 function Job:_status_once(u, left)
-  local resp, err = self.client:exchange("status", "GET", u, nil, nil, left)
+  local resp, err = self.net:exchange("status", "GET", u, nil, nil, left)
   if not resp then
     err.request_id = self.request_id
     return nil, err
@@ -153,7 +155,7 @@ end
 function Job:status(opts)
   runtime.may_wait(2)
   local u = (opts and opts.logs == false) and self.status_url or with_logs(self.status_url)
-  return retry.run(self.client:retry_context(self, false), "status", function(left)
+  return retry.run(self.net:retry_context(self, false), "status", function(left)
     return self:_status_once(u, left)
   end)
 end
@@ -164,7 +166,7 @@ local NOT_READY = {}  -- the result call said "still running"
 -- failure, as opposed to a failure to fetch it).
 function Job:_result_once(left)
   local id = self.request_id
-  local resp, err = self.client:exchange("result", "GET", self.response_url, nil, nil, left)
+  local resp, err = self.net:exchange("result", "GET", self.response_url, nil, nil, left)
   if not resp then
     err.request_id = id
     return nil, err
@@ -204,7 +206,7 @@ end
 -- job:result() -> the model's output table, or nil, err (code NOT_READY while running).
 function Job:result()
   runtime.may_wait(2)
-  local out, err = retry.run(self.client:retry_context(self, false), "result", function(left)
+  local out, err = retry.run(self.net:retry_context(self, false), "result", function(left)
     return self:_result_once(left)
   end)
   if out == NOT_READY then return nil, not_ready(self.request_id) end
@@ -234,7 +236,7 @@ function Job:_stream()
   local c = self.client
   local u = with_logs(self.status_url, "/stream", c)
   local left = seconds_left(self)
-  local t = http.start(runtime.loop(), c:request_options("stream", "GET", u, nil,
+  local t = http.start(runtime.loop(), self.net:request_options("stream", "GET", u, nil,
     { Accept = "text/event-stream" }, { sse = true, low_speed_limit = 1, low_speed_time = c.stream_idle,
       timeout = left and math.max(1, math.floor(left * 1000)) or 0 }))
   if not t then return nil end
@@ -248,7 +250,7 @@ function Job:_stream()
     local evs = runtime.await_events(t)
     local final
     for _, data in ipairs(evs) do
-      data = c:scrub(data)  -- a server that echoes the credential: never shown or kept
+      data = self.net:scrub(data)  -- a server that echoes the credential: never shown or kept
       local st
       if not c.on_status then
         keep.logs = self.logs_seen
@@ -268,7 +270,7 @@ function Job:_stream()
     if t:done() then
       local resp = t:response()
       t:close()
-      c:trace("stream", "GET", u, resp and resp.status or "failed", "falling back to polling")
+      self.net:trace("stream", "GET", u, resp and resp.status or "failed", "falling back to polling")
       if resp and (resp.status == 401 or resp.status == 403) then
         return nil, errors.from_http(resp, "status stream", self.request_id)
       end
@@ -283,7 +285,7 @@ function Job:_poll()
   local c = self.client
   local interval = c.poll_interval
   local u = with_logs(self.status_url, nil, c)
-  local ctx = c:retry_context(self, true)
+  local ctx = self.net:retry_context(self, true)
   while true do
     local st, err = retry.run(ctx, "status", function(left) return self:_status_once(u, left) end)
     if not st then return nil, err end
@@ -385,7 +387,7 @@ function Job:_run()
       -- The deadline's own task cancels the job and reports it; this one only stops.
       if (not st and err and err.code == "TIMEOUT") then return self.finished:wait() end
       if not st then return self:_finish(nil, following_ended(self, err)) end
-      local res, rerr = retry.run(c:retry_context(self, true), "result", function(left)
+      local res, rerr = retry.run(self.net:retry_context(self, true), "result", function(left)
         return self:_result_once(left)
       end)
       if self.finished.set then return end
@@ -445,7 +447,7 @@ function Job:cancel()
   local id = self.request_id
   local deadline = self.deadline and math.max(self.deadline, runtime.now() + M.CANCEL_GRACE)
     or (runtime.now() + self.client.timeout)
-  local resp, err = self.client:call("cancel", "PUT", self.cancel_url, nil, nil, id,
+  local resp, err = self.net:call("cancel", "PUT", self.cancel_url, nil, nil, id,
     { deadline = deadline, budget = self.budget, request_id = id })
   if not resp then return nil, err end
   local doc = json.decode(resp.body)
@@ -490,7 +492,7 @@ function Job:save(dir, opts)
   local jr = self.life and self.life.journal
   local paths, err, partial, files = save.save(runtime.loop(), res, dir, {
     name = opts.name or self.request_id, max_bytes = c.max_image_bytes, max_images = c.max_images,
-    request_id = self.request_id, retry = c:retry_context(self, false, deadline),
+    request_id = self.request_id, retry = self.net:retry_context(self, false, deadline),
     slots = c.downloads, blob_dir = jr and jr:blob_dir(), own = self.paths, own_files = self.files,
     made = c.made_dirs,
   })

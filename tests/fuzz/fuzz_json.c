@@ -31,7 +31,8 @@ static const char harness[] =
   "  local e = errors.from_http({ status = 500, body = text, headers = {} }, 'fuzz', 'id')\n"
   "  assert(type(e.message) == 'string')\n"
   "  if type(v) == 'table' and type(v.status) == 'string' then\n"
-  "    local job = setmetatable({ client = {}, logs_seen = 0, request_id = 'id' }, { __index = Job._methods })\n"
+  "    local net = { leaks = function(_, s) return s == 'fuzz-key' end }\n"
+  "    local job = setmetatable({ client = {}, net = net, logs_seen = 0, request_id = 'id' }, { __index = Job._methods })\n"
   "    job:_observe(v)\n"
   "  end\n"
   "end\n";
