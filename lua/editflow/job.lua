@@ -172,26 +172,11 @@ function Job:_result_once(left)
     return nil, err
   end
   local doc = lifecycle.output(json.decode(resp.body))
-  if resp.status == 202 or (type(doc) == "table" and RUNNING[doc.status] and doc.images == nil) then
-    return NOT_READY
-  end
-  if resp.status == 400 and type(doc) == "table" and type(doc.detail) == "string"
-      and doc.detail:lower():find("in progress", 1, true) then
-    return NOT_READY
-  end
-  if resp.status < 200 or resp.status > 299 then
+  local meaning = lifecycle.result_answer(resp, doc)
+  if meaning == "running" then return NOT_READY end
+  if meaning ~= "output" then
     local e = errors.from_http(resp, "result", id)
-    -- The job's outcome: an error it carries the type of, or a 4xx other than the credential's.
-    -- The job's outcome: an answer that carries its error type, or a validation refusal (422).
-    -- Any other 4xx (404 after retention, a proxy's 400) says nothing of the job: it stays
-    -- accepted and a new run asks again, never pays again.
-    -- A typed 5xx counts only from the queue itself (x-fal-request-id): an ingress's typed
-    -- 503 in front of it says nothing of the job.
-    local h = resp.headers or {}
-    local typed = e.type ~= nil or h["x-fal-error-type"] ~= nil
-    local st = resp.status
-    e.outcome = (typed and st >= 400 and st ~= 401 and st ~= 403 and st ~= 408 and st ~= 409
-      and st ~= 429 and (st < 500 or h["x-fal-request-id"] ~= nil)) or st == 422
+    e.outcome = lifecycle.result_outcome(resp, e.type)
     return nil, e
   end
   if type(doc) ~= "table" then return nil, bad_answer("result", id) end
@@ -395,8 +380,7 @@ function Job:_run()
         -- The result call decides (SPEC §1): an output with images is a success whatever the
         -- final status said; a status that ended in error with no output is a failure.
         local has_output = type(res.images) == "table"
-        local st_error = (type(st.error) == "string" and st.error ~= "") or type(st.error) == "table"
-        if not has_output and (st_error or st.status ~= "COMPLETED") then
+        if lifecycle.ended_in_error(st, res) then
           return self:_finish(nil, status_failure(self, st, res))
         end
         if has_output and #res.images > c.max_images then  -- our limit, not the job's outcome

@@ -228,6 +228,45 @@ function M.cancelled(err)
   return type(err) == "table" and (err.type == "client_cancelled" or err.status == 499 or err.code == "HTTP_499")
 end
 
+-- lifecycle.result_answer(resp, doc) -> what a result call's answer is (SPEC §1): "running"
+-- (202, a running status without images, fal's 400 "still in progress"), "output" (2xx: the
+-- result), or "error" (then result_outcome says whether it is the job's own).
+local RUNNING = { IN_QUEUE = true, IN_PROGRESS = true }
+function M.result_answer(resp, doc)
+  local st = resp.status
+  if st == 202 or (type(doc) == "table" and RUNNING[doc.status] and doc.images == nil) then return "running" end
+  if st == 400 and type(doc) == "table" and type(doc.detail) == "string"
+      and doc.detail:lower():find("in progress", 1, true) then
+    return "running"
+  end
+  if st >= 200 and st <= 299 then return "output" end
+  return "error"
+end
+
+-- lifecycle.result_outcome(resp, etype) -> whether a result call's error answer is the job's
+-- own outcome: one that carries its error type (`etype`, from the body or X-Fal-Error-Type) --
+-- a 5xx only from the queue itself (x-fal-request-id), never an ingress's typed 503 in front of
+-- it -- or a validation refusal (422). Any other (a 404 after retention, a proxy's 400, the
+-- credential's 401/403, a 429) says nothing of the job: it stays accepted, a new run asks
+-- again and never pays again.
+function M.result_outcome(resp, etype)
+  local st, h = resp.status, resp.headers or {}
+  if st == 422 then return true end
+  local typed = etype ~= nil or h["x-fal-error-type"] ~= nil
+  return typed and st >= 400 and st ~= 401 and st ~= 403 and st ~= 408 and st ~= 409 and st ~= 429
+    and (st < 500 or h["x-fal-request-id"] ~= nil) or false
+end
+
+-- lifecycle.ended_in_error(status, result) -> whether a job whose following ended with final
+-- status `status` and whose result call answered `result` failed: no images, and the status
+-- carries an error or is not COMPLETED (a look-alike's FAILED). Images mean success whatever
+-- the status said: the result call decides.
+function M.ended_in_error(st, res)
+  if type(res) == "table" and type(res.images) == "table" then return false end
+  local st_error = (type(st.error) == "string" and st.error ~= "") or type(st.error) == "table"
+  return st_error or st.status ~= "COMPLETED"
+end
+
 -- lifecycle.output(doc) -> doc: what a result answer holds, in the one shape editflow reads.
 -- fal's image models answer `images: [File]` or, many of them, `image: File` (one object); the
 -- latter gains `images` (a list of that one File; `image` stays), so the journal, saving and
