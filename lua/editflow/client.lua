@@ -860,7 +860,11 @@ function Client:send(body, opts)
     if not life:phase_is("unknown") then life:unknown(err) end
     -- The job may exist: fal's request listing shows it once it has ended.
     if life.fp and err.code ~= "REPEATED_ID" then
-      local found, why = settle_lost(self, life, math.min(job.deadline, runtime.now() + settle_window(self)))
+      local window = math.min(job.deadline - runtime.now(), settle_window(self))
+      events.warning(string.format("a submit's answer was lost (%s); looking for the job in fal's "
+        .. "request listing for up to %.0f s (it lists a request once it has ended); it is not sent again",
+        err.message, window))
+      local found, why = settle_lost(self, life, runtime.now() + window)
       if found then return found end
       err.message = err.message .. "; fal's request listing: " .. tostring(why)
     end
