@@ -791,7 +791,11 @@ function Client:send(body, opts)
     events.emit("resent", job, "cancelled at the queue by an earlier run")
     life:resend()
   end
-  if life.resent then events.emit("resent", nil, "cancelled at the queue by an earlier run") end
+  if life.resent then
+    local id = life.record and life.record.request_id
+    events.emit("resent", self:usable_id(id) and Job.new(self, { request_id = id }) or nil,
+      "cancelled at the queue by an earlier run")
+  end
   if life.decision == "settle" then
     -- a submit of an earlier run: looked for while it may still be running (its intent is
     -- recent), else once
@@ -815,9 +819,17 @@ function Client:send(body, opts)
     if not wire then return nil, uerr end
     body = wire
     -- the body's fingerprint, to find it in fal's request listing should its answer be lost
-    life:intent(self:platform_ok("api") and listing.fingerprint(body) or nil)
+    local fp = self:platform_ok("api") and listing.fingerprint(body) or nil
+    life:intent(fp)
+    -- Every try is journaled: a try the queue certainly did not take is recorded refused at
+    -- once, and the next try writes its own intent first, so a process killed between tries
+    -- (a submit outage's backoff) leaves "refused" -- sent by the next run -- never an intent
+    -- that would be held as if the queue might have the job.
     local got, serr = retry.run(self:retry_context(job, false), "submit", function(left)
-      return submit_once(self, life, u, body, headers, left)
+      if life:phase_is("refused") then life:intent(fp) end
+      local g, e = submit_once(self, life, u, body, headers, left)
+      if not g and lifecycle.failed_submit(e) == "refused" then life:refused(e) end
+      return g, e
     end)
     if not got then return nil, serr end
     life.answered = true
@@ -870,7 +882,7 @@ function Client:send(body, opts)
     end
     err.message = err.message .. "; editflow does not send it again by itself"
       .. (self.journal and " (a new run holds it back unless told --resubmit-unknown)" or "")
-  else
+  elseif not life:phase_is("refused") then
     life:refused(err)  -- certainly not accepted: a new run sends it
   end
   return nil, err

@@ -86,8 +86,15 @@ local function deliver(list, name, job, detail)
     local skip = skips[fn]
     local ok, err = true, nil
     if not (skip and skip[name]) then ok, err = pcall(M.call, "subscriber", fn, name, job, detail) end
-    if not ok and name ~= "warning" then
-      warn("editflow: an events subscriber failed: ", tostring(err))
+    if not ok then
+      -- told as a warning event when another subscriber of the shared hub can hear it (the
+      -- host's display shows warnings), else -- or when it failed on a warning -- to warn()
+      local others = #subscribers > (list == subscribers and 1 or 0)
+      if name ~= "warning" and others then
+        M.emit("warning", nil, "an events subscriber failed: " .. tostring(err))
+      else
+        warn("editflow: an events subscriber failed: ", tostring(err))
+      end
     end
   end
 end

@@ -60,6 +60,7 @@ Life.__index = Life
 -- The legal transitions: phase -> event -> the phase it leads to. Every Life method below
 -- moves through here, and an event its phase does not list raises: a bug, never a
 -- quiet wrong record. "unknown" may still become "accepted" (found in fal's request listing);
+-- "refused" takes a new "intent" when the same submit is tried again;
 -- "accepted" goes back to "new" only when an earlier run's cancel took (resend); a cancel may
 -- be asked of a job that has just ended; saving again (another folder) stays "saved".
 M.TRANSITIONS = {
@@ -70,7 +71,7 @@ M.TRANSITIONS = {
   done = { saved = "saved", cancel = "done" },
   saved = { saved = "saved", cancel = "saved" },
   failed = { cancel = "failed" },
-  refused = {},
+  refused = { intent = "sending" },  -- a try not taken; the next try of the same submit
 }
 M.EVENTS = { "intent", "accepted", "refused", "unknown", "finished", "failed", "cancel", "saved", "resend" }
 
@@ -121,7 +122,8 @@ function M.paid(client, body, ahead)
   local seeded = M.is_seeded(body)
   local _, rec = lookup(client, jr, jr:peek_key(client.endpoint, body, seeded, ahead), seeded)
   local st = rec and rec.state
-  return st == "done" or st == "accepted" or st == "intent" or st == "unknown"
+  -- (an accepted job an interrupted run asked to cancel may be sent anew: not paid for yet)
+  return st == "done" or (st == "accepted" and not rec.cancel_requested) or st == "intent" or st == "unknown"
 end
 
 -- lifecycle.begin(client, body) -> life, with life.decision one of

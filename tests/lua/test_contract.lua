@@ -395,4 +395,26 @@ T.case("a client's own subscribers hear its jobs only", function()
   T.raises(function() c1:subscribe(42) end, "expects a function")
 end)
 
+T.case("a subscriber that fails is told as a warning to the others (the host shows warnings)", function()
+  local warned = {}
+  local off1 = editflow.subscribe(function(name) if name == "finished" then error("subscriber bug") end end)
+  local off2 = editflow.subscribe(function(name, _, d) if name == "warning" then warned[#warned + 1] = d end end)
+  assert(client():edit { prompt = "warned", image_urls = { "https://example.com/a.png" } })
+  off1() off2()
+  T.ok(#warned >= 1, "a warning came")
+  T.contains(warned[1], "subscriber bug", "naming what failed")
+end)
+
+T.case("a grid's spent sum counts only jobs the queue may have taken", function()
+  local f = T.sandbox { "--job-time", "0.01" }
+  f.control { outage = { seconds = 60, routes = { "submit" }, status = 503 } }
+  local d = T.tmpdir()
+  local c = client({ journal = d, retry = { attempts = 2, base = 0.01, cap = 0.02 } }, f.url)
+  local s = editflow.experiment { name = "refused", out = d, client = c, prompt = "p ${n}", vars = { n = { "1", "2" } },
+    seeds = { 1 }, images = { "https://example.com/a.png" }, price = 0.02 }
+  T.eq(s.failed, 2, "both refused")
+  T.eq(s.spent, 0, "nothing counted as spent")
+  f.stop()
+end)
+
 T.run()

@@ -389,6 +389,9 @@ T.case("a job an interrupted run cancelled is followed first, then sent anew onc
   assert(job:cancel())
   c.journal:close()
   local again = client(sb, { journal = d })
+  local lifecycle = require "editflow.lifecycle"
+  T.eq(lifecycle.paid(again, again:prepare(input)), false, "a job whose cancel was asked may be sent anew: "
+    .. "its price counts in a plan and a budget")
   local told = {}
   local off = require("editflow.events").subscribe(function(name, j, detail)
     -- (the first run's own job, still followed in this process, reports its cancel: not counted)
@@ -426,13 +429,16 @@ T.case("a job whose earlier run saw its cancel take is sent anew, and that is sa
   local _, err = job:wait()  -- this run sees the cancel take: the journal says failed (client_cancelled)
   T.ok(err and require("editflow.lifecycle").cancelled(err), "ended cancelled")
   c.journal:close()
-  local told = 0
-  local off = require("editflow.events").subscribe(function(name) if name == "resent" then told = told + 1 end end)
+  local told, about = 0, nil
+  local off = require("editflow.events").subscribe(function(name, j)
+    if name == "resent" then told, about = told + 1, j and j.request_id end
+  end)
   local again = client(sb, { journal = d })
   local res = again:edit(input)
   off()
   T.ok(res, "done by a new request")
   T.eq(told, 1, "the re-run says it sends it anew")
+  T.eq(about, job.request_id, "naming the request the earlier run had")
   T.eq(#sb.jobs(), 2, "one new request")
   again.journal:close()
   os.execute("rm -rf " .. T.quote(d))
@@ -453,6 +459,32 @@ T.case("an ingress's typed 503 on the result is a passing fault, not the job's o
   local again = batch(client(sb, { journal = d }), n, d)
   T.eq(select(2, totals(sb)), submits + got.unknown - (again.codes.UNKNOWN or 0), "a re-run pays for nothing done")
   T.eq(sb.stats().duplicate_submits, 0, "still no duplicate")
+  os.execute("rm -rf " .. T.quote(d))
+  sb.stop()
+end)
+
+T.case("every refused try of a submit is journaled: a process killed between tries leaves it refused", function()
+  local sb = T.sandbox { "--job-time", "0.01" }
+  local d = T.tmpdir()
+  sb.control { outage = { seconds = 30, routes = { "submit" }, status = 503 } }
+  local c = client(sb, { journal = d, retry = { attempts = 3, base = 0.05, cap = 0.1 } })
+  local input = { prompt = "refused tries", image_urls = { URL }, seed = 2 }
+  local job, err = c:submit(input)
+  T.eq(job, nil, "not taken")
+  T.ok(not err.maybe_submitted, "certainly not taken")
+  c.journal:close()
+  local kinds = {}
+  for line in io.lines(d .. "/.editflow-journal.jsonl") do
+    local rec = json.decode(line)
+    if rec.t == "intent" or rec.t == "refused" then kinds[#kinds + 1] = rec.t end
+  end
+  T.eq(table.concat(kinds, ","), "intent,refused,intent,refused,intent,refused", "each try: its intent, then refused")
+  -- what a kill between tries leaves: the journal up to a refused record: sent by the next run
+  sb.control { outage = json.null }
+  local again = client(sb, { journal = d })
+  T.eq(require("editflow.lifecycle").paid(again, again:prepare(input)), false, "not counted as paid")
+  assert(again:edit(input))
+  again.journal:close()
   os.execute("rm -rf " .. T.quote(d))
   sb.stop()
 end)

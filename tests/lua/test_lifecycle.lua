@@ -17,7 +17,7 @@ local LIFE = {
   done     = { saved = "saved", cancel = "done" },
   saved    = { saved = "saved", cancel = "saved" },
   failed   = { cancel = "failed" },
-  refused  = {},
+  refused  = { intent = "sending" },
 }
 local EVENTS = { "intent", "accepted", "refused", "unknown", "finished", "failed", "cancel", "saved", "resend" }
 

@@ -281,6 +281,10 @@ function M.run(spec)
     if not result then
       -- what the job's end means for the run is editflow.lifecycle's (lifecycle.report)
       local how = lifecycle.report(j ~= nil, err, runtime.stopping())
+      if not j and lifecycle.failed_submit(err) == "refused" and not reused then
+        -- certainly not taken by the queue (refused, not sent): nothing was spent on it
+        summary.spent, rec.cost_estimate = summary.spent - job.cost, 0
+      end
       if how == "skipped" then return not_sent(rec, err) end
       rec.error = { code = err.code, message = err.message, type = err.type }
       if how == "interrupted" then
