@@ -46,8 +46,13 @@ local function exists(path)
   return f ~= nil
 end
 
--- Whether the file at `path` holds exactly these bytes.
+-- Whether the file at `path` holds exactly these bytes (a string), or the bytes of this digest
+-- ({size, sha256}: a download, never read into memory).
 local function same_content(path, bytes)
+  if type(bytes) == "table" then
+    local sum, size = core.sha256_file(path)
+    return sum ~= nil and size == bytes.size and sum == bytes.sha256
+  end
   local f = io.open(path, "rb")
   if not f then return false end
   local same = f:seek("end") == #bytes
@@ -100,10 +105,10 @@ local function kept(path, rec, dir)
   local id, size = identity(here)
   if not id then return nil, "no longer there" end
   if rec and size ~= rec.size then return nil, "changed since it was saved" end
-  local bytes = core.read_file(here, size + 1)
-  if not bytes then return nil, "no longer readable" end
-  local d = digest(bytes)
-  if rec and d.sha256 ~= rec.sha256 then return nil, "changed since it was saved" end
+  local sum, n = core.sha256_file(here)
+  if not sum then return nil, "no longer readable" end
+  local d = { size = n, sha256 = sum }
+  if rec and (d.sha256 ~= rec.sha256 or n ~= rec.size) then return nil, "changed since it was saved" end
   return here, d
 end
 
@@ -171,14 +176,16 @@ local function download_once(loop, dir, u, stem, opts, left, got)
     if not ext then
       err = fail("BAD_IMAGE", "download " .. stem .. ": the server sent something that is not an image", opts.request_id)
     else
-      -- Read once: compared with a file already under the name, and its digest recorded.
-      local bytes, rerr = core.read_file(resp.file, math.maxinteger)
-      if not bytes then err = fail("FILE_WRITE", "download " .. stem .. ": " .. tostring(rerr), opts.request_id) end
+      -- Its digest, read in pieces (never the image in Lua's memory): compared with a file
+      -- already under the name, and recorded.
+      local sum, size_or_err = core.sha256_file(resp.file)
+      local mine = sum and { size = size_or_err, sha256 = sum }
+      if not mine then err = fail("FILE_WRITE", "download " .. stem .. ": " .. tostring(size_or_err), opts.request_id) end
       -- The name is taken between the look and the commit only by another process; the
       -- commit never replaces, so look again then.
-      for _ = 1, bytes and 10 or 0 do
+      for _ = 1, mine and 10 or 0 do
         local already
-        path, already = target(dir, stem, ext, opts, bytes)
+        path, already = target(dir, stem, ext, opts, mine)
         if not path then
           err = fail("FILE_WRITE", "download " .. stem .. ": no free file name", opts.request_id)
           break
@@ -189,7 +196,7 @@ local function download_once(loop, dir, u, stem, opts, left, got)
         path = nil
         if code ~= "EXISTS" then err = fail("FILE_WRITE", cerr, opts.request_id) break end
       end
-      if path then got.digest = digest(bytes)
+      if path then got.digest = mine
       elseif not err then  -- every name tried was taken meanwhile: a failure, never nil, nil
         err = fail("FILE_WRITE", "download " .. stem .. ": no free file name", opts.request_id)
       end

@@ -180,6 +180,7 @@ void ef_safe_name(const char *in, size_t n, char *out, size_t outlen);
 
 /* SHA-256 of the bytes into out. 0, or -1 when libcrypto failed. */
 int ef_sha256(const void *p, size_t n, unsigned char out[32]);
+int ef_sha256_file(const char *path, unsigned char out[32], long long *size); /* 0, or -1 + errno */
 /* Ed25519 (RFC 8032, pure): 1 when sig is pub's signature of msg, 0 when not (also for a key
 ** that is not 32 bytes or a signature that is not 64), -1 when libcrypto failed. */
 int ef_ed25519_verify(const unsigned char *pub, size_t publen, const void *msg, size_t n,

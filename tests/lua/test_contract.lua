@@ -365,6 +365,22 @@ T.case("an equal body another client sent earlier is not this job's", function()
   f.stop()
 end)
 
+T.case("core.sha256_file: a saved image's digest, read in pieces", function()
+  local d = T.tmpdir()
+  local bytes = string.rep("editflow", 20000) .. "\0tail"  -- 160 KB: several 64 KB pieces
+  assert(core.write_file(d .. "/x.bin", bytes))
+  local sum, size = core.sha256_file(d .. "/x.bin")
+  local want = core.sha256(bytes):gsub(".", function(ch) return string.format("%02x", ch:byte()) end)
+  T.eq(sum, want, "the same digest as of the bytes")
+  T.eq(size, #bytes, "and the size")
+  assert(core.write_file(d .. "/empty", ""))
+  T.eq(select(2, core.sha256_file(d .. "/empty")), 0, "an empty file")
+  local none, why = core.sha256_file(d .. "/missing")
+  T.eq(none, nil, "a missing file")
+  T.ok(type(why) == "string" and #why > 0, "says why")
+  T.raises(function() core.sha256_file(d .. "/x.bin\0.png") end, "NUL")
+end)
+
 T.case("jobs in flight and submits in doubt belong to their client", function()
   local Job = require "editflow.job"
   local c1, c2 = client(), client()
