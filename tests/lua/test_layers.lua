@@ -4,9 +4,6 @@
 -- cli/ may require anything. Also: nothing below the host prints -- the library tells through
 -- editflow.events and the host shows.
 local T = require "testlib"
-local core = require "editflow.core"
-
-local ROOT = T.source_dir .. "/lua/editflow"
 
 -- 1 core, 2 experiment, 3 the public face, 4 the host's command line.
 local function layer(mod)
@@ -16,23 +13,7 @@ local function layer(mod)
   return 1
 end
 
-local function modules()
-  local list = {}
-  local function walk(dir, prefix)
-    for _, name in ipairs(core.listdir(dir) or {}) do
-      local path = dir .. "/" .. name
-      if name:find("%.lua$") then
-        local stem = name:gsub("%.lua$", "")
-        local mod = stem == "init" and prefix or (prefix .. "." .. stem)
-        list[#list + 1] = { mod = mod, path = path }
-      elseif core.listdir(path) then
-        walk(path, prefix .. "." .. name)
-      end
-    end
-  end
-  walk(ROOT, "editflow")
-  return list
-end
+local modules = T.modules
 
 local function requires(text)
   local out = {}

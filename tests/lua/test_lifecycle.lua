@@ -4,7 +4,6 @@
 -- a job's phase or when the library switches on an error's message text.
 local T = require "testlib"
 local editflow = require "editflow"
-local core = require "editflow.core"
 local lifecycle = require "editflow.lifecycle"
 local errors = require "editflow.errors"
 
@@ -113,14 +112,7 @@ end)
 -- The Lua files under lua/editflow (recursively), with their text.
 local function sources()
   local out = {}
-  local function walk(dir, rel)
-    for _, name in ipairs(core.listdir(dir) or {}) do
-      local path = dir .. "/" .. name
-      if name:find("%.lua$") then out[#out + 1] = { rel = rel .. name, text = T.read(path) }
-      elseif core.listdir(path) then walk(path, rel .. name .. "/") end
-    end
-  end
-  walk(T.source_dir .. "/lua/editflow", "")
+  for _, m in ipairs(T.modules()) do out[#out + 1] = { rel = m.rel, text = T.read(m.path) } end
   return out
 end
 

@@ -83,6 +83,27 @@ function T.list_dir(dir)
   return out
 end
 
+-- T.modules() -> every Lua module under lua/editflow: { mod = "editflow.x.y", path = file,
+-- rel = "x/y.lua" }, walking folders (init.lua is its folder's module).
+function T.modules()
+  local core = require "editflow.core"
+  local list = {}
+  local function walk(dir, prefix, rel)
+    for _, name in ipairs(core.listdir(dir) or {}) do
+      local path = dir .. "/" .. name
+      if name:find("%.lua$") then
+        local stem = name:gsub("%.lua$", "")
+        local mod = stem == "init" and prefix or (prefix .. "." .. stem)
+        list[#list + 1] = { mod = mod, path = path, rel = rel .. name }
+      elseif core.listdir(path) then
+        walk(path, prefix .. "." .. name, rel .. name .. "/")
+      end
+    end
+  end
+  walk(T.source_dir .. "/lua/editflow", "editflow", "")
+  return list
+end
+
 -- Blocking GET/POST to the sandbox's introspection routes (no credential needed there).
 local loop = core.loop()
 local function fetch(method, u, body)
