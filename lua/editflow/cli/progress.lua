@@ -171,13 +171,17 @@ local function note_resent(job, detail)
 end
 
 -- The earliest deadline of the jobs in flight as a wall-clock "HH:MM", or nil without any.
+-- The wall clock minus the monotonic one, taken once: a deadline shown as HH:MM never flips
+-- between two minutes from one look to the next (os.time's whole seconds jitter by one).
+local wall_offset
 local function retry_until()
   local first
   for _, job in ipairs(require("editflow.job").live()) do
     if job.deadline and (not first or job.deadline < first) then first = job.deadline end
   end
   if not first then return nil end
-  return os.date("%H:%M", math.floor(os.time() + (first - core.monotime()) + 0.5))
+  wall_offset = wall_offset or (core.walltime() - core.monotime())
+  return os.date("%H:%M", math.floor(first + wall_offset))
 end
 
 function M.outage_text(now)
