@@ -37,7 +37,23 @@ Client.__index = Client
 Client.__name = "editflow.Client"
 
 local secrets = setmetatable({}, { __mode = "k" })  -- client -> Authorization header line
-local keys = setmetatable({}, { __mode = "k" })     -- client -> the credential itself
+local keys = setmetatable({}, { __mode = "k" })     -- client -> { key, its parts of 8+ bytes }
+
+-- The credential and the parts of it a server's echo is searched for, made once per client:
+-- the whole key, and for an id:secret key each half, when 8 bytes or longer (a shorter one --
+-- a proxy's test token -- counts only where a string equals the key: as a substring it would
+-- match genuine ids); with each part's pattern for gsub.
+local function secret_parts(key)
+  local list = { key = key, patterns = {} }
+  local id, secret = key:match("^([^:]+):(.+)$")
+  for _, part in ipairs { key, id, secret } do
+    if #part >= 8 then
+      list[#list + 1] = part
+      list.patterns[#list] = part:gsub("%W", "%%%0")
+    end
+  end
+  return list
+end
 
 local OPTIONS = {
   max_connections = "number",
@@ -159,7 +175,7 @@ function M.new(opts)
   if key then
     check_header_value("key", key)
     secrets[self] = "Authorization: " .. (auth == "key" and "Key " or "Bearer ") .. key
-    keys[self] = key
+    keys[self] = secret_parts(key)
   end
 
   local endpoint, app = M.parse_endpoint(opts.endpoint or env("EDITFLOW_ENDPOINT") or M.DEFAULT_ENDPOINT)
@@ -331,21 +347,12 @@ function Client:has_key() return secrets[self] ~= nil end
 -- client:leaks(s) -> whether a string a server sent holds this client's credential (or its
 -- id or secret half): such a string is never used as a request id, written to a file name,
 -- the journal or the terminal. A hostile or broken server may echo what it was sent.
--- (A key shorter than 8 bytes -- a proxy's test token -- counts only when a string equals it:
--- as a substring it would match genuine ids.)
-local function secret_parts(k)
-  local parts = { k }
-  local id, secret = k:match("^([^:]+):(.+)$")
-  if id then parts[2], parts[3] = id, secret end
-  return parts
-end
-
 function Client:leaks(s)
   local k = keys[self]
   if type(s) ~= "string" or not k then return false end
-  if s == k then return true end
-  for _, part in ipairs(secret_parts(k)) do
-    if #part >= 8 and s:find(part, 1, true) then return true end
+  if s == k.key then return true end
+  for _, part in ipairs(k) do
+    if s:find(part, 1, true) then return true end
   end
   return false
 end
@@ -355,12 +362,8 @@ end
 function Client:scrub(s)
   if not self:leaks(s) then return s end
   local k = keys[self]
-  if s == k then return "(credential withheld)" end
-  for _, part in ipairs(secret_parts(k)) do
-    if #part >= 8 then
-      s = s:gsub(part:gsub("%W", "%%%0"), "(credential withheld)")
-    end
-  end
+  if s == k.key then return "(credential withheld)" end
+  for i, part in ipairs(k) do s = s:gsub(k.patterns[i], "(credential withheld)") end
   return s
 end
 

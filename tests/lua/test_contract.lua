@@ -13,16 +13,9 @@ local client_mod = require "editflow.client"
 local lifecycle = require "editflow.lifecycle"
 
 local sb = T.sandbox { "--job-time", "0.01", "--workers", "8" }
-local A = T.source_dir .. "/tests/fixtures/a.png"
 local work = T.tmpdir()
-local n = 0
 
-local function photo()
-  n = n + 1
-  local path = string.format("%s/photo-%d-%d.png", work, n, os.time())
-  assert(core.write_file(path, T.read(A) .. "\0contract-" .. n .. "-" .. tostring(os.clock())))
-  return path
-end
+local function photo() return T.new_photo(work, "contract") end
 
 local function client(extra, url)
   url = url or sb.url

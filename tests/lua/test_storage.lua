@@ -13,12 +13,7 @@ local work = T.tmpdir()
 local n = 0
 
 -- A copy of a.png with a tail of its own: a new content, so no earlier upload is remembered.
-local function photo()
-  n = n + 1
-  local path = string.format("%s/photo-%d-%d.png", work, n, os.time())
-  assert(core.write_file(path, T.read(A) .. "\0editflow-test-" .. n .. "-" .. tostring(os.clock())))
-  return path
-end
+local function photo() return T.new_photo(work, "editflow-test") end
 
 -- The bytes at a URL, fetched by Python's standard library (a test's own look at the sandbox).
 local function get(u)

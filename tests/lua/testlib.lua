@@ -83,6 +83,17 @@ function T.list_dir(dir)
   return out
 end
 
+-- T.new_photo(dir, tag) -> a copy of tests/fixtures/a.png in dir with a tail of its own: new
+-- content each call, so no earlier upload of it is remembered anywhere.
+local photos = 0
+function T.new_photo(dir, tag)
+  photos = photos + 1
+  local path = string.format("%s/photo-%d-%d.png", dir, photos, os.time())
+  local bytes = T.read(T.source_dir .. "/tests/fixtures/a.png")
+  assert(require("editflow.core").write_file(path, bytes .. "\0" .. tag .. "-" .. photos .. "-" .. tostring(os.clock())))
+  return path
+end
+
 -- T.modules() -> every Lua module under lua/editflow: { mod = "editflow.x.y", path = file,
 -- rel = "x/y.lua" }, walking folders (init.lua is its folder's module).
 function T.modules()
