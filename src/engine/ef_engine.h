@@ -194,8 +194,9 @@ typedef struct ef_sse {
   ef_buf line;   /* the current, unfinished line */
   ef_buf data;   /* the current event's data so far */
   size_t max;    /* limit for one line and for one event */
-  int has_data;
-  int after_cr;
+  int has_data;  /* a data field was seen since the last dispatch (the spec's non-empty buffer) */
+  int after_cr;  /* the last byte was a CR: an LF next is the rest of that line end */
+  int bom;       /* bytes of a leading UTF-8 BOM matched so far, or -1 once past the start */
   int failed;
 } ef_sse;
 

@@ -1,8 +1,9 @@
 /*
 ** test_decode.c — the engine's readers of remote bytes that need no server: the JSON pull
-** parser (ef_json.c) and image dimensions (ef_image_size in ef_codec.c). Each JSON case is
-** the text and the events it must give, written as a compact trace, or the exact error
-** message. Image headers are built by hand, byte by byte, for each format, and every
+** parser (ef_json.c), the event-stream parser (ef_sse.c) and image dimensions (ef_image_size
+** in ef_codec.c). Each JSON case is the text and the events it must give, written as a
+** compact trace, or the exact error message; each event stream, the events it dispatches,
+** whole and cut into pieces at every byte. Image headers are built by hand, byte by byte, for each format, and every
 ** truncation of each must be refused without reading past its end. Prints
 ** "N passed, N failed"; exits non-zero on any failure.
 */
@@ -305,6 +306,179 @@ static void test_json_locale(void) {
   setlocale(LC_NUMERIC, "C");
 }
 
+/* ---- server-sent events ---- */
+
+/* Appends one dispatched event to the trace (ud, an ef_buf) as [payload], its bytes shown
+** as they are except LF \n, CR \r and anything unprintable or a bracket or backslash \xHH. */
+static int sse_collect(void *ud, const char *d, size_t n) {
+  ef_buf *b = ud;
+  ef_buf_append(b, "[", 1);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)d[i];
+    char e[8];
+    if (c == '\n' || c == '\r')
+      snprintf(e, sizeof e, "\\%c", c == '\n' ? 'n' : 'r');
+    else if (c < 0x20 || c > 0x7E || c == '[' || c == ']' || c == '\\')
+      snprintf(e, sizeof e, "\\x%02X", c);
+    else
+      snprintf(e, sizeof e, "%c", c);
+    ef_buf_append(b, e, strlen(e));
+  }
+  ef_buf_append(b, "]", 1);
+  return 0;
+}
+
+/* Feeds s (n bytes) to a new parser in the pieces that the k ascending cuts make, each piece
+** copied to a block of its exact size (ASan sees a read past it); out gets the trace, with
+** "E" at the end when a feed failed. */
+static void sse_run(const char *s, size_t n, size_t max, const size_t *cuts, size_t k, ef_buf *out) {
+  ef_sse p;
+  int stopped = 0;
+  size_t at = 0;
+  ef_buf_reset(out);
+  ef_sse_init(&p, max);
+  for (size_t c = 0; c <= k; c++) {
+    size_t end = c < k ? cuts[c] : n;
+    char *piece = malloc(end > at ? end - at : 1);
+    memcpy(piece, s + at, end - at);
+    if (ef_sse_feed(&p, piece, end - at, sse_collect, out) != 0)
+      stopped = 1;
+    free(piece);
+    at = end;
+  }
+  if (stopped)
+    ef_buf_append(out, "E", 1);
+  ef_sse_free(&p);
+}
+
+static int sse_same(const ef_buf *got, const char *want) {
+  return strcmp(got->data ? got->data : "", want) == 0;
+}
+
+/* The stream must dispatch exactly want whole, cut once at every byte, cut twice at every
+** pair of bytes (an empty middle piece included), and fed one byte at a time. */
+static void expect_sse(const char *s, size_t n, size_t max, const char *want, int line) {
+  ef_buf got = {0};
+  char where[64] = "whole";
+  size_t *cuts = malloc((n ? n : 1) * sizeof *cuts);
+  sse_run(s, n, max, NULL, 0, &got);
+  int ok = sse_same(&got, want);
+  for (size_t a = 0; ok && a <= n; a++) {
+    cuts[0] = a;
+    sse_run(s, n, max, cuts, 1, &got);
+    if (!(ok = sse_same(&got, want)))
+      snprintf(where, sizeof where, "cut at %zu", a);
+    for (size_t b = a; ok && b <= n; b++) {
+      cuts[1] = b;
+      sse_run(s, n, max, cuts, 2, &got);
+      if (!(ok = sse_same(&got, want)))
+        snprintf(where, sizeof where, "cut at %zu and %zu", a, b);
+    }
+  }
+  if (ok && n > 1) {
+    for (size_t i = 1; i < n; i++)
+      cuts[i - 1] = i;
+    sse_run(s, n, max, cuts, n - 1, &got);
+    if (!(ok = sse_same(&got, want)))
+      snprintf(where, sizeof where, "one byte at a time");
+  }
+  if (ok) {
+    passed++;
+  } else {
+    failed++;
+    fprintf(stderr, "FAIL %s:%d: event stream (%s)\n  got  %s\n  want %s\n", __FILE__, line, where,
+            got.data ? got.data : "", want);
+  }
+  free(cuts);
+  ef_buf_free(&got);
+}
+
+#define SSE(stream, want) expect_sse(stream, sizeof stream - 1, 0, want, __LINE__)
+#define SSE_MAX(stream, max, want) expect_sse(stream, sizeof stream - 1, max, want, __LINE__)
+
+static int sse_stop(void *ud, const char *d, size_t n) {
+  (void)d;
+  (void)n;
+  ++*(int *)ud;
+  return 1;
+}
+
+static void test_sse(void) {
+  /* line ends: LF, CRLF, a lone CR, and mixed within one event and one stream */
+  SSE("data: one\n\n", "[one]");
+  SSE("data: one\r\n\r\n", "[one]");
+  SSE("data: one\r\r", "[one]");
+  SSE("data: a\r\ndata: b\rdata: c\ndata: d\r\n\r\ndata: e\n\r\n", "[a\\nb\\nc\\nd][e]");
+  SSE("data: a\r\rdata: b\r\n\ndata: c\n\r", "[a][b][c]");
+  SSE("data: a\n\rdata: b\n\n", "[a][b]");             /* LF then CR: two line ends */
+  SSE("data: a\r\r\ndata: b\r\n\n", "[a][b]");         /* CR, then CRLF: two */
+  SSE("data: a\r\n\r\r\ndata: b\n\n", "[a][b]");       /* CRLF, CR, LF: three (one stray blank) */
+  /* multi-line events, CRLF or CR inside: one event, its lines joined by LF */
+  SSE("data: {\"status\":\"IN_QUEUE\",\r\ndata: \"queue_position\":2}\r\n\r\n"
+      "data: {\"status\":\r\ndata:\"COMPLETED\"}\r\n\r\n",
+      "[{\"status\":\"IN_QUEUE\",\\n\"queue_position\":2}][{\"status\":\\n\"COMPLETED\"}]");
+  SSE("data: 1\rdata: 2\rdata: 3\r\rdata: 4\r\r", "[1\\n2\\n3][4]");
+  SSE("data: a\ndata\ndata: b\r\n\r\n", "[a\\n\\nb]");
+  /* the value: one leading space dropped, no more; nothing else trimmed */
+  SSE("data:  x\n\n", "[ x]");
+  SSE("data:   x \r\n\r\n", "[  x ]");
+  SSE("data:x\n\n", "[x]");
+  SSE("data:\tx\n\n", "[\\x09x]");
+  SSE("data: \n\n", "[]");
+  SSE("data:  \n\n", "[ ]");
+  SSE("data: a\ndata:  b\ndata:c\n\n", "[a\\n b\\nc]");
+  /* the name runs up to the first colon; no colon: a field with an empty value */
+  SSE("data: a: b\n\n", "[a: b]");
+  SSE("data::x\n\n", "[:x]");
+  SSE("data:: x\n\n", "[: x]");
+  SSE("data\n\n", "[]");
+  SSE("data\r\ndata\r\n\r\n", "[\\n]");
+  SSE("data:\n\n", "[]");
+  /* comments and other fields change nothing; names are exact and case-sensitive */
+  SSE(": ping\n\n", "");
+  SSE(":data: x\n\n", "");
+  SSE(": a\r\ndata: y\r\n:\r\n: z\r\n\r\n", "[y]");
+  SSE("event: status\nid: 7\nretry: 100\nfoo: bar\nfoo\ndata: x\n\n", "[x]");
+  SSE("event: status\nid: 7\n\ndata: x\n\n", "[x]");   /* no data: nothing dispatched */
+  SSE("Data: x\n\ndata : x\n\n data: x\n\ndataa: x\n\ndat: x\n\ndatadata\n\n", "");
+  SSE("data\x00: x\n\n", "");
+  SSE("data: a\x00" "b\n\n", "[a\\x00b]");
+  SSE("\n\n\r\n\r\r\n", "");
+  /* a UTF-8 BOM: skipped once, at the very start only */
+  SSE("\xEF\xBB\xBF" "data: a\n\n", "[a]");
+  SSE("\xEF\xBB\xBF\r\ndata: a\n\n", "[a]");
+  SSE("\xEF\xBB\xBF\xEF\xBB\xBF" "data: a\n\ndata: b\n\n", "[b]"); /* the second is text */
+  SSE("data: a\n\n\xEF\xBB\xBF" "data: b\n\n", "[a]");
+  SSE("\xEF\xBB" "data: a\n\ndata: b\n\n", "[b]");                  /* half a BOM is text */
+  SSE("\xEF" "\n" "data: a\n\n", "[a]");
+  SSE("\xEF\xBB\r" "data: a\n\n", "[a]");
+  SSE("data: \xEF\xBB\xBF\n\n", "[\\xEF\\xBB\\xBF]");
+  /* the end of the stream without a blank line dispatches nothing */
+  SSE("data: a\n\ndata: b\n", "[a]");
+  SSE("data: a\r\n\r\ndata: b", "[a]");
+  SSE("data: a\r\rdata: b\r", "[a]");
+  SSE("data: a", "");
+  SSE("", "");
+  /* the limit, for one line (its end not counted, a half BOM counted) and for one event */
+  SSE_MAX(":1234567\r\ndata:12\r\ndata:12\r\ndata:12\r\n\r\n", 8, "[12\\n12\\n12]");
+  SSE_MAX(":12345678\n", 8, "E");
+  SSE_MAX("data:12\ndata:12\ndata:12\ndata:\n\n", 8, "E");
+  SSE_MAX("data:1234\ndata:12345\n\n", 10, "[1234\\n12345]");
+  SSE_MAX("data:12345\ndata:12345\n\n", 10, "E");
+  SSE_MAX("\xEF\xBB\xBF" ":1234567\ndata: 1\n\n", 8, "[1]");
+  SSE_MAX("\xEF\xBB" "1234567\ndata: 1\n\n", 8, "E");
+  SSE_MAX("data:1\n\n:123456789\ndata:2\n\n", 8, "[1]E"); /* events before it, none after */
+  /* a callback that answers non-zero stops the feed, and the parser stays stopped */
+  {
+    ef_sse p;
+    int calls = 0;
+    ef_sse_init(&p, 0);
+    CHECK(ef_sse_feed(&p, "data: a\n\ndata: b\n\n", 18, sse_stop, &calls) == -1 && calls == 1);
+    CHECK(ef_sse_feed(&p, "data: c\n\n", 9, sse_stop, &calls) == -1 && calls == 1);
+    ef_sse_free(&p);
+  }
+}
+
 /* ---- image sizes ---- */
 
 static void put_be32(unsigned char *p, unsigned v) {
@@ -429,6 +603,7 @@ int main(void) {
   test_json_errors();
   test_json_depth();
   test_json_locale();
+  test_sse();
   test_image_size();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
