@@ -3,8 +3,9 @@
 # shapes of submit/status/stream/result/cancel answers, the /files CDN route, the SSE
 # producer, the /_sandbox/{stats,jobs,reset,health,control} routes, the run-time faults set
 # through /_sandbox/control (outage, repeated request ids, hostile field types, keep-alive
-# interval) and the counters. Never logs or echoes a credential. fal's platform routes (schema,
-# pricing, storage, the upload CDN) live in falplatform.py; this file only routes to them.
+# interval, refused submits, released [endless] jobs) and the counters. Never logs or echoes a
+# credential. fal's platform routes (schema, pricing, storage, the upload CDN) live in
+# falplatform.py; this file only routes to them.
 
 import asyncio
 import hmac
@@ -16,16 +17,17 @@ import images
 import falplatform
 from faults import AFTER_WORK, Faults, bare_500
 from httpd import Response, Stream
-from jobqueue import COMPLETED, IN_QUEUE, JobQueue, new_id
+from jobqueue import COMPLETED, IN_QUEUE, JobQueue, new_id, pad_url
 from validate import validate
 
 ROUTES = ("submit", "status", "stream", "result", "cancel", "files", "other")
 NAMESPACES = ("workflows", "comfy")   # endpoint ids whose app has three parts (SPEC §8)
 QUEUE_ROUTES = ROUTES[:-1]
 CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults",
-                "spoil_submits") + falplatform.CONTROL_KEYS
+                "spoil_submits", "refuse_submits", "release_endless") + falplatform.CONTROL_KEYS
 SPOIL_KINDS = ("lost", "made500", "made500bare")   # spoil_submits: the job is made, the answer spoilt
 TRICKLE_BYTES, TRICKLE_EVERY, TRICKLE_FOR = 2, 1.0, 900.0   # [trickle]: 2 B/s, 15 min at most
+SLOWFILE_STEPS = 20           # [slowfile:S]: the body goes out in this many pieces over S seconds
 # [hostile]: field values a careless client trips on; answers alternate between the two sets
 _HOSTILE = ({"queue_position": {"n": 1}, "logs": "not a list", "metrics": "fast"},
             {"queue_position": True,
@@ -68,6 +70,7 @@ class SandboxApp:
         self.hostile = False
         self.hostile_n = 0          # alternates the hostile variant between status answers
         self.spoil_submits = ["lost", 0]  # [kind, count]: the next accepted submits' answers spoilt
+        self.refuse_submits = [0, 429]    # [count, status]: the next submits refused by the ingress
 
     def _reset_counters(self):
         self.requests = 0
@@ -81,6 +84,10 @@ class SandboxApp:
         self.repeated_ids = 0
         self.logs_asked = {"0": 0, "1": 0}   # status and stream calls with and without logs=1
         self.last_job = None        # the previous accepted job ([repeat_id] answers with it)
+        self.refused_submits = 0    # submits answered by refuse_submits
+        self.padded_requests = 0    # requests whose query carries [longurls:N]'s pad=
+        self.files_in_flight = getattr(self, "files_in_flight", 0)   # /files answers under way
+        self.max_files_in_flight = self.files_in_flight
 
     # ------------------------------------------------------------ entry
 
@@ -100,6 +107,8 @@ class SandboxApp:
         else:
             route, resp = await self._faulty_route(req, path)
         self.by_route[route] += 1
+        if "pad=" in req.query_string:
+            self.padded_requests += 1
         code = str(resp.status)
         self.status_codes[code] = self.status_codes.get(code, 0) + 1
         if not self.quiet:
@@ -113,6 +122,10 @@ class SandboxApp:
         down = self._outage_answer(route)
         if down is not None:
             return route, down
+        if route == "submit" and self.refuse_submits[0] > 0:   # an ingress's refusal: no job
+            self.refuse_submits[0] -= 1
+            self.refused_submits += 1
+            return route, Response.json(self.refuse_submits[1], {"detail": "Injected: submit refused"})
         kind = self.faults.pick(route, req.served) if self.faults else None
         if route == "submit" and self.spoil_submits[1] > 0 and kind is None:
             kind = self.spoil_submits[0]
@@ -227,8 +240,9 @@ class SandboxApp:
 
     def _urls(self, job):
         base = "%s/%s/requests/%s" % (self.public_base, job.app, job.id)
-        return {"response_url": base, "status_url": base + "/status",
-                "cancel_url": base + "/cancel"}
+        n = job.long_urls     # [longurls:N]: each URL padded to exactly N characters
+        return {"response_url": pad_url(base, n), "status_url": pad_url(base + "/status", n),
+                "cancel_url": pad_url(base + "/cancel", n)}
 
     @staticmethod
     def _wants_logs(req):
@@ -385,6 +399,28 @@ class SandboxApp:
     # ------------------------------------------------------------ CDN
 
     async def _file(self, req, name):
+        """A /files answer, counted in files_in_flight from the request until its body is out."""
+        self.files_in_flight += 1
+        self.max_files_in_flight = max(self.max_files_in_flight, self.files_in_flight)
+        try:
+            resp = await self._file_answer(req, name)
+        except BaseException:
+            self.files_in_flight -= 1
+            raise
+        if not isinstance(resp, Stream) or req.method == "HEAD":   # (a HEAD sends no body)
+            self.files_in_flight -= 1
+            return resp
+        producer = resp.producer
+
+        async def counted(send):
+            try:
+                await producer(send)
+            finally:
+                self.files_in_flight -= 1
+        resp.producer = counted
+        return resp
+
+    async def _file_answer(self, req, name):
         if "authorization" in req.headers:
             self.files_with_auth += 1
         token, _, ext = name.partition(".")
@@ -399,9 +435,25 @@ class SandboxApp:
             data = await asyncio.get_running_loop().run_in_executor(None, images.encode, *spec)
         headers = [("Cache-Control", "public, max-age=3600"),
                    ("Content-Type", images.CONTENT_TYPES[spec[2]])]
+        wait = self.queue.filewait.get(token)
+        if wait:                  # [filewait:S]: every download of it answers S seconds late
+            await asyncio.sleep(wait)
         if token in self.queue.trickle:
             return Stream(200, headers, self._trickle(data), length=len(data))
+        slow = self.queue.slowfile.pop(token, None)
+        if slow:                  # [slowfile:S]: its first download's body takes S seconds
+            return Stream(200, headers, self._slow(data, slow), length=len(data))
         return Response(200, data, headers)
+
+    @staticmethod
+    def _slow(data, seconds):
+        """[slowfile:S]: the body in SLOWFILE_STEPS pieces, evenly over S seconds."""
+        async def producer(send):
+            step = max(1, -(-len(data) // SLOWFILE_STEPS))
+            for i in range(0, len(data), step):
+                await asyncio.sleep(seconds / SLOWFILE_STEPS)
+                await send(data[i:i + step])
+        return producer
 
     @staticmethod
     def _trickle(data):
@@ -433,6 +485,9 @@ class SandboxApp:
                 "duplicate_submits": self.duplicate_submits,
                 "submit_bodies": len(self.seen_bodies), "repeated_ids": self.repeated_ids,
                 "logs_asked": dict(self.logs_asked),
+                "refused_submits": self.refused_submits, "padded_requests": self.padded_requests,
+                "files_in_flight": self.files_in_flight,
+                "max_files_in_flight": self.max_files_in_flight,
                 "faults": dict(self.faults.injected) if self.faults else {},
                 **self.platform.stats()}
 
@@ -473,7 +528,7 @@ class SandboxApp:
         n = body.get("repeat_id", 0)
         if type(n) is not int or n < 0:
             return self._bad_control("repeat_id must be an integer >= 0")
-        for k in ("hostile", "reset_faults"):
+        for k in ("hostile", "reset_faults", "release_endless"):
             if k in body and type(body[k]) is not bool:
                 return self._bad_control(k + " must be true or false")
         ka = body.get("keepalive", 1.0)
@@ -484,6 +539,12 @@ class SandboxApp:
                                       and type(spoil.get("count", 1)) is int and spoil.get("count", 1) >= 0):
             return self._bad_control("spoil_submits must be {\"kind\": %s, \"count\": N >= 0}"
                                      % "|".join(SPOIL_KINDS))
+        refuse = body.get("refuse_submits")
+        if refuse is not None and not (isinstance(refuse, dict) and not set(refuse) - {"count", "status"}
+                                       and type(refuse.get("count", 1)) is int and refuse.get("count", 1) >= 0
+                                       and type(refuse.get("status", 429)) is int
+                                       and 400 <= refuse.get("status", 429) <= 599):
+            return self._bad_control("refuse_submits must be {\"count\": N >= 0, \"status\": 400..599}")
         platform_acts, err = self.platform.parse_control(body)
         if err:
             return self._bad_control(err)
@@ -502,6 +563,10 @@ class SandboxApp:
             self.keepalive = float(ka)
         if spoil is not None:
             self.spoil_submits = [spoil["kind"], spoil.get("count", 1)]
+        if refuse is not None:
+            self.refuse_submits = [refuse.get("count", 1), refuse.get("status", 429)]
+        if body.get("release_endless"):
+            self.queue.release_endless()
         return Response.json(200, {"ok": True})
 
     @staticmethod

@@ -3,8 +3,8 @@
 # positions in O(log n) (a Fenwick tree over submit order), change notification (one
 # asyncio.Event per job, one per waiting line), failure triggers in the prompt ([fail:nsfw],
 # [fail:500]/[fail:typed500], [fail:bare500], [fail:proxy], [fail:notimage], [fail:noresult],
-# [slow:S], [endless], [images:N], [bigdata:MB], [trickle]), output images, completion times,
-# counters and loopback webhooks.
+# [slow:S], [endless], [images:N], [bigdata:MB], [trickle], [slowfile:S], [filewait:S],
+# [longurls:N]), output images, completion times, counters and loopback webhooks.
 
 import asyncio
 import json
@@ -30,6 +30,11 @@ NSFW_DETAIL = [{"loc": ["body", "prompt"],
 _SLOW = re.compile(r"\[slow:([0-9]+(?:\.[0-9]*)?)\]")
 _IMAGES = re.compile(r"\[images:([0-9]+)\]")
 _BIGDATA = re.compile(r"\[bigdata:([0-9]+(?:\.[0-9]*)?)\]")
+_SLOWFILE = re.compile(r"\[slowfile:([0-9]+(?:\.[0-9]*)?)\]")
+_FILEWAIT = re.compile(r"\[filewait:([0-9]+(?:\.[0-9]*)?)\]")
+_LONGURLS = re.compile(r"\[longurls:([0-9]+)\]")
+MAX_FILE_SECONDS = 60.0       # [slowfile:S] and [filewait:S] are capped at this
+MAX_URL = 65536               # [longurls:N] is capped at this (httpd reads request lines to 64 KB)
 MAX_IMAGES = 100_000          # [images:N]: every entry shares one file, so only the JSON grows
 MAX_BIGDATA_MB = 100          # [bigdata:MB]: the PNG, its base64 and the result JSON all sit in memory
 BARE500_TIMES = 2             # [fail:bare500]: bare 500s before the real result
@@ -67,6 +72,15 @@ def redact(obj):
     if isinstance(obj, dict):
         return {k: redact(v) for k, v in obj.items()}
     return obj
+
+
+def pad_url(url, n):
+    """url grown to exactly n characters by a query `pad=xxx...` ([longurls:N]); unchanged when
+    n is None or too short to hold the padding."""
+    if n is None:
+        return url
+    extra = n - len(url) - len("?pad=")
+    return url + "?pad=" + "x" * extra if extra >= 0 else url
 
 
 def big_png(png, size):
@@ -135,7 +149,7 @@ class Job:
                  "started_at", "completed_at", "logs", "error", "error_type", "result_status",
                  "result_body", "result_headers", "cancelled", "changed", "cancel_evt", "webhook",
                  "headers", "query", "auth", "job_time", "inference_time", "fail", "deadline",
-                 "gen", "bare500_left", "raw")
+                 "gen", "bare500_left", "raw", "long_urls")
 
     def __init__(self, endpoint, app, body, spec, job_time):
         self.id = new_id()
@@ -165,6 +179,8 @@ class Job:
                      else "noresult" if "[fail:noresult]" in prompt
                      else "endless" if "[endless]" in prompt else None)
         self.bare500_left = BARE500_TIMES if self.fail == "bare500" else 0
+        m = _LONGURLS.search(prompt)     # every URL the queue hands out for it is N characters
+        self.long_urls = min(int(m.group(1)), MAX_URL) if m else None
         self.inference_time = None
         self.deadline = None
         self.gen = 0
@@ -208,6 +224,9 @@ class JobQueue:
         self.files = {}                     # token -> (w, h, fmt, key); kept across resets
         self.not_images = set()             # tokens served as HTML ([fail:notimage])
         self.trickle = set()                # tokens served at 2 bytes/s ([trickle])
+        self.slowfile = {}                  # token -> seconds its first download takes ([slowfile:S])
+        self.filewait = {}                  # token -> seconds every download waits ([filewait:S])
+        self.endless_go = asyncio.Event()   # set by release_endless(): [endless] jobs go on
         self._tasks = []
         self._hooks = set()
         self.ready = asyncio.Queue()        # workers take from here; skips jobs that left
@@ -228,6 +247,12 @@ class JobQueue:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def release_endless(self):
+        """Every [endless] job running now goes on and finishes normally (a later one waits
+        again)."""
+        ev, self.endless_go = self.endless_go, asyncio.Event()
+        ev.set()
 
     def reset(self):
         """Forget every job (open ones end as cancelled so their streams close)."""
@@ -319,9 +344,17 @@ class JobQueue:
         except (TypeError, ValueError):
             steps = 50
         job.log("Loading model %s" % job.endpoint)
-        if job.fail == "endless":  # a stuck runner: holds its worker until cancelled or reset
-            await job.cancel_evt.wait()
-            return
+        if job.fail == "endless":  # a stuck runner: holds its worker until cancelled, reset or released
+            go = asyncio.ensure_future(self.endless_go.wait())
+            stop = asyncio.ensure_future(job.cancel_evt.wait())
+            try:
+                await asyncio.wait({go, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                go.cancel()
+                stop.cancel()
+            if job.done:
+                return
+            job.fail = None       # released: the rest of the run as any job's
         if await self._pause(job, job.job_time / 2):
             return
         job.log("Step %d/%d" % (max(1, steps // 2), steps))
@@ -373,20 +406,24 @@ class JobQueue:
             if s["sync_mode"]:
                 url = images.data_uri(fmt, data)
             else:
-                url = self._publish(token, name, (w, h, fmt, k), s["prompt"])
+                url = self._publish(token, name, (w, h, fmt, k), s["prompt"], job.long_urls)
             out_images.append({"url": url, "width": w, "height": h,
                                "content_type": images.CONTENT_TYPES[fmt],
                                "file_name": name, "file_size": len(data)})
         return self._output_obj(job, seed, out_images)
 
-    def _publish(self, token, name, spec, prompt):
+    def _publish(self, token, name, spec, prompt, long_urls=None):
         """Serve spec under /files/name; returns its URL. Prompt triggers pick how it is served."""
         self.files[token] = spec
         if "[fail:notimage]" in prompt:
             self.not_images.add(token)
         if "[trickle]" in prompt:
             self.trickle.add(token)
-        return "%s/files/%s" % (self.cdn_origin, name)
+        for pattern, table in ((_SLOWFILE, self.slowfile), (_FILEWAIT, self.filewait)):
+            m = pattern.search(prompt)
+            if m:
+                table[token] = min(float(m.group(1)), MAX_FILE_SECONDS)
+        return pad_url("%s/files/%s" % (self.cdn_origin, name), long_urls)
 
     @staticmethod
     def _output_obj(job, seed, out_images):
@@ -405,7 +442,7 @@ class JobQueue:
         data = await asyncio.get_running_loop().run_in_executor(None, images.encode, w, h, fmt, k)
         token = new_id().replace("-", "")
         name = "%s.%s" % (token, images.EXTENSIONS[fmt])
-        entry = {"url": self._publish(token, name, (w, h, fmt, k), s["prompt"]),
+        entry = {"url": self._publish(token, name, (w, h, fmt, k), s["prompt"], job.long_urls),
                  "width": w, "height": h, "content_type": images.CONTENT_TYPES[fmt],
                  "file_name": name, "file_size": len(data)}
         return self._output_obj(job, seed, [entry] * max(0, min(n, MAX_IMAGES)))
