@@ -184,11 +184,19 @@ function M.commit(tr, path, mode)
   return finish(op, err, code)
 end
 
--- durable.write(path, bytes) -> true | nil, message, "FILE_WRITE": bytes into a new file
--- at path (replacing it), fsynced (the folder is the caller's, as for commit).
-function M.write(path, bytes)
-  if not runtime.can_wait() then return core.write_file(path, bytes) end
-  return finish(runtime.loop():write(path, bytes))
+-- durable.write(path, bytes [, "new"]) -> true | nil, message, "EXISTS" | "FILE_WRITE": bytes
+-- into a new file at path (replacing it), fsynced (the folder is the caller's, as for commit).
+-- "new" never replaces path: EXISTS, as for commit.
+function M.write(path, bytes, mode)
+  if not runtime.can_wait() then
+    if mode ~= "new" then return core.write_file(path, bytes) end
+    -- the same op, waited for on this thread; it stays in the loop's set until the loop
+    -- reports it, and is collected after (as a group's op settled by a blocking wait)
+    local op, err, code = runtime.loop():write(path, bytes, mode)
+    if not op then return nil, err, code end
+    return op:wait()
+  end
+  return finish(runtime.loop():write(path, bytes, mode))
 end
 
 -- ---- append-only logs (the journal) ----

@@ -128,13 +128,18 @@ end
 local function write_bytes(dir, stem, bytes, opts, what)
   local ext = core.sniff(bytes)
   if not ext then return nil, fail("BAD_IMAGE", what .. ": the data is not an image", opts.request_id) end
-  local path, already = target(dir, stem, ext, opts, bytes)
-  if not path then return nil, fail("FILE_WRITE", what .. ": no free file name for " .. stem, opts.request_id) end
-  if not already then
-    local ok, werr = durable.write(path, bytes)
-    if not ok then return nil, fail("FILE_WRITE", werr, opts.request_id) end
+  -- As for a download: the write never replaces, so a name taken between the look and the
+  -- write (another process, or another save of this one while the write was on the disk
+  -- thread) is looked for again.
+  for _ = 1, 10 do
+    local path, already = target(dir, stem, ext, opts, bytes)
+    if not path then break end
+    if already then return path, nil, digest(bytes) end
+    local ok, werr, code = durable.write(path, bytes, "new")
+    if ok then return path, nil, digest(bytes) end
+    if code ~= "EXISTS" then return nil, fail("FILE_WRITE", werr, opts.request_id) end
   end
-  return path, nil, digest(bytes)
+  return nil, fail("FILE_WRITE", what .. ": no free file name for " .. stem, opts.request_id)
 end
 
 local function save_inline(dir, stem, u, opts)

@@ -175,4 +175,67 @@ T.case("a re-run after one of two images was deleted fetches that one alone, or 
   if not ok then error(why, 0) end
 end)
 
+T.case("--resubmit-unknown follows a job the journal has accepted, never sends it again", function()
+  local cwd = T.tmpdir()
+  local dir, paths = first_run(cwd, "accepted then killed")
+  -- what a run killed after the queue took the job leaves: the journal up to its 'accepted'
+  local jpath = dir .. "/.editflow-journal.jsonl"
+  local kept = {}
+  for line in T.read(jpath):gmatch("[^\n]+") do
+    local t = json.decode(line).t
+    if t ~= "done" and t ~= "saved" and t ~= "complete" then kept[#kept + 1] = line end
+  end
+  T.ok(T.read(jpath):find('"t":"accepted"', 1, true), "the first run journaled the job accepted")
+  write(jpath, table.concat(kept, "\n") .. "\n")
+  for _, p in ipairs(paths) do os.remove(cwd .. "/" .. p) end
+  local submits = sb.stats().by_route.submit
+  local st, out, err = edit(cwd, "out", "accepted then killed", "--resubmit-unknown")
+  T.eq(st, 0, "re-run: " .. err)
+  T.eq(sb.stats().by_route.submit, submits, "nothing sent: the accepted job was followed by its id")
+  T.eq(#lines(out), 2, "its two images saved")
+end)
+
+-- Saves job's result into a new folder while `hook` (durable's commit or write: a downloaded
+-- or an inline image) first puts someone else's file at the very name editflow chose, as
+-- another process could between the look and the commit. -> the folder, the planted path,
+-- the paths saved.
+local function raced(hook, input)
+  local editflow = require "editflow"
+  local durable = require "editflow.durable"
+  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = KEY,
+    poll_interval = 0.02 }
+  local _, job = assert(c:edit(input))
+  local d = T.tmpdir()
+  local real, planted = durable[hook], nil
+  durable[hook] = function(...)
+    local path = select(hook == "commit" and 2 or 1, ...)  -- commit(transfer, path), write(path, bytes)
+    if not planted and type(path) == "string" and path:find("^" .. d:gsub("%p", "%%%0") .. "/") then
+      planted = path
+      write(path, "someone else's file")
+    end
+    return real(...)
+  end
+  local ok, paths, serr = pcall(job.save, job, d, { name = "race" })
+  durable[hook] = real
+  if not ok then error(paths, 0) end
+  T.ok(planted, hook .. ": the name was taken just before the " .. hook)
+  T.ok(paths, hook .. ": saved: " .. tostring(serr))
+  return d, planted, paths
+end
+
+T.case("a file put at an image's name just before its commit is never replaced (downloaded, inline)", function()
+  for _, case in ipairs {
+    { "commit", { prompt = "race download", image_urls = { A }, seed = 8 } },
+    { "write", { prompt = "race inline", image_urls = { A }, seed = 8, sync_mode = true } },
+  } do
+    local hook, input = case[1], case[2]
+    local d, planted, paths = raced(hook, input)
+    same(planted, "someone else's file", hook .. ": the other file")
+    T.eq(#paths, 1, hook .. ": one image")
+    T.ok(paths[1] ~= planted, hook .. ": the image under another name")
+    T.eq(require("editflow.core").sniff(T.read(paths[1]) or ""), "png", hook .. ": holding the image")
+    T.eq(#T.list_dir(d), 2, hook .. ": both files, nothing else")
+  end
+end)
+
 T.run()
