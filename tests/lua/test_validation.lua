@@ -83,6 +83,81 @@ T.case("valid inputs normalise: portrait spellings, integers, local files by the
   T.eq(sized.image_size.width, 640, "custom size")
 end)
 
+-- The body the client would send for these fields (the field values, decoded), or the raise.
+local function sent(extra) return json.decode(client:prepare(input(extra))) end
+
+T.case("values exactly at fal's limits are accepted, and sent as given", function()
+  local at = {
+    { "num_inference_steps", 2 }, { "num_inference_steps", 100 },   -- integer 2..100
+    { "num_images", 1 }, { "num_images", 4 },                       -- integer 1..4
+    { "guidance_scale", 0 }, { "guidance_scale", 20 }, { "guidance_scale", 20.0 }, { "guidance_scale", 2.5 },
+    { "seed", 0 }, { "seed", math.maxinteger },                      -- integer >= 0
+  }
+  for _, c in ipairs(at) do
+    local name, v = c[1], c[2]
+    T.eq(sent({ [name] = v })[name], v, name .. " = " .. tostring(v) .. " is accepted")
+  end
+  -- image_size.width and height: exclusiveMinimum 0, maximum 14142
+  local size = sent({ image_size = { width = 14142, height = 1 } }).image_size
+  T.eq(size.width .. "x" .. size.height, "14142x1", "14142 and 1 are accepted")
+  rejects({ image_size = { width = 14143, height = 1 } }, "image_size.width must be an integer > 0 and <= 14142, got 14143")
+  -- image_urls: 1 to 3
+  T.eq(#sent({ image_urls = { "https://cdn.example/1.png" } }).image_urls, 1, "one image")
+  T.eq(#sent({ image_urls = { "https://cdn.example/1.png", "https://cdn.example/2.png",
+    "https://cdn.example/3.png" } }).image_urls, 3, "three images")
+  -- integers: an integral float is the integer; a seed above 2^53 goes out exactly
+  T.eq(math.type(sent({ num_images = 4.0 }).num_images), "integer", "4.0 is the integer 4")
+  local big = 9007199254740993  -- 2^53 + 1: no double holds it
+  T.contains(client:prepare(input { seed = big }), '"seed":9007199254740993', "2^53 + 1, exactly")
+  rejects({ guidance_scale = 20.000001 }, "guidance_scale must be a number 0..20, got 20.000001")
+  rejects({ num_images = 4.5 }, "num_images must be an integer 1..4, got 4.5")
+  T.eq(sb.stats().requests, 0, "nothing was sent")
+end)
+
+T.case("a schema's limits: inclusive ones accept the limit, exclusive ones refuse it (both OpenAPI forms)", function()
+  local model = require "editflow.model"
+  local doc = { openapi = "3.1.0", paths = { ["/x/limits"] = { post = { requestBody = { content = {
+    ["application/json"] = { schema = { ["$ref"] = "#/components/schemas/In" } } } } } } },
+    components = { schemas = { In = { type = "object", properties = {
+      steps = { type = "integer", minimum = -3, maximum = 7 },
+      weight = { type = "number", minimum = 0.5, maximum = 1.5 },
+      open31 = { type = "number", exclusiveMinimum = 0, exclusiveMaximum = 1 },       -- 3.1: numbers
+      open30 = { type = "integer", minimum = 0, maximum = 10, exclusiveMinimum = true,  -- 3.0: flags
+        exclusiveMaximum = true },
+      code = { type = "string", minLength = 2, maxLength = 4 },
+      tags = { type = "array", items = { type = "integer" }, minItems = 1, maxItems = 2 },
+      n = { type = "integer" },
+    } } } } }
+  local m = assert(model.compile(doc, "x/limits"))
+  local function accepted(field, v, want)
+    local got = m:validate({ [field] = v })[field]
+    if want == nil then want = v end
+    if type(want) == "table" then got, want = json.encode(got), json.encode(want) end
+    T.eq(got, want, field .. " = " .. json.encode(v) .. " is accepted")
+  end
+  local function refused(field, v, msg)
+    T.raises(function() m:validate { [field] = v } end, field .. " must " .. msg .. ", got ")
+  end
+  accepted("steps", -3) accepted("steps", 7)
+  refused("steps", -4, "be an integer -3..7") refused("steps", 8, "be an integer -3..7")
+  accepted("weight", 0.5) accepted("weight", 1.5)
+  refused("weight", 0.49, "be a number 0.5..1.5") refused("weight", 1.51, "be a number 0.5..1.5")
+  accepted("open31", 0.001) accepted("open31", 0.999)
+  refused("open31", 0, "be a number > 0 and < 1") refused("open31", 1, "be a number > 0 and < 1")
+  accepted("open30", 1) accepted("open30", 9)
+  refused("open30", 0, "be an integer > 0 and < 10") refused("open30", 10, "be an integer > 0 and < 10")
+  accepted("code", "ab") accepted("code", "abcd") accepted("code", "\u{e9}\u{20ac}\u{1f600}\u{e9}")
+  refused("code", "a", "have at least 2 characters") refused("code", "abcde", "have at most 4 characters")
+  accepted("tags", { 1 }) accepted("tags", { 1, 2 })
+  refused("tags", json.array {}, "have at least 1 item") refused("tags", { 1, 2, 3 }, "have at most 2 items")
+  -- integer or number
+  accepted("n", 2.0, 2)
+  T.eq(math.type(m:validate({ n = 2.0 }).n), "integer", "2.0 becomes the integer 2")
+  accepted("n", 2.0 ^ 60, 1 << 60)
+  accepted("n", 9007199254740993)
+  refused("n", 2.5, "be an integer") refused("n", "2", "be an integer") refused("n", 1e300, "be an integer")
+end)
+
 T.case("client options are checked", function()
   T.raises(function() editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "k", auth = "basic" } end,
     "auth must be 'key' (fal) or 'bearer' (proxies), got 'basic'")
