@@ -55,7 +55,7 @@ T.case("under injected faults every job ends and no submit is paid twice", funct
   local inputs = {}
   for i = 1, 40 do inputs[i] = { prompt = "faulty " .. i, image_urls = { URL } } end
   local saved, failed = 0, 0
-  local results = editflow.map(inputs, function(input, i)
+  local results, errs = editflow.map(inputs, function(input, i)
     local result, second = c:edit(input)
     if result then
       local paths, serr = second:save(d, { name = "f" .. i })  -- on success the job comes second
@@ -71,7 +71,12 @@ T.case("under injected faults every job ends and no submit is paid twice", funct
     failed = failed + 1
     return "failed"
   end, { concurrency = 10 })
-  T.eq(#results, 40, "every job ended")
+  -- (an assertion inside an item raises there: map keeps it in errs)
+  local _, raised = next(errs)
+  T.eq(raised, nil, "no item raised")
+  local ended = 0
+  for i = 1, 40 do if results[i] then ended = ended + 1 end end
+  T.eq(ended, 40, "every job ended")
   T.eq(saved + failed, 40, "saved or failed")
   T.ok(saved >= 20, "most were saved despite faults (" .. saved .. ")")
   local s = sb.stats()
@@ -117,6 +122,65 @@ T.case("not retried: a 4xx, and a submit whose connection broke after sending", 
   T.eq(e2.code, "HTTP_422", "validation error from the server")
   T.eq(ok_sb.stats().by_route.submit, 1, "a 4xx is not retried")
   ok_sb.stop()
+end)
+
+-- A timeout_504.py queue (tests/lua/servers) in `mode`: -> its URL, calls() per route, stop().
+local function timeout_server(mode)
+  local p = io.popen("echo $$; exec python3 " .. T.quote(T.source_dir .. "/tests/lua/servers/timeout_504.py")
+    .. " " .. mode)
+  local pid, port = tonumber(p:read("l")), tonumber(p:read("l"))
+  local base = "http://127.0.0.1:" .. assert(port, "timeout_504.py did not start")
+  local function calls()
+    local _, out = T.sh("python3 -c " .. T.quote("import urllib.request,sys; "
+      .. "print(urllib.request.urlopen(sys.argv[1]).read().decode())") .. " " .. T.quote(base .. "/_calls"))
+    return require("editflow.json").decode(out)
+  end
+  local function stop()
+    if p then os.execute("kill " .. pid) p:close() p = nil end
+  end
+  return base, calls, stop
+end
+
+T.case("a status or result answering 504 with X-Fal-Request-Timeout-Type ends the job at once", function()
+  for _, mode in ipairs { "status", "result" } do
+    local base, calls, stop = timeout_server(mode)
+    local ok, err = pcall(function()
+      -- (the deadline only bounds a broken run: a 504 retried would be asked until then)
+      local c = editflow.client { base_url = base, key = "k", follow = "poll", poll_interval = 0.02,
+        job_timeout = 10, retry = { base = 0.02, cap = 0.1 } }
+      local res, e = c:edit { prompt = "p", image_urls = { URL } }
+      T.eq(res, nil, mode .. ": no result")
+      T.eq(e.code, "HTTP_504", mode .. ": the 504 ends it, not the deadline: " .. tostring(e))
+      local n = calls()
+      T.eq(n.submit, 1, mode .. ": one submit")
+      T.eq(n[mode], 1, mode .. ": asked once, never again")
+      T.eq(n.cancel, 0, mode .. ": no deadline's cancel")
+    end)
+    stop()
+    if not ok then error(err, 0) end
+  end
+end)
+
+T.case("a job not started within start_timeout ends with fal's 504, asked once", function()
+  local sb = T.sandbox { "--workers", "1", "--job-time", "0.01" }
+  local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key",
+    poll_interval = 0.02, job_timeout = 20, retry = { base = 0.02, cap = 0.1 } }
+  -- the only worker held for 2 s by a job sent past the client (nobody asks for its result)
+  local st = T.sh("python3 -c " .. T.quote("import json, sys, urllib.request as u; u.urlopen(u.Request("
+    .. "sys.argv[1], data=json.dumps({'prompt': '[slow:2] busy', 'image_urls': [sys.argv[2]]}).encode(), "
+    .. "headers={'Authorization': 'Key test-key', 'Content-Type': 'application/json'}))")
+    .. " " .. T.quote(sb.url .. "/fal-ai/qwen-image-edit-plus") .. " " .. T.quote(URL))
+  T.eq(st, 0, "the busy job was sent")
+  local late = assert(c:submit({ prompt = "waits", image_urls = { URL } }, { start_timeout = 1 }))
+  local res, err = late:wait()
+  T.eq(res, nil, "no result")
+  T.eq(err.status, 504, "fal's 504: " .. tostring(err))
+  T.eq(err.type, "request_timeout", "its error type")
+  local mine
+  for _, j in ipairs(sb.jobs()) do if j.request_id == late.request_id then mine = j end end
+  T.eq(mine.headers["x-fal-request-timeout"], "1", "X-Fal-Request-Timeout sent")
+  T.eq(sb.stats().by_route.result, 1, "its result asked once")
+  sb.stop()
 end)
 
 T.case("a submit that raises midway gives its in-flight slot back", function()
