@@ -224,10 +224,11 @@ T.case("a second grid into the same folder with another prompt keeps the first's
   end
   local first = grid("first ${s}")
   T.eq(first.done, 2, "first run")
-  local before = {}
+  local before, kept = {}, 0
   for _, name in ipairs(T.list_dir(d .. "/same")) do
-    if name:find("%.png$") then before[name] = T.read(d .. "/same/" .. name) end
+    if name:find("%.png$") then before[name], kept = T.read(d .. "/same/" .. name), kept + 1 end
   end
+  T.eq(kept, 2, "the first run's two images, to compare with")
   local second = grid("second ${s}")
   T.eq(second.done, 2, "second run")
   local pngs = 0

@@ -113,6 +113,7 @@ T.case("reuse does not depend on how -o is spelled, nor on the result's URLs", f
   local cwd = T.tmpdir()
   local dir, paths = first_run(cwd, "spell the folder")
   local names, before = images(dir)
+  T.eq(#names, 2, "the first run's two images, to compare with")
   T.ok(os.execute("ln -s out " .. q(cwd .. "/link")), "symlink")
   gone(true)
   local ok, why = pcall(function()
