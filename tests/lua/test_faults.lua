@@ -26,9 +26,15 @@ T.case("the retry table of SPEC §4", function()
     { "status", nil, true, { code = "RECV_ERROR" } }, { "submit", nil, false, { code = "RECV_ERROR" } },
     { "submit", nil, true, { code = "COULDNT_CONNECT" } }, { "status", nil, false, { code = "BODY_TOO_LARGE" } },
   }
+  local lifecycle = require "editflow.lifecycle"
   for _, c in ipairs(cases) do
-    local got = retry.retryable(c[1], c[2], c[4])
-    T.eq(got, c[3], string.format("%s %s", c[1], c[2] and c[2].status or c[4].code))
+    local what = string.format("%s %s", c[1], c[2] and c[2].status or c[4].code)
+    T.eq(retry.retryable(c[1], c[2], c[4]), c[3], what)
+    if c[1] == "submit" and c[2] then
+      -- as the client asks: what the answer means is lifecycle.submit_answer's
+      local e = { status = c[2].status, headers = c[2].headers, submit = lifecycle.submit_answer(c[2]) }
+      T.eq(retry.verdict("submit", e), c[3], what .. " (" .. e.submit .. ")")
+    end
   end
   local _, hint = retry.retryable("submit", resp(429, { ["retry-after"] = "7" }))
   T.eq(hint, 7, "Retry-After read")

@@ -88,7 +88,21 @@ T.case("what a submit's failure leaves, and a raised submit", function()
   T.eq(lifecycle.report(false, E("UNKNOWN", "x"), false), "held", "in doubt")
   T.eq(lifecycle.report(false, E("GOT_NOTHING", "x", { maybe_submitted = true }), true), "held", "maybe sent")
   T.eq(lifecycle.report(true, E("JOB_FAILED", "x"), false), "failed", "the job's own failure")
-  local function r(st, h) return { status = st, headers = h or {} } end
+  local function r(st, h, body) return { status = st, headers = h or {}, body = body } end
+  local id = { ["x-fal-request-id"] = "req-1" }
+  for _, c in ipairs {
+    { r(200), "accepted" }, { r(202), "accepted" },
+    { r(500, id), "exists" }, { r(502, id), "exists" }, { r(504, id), "exists" },
+    { r(408), "retry" }, { r(429), "retry" }, { r(503), "retry" },
+    { r(502, nil, "<html><center>nginx</center></html>"), "retry" },
+    { r(502, nil, '{"detail":"nginx upstream"}'), "unknown" }, { r(502), "unknown" },
+    { r(500), "unknown" }, { r(504), "unknown" },
+    { r(504, { ["x-fal-request-timeout-type"] = "user" }), "refused" },
+    { r(400), "refused" }, { r(401), "refused" }, { r(404), "refused" }, { r(422), "refused" },
+  } do
+    T.eq(lifecycle.submit_answer(c[1]), c[2], "a submit's " .. c[1].status
+      .. (c[1].headers["x-fal-request-id"] and " with an id" or "") .. (c[1].body and (" " .. c[1].body) or ""))
+  end
   T.eq(lifecycle.result_answer(r(202), nil), "running", "202")
   T.eq(lifecycle.result_answer(r(200), { status = "IN_PROGRESS" }), "running", "a running status")
   T.eq(lifecycle.result_answer(r(400), { detail = "Request is still in progress" }), "running", "fal's 400")
