@@ -370,9 +370,17 @@ T.case("a seedless job accepted in an interrupted run is followed, even after an
   local sb = T.sandbox { "--job-time", "0.01" }
   local d = T.tmpdir()
   local c = client(sb, { journal = d })
-  -- run 1: job A accepted, then the process "dies" (the journal is all that is left)
-  local a = assert(c:submit { prompt = "[slow:1] A", image_urls = { URL } })
+  -- run 1: job A accepted, then the process "dies" (the journal is all that is left). Its
+  -- records are written by hand for a real request sent by a client without a journal: a
+  -- watcher of this process would record A done once it ended, and run 3 would reuse it
+  -- instead of following it whenever the machine is slow.
+  local input = { prompt = "[slow:1] A", image_urls = { URL } }
+  local a = assert(client(sb):submit(input))
+  local akey = c.journal:peek_key(c.endpoint, c:prepare(input), false)
   c.journal:close()
+  local path = d .. "/" .. journal.FILE
+  assert(append_record(path, json.encode { t = "intent", key = akey } .. "\n"))
+  assert(append_record(path, json.encode { t = "accepted", key = akey, request_id = a.request_id } .. "\n"))
   -- run 2: another job, B, completes in the same folder
   local c2 = client(sb, { journal = d })
   assert(c2:edit { prompt = "B", image_urls = { URL } })
