@@ -70,7 +70,7 @@ local OPTIONS = {
   multipart_bytes = "number", part_bytes = "number",
   disable_fallbacks = "boolean", store_io = "boolean", object_lifecycle = "number",
   input_lifetime = "number", hint = "string", logs = "boolean", settle_timeout = "number",
-  lookup_timeout = "number",
+  lookup_timeout = "number", low_speed_time = "number",
 }
 
 local function opt_error(name, v)
@@ -250,6 +250,9 @@ function M.new(opts)
   self.slots = runtime.semaphore(self.max_in_flight)
   self.max_images = whole("max_images", opts.max_images, 1) or 100
   self.downloads = runtime.semaphore(whole("max_downloads", opts.max_downloads, 1) or 8)
+  -- A download slower than 512 B/s for this many seconds is cut off and retried (whole seconds:
+  -- libcurl's low-speed window).
+  self.low_speed_time = whole("low_speed_time", opts.low_speed_time, 1) or 30
   self.retry = retry.policy(opts.retry)
   self.resubmit_unknown = opts.resubmit_unknown == true
   self.reuse_finished = opts.reuse_finished == true

@@ -222,7 +222,9 @@ function Job:_stream()
   local u = with_logs(self.status_url, "/stream", c)
   local left = seconds_left(self)
   local t = http.start(runtime.loop(), self.net:request_options("stream", "GET", u, nil,
-    { Accept = "text/event-stream" }, { sse = true, low_speed_limit = 1, low_speed_time = c.stream_idle,
+    { Accept = "text/event-stream" }, { sse = true, low_speed_limit = 1,
+      -- in whole seconds, as libcurl takes them (a fractional stream_idle is rounded up)
+      low_speed_time = math.max(1, math.min(math.ceil(c.stream_idle), 1 << 30)),
       timeout = left and math.max(1, math.floor(left * 1000)) or 0 }))
   if not t then return nil end
   -- Whatever ends this function (a callback that raises included) closes the stream.
@@ -476,6 +478,7 @@ function Job:save(dir, opts)
   local jr = self.life and self.life.journal
   local paths, err, partial, files = save.save(runtime.loop(), res, dir, {
     name = opts.name or self.request_id, max_bytes = c.max_image_bytes, max_images = c.max_images,
+    low_speed_time = c.low_speed_time,
     request_id = self.request_id, retry = self.net:retry_context(self, false, deadline),
     slots = c.downloads, blob_dir = jr and jr:blob_dir(), own = self.paths, own_files = self.files,
     made = c.made_dirs,

@@ -15,7 +15,7 @@
 -- still holds those bytes, and brings back only the images that are missing or changed.
 -- Bounded: at most `max_images` images a result, downloads through the client's semaphore
 -- (a few at a time however many images), each retried through editflow.retry within the
--- job's deadline, slow ones cut off (under 512 B/s for 30 s).
+-- job's deadline, slow ones cut off (under 512 B/s for 30 s: opts.low_speed_time).
 -- Image URLs are fetched as they are, without any credential (they live on a CDN).
 local core = require "editflow.core"
 local durable = require "editflow.durable"
@@ -165,7 +165,7 @@ local function download_once(loop, dir, u, stem, opts, left, got)
     url = u, file = dir, follow = true, max_body = opts.max_bytes, what = "download " .. stem,
     timeout = math.max(1, math.floor(budget * 1000)), headers = { "Accept: image/*" },
     connect_timeout = math.max(1, math.floor(math.min(budget, 10) * 1000)),
-    low_speed_limit = 512, low_speed_time = 30,
+    low_speed_limit = 512, low_speed_time = opts.low_speed_time or 30,
   })
   if not t then return nil, err end
   local resp, tr = http.finish(loop, t, "download " .. stem, true)
@@ -213,7 +213,8 @@ end
 
 -- save.save(loop, result, dir, opts) -> paths, nil, nil, files; or nil, err, paths saved
 -- before the failure, their files. files[k] = {size=, sha256=} of paths[k] (for the journal).
--- opts: name (stem), max_bytes, max_images, request_id, retry (an editflow.retry context:
+-- opts: name (stem), max_bytes, max_images, low_speed_time (seconds a download may stay under
+-- 512 B/s before it is cut off and retried, 30), request_id, retry (an editflow.retry context:
 -- policy, deadline, budget), slots (a semaphore for downloads), blob_dir, own and own_files
 -- (the paths, one an image, and their files this job saved before), made (a table of folders
 -- already created, kept by the caller).
