@@ -811,7 +811,7 @@ function Client:send(body, opts)
     life.decision = "hold"
   end
   if life.decision == "hold" then
-    events.emit("held", nil, life.error)
+    events.emit("held", nil, life.error, self)  -- the client's subscribers hear it too
     return nil, life.error
   end
   acquire_slot(self)

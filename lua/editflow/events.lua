@@ -16,6 +16,8 @@
 --   retry                a call failed and is tried again (detail: {what=, why=, wait=})
 --   finished             the job ended: job.output or job.error says how
 --   saved                its images are on disk (detail: the paths)
+--   held                 a job not sent: an earlier submit of it may have made it (detail: the
+--                        error its submit returned; job is nil, its client's subscribers hear it)
 --   warning              something the user should know (detail: the text; job may be nil)
 --
 -- Callbacks (these subscribers, and a client's on_status, on_log, on_finish, on_saved) run
@@ -100,9 +102,11 @@ local function deliver(list, name, job, detail)
 end
 
 -- A job's event goes to its client's own subscribers (client:subscribe), then to the shared
--- hub's.
-function M.emit(name, job, detail)
-  local own = type(job) == "table" and type(job.client) == "table" and job.client.subscribers
+-- hub's. `client` names the client of an event without a job (a job held back before it had
+-- one).
+function M.emit(name, job, detail, client)
+  client = client or (type(job) == "table" and job.client)
+  local own = type(client) == "table" and client.subscribers
   if own and #own > 0 then deliver(own, name, job, detail) end
   if #subscribers == 0 then
     if name == "warning" and not (own and #own > 0) then warn("editflow: ", tostring(detail)) end

@@ -41,9 +41,9 @@ end
 
 T.case("max_downloads: at most that many downloads at once at the CDN, 8 by default", function()
   local d = T.tmpdir()
-  -- every download of these images is answered 0.5 s late, so the ones a client starts
+  -- every download of these images is answered 1 s late, so the ones a client starts
   -- together are all in flight at the CDN together
-  local _, job = assert(client { max_downloads = 2 }:edit(input("[filewait:0.5] four", { num_images = 4 })))
+  local _, job = assert(client { max_downloads = 2 }:edit(input("[filewait:1] four", { num_images = 4 })))
   sb.reset()
   T.eq(sb.stats().max_files_in_flight, 0, "the high-water mark starts at 0")
   local paths = assert(job:save(d .. "/two"))
@@ -51,7 +51,7 @@ T.case("max_downloads: at most that many downloads at once at the CDN, 8 by defa
   local s = sb.stats()
   T.eq(s.by_route.files, 4, "each downloaded once")
   T.eq(s.max_files_in_flight, 2, "two at once (max_downloads = 2), never more")
-  local _, many = assert(client():edit(input("[filewait:0.5][images:10] ten")))
+  local _, many = assert(client():edit(input("[filewait:1][images:10] ten")))
   sb.reset()
   T.eq(#assert(many:save(d .. "/ten")), 10, "ten images saved")
   T.eq(sb.stats().max_files_in_flight, 8, "eight at once by default, of ten")
@@ -285,6 +285,9 @@ T.case("held: a job whose lost submit cannot be settled is held back by the next
     if name == "held" then held[#held + 1] = { job = j, detail = detail } end
   end)
   local c2 = client { journal = d, api_url = nolisting, settle_timeout = 1 }
+  local own, other = {}, {}
+  c2:subscribe(function(name, _, detail) if name == "held" then own[#own + 1] = detail end end)
+  client():subscribe(function(name) if name == "held" then other[#other + 1] = name end end)
   local job2, err2 = c2:submit(body)
   unsub()
   c2.journal:close()
@@ -292,6 +295,9 @@ T.case("held: a job whose lost submit cannot be settled is held back by the next
   T.eq(err2.code, "UNKNOWN", "code")
   T.eq(#held, 1, "one held event")
   T.eq(held[1].detail, err2, "carrying the error the submit returned")
+  T.eq(#own, 1, "the client's own subscriber hears it (client:subscribe)")
+  T.eq(own[1], err2, "with the same error")
+  T.eq(#other, 0, "another client's does not")
   T.contains(err2.message, "--resubmit-unknown", "which says what the user can do")
   T.eq(submits() - n0, 1, "not sent again")
   os.execute("rm -rf " .. T.quote(d))
