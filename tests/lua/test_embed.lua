@@ -1,8 +1,10 @@
 -- test_embed.lua: editflow inside other Lua event loops, as their hosts would use it.
 -- luv (libuv) and cqueues each drive editflow through the hook (editflow.pollfd, timeout,
 -- step(0)) while a heartbeat timer of the host's own must keep ticking during the jobs; an
--- idle wait with a job in flight must cost next to no CPU (no busy polling); and once the host
--- owns the loop, a waiting call outside an editflow task raises instead of freezing the host.
+-- idle wait with a job in flight must wake the host only a few times (no busy polling: counted
+-- as host wake-ups, which the machine's load does not raise; the CPU it costs is measured by
+-- tests/bench/embed_idle.lua); and once the host owns the loop, a waiting call outside an
+-- editflow task raises instead of freezing the host.
 -- Run in a process of its own per host (the hook hands the loop over for good).
 local T = require "testlib"
 local core = require "editflow.core"
@@ -29,12 +31,13 @@ local function run_child(src, sb_url)
   return st, vals, out, err
 end
 
--- Common to both hosts: a client, a job slow enough to wait for, CPU and tick counters.
+-- Common to both hosts: a client, a job slow enough to wait for, the heartbeat's ticks and the
+-- host's wake-ups (each time it handed editflow a turn).
 local PRELUDE = [[
 local editflow = require "editflow"
 local core = require "editflow.core"
 local client = editflow.client { poll_interval = 0.05 }
-local ticks, done, result_ok = 0, false, false
+local ticks, wakes, done, result_ok = 0, 0, false, false
 local function job()
   local res, j = client:edit { prompt = "[slow:3] embedded", image_urls = { "]] .. URL .. [[" } }
   result_ok = res ~= nil and #assert(j:save("out")) == 1
@@ -45,6 +48,7 @@ end
 local REPORT = [[
 local cpu = core.cpu_time() - cpu0
 print("ticks=" .. ticks)
+print("wakes=" .. wakes)
 print("ok=" .. tostring(result_ok))
 print("cpu=" .. string.format("%.3f", cpu))
 print("wall=" .. string.format("%.3f", core.monotime() - t0))
@@ -63,6 +67,7 @@ local heartbeat = uv.new_timer()
 local service
 -- One turn of editflow, then a timer for its next due time (the fd covers the rest).
 function service()
+  wakes = wakes + 1
   editflow.step(0)
   timer:stop()
   if done then
@@ -88,6 +93,7 @@ local fd = editflow.pollfd()
 cq:wrap(function()
   while not done do
     cqueues.poll(editflow)   -- editflow:pollfd(), :events(), :timeout(): the cqueues convention
+    wakes = wakes + 1
     editflow.step(0)
   end
 end)
@@ -105,19 +111,25 @@ assert(cq:loop())
 local sb = T.sandbox { "--job-time", "0.01" }
 
 for _, host in ipairs { { "luv", LUV }, { "cqueues", CQUEUES } } do
-  T.case(host[1] .. " drives editflow: its heartbeat keeps ticking, an idle wait costs no CPU", function()
+  T.case(host[1] .. " drives editflow: its heartbeat keeps ticking, an idle wait wakes it a few times", function()
     local before = sb.stats().by_route.submit
     local st, v, out, err = run_child(host[2], sb.url)
     T.eq(sb.stats().by_route.submit - before, 1, "one submit: the refused call outside a task sent nothing")
     T.eq(st, 0, host[1] .. " child: " .. tostring(out) .. tostring(err))
     T.eq(v.ok, "true", "the job's result was saved")
-    local wall, cpu, ticks = tonumber(v.wall), tonumber(v.cpu), tonumber(v.ticks)
+    local wall, cpu, ticks, wakes = tonumber(v.wall), tonumber(v.cpu), tonumber(v.ticks), tonumber(v.wakes)
     T.ok(wall >= 2.9, "the job took its 3 s (" .. wall .. ")")
-    T.ok(ticks >= wall * 10 * 0.7, string.format("the heartbeat ticked through the job: %d ticks in %.1f s", ticks, wall))
-    T.ok(cpu < 0.25 * wall, string.format("no busy polling: %.3f s CPU in %.1f s", cpu, wall))
+    -- A 100 ms heartbeat: ~30 ticks; a host frozen by a blocking turn gets 0 or 1. A loaded
+    -- machine makes ticks late, never many fewer than a quarter.
+    T.ok(ticks >= wall * 10 / 4, string.format("the heartbeat ticked through the job: %d ticks in %.1f s", ticks, wall))
+    -- Wake-ups during the wait: ~20 with a descriptor (the job's events and timers); without
+    -- one (poll(2)) one each POLL_SLICE (20 ms) more. A busy host (timeout() 0) makes one per
+    -- millisecond or a spin: thousands. Load only delays wake-ups, so it cannot raise the count.
+    local cap = 100 + (core.poller == "poll" and wall / 0.02 or 0)
+    T.ok(wakes > 0 and wakes <= cap, string.format("no busy polling: %d host wake-ups in %.1f s (at most %d)", wakes, wall, cap))
     T.ok(v.fd ~= "nil" or core.poller == "poll", "a pollable descriptor on this engine (" .. tostring(v.fd) .. ")")
     T.eq(v.outside, "true", "a blocking call outside a task raises, naming editflow.spawn")
-    print(string.format("  %s: %.3f s CPU over a %.1f s job, %d heartbeat ticks", host[1], cpu, wall, ticks))
+    print(string.format("  %s: %.3f s CPU over a %.1f s job, %d heartbeat ticks, %s wakes", host[1], cpu, wall, ticks, v.wakes))
   end)
 end
 

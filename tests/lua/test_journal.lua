@@ -145,17 +145,32 @@ T.case("review: an id repeated while its accepted record waits for its sync is s
   local d = T.tmpdir()
   local jr = journal.open(d)
   local client = { journal = jr, endpoint = "fal-ai/x" }
-  local results, tasks = {}, {}
+  local results, tasks, lives, order = {}, {}, {}, {}
+  -- Both answers arrive in the same turn, forced (not left to timing): each task waits, after
+  -- its intent, for a signal fired once both intents are durable, so both wake together; the
+  -- first one's accepted record then waits for its fdatasync while the second one's answer
+  -- comes. Which path was taken is checked: the first one's record was not durable yet.
+  local both, intents, pending = runtime.signal(), 0, nil
   for i = 1, 2 do
     tasks[i] = runtime.spawn(function()
       local life = lifecycle.begin(client, '{"prompt":"p' .. i .. '","seed":' .. i .. '}')
+      lives[i] = life
       life:intent()
-      runtime.sleep(0.05)  -- both answers arrive in the same turn
+      intents = intents + 1
+      if intents == 2 then both:fire() end
+      both:wait()
+      order[#order + 1] = i
+      if #order == 2 then  -- the first one took its answer; its record is not durable yet
+        local first = lives[order[1]]
+        local rec = jr.jobs[first.key]
+        pending = first.phase == "accepted" and not (rec and rec.state == "accepted")
+      end
       local ok, err = life:accepted { request_id = "same-id-123" }
       results[i] = ok and "accepted" or err.code
     end)
   end
   for i = 1, 2 do runtime.join(tasks[i]) end
+  T.eq(pending, true, "the second answer came while the first one's accepted record waited for its sync")
   table.sort(results)
   T.eq(results[1] .. "," .. results[2], "REPEATED_ID,accepted", "one keeps the id, the other is refused")
   T.eq(count(d .. "/" .. journal.FILE, "accepted"), 1, "one accepted record for the id")

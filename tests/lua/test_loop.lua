@@ -126,15 +126,24 @@ T.case("abort, and a loop collected with transfers in flight", function()
   for i = 1, 5 do T.eq(kept[i]:state(), "done", "aborted by close") end
 end)
 
-T.case("step never blocks much longer than asked", function()
+-- A wakeup armed 120 s ahead is what a step that ignores its timeout would wait for: a bound
+-- of 30 s is a guard against that hang, never a measure of speed. A hundred step(0) calls
+-- take microseconds; each waiting even 0.3 s would pass the bound. A step asked to wait 30 ms
+-- waits at least that (a load can only make it longer).
+T.case("step(0) does not wait, and step waits as long as asked", function()
   local loop = core.loop()
+  loop:arm(120000)
   local t0 = core.monotime()
-  loop:step(30)
+  for _ = 1, 100 do loop:step(0) end
   local dt = core.monotime() - t0
-  T.ok(dt < 2, "step(30) returned within 2 s (took " .. dt .. ")")
+  T.ok(dt < 30, "100 x step(0) did not wait for the wakeup 120 s ahead (took " .. dt .. " s)")
   t0 = core.monotime()
-  loop:step(0)
-  T.ok(core.monotime() - t0 < 1, "step(0) does not wait")
+  loop:step(30)
+  dt = core.monotime() - t0
+  T.ok(dt >= 0.025, "step(30) waited its 30 ms (took " .. dt .. " s)")
+  T.ok(dt < 30, "step(30) returned long before the wakeup 120 s ahead (took " .. dt .. " s)")
+  loop:arm(nil)
+  loop:close()
 end)
 
 T.run()
