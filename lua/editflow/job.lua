@@ -83,6 +83,7 @@ function M.restored(client, life)
   job.finished:fire()
   events.emit("reused", job)
   events.emit("finished", job)
+  if client.on_finish then events.call("on_finish", client.on_finish, job) end  -- as for any job
   return job
 end
 

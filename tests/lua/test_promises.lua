@@ -266,6 +266,18 @@ T.case("on_finish(job) is called once per job, after it ended, with its outcome"
   T.eq(calls[bad].output, nil, "the failure has no output")
   T.eq(calls[bad].code, "HTTP_500", "but its error")
   T.eq(calls[stuck].code, "HTTP_499", "the cancelled job's error")
+  -- a job a journal already holds the result of is reused, and finishes for on_finish too
+  local jd = T.tmpdir()
+  local first = client { journal = jd }
+  assert(assert(first:submit(input("kept", { seed = 5 }))):wait())
+  local n0, reused = submits(), {}
+  local again = client { journal = jd, on_finish = function(job) reused[#reused + 1] = job end }
+  local job = assert(again:submit(input("kept", { seed = 5 })))
+  assert(job:wait())
+  T.eq(submits() - n0, 0, "the re-run sent nothing")
+  T.eq(#reused, 1, "on_finish was called once for the reused job")
+  T.ok(reused[1] == job and job.from_journal, "with the job rebuilt from the journal")
+  os.execute("rm -rf " .. T.quote(jd))
 end)
 
 T.case("held: a job whose lost submit cannot be settled is held back by the next run, and said", function()
