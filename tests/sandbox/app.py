@@ -15,6 +15,7 @@ import time
 
 import images
 import falplatform
+import ssewire
 from faults import AFTER_WORK, Faults, bare_500
 from httpd import Response, Stream
 from jobqueue import COMPLETED, IN_QUEUE, JobQueue, new_id, pad_url
@@ -25,6 +26,7 @@ NAMESPACES = ("workflows", "comfy")   # endpoint ids whose app has three parts (
 QUEUE_ROUTES = ROUTES[:-1]
 CONTROL_KEYS = ("outage", "repeat_id", "hostile", "keepalive", "reset_faults",
                 "spoil_submits", "refuse_submits", "release_endless") + falplatform.CONTROL_KEYS
+CONTROL_KEYS += ssewire.CONTROL_KEYS   # the status stream's wire format (ssewire.py)
 SPOIL_KINDS = ("lost", "made500", "made500bare")   # spoil_submits: the job is made, the answer spoilt
 TRICKLE_BYTES, TRICKLE_EVERY, TRICKLE_FOR = 2, 1.0, 900.0   # [trickle]: 2 B/s, 15 min at most
 SLOWFILE_STEPS = 20           # [slowfile:S]: the body goes out in this many pieces over S seconds
@@ -69,6 +71,7 @@ class SandboxApp:
         self.repeat_id = 0          # submits still to be answered with the previous job's id
         self.hostile = False
         self.hostile_n = 0          # alternates the hostile variant between status answers
+        self.sse = ssewire.Wire()   # the status stream's line ends, data lines, cuts, BOM
         self.spoil_submits = ["lost", 0]  # [kind, count]: the next accepted submits' answers spoilt
         self.refuse_submits = [0, 429]    # [count, status]: the next submits refused by the ingress
 
@@ -352,7 +355,8 @@ class SandboxApp:
         async def producer(send):
             last = None
             wrote = sent = clock()
-            n = 0
+            n = events = 0              # hostile variants; events sent (ids in sse_multiline)
+            first = True                # nothing written yet (sse_bom: a BOM goes first)
             while True:
                 line_ev, job_ev = job.line.changed, job.changed   # taken before the snapshot
                 st = job.status
@@ -362,7 +366,9 @@ class SandboxApp:
                     if self.hostile:
                         n += 1
                         obj = self._hostile(obj, n)
-                    await send(b"data: " + _json(obj) + b"\n\n")
+                    events += 1
+                    await self.sse.send(send, self.sse.event(obj, events), first)
+                    first = False
                     last = body
                     wrote = sent = clock()
                 if st == COMPLETED:
@@ -381,7 +387,8 @@ class SandboxApp:
                         await wait_for.wait()
                 except TimeoutError:
                     if clock() >= wrote + self.keepalive:
-                        await send(b": ping\n\n")
+                        await self.sse.send(send, self.sse.ping(), first)
+                        first = False
                         wrote = clock()
 
         return Stream(200, [("Content-Type", "text/event-stream"),
@@ -484,7 +491,7 @@ class SandboxApp:
                 "webhooks": dict(q.webhooks),
                 "duplicate_submits": self.duplicate_submits,
                 "submit_bodies": len(self.seen_bodies), "repeated_ids": self.repeated_ids,
-                "logs_asked": dict(self.logs_asked),
+                "logs_asked": dict(self.logs_asked), "sse": self.sse.stats(),
                 "refused_submits": self.refused_submits, "padded_requests": self.padded_requests,
                 "files_in_flight": self.files_in_flight,
                 "max_files_in_flight": self.max_files_in_flight,
@@ -548,11 +555,16 @@ class SandboxApp:
         platform_acts, err = self.platform.parse_control(body)
         if err:
             return self._bad_control(err)
+        sse, err = ssewire.parse_control(body)
+        if err:
+            return self._bad_control(err)
         if body.get("reset_faults"):
             self._reset_controls()
             self.platform.fail_next.clear()
         for act in platform_acts:
             act()
+        if sse:
+            self.sse.set(**sse)
         if "outage" in body:
             self.outage = outage
         if "repeat_id" in body:

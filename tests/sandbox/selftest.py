@@ -1525,6 +1525,153 @@ class TestSubmitAfterTheJob(unittest.TestCase):
         self.assertNotIn("x-fal-request-id", h)
 
 
+# ====================================================================== the stream's wire format
+
+def stream_chunks(host, port, path, timeout=15.0):
+    """(status, the chunk payloads of a chunked status stream, in order, as they were written).
+    Reads until the terminating chunk; bounded by the socket timeout and a deadline."""
+    deadline = time.monotonic() + timeout
+    with socket_conn(host, port) as s:
+        raw_send(s, "GET", path)
+        buf = recv_until(s, b"\r\n\r\n")
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        chunks = []
+        while time.monotonic() < deadline:
+            while b"\r\n" not in buf:
+                more = s.recv(65536)
+                if not more:
+                    return status, chunks
+                buf += more
+            size_line, _, buf = buf.partition(b"\r\n")
+            n = int(size_line, 16)
+            while len(buf) < n + 2:
+                more = s.recv(65536)
+                if not more:
+                    return status, chunks
+                buf += more
+            if n == 0:
+                return status, chunks
+            chunks.append(buf[:n])
+            buf = buf[n + 2:]
+    return status, chunks
+
+
+def sse_data(body):
+    """Each event's data in body, read by WHATWG's steps: one leading BOM skipped; lines end at
+    CRLF, LF or CR; ':' lines are comments; a field's value loses one leading space; data
+    values join with LF; a blank line dispatches; an unfinished event is dropped."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]
+    lines, start, i = [], 0, 0
+    while i < len(body):
+        c = body[i:i + 1]
+        if c in (b"\r", b"\n"):
+            lines.append(body[start:i])
+            i += 2 if body[i:i + 2] == b"\r\n" else 1
+            start = i
+        else:
+            i += 1
+    out, data = [], None
+    for line in lines:
+        if not line:
+            if data is not None:
+                out.append(b"\n".join(data))
+            data = None
+        elif not line.startswith(b":"):
+            name, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if name == b"data":
+                data = (data or []) + [value]
+    return out
+
+
+class TestSseWire(SandboxCase):
+    """/_sandbox/control's sse_newline, sse_multiline, sse_split and sse_bom, seen on the wire."""
+    ARGS = ("--workers", "1", "--job-time", "0.3", "--quiet")
+
+    def setUp(self):
+        super().setUp()
+        self.c.json("POST", "/_sandbox/reset", auth=None)     # back to fal's shape
+
+    def stream(self):
+        """(chunks, the events' JSON objects) of one job's stream, logs on."""
+        sub = self.submit()
+        st, chunks = stream_chunks(self.sb.host, self.sb.port, rel(sub["status_url"]) + "/stream?logs=1")
+        self.assertEqual(st, 200)
+        events = [json.loads(d) for d in sse_data(b"".join(chunks))]
+        self.assertEqual(events[-1]["status"], "COMPLETED", events)
+        self.assertIn("IN_PROGRESS", [e["status"] for e in events])
+        return chunks, events
+
+    def test_default_is_one_line_per_event_lf_one_write(self):
+        chunks, events = self.stream()
+        self.assertEqual(chunks, [b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n"
+                                  for e in events])
+        s = self.stats()["sse"]
+        self.assertEqual((s["newline"], s["multiline"], s["split"], s["bom"]), ("lf", False, False, False))
+        self.assertEqual((s["events"], s["writes"]), (len(events), len(events)))
+
+    def test_crlf_and_lone_cr_end_every_line(self):
+        for name, nl in (("crlf", b"\r\n"), ("cr", b"\r")):
+            self.control(sse_newline=name)
+            chunks, events = self.stream()
+            self.assertEqual(chunks, [b"data: " + json.dumps(e, separators=(",", ":")).encode() + nl + nl
+                                      for e in events], name)
+            body = b"".join(chunks)
+            if name == "crlf":
+                self.assertNotIn(b"\r", body.replace(b"\r\n", b""))   # no lone CR, no lone LF
+                self.assertNotIn(b"\n", body.replace(b"\r\n", b""))
+            else:
+                self.assertNotIn(b"\n", body)
+
+    def test_multiline_events_keep_one_space_of_two(self):
+        self.control(sse_newline="crlf", sse_multiline=True)
+        chunks, events = self.stream()
+        body = b"".join(chunks)
+        self.assertNotIn(b"\n", body.replace(b"\r\n", b""))
+        self.assertEqual(sse_data(body), [json.dumps(e, indent=1).encode() for e in events])
+        first = body.split(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual(first[:3], [b"data: {", b": one event, many data lines", b"id: 1"])
+        self.assertTrue(first[3].startswith(b'data:  "'), first[3])   # two spaces: one is the value's
+        self.assertGreater(len(first), 8)
+
+    def test_split_cuts_every_cr_every_data_prefix_and_the_bom(self):
+        for name in ("crlf", "cr"):
+            self.c.json("POST", "/_sandbox/reset", auth=None)
+            self.control(sse_newline=name, sse_multiline=True, sse_split=True, sse_bom=True)
+            chunks, events = self.stream()
+            body = b"".join(chunks)
+            self.assertEqual(chunks[0], b"\xef", name)                    # the BOM cut after its 1st byte
+            self.assertTrue(chunks[1].startswith(b"\xbb\xbf"), name)
+            self.assertEqual(body.count(b"\xef\xbb\xbf"), 1, name)        # once, at the start
+            for c in chunks:
+                self.assertNotIn(b"\r", c[:-1], (name, c))                # a CR ends its piece
+                self.assertNotIn(b"data:", c, (name, c))                  # "data" | ":" | " ..."
+            if name == "crlf":
+                self.assertTrue(any(c.startswith(b"\n") for c in chunks))  # an LF after its CR
+            self.assertEqual(sse_data(body), [json.dumps(e, indent=1).encode() for e in events])
+            s = self.stats()["sse"]
+            self.assertEqual((s["events"], s["writes"]), (len(events), len(chunks)), name)
+            self.assertGreater(len(chunks), 10 * len(events), name)
+
+    def test_bad_values_change_nothing_and_reset_restores_lf(self):
+        for bad in ({"sse_newline": "crcr"}, {"sse_newline": None}, {"sse_split": "yes"},
+                    {"sse_multiline": 1}, {"sse_bom": None}, {"sse_split": True, "sse_newline": "x"}):
+            self.assertEqual(self.c.json("POST", "/_sandbox/control", bad, auth=None)[0], 400, bad)
+        s = self.stats()["sse"]
+        self.assertEqual((s["newline"], s["split"]), ("lf", False))
+        self.control(sse_newline="cr", sse_split=True, sse_multiline=True, sse_bom=True)
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+        chunks, events = self.stream()
+        self.assertEqual(len(chunks), len(events))
+        self.assertEqual(chunks[0][:6], b"data: ")
+        self.assertNotIn(b"\r", b"".join(chunks))
+        self.control(sse_newline="crlf", reset_faults=True)               # reset first, then applied
+        self.assertEqual(self.stats()["sse"]["newline"], "crlf")
+
+
 if __name__ == "__main__":
     prog = unittest.main(exit=False, verbosity=1)
     if TIMINGS:
