@@ -1672,6 +1672,8 @@ class TestSseWire(SandboxCase):
         self.assertEqual(self.stats()["sse"]["newline"], "crlf")
 
 
+from selftest_promises import TestPromiseTriggers  # noqa: E402,F401  (the promise triggers, in their own file)
+
 if __name__ == "__main__":
     prog = unittest.main(exit=False, verbosity=1)
     if TIMINGS:
