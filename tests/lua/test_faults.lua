@@ -171,13 +171,16 @@ T.case("a job not started within start_timeout ends with fal's 504, asked once",
   local sb = T.sandbox { "--workers", "1", "--job-time", "0.01" }
   local c = editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key",
     poll_interval = 0.02, job_timeout = 20, retry = { base = 0.02, cap = 0.1 } }
-  -- the only worker held for 2 s by a job sent past the client (nobody asks for its result)
+  -- the only worker held by a job sent past the client (nobody asks for its result), let go
+  -- only once the late job has waited longer than its start_timeout, however slow the machine
   local st = T.sh("python3 -c " .. T.quote("import json, sys, urllib.request as u; u.urlopen(u.Request("
-    .. "sys.argv[1], data=json.dumps({'prompt': '[slow:2] busy', 'image_urls': [sys.argv[2]]}).encode(), "
+    .. "sys.argv[1], data=json.dumps({'prompt': '[endless] busy', 'image_urls': [sys.argv[2]]}).encode(), "
     .. "headers={'Authorization': 'Key test-key', 'Content-Type': 'application/json'}))")
     .. " " .. T.quote(sb.url .. "/fal-ai/qwen-image-edit-plus") .. " " .. T.quote(URL))
   T.eq(st, 0, "the busy job was sent")
   local late = assert(c:submit({ prompt = "waits", image_urls = { URL } }, { start_timeout = 1 }))
+  T.sh("sleep 1.5")  -- measured from after the submit's answer: the job has waited more than 1 s
+  sb.control { release_endless = true }
   local res, err = late:wait()
   T.eq(res, nil, "no result")
   T.eq(err.status, 504, "fal's 504: " .. tostring(err))
