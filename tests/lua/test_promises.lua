@@ -195,6 +195,9 @@ T.case("editflow.limits{max_connections}: never more at once; below max_in_fligh
 end)
 
 T.case("stream_idle: a silent stream is given up for polling, and the job still finishes", function()
+  for _, bad in ipairs { 0, -1, 0 / 0 } do
+    T.raises(function() client { stream_idle = bad } end, "stream_idle must be a positive number")
+  end
   local quiet = T.sandbox { "--job-time", "0.02", "--keepalive", "3600" }  -- no pings: silence
   -- 1.5 s (rounded up to whole seconds for libcurl, whose speed window adds ~5 s)
   local c = client({ stream_idle = 1.5, poll_interval = 0.05 }, quiet)
