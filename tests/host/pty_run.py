@@ -6,7 +6,9 @@ SPEC: {"url": SANDBOX_URL, "when": {"running": R, "queued": Q, "jobs": N},
        "keys": [[SECONDS, TEXT], ...], "control": [[SECONDS, {...}], ...], "limit": SECONDS}
 Once the sandbox's /_sandbox/jobs shows at least R jobs IN_PROGRESS, Q IN_QUEUE and N in all
 (no "when": at once), each key is typed SECONDS after that moment and each control body is
-POSTed to /_sandbox/control. Everything the terminal showed goes to stdout, then a last line
+POSTed to /_sandbox/control -- never sooner after the action before it than their SECONDS
+differ, so a loaded machine that types one key late cannot bring the next one closer to it
+(two Ctrl-C more than a second apart stay so). Everything the terminal showed goes to stdout, then a last line
 "PTY_EXIT=<status>" (128 + the signal when CMD was killed by one, "timeout" when it was still
 running after "limit" seconds: it is then killed by its pid). Python standard library only,
 127.0.0.1 only.
@@ -57,18 +59,22 @@ def main():
     actions += [(float(t), "control", c) for t, c in spec.get("control", [])]
     actions.sort(key=lambda a: a[0])
     out, status, trigger, next_look = b"", None, None, 0.0
+    last = None  # (when it was due, when it was done) of the last action taken
     while time.time() - start < limit:
         now = time.time()
         if trigger is None and now >= next_look:
             next_look = now + 0.1
             if ready(spec):
                 trigger = now
-        while trigger is not None and actions and now - trigger >= actions[0][0]:
-            _, kind, what = actions.pop(0)
+        while trigger is not None and actions and now - trigger >= actions[0][0] and (
+                last is None or now - last[1] >= actions[0][0] - last[0]):
+            due, kind, what = actions.pop(0)
             if kind == "key":
                 os.write(fd, what.encode())
             else:
                 sandbox(spec["url"], "/_sandbox/control", what)
+            now = time.time()
+            last = (due, now)
         r, _, _ = select.select([fd], [], [], 0.05)
         if r:
             try:

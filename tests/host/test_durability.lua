@@ -644,10 +644,11 @@ case("Ctrl-C between submit retries: journaled refused (nothing on the wire), se
   -- a retry already on the wire, however loaded the machine)
   control(s, { outage = { seconds = 30, routes = { "submit" }, status = 503, retry_after = 20 } })
   local h = spawn(command(s.url, { "edit", "-p", "interrupted in backoff", "-i", A, "-o", d, "--seed", "3", "-v" }))
-  for _ = 1, 100 do  -- until the first 503 was answered and a retry is waiting
+  for _ = 1, 600 do  -- until the first 503 was answered and a retry is waiting (up to 30 s)
     if (T.read(h.err) or ""):find("retrying in", 1, true) then break end
     sleep(0.05)
   end
+  T.contains(T.read(h.err), "retrying in", "a retry is waiting when the Ctrl-C comes")
   signal(h.pid, "INT")
   T.eq(proc_wait(h, 10), 130, "exit 130")
   T.eq(#records(d, "unknown"), 0, "not unknown: no submit was on its way")

@@ -68,6 +68,8 @@ local function pngs(dir)
 end
 
 -- 6 jobs, 4 at a time: with one worker, 1 runs, 3 wait in the queue, 2 are not sent yet.
+-- The running job lasts seconds past the Ctrl-C typed 0.2-0.3 s after that state is seen, so a
+-- loaded machine that reacts late still finds it running.
 local function grid(prompt, dir, ...)
   return "grid", "-p", prompt .. " ${v}", "--var", "v=1,2,3,4,5,6", "-i", IMG, "--concurrency", "4", "-o", dir, ...
 end
@@ -79,7 +81,7 @@ T.case("--on-interrupt finish: Ctrl-C cancels the queued jobs, finishes and save
   sb.reset()
   local d = T.tmpdir()
   local st, out = on_terminal({ when = WHEN, keys = { { 0.2, CTRL_C } } },
-    grid("[slow:2] finish", d, "--on-interrupt", "finish"))
+    grid("[slow:4] finish", d, "--on-interrupt", "finish"))
   T.eq(st, 130, "exit 128 + SIGINT: " .. out)
   T.contains(out, "interrupted: sending nothing new, cancelling 3 queued jobs at the queue, waiting for 1 running one",
     "said what it does at the signal")
@@ -124,7 +126,7 @@ end)
 T.case("--on-interrupt detach: Ctrl-C leaves the jobs running at the queue; the same command again follows them by id", function()
   sb.reset()
   local d = T.tmpdir()
-  local args = { grid("[slow:1] detach", d, "--on-interrupt", "detach") }
+  local args = { grid("[slow:2] detach", d, "--on-interrupt", "detach") }
   local st, out = on_terminal({ when = WHEN, keys = { { 0.2, CTRL_C } } }, table.unpack(args))
   T.eq(st, 130, "exit 128 + SIGINT: " .. out)
   T.contains(out, "interrupted: detached: 4 jobs left running at the queue, journaled in " .. d, "how many, and where")
@@ -149,7 +151,7 @@ end)
 T.case("cancel (the default), then the same command again: the cancelled jobs are said to be sent again, never 'HTTP 499'", function()
   sb.reset()
   local d = T.tmpdir()
-  local args = { grid("[slow:1] resend", d) }
+  local args = { grid("[slow:2] resend", d) }
   -- the status routes go dark once the jobs are in place: the run cannot learn that its
   -- cancels took, so its journal holds them as accepted and cancelled
   local st, out = on_terminal({ when = WHEN, control = { { 0, { outage = { seconds = 60, routes = { "status", "stream", "result" } } } } },
