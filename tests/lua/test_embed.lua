@@ -125,7 +125,7 @@ for _, host in ipairs { { "luv", LUV }, { "cqueues", CQUEUES } } do
     -- Wake-ups during the wait: ~20 with a descriptor (the job's events and timers); without
     -- one (poll(2)) one each POLL_SLICE (20 ms) more. A busy host (timeout() 0) makes one per
     -- millisecond or a spin: thousands. Load only delays wake-ups, so it cannot raise the count.
-    local cap = 100 + (core.poller == "poll" and wall / 0.02 or 0)
+    local cap = 100 + (core.poller == "poll" and math.floor(wall / 0.02) or 0)
     T.ok(wakes > 0 and wakes <= cap, string.format("no busy polling: %d host wake-ups in %.1f s (at most %d)", wakes, wall, cap))
     T.ok(v.fd ~= "nil" or core.poller == "poll", "a pollable descriptor on this engine (" .. tostring(v.fd) .. ")")
     T.eq(v.outside, "true", "a blocking call outside a task raises, naming editflow.spawn")
