@@ -255,7 +255,9 @@ case("SIGTERM and SIGHUP cancel every job in flight at the queue, journal it, ex
   local ok, err = pcall(function()
     local h = start_slow(d, "twice", "env --default-signal=HUP")
     signal(h.pid, "TERM")
-    sleep(1.2)
+    -- well past the same-stop second, however late the first signal's handler ran; the
+    -- cancels (cancel route down for 30 s, bounded at 5 s) are still trying
+    sleep(2.5)
     T.eq(T.read(h.rc), nil, "still cancelling (the cancel route is down) when the second SIGTERM comes")
     T.ok(not (T.read(h.err) or ""):find("cancel requested for", 1, true), "the cancels had not ended yet: "
       .. tostring(T.read(h.err)))
@@ -273,6 +275,23 @@ case("SIGTERM and SIGHUP cancel every job in flight at the queue, journal it, ex
   sb.reset()  -- the three [slow:30] jobs left running are cancelled
   os.execute("rm -rf " .. q(d))
   if not ok then error(err, 0) end
+end))
+
+case("under nohup (SIGHUP ignored at start) a closed terminal does not stop the run; SIGTERM still does", guarded(function()
+  local d = T.tmpdir()
+  local h, out = start_slow(d, "nohup", "env --ignore-signal=HUP")
+  signal(h.pid, "HUP")
+  sleep(0.5)
+  -- SIGHUP (1) is delivered before SIGTERM (15) were both pending: had the hang-up counted,
+  -- the run would have stopped by it (129), not by the SIGTERM that follows
+  signal(h.pid, "TERM")
+  local st = proc_wait(h, 40)
+  local err = T.read(h.err) or ""
+  T.eq(st, 143, "stopped by the SIGTERM, not the ignored SIGHUP; stderr: " .. err)
+  T.contains(err, "stopped by SIGTERM", "says SIGTERM")
+  T.ok(not err:find("SIGHUP", 1, true), "the hang-up is never mentioned")
+  T.eq(#records(out, "cancel"), 3, "the SIGTERM cancelled the 3 jobs, journaled")
+  os.execute("rm -rf " .. T.quote(d))
 end))
 
 ---------------------------------------------------------------------------------------------

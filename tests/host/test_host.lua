@@ -703,9 +703,9 @@ end)
 T.case("the same SIGTERM twice, to the process and then its group, counts once: the jobs are cancelled", function()
   -- timeout(1) and service managers signal the command, then its whole process group: one
   -- request to stop, arriving twice. Here the two come 0.2 s apart (sent together, the kernel
-  -- may merge them into one) while the cancels are still trying: the cancel route answers 503
-  -- for the first 1.5 s (the tries at 0 and 0.5 s are refused, however slowly a loaded machine
-  -- starts them), and they get through on a retry (1.5 or 3.5 s, within the cancels' 5 s).
+  -- may merge them into one) while the cancels are still trying: the cancel route refuses the
+  -- first six calls (each cancel's tries at 0 and about 0.5 s, however late a loaded machine
+  -- makes them), and they get through on a retry (about 1.5 s, within the cancels' 5 s).
   -- editflow leads its own group, as under timeout(1).
   local d = T.tmpdir()
   local script = write_script(d, "slow.lua", [[
@@ -720,7 +720,7 @@ end, { concurrency = 3 })
   local leader = "python3 -c 'import os, sys; os.setpgid(0, 0); os.execvp(sys.argv[1], sys.argv[1:])' "
   local outage = "python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], "
     .. "sys.argv[2].encode(), {\"Content-Type\": \"application/json\"}))' " .. T.quote(sb.url .. "/_sandbox/control")
-    .. " " .. T.quote(json.encode { outage = { seconds = 1.5, routes = { "cancel" } } })
+    .. " " .. T.quote(json.encode { fail_next = { route = "cancel", status = 503, count = 6 } })
   local _, out, err = T.sh(leader .. command_line() .. " run -q " .. T.quote(script) .. " "
     .. T.quote(d .. "/out") .. " & pid=$!; (sleep 30; kill -KILL $pid) & dog=$!; i=0; "
     .. "while [ $i -lt 100 ] && [ \"$(grep -c '\"accepted\"' " .. journal .. " 2>/dev/null)\" != 3 ]; do "
@@ -730,7 +730,7 @@ end, { concurrency = 3 })
   T.contains(err, "stopped by SIGTERM: 3 jobs in flight, cancel requested for 3", "the summary")
   local after = sb.stats()
   local tries = after.by_route.cancel - before.by_route.cancel
-  T.ok(tries > 3, "the cancels were refused during the outage and tried again (" .. tries .. " calls)")
+  T.eq(tries, 9, "the cancels were refused six times and tried again (" .. tries .. " calls)")
   T.eq(after.cancelled - before.cancelled, 3, "and the sandbox cancelled the 3 jobs")
   os.execute("rm -rf " .. T.quote(d))
 end)

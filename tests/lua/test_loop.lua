@@ -134,7 +134,10 @@ T.case("step(0) does not wait, and step waits as long as asked", function()
   local loop = core.loop()
   loop:arm(120000)
   local t0 = core.monotime()
-  for _ = 1, 100 do loop:step(0) end
+  for _ = 1, 100 do
+    loop:step(0)
+    if core.monotime() - t0 > 30 then break end  -- one step(0) that waits for the wakeup is enough
+  end
   local dt = core.monotime() - t0
   T.ok(dt < 30, "100 x step(0) did not wait for the wakeup 120 s ahead (took " .. dt .. " s)")
   t0 = core.monotime()

@@ -125,6 +125,10 @@ class SandboxApp:
         down = self._outage_answer(route)
         if down is not None:
             return route, down
+        if route == "cancel":          # fail_next on the queue's cancel: refused, nothing cancelled
+            injected = self.platform._injected("cancel")
+            if injected is not None:
+                return route, injected
         if route == "submit" and self.refuse_submits[0] > 0:   # an ingress's refusal: no job
             self.refuse_submits[0] -= 1
             self.refused_submits += 1

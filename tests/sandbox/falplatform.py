@@ -25,7 +25,7 @@ from falschema import validate_doc
 HERE = os.path.dirname(os.path.abspath(__file__))
 CATALOG_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "lua", "editflow", "catalog"))
 ROUTES = ("schema", "pricing", "storage", "media", "listing")
-FAIL_ROUTES = ("initiate", "upload", "complete", "pricing", "schema", "listing")
+FAIL_ROUTES = ("initiate", "upload", "complete", "pricing", "schema", "listing", "cancel")
 # What a signed upload URL takes besides the bytes: the headers of HTTP itself and of fal's
 # clients' fetch (accept */*); anything else of a client's (its JSON Accept, a user's header,
 # fal's own headers) is counted in upload_extra_headers.

@@ -1373,6 +1373,15 @@ class TestPlatform(SandboxCase):
         self.assertEqual(self.schema(EP)[0], 500)     # reset_faults runs first, then the new one
         self.control(reset_faults=True)
         self.assertEqual(self.schema(EP)[0], 200)
+        # the queue's cancel: the next N are refused and cancel nothing, then one goes through
+        sub = self.submit()
+        self.control(fail_next={"route": "cancel", "status": 503, "count": 2})
+        refused = [self.c.json("PUT", rel(sub["cancel_url"]))[0] for _ in range(2)]
+        self.assertEqual(refused, [503, 503])
+        st, _, j = self.c.json("GET", rel(sub["status_url"]))
+        self.assertNotEqual(j.get("error_type"), "client_cancelled")
+        st, _, j = self.c.json("PUT", rel(sub["cancel_url"]))
+        self.assertIn(st, (202, 400))                 # cancelled now, or it had already finished
         st, _, _ = self.c.json("POST", "/_sandbox/control", {"fail_next": {"route": "submit"}}, auth=None)
         self.assertEqual(st, 400)
         self.assertEqual(self.stats()["uploads"], 1)
