@@ -412,7 +412,7 @@ static void test_sse(void) {
   SSE("data: a\r\rdata: b\r\n\ndata: c\n\r", "[a][b][c]");
   SSE("data: a\n\rdata: b\n\n", "[a][b]");             /* LF then CR: two line ends */
   SSE("data: a\r\r\ndata: b\r\n\n", "[a][b]");         /* CR, then CRLF: two */
-  SSE("data: a\r\n\r\r\ndata: b\n\n", "[a][b]");       /* CRLF, CR, LF: three (one stray blank) */
+  SSE("data: a\r\n\r\r\ndata: b\n\n", "[a][b]");       /* CRLF, CR, CRLF: three line ends (one stray blank) */
   /* multi-line events, CRLF or CR inside: one event, its lines joined by LF */
   SSE("data: {\"status\":\"IN_QUEUE\",\r\ndata: \"queue_position\":2}\r\n\r\n"
       "data: {\"status\":\r\ndata:\"COMPLETED\"}\r\n\r\n",

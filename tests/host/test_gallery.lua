@@ -75,14 +75,7 @@ local function attr(d, id, name)
   local t = tag(d, id)
   return t and t:match(" " .. name:gsub("%-", "%%-") .. "=\"([^\"]*)\"")
 end
-local function count(s, plain)
-  local n, at = 0, 1
-  while true do
-    local i = s:find(plain, at, true)
-    if not i then return n end
-    n, at = n + 1, i + #plain
-  end
-end
+local count = T.count
 -- The sheet's part of the DOM: from its div to the detail view's.
 local function sheet(d) return d:sub(d:find("id=\"sheet\"", 1, true), d:find("id=\"detail\"", 1, true)) end
 -- The text of the element with this id (its markup, as serialised).

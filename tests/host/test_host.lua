@@ -548,41 +548,15 @@ end)
 
 T.case("on a terminal, grid and edit show a moving live line", function()
   local d = T.tmpdir()
-  -- a pseudo-terminal (Python's pty, standard library): stderr is a TTY as in a user's shell
-  local helper = d .. "/pseudo_terminal.py"  -- (not tty.py: that would shadow Python's own tty)
-  local f = assert(io.open(helper, "w"))
-  f:write([[
-import os, pty, sys, time, select
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-out, end = b"", time.time() + 60
-while time.time() < end:
-    r, _, _ = select.select([fd], [], [], 0.5)
-    if r:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    else:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            pid = None
-            break
-if pid:
-    os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-]])
-  f:close()
+  -- a pseudo-terminal (tests/host/pty_run.py, no keys typed): stderr is a TTY as in a user's shell
   local parts = { "env" }
   for k, v in pairs(env()) do parts[#parts + 1] = k .. "=" .. T.quote(v) end
-  local prefix = table.concat(parts, " ") .. " python3 " .. T.quote(helper) .. " " .. T.quote(BIN)
+  local prefix = table.concat(parts, " ") .. " python3 " .. T.quote(T.source_dir .. "/tests/host/pty_run.py")
+    .. " " .. T.quote('{"limit": 60}') .. " " .. T.quote(BIN)
   local st, out = T.sh(prefix .. " grid -p 'a ${v}' --var v=1,2,3,4,5,6,7,8,9,10,11,12 -i https://cdn.example/a.png"
     .. " --concurrency 3 -o " .. T.quote(d .. "/g"))
   T.eq(st, 0, "ran under a pseudo-terminal")
+  T.contains(out, "\nPTY_EXIT=0\n", "grid ended with 0 on the terminal")
   local seen = {}
   for n in out:gmatch("\r\27%[Keditflow: (%d+)/12 done") do seen[n] = true end
   local distinct = 0
@@ -591,6 +565,7 @@ sys.stdout.buffer.write(out)
   T.ok(seen["12"], "and ended at 12 done")
   st, out = T.sh(prefix .. " edit -p x -i https://cdn.example/a.png -o " .. T.quote(d .. "/e"))
   T.eq(st, 0, "edit under a pseudo-terminal")
+  T.contains(out, "\nPTY_EXIT=0\n", "edit ended with 0 on the terminal")
   T.ok(out:find("\r\27%[Keditflow: 1 done") ~= nil, "edit's live line ends at 1 done")
   os.execute("rm -rf " .. T.quote(d))
 end)

@@ -44,14 +44,7 @@ local function on_pipes(...)
   return T.sh(table.concat(cmd, " "))
 end
 
-local function count(s, plain)
-  local n, at = 0, 1
-  while true do
-    local i = s:find(plain, at, true)
-    if not i then return n end
-    n, at = n + 1, i + #plain
-  end
-end
+local count = T.count
 
 local function journal_records(dir)
   local n = {}

@@ -72,6 +72,16 @@ function T.read(path)
   return s
 end
 
+-- How many times the plain text `plain` occurs in s (not overlapping).
+function T.count(s, plain)
+  local n, at = 0, 1
+  while true do
+    local i = s:find(plain, at, true)
+    if not i then return n end
+    n, at = n + 1, i + #plain
+  end
+end
+
 function T.exists(path) return T.read(path) ~= nil end
 
 function T.list_dir(dir)

@@ -13,9 +13,7 @@ import http.client
 import http.server
 import json
 import os
-import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -31,65 +29,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import images  # noqa: E402
+import sandboxproc  # noqa: E402
 
 KEY, TOKEN = "fake-key-123", "fake-token-456"
+
+
+class Sandbox(sandboxproc.Sandbox):
+    """A sandbox with this suite's fake credentials."""
+
+    def __init__(self, *args):
+        super().__init__(*args, key=KEY, bearer=TOKEN)
 EP = "fal-ai/qwen-image-edit-plus"
 GOOD = {"prompt": "a red car", "image_urls": ["https://example.invalid/a.png"]}
 TIMINGS = {}
-
-
-class Sandbox:
-    """One sandbox subprocess. start() waits (bounded) for its SANDBOX_URL line."""
-
-    def __init__(self, *args):
-        self.args = list(args)
-        self.proc = None
-        self.url = None
-        self.errlog = tempfile.TemporaryFile()
-
-    def start(self, timeout=15.0):
-        cmd = [sys.executable, os.path.join(HERE, "sandbox.py"), "--port", "0",
-               "--key", KEY, "--bearer", TOKEN] + self.args
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errlog,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while time.monotonic() < deadline and b"\n" not in buf:
-            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not r:
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-        line = buf.split(b"\n", 1)[0].decode()
-        if not line.startswith("SANDBOX_URL="):
-            err = self.stderr()
-            self.stop()
-            raise RuntimeError("sandbox did not start: %r / %s" % (line, err))
-        self.url = line[len("SANDBOX_URL="):]
-        p = urlsplit(self.url)
-        self.host, self.port = p.hostname, p.port
-        return self
-
-    def stderr(self):
-        if self.errlog.closed:
-            return ""
-        self.errlog.seek(0)
-        return self.errlog.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
-        self.errlog.close()
-        return self.proc.returncode if self.proc else None
 
 
 class Client:

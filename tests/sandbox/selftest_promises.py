@@ -9,14 +9,14 @@
 import http.client
 import json
 import os
-import select
-import signal
-import subprocess
 import sys
 import threading
 import time
 import unittest
 from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sandboxproc  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "fake-key-promises"
@@ -34,28 +34,12 @@ class PromiseSandbox(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cmd = [sys.executable, os.path.join(HERE, "sandbox.py"), "--port", "0", "--quiet",
-               "--key", KEY, "--job-time", "0.02", "--keepalive", "3600"]
-        cls.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    stdin=subprocess.DEVNULL)
-        ready, _, _ = select.select([cls.proc.stdout], [], [], 15)
-        line = cls.proc.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("SANDBOX_URL="):
-            cls.tearDownClass()
-            raise RuntimeError("sandbox did not start: %r" % line)
-        u = urlsplit(line[len("SANDBOX_URL="):])
-        cls.host, cls.port = u.hostname, u.port
+        cls.sb = sandboxproc.Sandbox("--quiet", "--job-time", "0.02", "--keepalive", "3600", key=KEY).start()
+        cls.host, cls.port = cls.sb.host, cls.sb.port
 
     @classmethod
     def tearDownClass(cls):
-        if cls.proc.poll() is None:
-            os.kill(cls.proc.pid, signal.SIGTERM)
-            try:
-                cls.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(cls.proc.pid, signal.SIGKILL)
-                cls.proc.wait(timeout=5)
-        cls.proc.stdout.close()
+        cls.sb.stop()
 
     def call(self, method, path, body=None, auth=True):
         """(status, headers, body bytes) on a connection of its own."""
