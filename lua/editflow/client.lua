@@ -284,6 +284,28 @@ function M.new(opts)
   return self
 end
 
+-- client:sibling(endpoint) -> a client for another endpoint with everything else of this one:
+-- the credential (never copied into a table), URLs, trusted origins, options, callbacks, the
+-- slots and the journal. An experiment across models runs each model on a sibling, so one
+-- folder's journal and one max_in_flight cover them all. The per-endpoint state (its model,
+-- its live jobs, its request ids, its subscribers) starts empty.
+function Client:sibling(endpoint)
+  local e, app = M.parse_endpoint(endpoint)
+  if not e then
+    error("editflow.client: endpoint must look like 'owner/app', 'owner/app/path' or "
+      .. "'workflows/owner/app', got '" .. tostring(app or endpoint) .. "'", 2)
+  end
+  if e == self.endpoint then return self end
+  local c = {}
+  for k, v in pairs(self) do c[k] = v end
+  c.endpoint, c.app = e, app
+  c._model, c._transport, c.live, c.in_doubt, c.ids, c.subscribers = nil, nil, nil, nil, nil, nil
+  c.header_sets = {}
+  setmetatable(c, Client)
+  secrets[c], keys[c] = secrets[self], keys[self]
+  return c
+end
+
 Client.__tostring = function(c)
   return string.format("editflow.Client(%s, %s, auth=%s%s)", c.base_url, c.endpoint, c.auth,
     secrets[c] and "" or ", no credential")

@@ -11,9 +11,17 @@ local sb = T.sandbox { "--job-time", "0.02", "--workers", "8" }
 
 local function client() return editflow.client { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key" } end
 
-local function manifest(dir)
+-- The manifest's records (of one run: the latest when run is nil; "all": every line).
+local function manifest(dir, run)
+  local all, latest = {}, nil
+  for line in (T.read(dir .. "/manifest.jsonl") or ""):gmatch("[^\n]+") do
+    local r = json.decode(line)
+    all[#all + 1] = r
+    latest = r.run  -- a run's lines come after every earlier run's
+  end
+  if run == "all" then return all end
   local out = {}
-  for line in (T.read(dir .. "/manifest.jsonl") or ""):gmatch("[^\n]+") do out[#out + 1] = json.decode(line) end
+  for _, r in ipairs(all) do if r.run == (run or latest) then out[#out + 1] = r end end
   return out
 end
 
@@ -114,7 +122,10 @@ T.case("a run: images named by combination, manifest, gallery; a re-run pays not
   local again = editflow.experiment(spec { out = d, client = client() })
   T.eq(sb.stats().by_route.submit, before, "no new submit")
   T.eq(again.reused, 12, "all reused")
-  T.eq(manifest(s.dir)[5].reused, true, "manifest says reused")
+  T.eq(manifest(s.dir)[5].reused, true, "the re-run's record says reused")
+  T.eq(#manifest(s.dir, "all"), 24, "the manifest keeps both runs: 12 lines each")
+  T.eq(manifest(s.dir, "all")[5].reused, false, "the first run's record is kept as it was")
+  T.eq(again.run ~= s.run and manifest(s.dir)[1].run, again.run, "each run has its own id")
   local plan = editflow.experiment(spec { out = d, client = client(), dry_run = true })
   T.eq(plan.cost, 0, "a re-run's plan costs nothing")
   os.execute("rm -rf " .. T.quote(d))

@@ -43,18 +43,38 @@ function M.names(tpl)
 end
 
 -- template.render(tpl, vars [, what]) -> text; raises naming any missing variable.
-function M.render(tpl, vars, what)
+-- A variable's value that is text may itself hold ${other}: it is rendered too, with the same
+-- variables (--var 'style=${light} oil' or a prompt held in a variable), so nothing unrendered
+-- ever reaches a model; a variable that comes back to itself is refused, naming the cycle.
+local function render(tpl, vars, what, stack)
   return (scan(tpl, function(name)
     local v = vars[name]
     if v == nil then
       local have = {}
       for k in pairs(vars) do have[#have + 1] = tostring(k) end
       table.sort(have)
-      error(string.format("%s: missing variable '%s' (variables: %s)", what or "template", name,
-        #have > 0 and table.concat(have, ", ") or "none"), 0)
+      error(string.format("%s: missing variable '%s' (variables: %s)%s", what or "template", name,
+        #have > 0 and table.concat(have, ", ") or "none",
+        #stack > 0 and (" in the value of " .. table.concat(stack, " -> ")) or ""), 0)
     end
-    return tostring(v)
+    if type(v) ~= "string" or not v:find("$", 1, true) then return tostring(v) end
+    for i, seen in ipairs(stack) do
+      if seen == name then
+        local cycle = { table.unpack(stack, i) }
+        cycle[#cycle + 1] = name
+        error(string.format("%s: the variables refer to each other in a cycle: %s", what or "template",
+          table.concat(cycle, " -> ")), 0)
+      end
+    end
+    stack[#stack + 1] = name
+    local text = render(v, vars, what, stack)
+    stack[#stack] = nil
+    return text
   end))
+end
+
+function M.render(tpl, vars, what)
+  return render(tpl, vars, what, {})
 end
 
 -- Checks every template against the variables before anything runs.

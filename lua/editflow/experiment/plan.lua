@@ -1,0 +1,257 @@
+-- editflow.experiment.plan: an experiment's plan: every job (prompt template × combination of
+-- variables × seed × model) with the body it will send in its model's own shape, its output
+-- pixels and its estimated cost, per model in that model's price unit. Everything is checked
+-- here, before any request: missing or cyclic variables, every model's fields, every local
+-- image, the size each model can take; a plan that cannot be sent as asked raises.
+local core = require "editflow.core"
+local price = require "editflow.price"
+local template = require "editflow.experiment.template"
+local lifecycle = require "editflow.lifecycle"
+local errors = require "editflow.errors"
+local axes = require "editflow.experiment.axes"
+local shape = require "editflow.experiment.shape"
+
+local M = {}
+
+local IMAGE_FILE = { png = true, jpg = true, jpeg = true, webp = true, gif = true }
+
+-- How a variable's value reads in a file name: an image path by its file's stem, anything
+-- else as it is (so 0.5 and 0.75 stay apart).
+local function label(v)
+  if type(v) == "table" and v.path then v = v.path end
+  local s = tostring(v)
+  local ext = s:match("%.(%w+)$")
+  if s:find("/", 1, true) or (ext and IMAGE_FILE[ext:lower()]) then
+    s = s:match("([^/]*)$"):gsub("%.%w+$", "")
+  end
+  return s
+end
+
+local function vars_text(vars)
+  local names, parts = {}, {}
+  for k in pairs(vars) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. tostring(label(vars[k])) .. "|" .. tostring(vars[k]) end
+  return names, table.concat(parts, "\n")
+end
+
+-- A readable, unique, filesystem-safe name for a job. When two would read the same (values
+-- cut short, or differing only in what the name drops), a short hash of the exact values
+-- tells them apart, the same on every run whatever the grid's order. `named`: the variables,
+-- plus the prompt's and the model's names when there are several of them.
+local function slug(named, seed, used)
+  local names, exact = vars_text(named)
+  local parts = {}
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "-" .. label(named[k]):sub(1, 24) end
+  local s = core.safe_name(#parts > 0 and table.concat(parts, "_") or "job"):sub(1, 90)
+  if used[s .. (seed and ("_s" .. seed) or "")] or #s >= 90 then s = s:sub(1, 80) .. "_" .. core.hash(exact):sub(1, 8) end
+  if seed then s = s .. "_s" .. seed end
+  used[s] = true
+  return s
+end
+
+-- Renders one image entry: an editflow.file (or any non-string) passes through; a template
+-- that is exactly ${name} takes the variable's value as it is (a path or an editflow.file).
+local function render_image(t, vars, what)
+  if type(t) ~= "string" then return t end
+  local only = t:match("^%${([%a_][%w_]*)}$")
+  if only and vars[only] ~= nil then return vars[only] end
+  return template.render(t, vars, what)
+end
+
+function M.check_spec(spec)
+  if type(spec) ~= "table" then error("experiment expects a table", 3) end
+  axes.prompts(spec)
+  if spec.name ~= nil and (type(spec.name) ~= "string" or spec.name == "") then
+    error("experiment: name must be a non-empty string", 3)
+  end
+  if spec.seeds ~= nil then
+    if type(spec.seeds) ~= "table" or #spec.seeds == 0 then error("experiment: seeds must be a list of integers", 3) end
+    local seen = {}
+    for i, s in ipairs(spec.seeds) do
+      if math.type(s) ~= "integer" or s < 0 then
+        error(string.format("experiment: seeds[%d] must be an integer >= 0, got %s", i, tostring(s)), 3)
+      end
+      -- the same seed twice is the same job twice: paid twice, one file for both
+      if seen[s] then error(string.format("experiment: seed %d is given twice", s), 3) end
+      seen[s] = true
+    end
+  end
+  for _, group in ipairs { spec.vars or {} } do  -- (a zip's values pair up: they may repeat)
+    for name, values in pairs(group) do
+      local seen = {}
+      for _, v in ipairs(type(values) == "table" and values or {}) do
+        local key = type(v) == "table" and tostring(v.path) or tostring(v)
+        if seen[key] then
+          error(string.format("experiment: the variable %s has the value %s twice", tostring(name), key), 3)
+        end
+        seen[key] = true
+      end
+    end
+  end
+  if spec.max_cost ~= nil and (type(spec.max_cost) ~= "number" or spec.max_cost < 0) then
+    error("experiment: max_cost must be a number of dollars >= 0", 3)
+  end
+  if spec.price ~= nil and type(spec.price) ~= "number" and type(spec.price) ~= "string" and type(spec.price) ~= "table" then
+    error("experiment: price must be dollars (per the endpoint's unit), 'DOLLARS/UNIT', or a table of them by endpoint", 3)
+  end
+  shape.size_request(spec)
+end
+
+-- The price given for one model: one price for a single model, else a table by endpoint.
+local function given_price(spec, endpoint, several)
+  local p = spec.price
+  if type(p) == "table" then p = p[endpoint] end
+  if p ~= nil and several and type(spec.price) ~= "table" then
+    error("experiment: with several models, give price as a table by endpoint ({ ['" .. endpoint .. "'] = 0.03 })", 0)
+  end
+  return p
+end
+
+-- One model of the plan: its client (a sibling of the experiment's), schema, price and what
+-- the common size option becomes in its own field.
+local function model_entry(spec, client, endpoint, several, size_req)
+  local c = client:sibling(endpoint)
+  local m = c:model()
+  local e = { endpoint = endpoint, client = c, model = m, label = axes.model_label(endpoint),
+    jobs = 0, images = 0, megapixels = 0, cost = 0, reused = 0 }
+  local p, why = given_price(spec, endpoint, several), nil
+  if p ~= nil then p = price.given(endpoint, p) else p, why = price.lookup(c) end
+  e.price, e.unpriced = p, not p and why or nil
+  if size_req then
+    local field, value = shape.size_for(m, size_req)
+    if not field then error("experiment: " .. value, 0) end
+    if spec.params and spec.params[field] ~= nil then
+      error(string.format("experiment: %s's size is given twice: %s %s and params.%s", endpoint,
+        size_req.aspect and "aspect" or "size", size_req.text, field), 0)
+    end
+    e.size_field, e.size_value = field, value
+    e.gets = field .. "=" .. shape.text(value)
+  end
+  return e
+end
+
+-- The parameters each model gets: a field goes to every model that has it. With several models
+-- a field none of them has is an error naming them; with one, the model's own check names it.
+local function params_for(models, params)
+  local per = {}
+  for i = 1, #models do per[i] = {} end
+  for k, v in pairs(params or {}) do
+    local takers = 0
+    for i, e in ipairs(models) do
+      if #models == 1 or shape.has(e.model, k) then per[i][k] = v; takers = takers + 1 end
+    end
+    if takers == 0 then
+      local ids = {}
+      for i, e in ipairs(models) do ids[i] = e.endpoint end
+      error(string.format("experiment: %s is a field of none of the models (%s)", tostring(k), table.concat(ids, ", ")), 0)
+    end
+  end
+  return per
+end
+
+local function check_templates(spec, prompts, combos, image_tpls)
+  local names = {}
+  for k in pairs(combos[1] or {}) do names[#names + 1] = k end
+  axes.check_names(names)
+  local templates = { negative_prompt = spec.negative_prompt }
+  for _, p in ipairs(prompts) do templates[#prompts > 1 and ("prompts." .. p.name) or "prompt"] = p.template end
+  for i, t in ipairs(image_tpls) do
+    if type(t) == "string" then templates["images[" .. i .. "]"] = t end
+  end
+  template.check(templates, names)
+end
+
+-- The body of one job for one model: the parameters it takes, the rendered prompt, the images
+-- in its field, the size in its own field, the seed.
+local function job_input(spec, e, params, prompt, vars, imgs, seed)
+  local input = {}
+  for k, v in pairs(params) do input[k] = v end
+  input.prompt = prompt
+  if spec.negative_prompt then input.negative_prompt = template.render(spec.negative_prompt, vars, "negative_prompt") end
+  local field, value = shape.images(e.model, imgs)
+  if field then input[field] = value end
+  if e.size_field then input[e.size_field] = e.size_value end
+  if seed then input.seed = seed end
+  return input
+end
+
+-- Adds a job to the plan and its model's totals. A job the folder's journal already holds
+-- costs nothing: it will be reused (equal bodies get successive keys, as when sent).
+local function add_job(plan, e, job, body, ahead)
+  local est = price.estimate(e.price, e.model, job.input)
+  job.megapixels, job.cost, job.units, job.images = est.megapixels, est.cost or 0, est.units, est.images
+  job.approx = est.approx or nil
+  if est.approx then plan.approx = true end
+  job.full_cost = job.cost
+  -- done, accepted or in doubt: already paid for (or held back), never paid again
+  if e.client.journal and lifecycle.paid(e.client, body, ahead) then job.reuse, job.cost = true, 0 end
+  job.index = #plan.jobs + 1
+  plan.jobs[job.index] = job
+  for _, t in ipairs { plan, e } do
+    t.megapixels = t.megapixels + job.megapixels
+    t.cost = t.cost + job.cost
+    t.images = t.images + job.images
+    if job.reuse then t.reused = (t.reused or 0) + 1 end
+  end
+  e.jobs = e.jobs + 1
+end
+
+-- experiment.plan(spec, client) -> plan: every job with its rendered input, its output pixels
+-- and its estimated cost; plan.models: per model its price, jobs, cost and what it gets. Raises
+-- on anything wrong, before any request.
+function M.plan(spec, client)
+  M.check_spec(spec)
+  local prompts = axes.prompts(spec)
+  local endpoints = axes.models(spec, client.endpoint)
+  local combos = template.combine(spec.vars, spec.zip)
+  local image_tpls = spec.images or {}
+  if type(image_tpls) == "string" then image_tpls = { image_tpls } end
+  check_templates(spec, prompts, combos, image_tpls)
+  local size_req = shape.size_request(spec)
+  local several = #endpoints > 1
+  local models = {}
+  for i, endpoint in ipairs(endpoints) do models[i] = model_entry(spec, client, endpoint, several, size_req) end
+  local params = params_for(models, spec.params)
+  local plan = { jobs = {}, megapixels = 0, cost = 0, images = 0, combos = combos, prompts = prompts,
+    models = models }
+  -- one price for the plan when there is one model (as before); else each model's own
+  plan.price, plan.unpriced = models[1].price, models[1].unpriced
+  for _, e in ipairs(models) do
+    if not e.price then plan.unpriced = plan.unpriced or (e.endpoint .. ": " .. tostring(e.unpriced)) end
+    if not e.price and spec.max_cost then
+      error(errors.new("BUDGET", string.format("experiment: cannot keep max_cost: %s: %s", e.endpoint, e.unpriced)), 0)
+    end
+  end
+  if several then plan.price = nil end
+  local seeds = spec.seeds or { false }
+  local used, ahead = {}, {}
+  for _, p in ipairs(prompts) do
+    for ci, vars in ipairs(combos) do
+      local what = #prompts > 1 and ("prompts." .. p.name) or "prompt"
+      local prompt = template.render(p.template, vars, what)
+      local imgs = {}
+      for i, t in ipairs(image_tpls) do imgs[i] = render_image(t, vars, "images[" .. i .. "]") end
+      for _, seed in ipairs(seeds) do
+        for mi, e in ipairs(models) do
+          if seed and not shape.has(e.model, "seed") then
+            error(string.format("experiment: %s has no seed field: seeds cannot be given to it", e.endpoint), 0)
+          end
+          local input = job_input(spec, e, params[mi], prompt, vars, imgs, seed)
+          -- validated, and every local image read and checked, now
+          local body = e.client:prepare(input)
+          local named = {}
+          for k, v in pairs(vars) do named[k] = v end
+          if #prompts > 1 then named.prompt = p.name end
+          if several then named.model = e.label end
+          add_job(plan, e, { combo = ci, vars = vars, seed = seed or nil, input = input, images_given = imgs,
+            prompt_name = p.name, template = p.template, model = e.endpoint, entry = e,
+            slug = slug(named, seed or nil, used) }, body, ahead)
+        end
+      end
+    end
+  end
+  return plan
+end
+
+return M
