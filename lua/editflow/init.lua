@@ -49,6 +49,7 @@ M.images = inputs.images     -- images("photos/*.jpg", "more/") -> sorted paths
 M.render = require("editflow.experiment.template").render
 M.product = require("editflow.experiment.template").product
 M.zip = require("editflow.experiment.template").zip
+M.report = function(dir, opts) return require("editflow.experiment.report").report(dir, opts) end  -- -> summary | nil, message, code
 function M.experiment(spec) return require("editflow.experiment").run(spec) end
 
 return M

@@ -57,7 +57,7 @@ local RUN = {
     help = "what Ctrl-C, SIGTERM or SIGHUP does: cancel the jobs in flight (default); finish the running ones, cancel the queued ones; detach: leave them running (journaled)" },
 }
 
-M.COMMANDS = { "edit", "grid", "schema", "price", "status", "result", "cancel", "wait", "run", "help", "completion" }
+M.COMMANDS = { "edit", "grid", "report", "rate", "schema", "price", "status", "result", "cancel", "wait", "run", "help", "completion" }
 
 -- Standard output: data only. A write that fails (a closed pipe, a full disk) is remembered,
 -- and the command then ends with status 1 and a message, as coreutils' do.

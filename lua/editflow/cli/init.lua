@@ -31,6 +31,11 @@ commands:
        [--seeds 1,2] [-o DIR] [--dry-run] [--max-cost DOLLARS]
                                                     a prompt experiment: every combination x seed,
                                                     images + manifest.jsonl + index.html
+  report DIR [--run ID|all] [--by DIM] [--json]     an experiment folder per model, prompt, seed and
+                                                    variable: jobs, failures, cost, stars, judge
+                                                    score, latency; best first
+  rate DIR --import FILE                            merge ratings (the gallery's export) into
+                                                    DIR/ratings.json; or DIR REQUEST_ID --stars N
   schema [-m] ENDPOINT                              an endpoint's fields: types, defaults, ranges, options
   price [-m] ENDPOINT [--json]                      an endpoint's unit price, unit and where it comes from
   status REQUEST_ID                                 print a job's status as JSON
@@ -371,6 +376,8 @@ function M.dispatch(argv)
     return job.run(cmd, argv)
   elseif cmd == "grid" then
     return grid.run(argv)
+  elseif cmd == "report" or cmd == "rate" then
+    return require("editflow.cli.report").run(cmd, argv)
   elseif cmd == "schema" or cmd == "price" then
     return about.run(cmd, argv)
   end

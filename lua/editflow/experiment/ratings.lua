@@ -154,8 +154,7 @@ local function entry_problem(id, e)
   end
   for _, k in ipairs(sorted_keys(e)) do
     if not FIELD[k] then
-      return string.format("%q has the field %s, which a rating does not take (fields: %s)", id,
-        json.encode(tostring(k)), ACCEPTED)
+      return string.format("%q.%s is not a field of a rating (accepted: %s)", id, tostring(k), ACCEPTED)
     end
   end
   local s, b, note = e.stars, e.best, e.note
