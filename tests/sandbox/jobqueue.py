@@ -4,7 +4,8 @@
 # asyncio.Event per job, one per waiting line), failure triggers in the prompt ([fail:nsfw],
 # [fail:500]/[fail:typed500], [fail:bare500], [fail:proxy], [fail:notimage], [fail:noresult],
 # [slow:S], [endless], [images:N], [bigdata:MB], [trickle], [slowfile:S], [filewait:S],
-# [longurls:N]), output images, completion times, counters and loopback webhooks.
+# [longurls:N]; a judge endpoint's in judge.py), output images (a judge's text answer: judge.py),
+# completion times, counters and loopback webhooks.
 
 import asyncio
 import json
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import images
+import judge
 from httpd import post_json
 
 IN_QUEUE, IN_PROGRESS, COMPLETED = "IN_QUEUE", "IN_PROGRESS", "COMPLETED"
@@ -178,6 +180,8 @@ class Job:
                      else "proxy" if "[fail:proxy]" in prompt
                      else "noresult" if "[fail:noresult]" in prompt
                      else "endless" if "[endless]" in prompt else None)
+        if self.fail is None and judge.fails(endpoint, prompt):  # [judge:fail]: only a judge fails
+            self.fail = "500"
         self.bare500_left = BARE500_TIMES if self.fail == "bare500" else 0
         m = _LONGURLS.search(prompt)     # every URL the queue hands out for it is N characters
         self.long_urls = min(int(m.group(1)), MAX_URL) if m else None
@@ -376,7 +380,8 @@ class JobQueue:
             job.log("Proxy: upstream failed")
             self._finish(job, None, None, 200, {"status": "FAILED", "detail": "upstream failed"}, [])
             return
-        out = await self._output(job)
+        # a judge answers text (judge.py); every other endpoint, images
+        out = judge.answer(job.raw) if judge.is_judge(job.endpoint) else await self._output(job)
         if job.done:
             return
         job.log("Done in %.2fs" % job.inference_time)

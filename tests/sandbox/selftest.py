@@ -1633,6 +1633,49 @@ class TestSseWire(SandboxCase):
         self.assertEqual(self.stats()["sse"]["newline"], "crlf")
 
 
+class TestJudge(SandboxCase):
+    """The deterministic judge (judge.py): fal-ai/any-llm/vision answers text in output, its
+    score a function of prompt and image URLs; validated against the shipped document; priced."""
+    ARGS = ("--workers", "2", "--job-time", "0.02", "--quiet")
+    VLM = "fal-ai/any-llm/vision"
+
+    def setUp(self):
+        super().setUp()
+        self.c.json("POST", "/_sandbox/reset", auth=None)
+
+    def result(self, body):
+        sub = self.submit(body, path="/" + self.VLM)
+        self.wait_done(sub)
+        return self.c.json("GET", rel(sub["response_url"]))
+
+    def test_score_predictable_and_priced(self):
+        urls = ["https://example.invalid/in.png", "https://example.invalid/out.png"]
+        st, _, j = self.result({"prompt": "judge this", "image_urls": urls, "model": "google/gemini-2.5-flash"})
+        digest = __import__("hashlib").sha256("\n".join(["judge this"] + urls).encode()).digest()
+        self.assertEqual((st, j["partial"]), (200, False))
+        self.assertEqual(json.loads(j["output"]), {"score": int.from_bytes(digest[:8], "big") % 11,
+                                                   "reason": "sandbox judge, 2 images"})
+        j = self.result({"prompt": "x [judge-score:7] [judge:line]"})[2]
+        self.assertEqual(j["output"], "Score: 7/10\nReason: sandbox judge, 0 images")
+        st, _, j = self.c.json("GET", "/v1/models/pricing?endpoint_id=" + quote(self.VLM, safe=""))
+        self.assertEqual(j["prices"], [{"endpoint_id": self.VLM, "unit_price": 0.001, "unit": "request",
+                                        "currency": "USD"}])
+
+    def test_triggers_and_validation(self):
+        j = self.result({"prompt": "[judge:unreadable]"})[2]
+        self.assertNotIn("score", j["output"])
+        st, h, j = self.result({"prompt": "[judge:fail]", "image_urls": []})
+        self.assertEqual((st, j["error_type"]), (500, "runner_server_error"))
+        st, _, j = self.c.json("POST", "/" + self.VLM, {"image_urls": ["https://example.invalid/a.png"],
+                                                        "model": "no/such-model"})
+        self.assertEqual(st, 422)
+        self.assertEqual(sorted(tuple(e["loc"]) for e in j["detail"]), [("body", "model"), ("body", "prompt")])
+        edit = self.submit(dict(GOOD, prompt="[judge:fail] [judge:unreadable]"))  # not a judge: untouched
+        self.wait_done(edit)
+        self.assertIn("images", self.c.json("GET", rel(edit["response_url"]))[2])
+        self.assertEqual(self.stats()["submits_by_endpoint"], {self.VLM: 2, EP: 1})
+
+
 from selftest_promises import TestPromiseTriggers  # noqa: E402,F401  (the promise triggers, in their own file)
 
 if __name__ == "__main__":

@@ -110,4 +110,22 @@ return {
     output = { size_field = "image_size", count_field = "num_images" },
     source = "https://fal.ai/models/fal-ai/gpt-image-1/edit-image/api",
   },
+  -- Any VLM (fal-ai/any-llm/vision): a vision-language model behind OpenRouter, editflow's
+  -- default judge of experiment outputs (editflow.experiment.judge). Fields from fal's JS
+  -- client's generated types as of its 2025-10-17 update (fal-js commit 5677122; the next
+  -- update dropped the endpoint): prompt (required), system_prompt, reasoning, priority,
+  -- temperature, max_tokens, model (an enum, default google/gemini-2.5-flash-lite), image_urls
+  -- (a list; versions before it took one image_url). Answer: {output (text), reasoning?,
+  -- partial?, error?}. fal's page marks the endpoint deprecated ("no longer supported"); its
+  -- successor openrouter/router/vision takes the same prompt and image_urls and answers text
+  -- in output too, so the judge works with it (or any VLM whose schema has a prompt and an
+  -- image field and whose answer is text in output) given its id. No output section: the
+  -- answer is text, nothing to size or count, so price.estimate counts one unit per call.
+  -- Price: fal's pages give none we could confirm (premium models "3x the rate of standard
+  -- models", no rate printed): none shipped; give one as DOLLARS/request, or let fal's
+  -- pricing API answer.
+  ["fal-ai/any-llm/vision"] = {
+    schema = "editflow.catalog.any_llm_vision",
+    source = "https://fal.ai/models/fal-ai/any-llm/vision/api",
+  },
 }
