@@ -55,7 +55,7 @@ T.case("parse: the forms asked for are read, whole", function()
   end
   local int = judge.parse { output = '{"score": 7.0}' }
   T.eq(math.type(int), "integer", "a whole score is an integer")
-  local long = "Score: 5\nReason: \27[2J" .. ("\u{e9}"):rep(1500)
+  local long = "Score: 5\nReason: \27[2Jx" .. ("\u{e9}"):rep(1500)  -- (a character at byte 2000)
   local score, text = judge.parse { output = long }
   T.eq(score, 5, "a long answer is read")
   T.ok(#text <= judge.MAX_TEXT and #text > judge.MAX_TEXT - 4, "and kept cut to 2000 bytes: " .. #text)
