@@ -10,6 +10,7 @@ local errors = require "editflow.errors"
 local fields = require "editflow.cli.fields"
 local schema = require "editflow.schema"
 local env = require("editflow.env").get
+local template = require "editflow.experiment.template"
 
 local M = {}
 
@@ -25,8 +26,18 @@ local COMMON = {
   { "h", "help", help = "show this help" },
 }
 
-local function with_common(spec)
-  for _, o in ipairs(COMMON) do spec[#spec + 1] = o end
+-- A command's options and the shared ones; `multi`: the shared options it takes several times
+-- (grid's -m: one experiment over several models).
+local function with_common(spec, multi)
+  for _, o in ipairs(COMMON) do
+    if multi and multi[o[2]] then
+      local copy = {}
+      for k, v in pairs(o) do copy[k] = v end
+      copy.multi = true
+      o = copy
+    end
+    spec[#spec + 1] = o
+  end
   return spec
 end
 
@@ -144,11 +155,11 @@ local function fail_client(msg, code, cmd)
   return usage_error(msg, cmd)
 end
 
--- The endpoint a command line names (-m, --model, --endpoint), before its options are read:
--- they depend on it.
+-- The endpoints a command line names (-m, --model, --endpoint), in order, before its options
+-- are read: they depend on them.
 -- The values of the command's own options (-p "-m x") are skipped, and so is the word after an
 -- option the command does not know yet (a model field's: --negative-prompt "-m x").
-local function endpoint_of(argv, own)
+local function named_endpoints(argv, own)
   local takes = {}
   for _, list in ipairs { own, COMMON, MODEL_COMMON } do
     for _, o in ipairs(list) do
@@ -158,16 +169,16 @@ local function endpoint_of(argv, own)
       end
     end
   end
-  local found
+  local found = {}
   local i = 2
   while i <= #argv do
     local a = argv[i]
     if a == "--" then break end
     local v = a:match("^%-%-model=(.*)$") or a:match("^%-%-endpoint=(.*)$") or (a:match("^%-m(.+)$"))
     if v then
-      found = v
+      found[#found + 1] = v
     elseif a == "-m" or a == "--model" or a == "--endpoint" then
-      found = argv[i + 1]
+      found[#found + 1] = argv[i + 1]
       i = i + 1
     elseif takes[a] then
       i = i + 1  -- its value, whatever it looks like
@@ -176,7 +187,27 @@ local function endpoint_of(argv, own)
     end
     i = i + 1
   end
-  return found or env("EDITFLOW_ENDPOINT") or require("editflow.client").DEFAULT_ENDPOINT
+  return found
+end
+
+local function default_endpoint()
+  return env("EDITFLOW_ENDPOINT") or require("editflow.client").DEFAULT_ENDPOINT
+end
+
+-- The endpoint of a one-model command (the last named: a second -m is refused by the parser).
+local function endpoint_of(argv, own)
+  local found = named_endpoints(argv, own)
+  return found[#found] or default_endpoint()
+end
+
+-- Every endpoint a command line names (grid -m A -m B), in order, each once; or the default.
+local function endpoints_of(argv, own)
+  local list, seen = {}, {}
+  for _, e in ipairs(named_endpoints(argv, own)) do
+    if not seen[e] then seen[e] = true list[#list + 1] = e end
+  end
+  if #list == 0 then list[1] = default_endpoint() end
+  return list
 end
 
 -- An endpoint id's form, checked before its schema is looked for (as the client checks it).
@@ -244,6 +275,47 @@ local function model_spec(own, m, skip)
   return spec, mine
 end
 
+-- model_specs(own, models, skip) -> spec, mine_by_model: the options of one command over
+-- several models (grid -m A -m B): each model field's option once (the first model that has
+-- it describes it), so an option goes to every model with the field; mine_by_model[i] is model
+-- i's own list, to read its values with.
+local function model_specs(own, models, skip)
+  if #models == 1 then
+    local spec, mine = model_spec(own, models[1], skip)
+    return spec, { mine }
+  end
+  local spec = {}
+  for _, o in ipairs(own) do
+    if o[2] == "image" then
+      local copy = {}
+      for k, v in pairs(o) do copy[k] = v end
+      copy.help = "input image: URL or local file, to each model's image field (a one-image model takes exactly one)"
+      o = copy
+    end
+    spec[#spec + 1] = o
+  end
+  local taken = {}
+  for _, list in ipairs { spec, MODEL_COMMON } do
+    for _, o in ipairs(list) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
+  end
+  local shown, by_model, clashes = {}, {}, {}
+  for i, m in ipairs(models) do
+    local mine, _, cl = fields.options(m, skip, taken)
+    by_model[i] = mine
+    for _, o in ipairs(mine) do
+      if not shown[o[2]] then
+        shown[o[2]] = true
+        spec[#spec + 1] = o
+        FLAG_OF[o.field] = FLAG_OF[o.field] or ("--" .. o[2])
+      end
+    end
+    for _, c in ipairs(cl) do clashes[#clashes + 1] = c end
+  end
+  for _, o in ipairs(MODEL_COMMON) do spec[#spec + 1] = o end
+  spec.clashes = clashes
+  return spec, by_model
+end
+
 -- The input a command line gives: the model's options, --set FIELD=VALUE, the prompt and the
 -- images (-i goes to the model's image field: a list, or the one image of image_url models).
 local function edit_input(o, m, mine)
@@ -255,7 +327,15 @@ local function edit_input(o, m, mine)
     if doc == nil then doc = v end  -- not JSON: the text as typed
     input[k] = doc
   end
-  input.prompt = o.prompt
+  if o.prompt ~= nil then
+    -- one prompt, no variables: ${...} would reach the model unrendered (and be paid for)
+    local ok, text = pcall(template.render, o.prompt, {}, "-p")
+    if not ok then
+      error(tostring(text):gsub(" %(variables: none%)", "") .. ": this command has no variables; "
+        .. "write $${ for a literal ${ (and $$ for $), or use 'editflow grid --var'", 0)
+    end
+    input.prompt = text
+  end
   if o.image then
     local field, kind = m:image_field()
     if m.unchecked then field, kind = "image_urls", "list" end
@@ -338,6 +418,8 @@ M.usage_error = usage_error
 M.make_client = make_client
 M.fail_client = fail_client
 M.endpoint_of = endpoint_of
+M.endpoints_of = endpoints_of
+M.model_specs = model_specs
 M.bad_endpoint = bad_endpoint
 M.image_usage = image_usage
 M.model_header = model_header

@@ -182,7 +182,7 @@ local function add_job(plan, e, job, body, ahead)
   local est = price.estimate(e.price, e.model, job.input)
   job.megapixels, job.cost, job.units, job.images = est.megapixels, est.cost or 0, est.units, est.images
   job.approx = est.approx or nil
-  if est.approx then plan.approx = true end
+  if est.approx then plan.approx, e.approx = true, true end
   job.full_cost = job.cost
   -- done, accepted or in doubt: already paid for (or held back), never paid again
   if e.client.journal and lifecycle.paid(e.client, body, ahead) then job.reuse, job.cost = true, 0 end

@@ -1,0 +1,224 @@
+-- test_compare.lua: experiments that compare prompts and models (issue 18): prompt templates
+-- and models as axes, each job built in its own model's shape and checked by the sandbox
+-- against that model's schema, each model priced in its own unit; a variable's value rendered
+-- when it holds another; nothing unrendered, ambiguous or unfit ever sent.
+local T = require "testlib"
+local editflow = require "editflow"
+local json = require "editflow.json"
+
+local BIN = assert(os.getenv("EDITFLOW_BIN"), "EDITFLOW_BIN is not set")
+local A = T.source_dir .. "/tests/fixtures/a.png"
+local B = T.source_dir .. "/tests/fixtures/b.png"
+local QWEN, NANO, KONTEXT = "fal-ai/qwen-image-edit-plus", "fal-ai/nano-banana/edit", "fal-ai/flux-pro/kontext"
+
+local sb = T.sandbox { "--job-time", "0.01", "--workers", "8" }
+-- nano-banana/edit ships no price: the sandbox's pricing API gives one, per image
+sb.control { price = { endpoint_id = NANO, unit_price = 0.039, unit = "image" } }
+
+local function client(extra)
+  local o = { base_url = sb.url, storage_url = sb.url, api_url = sb.url, key = "test-key" }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return editflow.client(o)
+end
+
+local function submits() return sb.stats().by_route.submit or 0 end
+
+local function records(dir)
+  local out = {}
+  for line in (T.read(dir .. "/manifest.jsonl") or ""):gmatch("[^\n]+") do out[#out + 1] = json.decode(line) end
+  return out
+end
+
+local function spec(extra)
+  local s = { name = "compare", client = client(), prompts = { "make the sky ${c}", "paint the sky ${c}, keep the rest" },
+    models = { QWEN, NANO, KONTEXT }, vars = { c = { "red", "teal" } }, images = { A }, aspect = "16:9", seeds = { 7 },
+    params = { num_images = 1, guidance_scale = 3 } }
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+T.case("2 prompts x 3 models x 2 values: each body in its model's shape, each model priced in its unit", function()
+  local d = T.tmpdir()
+  local plan = editflow.experiment(spec { dir = d, dry_run = true }).plan
+  T.eq(#plan.jobs, 12, "every combination on every model")
+  local by = {}
+  for _, e in ipairs(plan.models) do by[e.endpoint] = e end
+  T.eq(by[QWEN].jobs + by[NANO].jobs + by[KONTEXT].jobs, 12, "four jobs a model")
+  -- qwen: $0.03 a megapixel of landscape_16_9 (1024x576); Kontext $0.04 an image; nano's unit
+  -- price from the pricing API
+  T.eq(by[QWEN].price.unit, "megapixels", "qwen is priced per megapixel")
+  T.ok(math.abs(by[QWEN].cost - 4 * 0.03 * 1024 * 576 / 1e6) < 1e-9, "qwen: 4 x $0.03 x 0.59 MP, got " .. by[QWEN].cost)
+  T.ok(math.abs(by[KONTEXT].cost - 4 * 0.04) < 1e-9, "Kontext: 4 images at $0.04, got " .. by[KONTEXT].cost)
+  T.ok(math.abs(by[NANO].cost - 4 * 0.039) < 1e-9, "nano: 4 images at the API's $0.039, got " .. by[NANO].cost)
+  T.ok(math.abs(plan.cost - (by[QWEN].cost + by[NANO].cost + by[KONTEXT].cost)) < 1e-9, "the plan is their sum")
+  T.eq(by[QWEN].gets, "image_size=landscape_16_9", "qwen gets the size name of that ratio")
+  T.eq(by[NANO].gets, "aspect_ratio=16:9", "nano gets its aspect_ratio")
+  T.eq(by[KONTEXT].gets, "aspect_ratio=16:9", "Kontext too")
+  T.eq(submits(), 0, "a dry run sends nothing")
+
+  local before = #sb.jobs()
+  local s = editflow.experiment(spec { dir = d })
+  T.eq(s.done, 12, "all done")
+  local jobs = sb.jobs()
+  T.eq(#jobs - before, 12, "twelve submits")
+  local seen, prompts = {}, {}
+  for _, j in ipairs(jobs) do
+    local input = j.input
+    seen[j.endpoint] = (seen[j.endpoint] or 0) + 1
+    prompts[input.prompt] = true
+    T.ok(not input.prompt:find("${", 1, true), "nothing unrendered: " .. input.prompt)
+    if j.endpoint == QWEN then
+      T.eq(type(input.image_urls), "table", "qwen: a list of images")
+      T.eq(#input.image_urls, 1, "qwen: the one image")
+      T.eq(input.image_size, "landscape_16_9", "qwen: image_size")
+      T.eq(input.aspect_ratio, nil, "qwen: no aspect_ratio")
+      T.eq(input.guidance_scale, 3, "qwen has guidance_scale: given")
+    elseif j.endpoint == NANO then
+      T.eq(#input.image_urls, 1, "nano: a list of images")
+      T.eq(input.aspect_ratio, "16:9", "nano: aspect_ratio")
+      T.eq(input.image_size, nil, "nano: no image_size")
+      T.eq(input.guidance_scale, nil, "nano has no guidance_scale: not given")
+    else
+      T.eq(j.endpoint, KONTEXT, "only the three models")
+      T.eq(type(input.image_url), "string", "Kontext: one image_url")
+      T.eq(input.image_urls, nil, "Kontext: no list")
+      T.eq(input.aspect_ratio, "16:9", "Kontext: aspect_ratio")
+      T.eq(input.guidance_scale, 3, "Kontext has guidance_scale: given")
+    end
+    T.eq(input.num_images, 1, "num_images goes to every model that has it")
+  end
+  T.eq(seen[QWEN], 4, "4 on qwen")
+  T.eq(seen[NANO], 4, "4 on nano")
+  T.eq(seen[KONTEXT], 4, "4 on Kontext")
+  for _, p in ipairs { "make the sky red", "make the sky teal", "paint the sky red, keep the rest", "paint the sky teal, keep the rest" } do
+    T.ok(prompts[p], "sent: " .. p)
+  end
+
+  -- the manifest: the model, the prompt's name and template of every job, one file each
+  local m = records(d)
+  T.eq(#m, 12, "one record a job")
+  local endpoint_of, files = {}, {}
+  for _, j in ipairs(jobs) do endpoint_of[j.request_id] = j.endpoint end
+  for _, r in ipairs(m) do
+    T.eq(r.model, endpoint_of[r.request_id], "the record names the model its job ran on")
+    T.ok(r.prompt_name == "p1" or r.prompt_name == "p2", "prompt_name p1 or p2")
+    T.eq(r.template, r.prompt_name == "p1" and "make the sky ${c}" or "paint the sky ${c}, keep the rest", "the template")
+    T.eq(r.run, s.run, "the run's id")
+    T.ok(not files[r.outputs[1].path], "a file of its own: " .. r.outputs[1].path)
+    files[r.outputs[1].path] = true
+    T.ok(T.exists(d .. "/" .. r.outputs[1].path), "saved")
+  end
+  -- a re-run pays nothing: every job of every model reused
+  local n = submits()
+  T.eq(editflow.experiment(spec { dir = d }).reused, 12, "all reused")
+  T.eq(submits(), n, "nothing sent again")
+end)
+
+T.case("named prompts: the names are the axis's values and in the file names", function()
+  local d = T.tmpdir()
+  local s = editflow.experiment(spec { dir = d, prompts = { warm = "warm ${c} light", cold = "cold ${c} light" },
+    models = { QWEN, KONTEXT } })
+  T.eq(s.done, 8, "2 x 2 x 2")
+  local names = {}
+  for _, r in ipairs(records(d)) do
+    names[r.prompt_name] = true
+    T.contains(r.outputs[1].path, "prompt-" .. r.prompt_name, "the file name says the prompt")
+    T.contains(r.outputs[1].path, r.model == QWEN and "model-qwen-image-edit-plus" or "model-flux-pro-kontext", "and the model")
+  end
+  T.ok(names.warm and names.cold, "warm and cold")
+end)
+
+T.case("a variable's value holding ${other} is rendered; a cycle is refused, nothing sent", function()
+  local d = T.tmpdir()
+  local n = #sb.jobs()
+  local s = editflow.experiment { dir = d, client = client(), prompt = "${tpl}", images = { A },
+    vars = { tpl = { "a ${c} sky", "the ${c} sea" }, c = { "red" } } }
+  T.eq(s.done, 2, "two jobs")
+  local sent = {}
+  for i, j in ipairs(sb.jobs()) do if i > n then sent[j.input.prompt] = true end end
+  T.ok(sent["a red sky"] and sent["the red sea"], "rendered through the variable")
+  local before = submits()
+  T.raises(function()
+    editflow.experiment { dir = T.tmpdir(), client = client(), prompt = "${a}", images = { A },
+      vars = { a = { "x ${b}" }, b = { "y ${a}" } } }
+  end, "cycle: a -> b -> a", "a cycle is named")
+  T.raises(function()
+    editflow.experiment { dir = T.tmpdir(), client = client(), prompt = "${a}", images = { A }, vars = { a = { "x ${zz}" } } }
+  end, "missing variable 'zz'", "a variable a value names but nobody gives")
+  T.eq(submits(), before, "nothing sent")
+end)
+
+T.case("what a model cannot take is refused before anything is sent, naming the model", function()
+  local before = submits()
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), images = { A, B } }) end,
+    KONTEXT .. " takes exactly one image (image_url), but the experiment gives 2", "two images on a one-image model")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), aspect = "5:4" }) end,
+    KONTEXT .. ": no aspect_ratio fits the aspect 5:4", "an aspect Kontext does not list (nano has 5:4, qwen takes pixels)")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), params = { loras = {} } }) end,
+    "loras is a field of none of the models", "a field none of them has")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), size = "1000x1000", aspect = "1:1" }) end,
+    "aspect or size, not both", "one size option")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), vars = { model = { "x" } } }) end,
+    "cannot be named 'model'", "a variable named like an axis")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), models = { QWEN, QWEN } }) end,
+    "given twice", "a model twice")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), price = 0.05 }) end,
+    "a table by endpoint", "one price for several models")
+  T.eq(submits(), before, "nothing sent")
+end)
+
+T.case("size WxH: pixels where the model takes them, its ratio where it takes a ratio", function()
+  local s = spec { dir = T.tmpdir(), size = "1920x1080", dry_run = true }
+  s.aspect = nil
+  local plan = editflow.experiment(s).plan
+  local gets = {}
+  for _, e in ipairs(plan.models) do gets[e.endpoint] = e.gets end
+  T.eq(gets[QWEN], "image_size=1920x1080", "qwen: the pixels ({width, height})")
+  T.eq(gets[NANO], "aspect_ratio=16:9", "nano: the ratio of 1920x1080")
+  plan = editflow.experiment(spec { dir = T.tmpdir(), aspect = "3:2", models = { QWEN, NANO }, dry_run = true }).plan
+  T.eq(plan.models[1].gets, "image_size=1024x688", "no 3:2 size name: 1024 on the long side, a multiple of 16")
+  T.eq(plan.models[2].gets, "aspect_ratio=3:2", "nano lists 3:2")
+end)
+
+-- The command line: -p and -m as axes, a variable holding a template, and prompts that would
+-- reach a model unrendered refused.
+local function editflow_cmd(args)
+  return T.sh("env FAL_KEY=test-key EDITFLOW_API_URL=" .. sb.url .. " EDITFLOW_STORAGE_URL=" .. sb.url
+    .. " " .. T.quote(BIN) .. " " .. args)
+end
+
+T.case("grid: -p and -m several times, --aspect per model, the plan per model", function()
+  local d = T.tmpdir()
+  local st, out, err = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -m %s -m %s -p 'sky ${c}' -p 'sea ${c}' "
+    .. "--var c=red,teal -i %s --aspect 16:9 --guidance 3 --dry-run --json", sb.url, T.quote(d), QWEN, NANO, KONTEXT, T.quote(A)))
+  T.eq(st, 0, "a plan: " .. tostring(err))
+  local plan = json.decode(out)
+  T.eq(plan.jobs, 12, "2 prompts x 2 values x 3 models")
+  T.eq(plan.prompts, 2, "two prompts")
+  T.eq(#plan.models, 3, "three models")
+  T.eq(plan.models[3].gets, "aspect_ratio=16:9", "what Kontext gets")
+  T.ok(math.abs(plan.models[3].cost - 0.16) < 1e-9, "Kontext's price")
+  local n = submits()
+  st, out, err = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -m %s -p '${tpl}' --var 'tpl=a ${c} sky,the ${c} sea' "
+    .. "--var c=red -i %s -q", sb.url, T.quote(d), QWEN, NANO, T.quote(A)))
+  T.eq(st, 0, "ran: " .. tostring(err))
+  T.eq(submits() - n, 4, "2 templates x 2 models")
+  for _, j in ipairs(sb.jobs()) do T.ok(not j.input.prompt:find("${", 1, true), "nothing unrendered: " .. j.input.prompt) end
+end)
+
+T.case("edit: a prompt that would reach the model unrendered is refused, exit 2, nothing sent; $$ is $", function()
+  local n = submits()
+  local st, _, err = editflow_cmd(string.format("edit --base-url %s -o %s -p 'make it ${color}' -i %s", sb.url, T.quote(T.tmpdir()), T.quote(A)))
+  T.eq(st, 2, "refused")
+  T.contains(err, "missing variable 'color'", "names the variable")
+  T.contains(err, "$${", "and says how to write a literal ${")
+  T.eq(submits(), n, "nothing sent")
+  st, _, err = editflow_cmd(string.format("edit --base-url %s -o %s -p 'price tag $$5 ${x' -i %s -q", sb.url, T.quote(T.tmpdir()), T.quote(A)))
+  T.eq(st, 2, "an unclosed ${ is refused too: " .. tostring(err))
+  st, _, err = editflow_cmd(string.format("edit --base-url %s -o %s -p 'price tag $$5, $${x}' -i %s -q", sb.url, T.quote(T.tmpdir()), T.quote(A)))
+  T.eq(st, 0, "sent: " .. tostring(err))
+  local jobs = sb.jobs()
+  T.eq(jobs[#jobs].input.prompt, "price tag $5, ${x}", "$$ is a literal $")
+end)
+
+T.run()
