@@ -34,7 +34,7 @@ local function cmd_about(cmd, argv)
   -- schemas are public and prices have the shipped table: no credential needed here
   o.no_key_ok = true
   local client, cerr, code = make_client(o)
-  if not client then return fail_client(cerr, code, cmd) end
+  if not client then return fail_client(args.cli_words(cerr), code, cmd) end
   if cmd == "schema" then
     local m = client:model()
     if m.unchecked then
@@ -73,10 +73,179 @@ local function cmd_about(cmd, argv)
 end
 
 
+-- ---- values for the shell's completion ----
+-- What the option tables cannot say ahead of time: the model ids editflow ships schemas for,
+-- and the values of the chosen model's fields (--aspect-ratio of nano-banana, --image-size of
+-- qwen). The completion script asks the host each time: `editflow completion --values WORD...`
+-- (the words after `editflow`, the last the one being completed) or, from bash, `--line TEXT
+-- PIECE` (the line up to the cursor, split here as the shell would; PIECE is bash's current
+-- word, which ':' and '=' cut short). It prints one candidate a line, or nothing (the script
+-- then completes as before). Offline and quick: schemas come from the shipped catalog only,
+-- never fetched (a completion must not wait on the network).
+
+-- The commands whose options take model fields, with the fields their own options cover.
+local MODEL_COMMANDS = {
+  edit = { spec = EDIT, skip = { prompt = true } },
+  grid = { spec = GRID, skip = { prompt = true, negative_prompt = true, seed = true } },
+}
+
+-- The model ids of the shipped catalog, sorted; for edit and grid only the image models (an
+-- entry with an output: the vision model a judge uses makes no images).
+local function model_ids(cmd)
+  local ids = {}
+  for id, entry in pairs(require "editflow.catalog") do
+    if not MODEL_COMMANDS[cmd] or type(entry.output) == "table" then ids[#ids + 1] = id end
+  end
+  table.sort(ids)
+  return ids
+end
+
+-- A command's options, with the fields of the models its words name (edit; grid, whose -m
+-- may come several times: the union of the models' fields), and those models.
+local function options_of(cmd, words)
+  local mc = MODEL_COMMANDS[cmd]
+  if not mc then
+    return JOB_SPECS[cmd] or ((cmd == "schema" or cmd == "price") and ABOUT) or (cmd == "run" and RUN), {}
+  end
+  local models = {}
+  for i, id in ipairs(c.endpoints_of(words, mc.spec)) do
+    if c.bad_endpoint(id) then return nil end
+    models[i] = schema.model(id, { schema_url = false })
+  end
+  return (c.model_specs(mc.spec, models, mc.skip)), models
+end
+
+local function find_option(spec, word)
+  for _, o in ipairs(spec) do
+    if word == "--" .. o[2] or (o[1] and word == "-" .. o[1]) then return o end
+  end
+end
+
+-- The values an option takes, when they are known: its choices, its field's enum in every
+-- model that has the field (once each, in the models' order).
+local function option_values(o, models, cmd)
+  if o[2] == "model" or o[2] == "endpoint" then return model_ids(cmd) end
+  if o[2] == "auth" then return { "key", "bearer" } end
+  if o.choices then return o.choices end
+  if not o.field then return nil end
+  local list, seen = {}, {}
+  for _, m in ipairs(models) do
+    local f = not m.unchecked and m:field(o.field)
+    for _, v in ipairs(f and fields.choices(m, f) or {}) do
+      if not seen[v] then seen[v], list[#list + 1] = true, v end
+    end
+  end
+  return list
+end
+
+-- completion_values(words) -> the candidates for the last word (full words, filtered by it).
+local function completion_values(words)
+  local cur, before = words[#words] or "", table.move(words, 1, #words - 1, 1, {})
+  local cmd = before[1]
+  if not cmd then return {} end
+  local spec, models = options_of(cmd, before)
+  if not spec then return {} end
+  local list, prefix = nil, ""
+  local long, value = cur:match("^(%-%-[%w-]+)=(.*)$")
+  local o = long and find_option(spec, long) or (#before >= 2 and find_option(spec, before[#before]))
+  if o and o.arg then
+    if long then prefix, cur = long .. "=", value end
+    list = option_values(o, models, cmd)
+  elseif #before == 1 and (cmd == "schema" or cmd == "price") and cur:sub(1, 1) ~= "-" then
+    list = model_ids(cmd)  -- their ENDPOINT argument
+  elseif MODEL_COMMANDS[cmd] and cur:sub(1, 1) == "-" then
+    list = {}  -- the chosen model's options (the script's own list has the default model's)
+    for _, x in ipairs(spec) do
+      if x[1] then list[#list + 1] = "-" .. x[1] end
+      list[#list + 1] = "--" .. x[2]
+    end
+  end
+  local out = {}
+  for _, v in ipairs(list or {}) do
+    v = tostring(v)
+    if v:sub(1, #cur) == cur then out[#out + 1] = prefix .. v end
+  end
+  return out
+end
+
+-- A command line as the shell splits it: blanks between words, '...' and "..." quoting, \
+-- escaping; a quote left open (the cursor inside it) ends the last word. A line that ends in a
+-- blank has an empty last word (the one being completed).
+local function shell_words(line)
+  local words, word, quote, i = {}, nil, nil, 1
+  while i <= #line do
+    local ch = line:sub(i, i)
+    if quote == "'" then
+      if ch == "'" then quote = nil else word = word .. ch end
+    elseif ch == "\\" and quote ~= "'" then
+      i = i + 1
+      word = (word or "") .. line:sub(i, i)
+    elseif quote == '"' then
+      if ch == '"' then quote = nil else word = word .. ch end
+    elseif ch == "'" or ch == '"' then
+      quote, word = ch, word or ""
+    elseif ch:match("%s") then
+      if word then words[#words + 1], word = word, nil end
+    else
+      word = (word or "") .. ch
+    end
+    i = i + 1
+  end
+  words[#words + 1] = word or ""
+  return words
+end
+
+-- `editflow completion --values WORD...` / `--line TEXT PIECE`: the candidates, one a line.
+local function cmd_values(argv)
+  require("editflow.cli.progress").configure { display = "none", warnings = false }
+  local words, trim = table.move(argv, 3, #argv, 1, {}), 0
+  if argv[2] == "--line" then
+    words = shell_words(argv[3] or "")
+    table.remove(words, 1)  -- editflow itself
+    -- bash replaces only its current word (cut at ':' and '='): the candidates lose what
+    -- comes before it
+    local full, piece = words[#words] or "", argv[4] or ""
+    if #piece <= #full and full:sub(#full - #piece + 1) == piece then trim = #full - #piece end
+  end
+  if #words == 0 then words = { "" } end
+  for _, v in ipairs(completion_values(words)) do out(v:sub(trim + 1), "\n") end
+  return 0
+end
+
+-- The bash script: argparse's function becomes _editflow_options, and _editflow asks the host
+-- for values first (see above).
+local BASH_VALUES = [==[
+
+# Values the option tables cannot list ahead (the shipped model ids, the chosen model's field
+# values) come from the host itself, offline: one candidate a line, or none.
+_editflow() {
+    local IFS=$'\n'
+    local -a values=()
+    if [[ -n ${COMP_LINE-} ]]; then
+        values=($(command "${COMP_WORDS[0]}" completion --line "${COMP_LINE:0:COMP_POINT}" "${COMP_WORDS[COMP_CWORD]}" 2>/dev/null))
+    fi
+    if (( ${#values[@]} > 0 )); then
+        COMPREPLY=("${values[@]}")
+        return 0
+    fi
+    _editflow_options "$@"
+}
+]==]
+
+local function with_values(bash)
+  local text, n = bash:gsub("^_editflow%(%) {", "_editflow_options() {", 1)
+  if n ~= 1 then return bash end  -- another argparse's script: its completion as it is
+  local at = text:find("\ncomplete %-F _editflow ")
+  if not at then return bash end
+  return text:sub(1, at) .. BASH_VALUES:sub(2) .. text:sub(at)
+end
+
 -- `editflow completion bash|zsh|fish`: the shell completion, generated by lua-argparse from the
--- same option tables the commands parse with (edit and grid with the default model's fields).
+-- same option tables the commands parse with (edit and grid with the default model's fields);
+-- bash's asks the host for values (cmd_values).
 local function cmd_completion(argv)
   local shell = argv[2]
+  if shell == "--values" or shell == "--line" then return cmd_values(argv) end
   if shell == "-h" or shell == "--help" or not shell then
     out("usage: editflow completion bash|zsh|fish\n\nPrints the shell completion script. "
       .. "bash: source <(editflow completion bash)\n")
@@ -115,7 +284,7 @@ local function cmd_completion(argv)
   run:argument("script"):args("?")
   top:command("help"):argument("command"):args("?"):choices(COMMANDS)
   top:command("completion"):argument("shell"):choices { "bash", "zsh", "fish" }
-  local text = shell == "bash" and top:get_bash_complete() or shell == "zsh" and top:get_zsh_complete()
+  local text = shell == "bash" and with_values(top:get_bash_complete()) or shell == "zsh" and top:get_zsh_complete()
     or top:get_fish_complete()
   out(text)
   return 0

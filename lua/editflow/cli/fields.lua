@@ -11,7 +11,8 @@
 -- neither side silently wins. Schema text shown here (names, enum values, descriptions) is
 -- model.printable: a server must not be able to drive the terminal.
 local json = require "editflow.json"
-local printable = require("editflow.model").printable
+local model = require "editflow.model"
+local printable = model.printable
 
 local M = {}
 
@@ -46,6 +47,36 @@ end
 local function cli_words(text)
   return (tostring(text):gsub("a table {([^}]*)}", function(names) return "a JSON object with " .. names:gsub("=", "") end):gsub("a table$", "a JSON object")
     :gsub(", a local path or editflow%.file%(path%)", " or a local path"))
+end
+
+-- The text values a field lists: its enum, or its alternatives' enums (fal's image_size is
+-- an object or one of the size names), in the schema's order, once each. For help and for
+-- the shell's completion of the option's value.
+function M.choices(m, f)
+  local list, seen = {}, {}
+  local function walk(s, depth)
+    s = m:deref(s)
+    if depth > 8 or type(s) ~= "table" then return end
+    for _, v in ipairs(type(s.enum) == "table" and s.enum or {}) do
+      if type(v) == "string" and not seen[v] then seen[v], list[#list + 1] = true, v end
+    end
+    for _, a in ipairs(s.anyOf or s.oneOf or {}) do walk(a, depth + 1) end
+  end
+  walk(f.schema, 0)
+  return list
+end
+
+-- image_size's help: every size name the model lists with its pixels where fal documents
+-- them, and WxH; whole, never cut, so a size can be chosen from the help alone.
+local function size_help(m, f)
+  local names = M.choices(m, f)
+  if #names == 0 then return nil end
+  local parts = {}
+  for i, n in ipairs(names) do
+    local dims = model.SIZES[n] or model.SIZES[model.SIZE_ALIASES[n] or ""]
+    parts[i] = printable(n) .. (dims and string.format(" %dx%d", dims[1], dims[2]) or "")
+  end
+  return "WxH or a size name: " .. table.concat(parts, ", ")
 end
 
 local METAVAR = { integer = "N", number = "X", string = "TEXT", array = "VALUE", object = "JSON", any = "VALUE" }
@@ -93,7 +124,7 @@ function M.options(m, skip, taken)
       for _, n in ipairs(names_of(f)) do claimed[n] = f.name end
       local a = ALIASES[f.name] or {}
       local long = a[2] or M.flag_name(f.name)
-      local help = short(cli_words(f.accepts), 70)
+      local help = f.name == "image_size" and size_help(m, f) or short(cli_words(f.accepts), 70)
       local d = default_text(f.default)
       if d then help = help .. " (default " .. short(d, 30) .. ")" end
       if f.required then help = help .. " (required)" end

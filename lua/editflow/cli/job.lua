@@ -3,6 +3,7 @@
 local editflow = require "editflow"
 local json = require "editflow.json"
 local progress = require "editflow.cli.progress"
+local args = require "editflow.cli.args"
 local c = require "editflow.cli.common"
 local COMMON = c.COMMON
 local out, say, usage_error, make_client, fail_client = c.out, c.say, c.usage_error, c.make_client, c.fail_client
@@ -40,7 +41,7 @@ local JOB_SPECS = { status = STATUS, result = RESULT, cancel = CANCEL, wait = WA
 
 -- The command's failure, with a hint when the queue does not know the id (another model's job).
 local function failed(client, err)
-  say(false, "%s", tostring(err))
+  say(false, "%s", args.cli_words(err))
   if err and err.status == 404 then
     say(false, "the queue knows no such job under %s: a job sent to another model needs -m ENDPOINT", client.app)
   end
@@ -52,7 +53,7 @@ local function cmd_one_id(cmd, argv)
   if not o then return pos end
   if #pos ~= 1 then return usage_error(cmd .. ": expects exactly one REQUEST_ID", cmd) end
   local client, cerr, code = make_client(o)
-  if not client then return fail_client(cerr, code, cmd) end
+  if not client then return fail_client(args.cli_words(cerr), code, cmd) end
   local ok, job = pcall(client.job, client, pos[1])
   if not ok then return usage_error(cmd .. ": " .. tostring(job):gsub("^.-:%d+: ", ""), cmd) end
   if cmd ~= "wait" then client.on_status, client.on_log = nil, nil end  -- these print data, not progress
@@ -87,7 +88,7 @@ local function cmd_one_id(cmd, argv)
     local paths, serr, partial = job:save(o.output)
     for _, p in ipairs(paths or partial or {}) do out(p, "\n") end
     if not paths then
-      say(false, "%s", tostring(serr))
+      say(false, "%s", args.cli_words(serr))
       return 1
     end
     return 0

@@ -30,11 +30,14 @@ local phase = setmetatable({}, { __mode = "k" })  -- job -> "queued" | "running"
 local started, last_draw, drawn = nil, 0, false
 local planned = 0      -- jobs a plan announced (an experiment's "planned" event): time left covers them all
 
--- configure{ display = "auto"|"live"|"plain"|"none", json = bool, tty = bool }
+-- configure{ display = "auto"|"live"|"plain"|"none", json = bool, tty = bool, words = function }
 -- "auto" is live on a terminal and plain otherwise (tty says which; the host knows).
 local subscribed = false
 
 local quiet_warnings = false
+-- The library's warnings name its Lua options (resubmit_unknown); a command line's `words`
+-- (editflow.cli.args.cli_words) shows them in its own; `editflow run` keeps the Lua words.
+local words = nil
 local notice_text, notice_json = false, false  -- notices on stderr / as JSON events
 
 -- Jobs an earlier run cancelled at the queue and this one sends again: told together.
@@ -59,6 +62,7 @@ function M.configure(opts)
   end
   display, as_json = d, opts.json and true or false
   quiet_warnings = opts.warnings == false  -- a command that reports the same thing itself
+  words = opts.words
   notice_text = d ~= "none" or opts.say == true
   notice_json = as_json or opts.json_notices == true
 end
@@ -289,7 +293,8 @@ function M.note(event, job, detail)
   if event == "warning" then
     if quiet_warnings then return end
     clear()
-    err:write("editflow: warning: ", errors.clean(tostring(detail)), "\n")
+    local text = words and words(detail) or tostring(detail)
+    err:write("editflow: warning: ", errors.clean(text), "\n")
     err:flush()
     return
   end
