@@ -221,4 +221,75 @@ T.case("edit: a prompt that would reach the model unrendered is refused, exit 2,
   T.eq(jobs[#jobs].input.prompt, "price tag $5, ${x}", "$$ is a literal $")
 end)
 
+local JUDGE = "fal-ai/any-llm/vision"
+local function judge_submits() return (sb.stats().submits_by_endpoint or {})[JUDGE] or 0 end
+
+T.case("the judge: each output scored once, read strictly, priced in the plan, never twice on a re-run", function()
+  local d = T.tmpdir()
+  local function judged()
+    return spec { dir = d, models = { QWEN, KONTEXT }, judge = { endpoint = JUDGE },
+      prompts = { good = "make the sky ${c} [judge-score:7]", odd = "make the sea ${c} [judge:unreadable]" } }
+  end
+  local plan = editflow.experiment((function() local s = judged() s.dry_run = true return s end)()).plan
+  T.eq(plan.judge.calls, 8, "one judge call an output: 2 prompts x 2 values x 2 models")
+  T.ok(math.abs(plan.judge.cost - 8 * 0.001) < 1e-12, "priced at the sandbox's $0.001 a call: " .. plan.judge.cost)
+  T.ok(math.abs(plan.cost - (plan.models[1].cost + plan.models[2].cost + plan.judge.cost)) < 1e-9, "in the plan's cost")
+  local before, edits = judge_submits(), submits()
+  local s = editflow.experiment(judged())
+  T.eq(s.done, 8, "all edits done")
+  T.eq(judge_submits() - before, 8, "judge submits = outputs")
+  T.eq(submits() - edits, 16, "8 edits and 8 judge calls in all")
+  local scored, unreadable = 0, 0
+  for _, r in ipairs(records(d)) do
+    T.eq(r.judge.endpoint, JUDGE, "the judge's endpoint in the record")
+    T.ok(type(r.judge.request_id) == "string", "the judge's request id")
+    if r.prompt_name == "good" then
+      T.eq(r.judge.score, 7, "the score as the judge gave it")
+      T.eq(r.judge.error, nil, "no error")
+      scored = scored + 1
+    else
+      T.eq(r.judge.score, nil, "an unreadable answer is no score, never a guess")
+      T.eq(r.judge.error.code, "JUDGE_UNREADABLE", "but a recorded judge error")
+      T.ok(#r.judge.text > 0, "with the answer kept")
+      unreadable = unreadable + 1
+    end
+  end
+  T.eq(scored, 4, "four scored")
+  T.eq(unreadable, 4, "four unreadable, none of them a crash")
+  local again = editflow.experiment(judged())
+  T.eq(again.reused, 8, "the edits reused")
+  T.eq(judge_submits() - before, 8, "and no output judged twice")
+end)
+
+-- A grid with a judge, killed (SIGKILL) while it runs, then run again to its end: every output
+-- judged exactly once, every edit sent once, whenever the kill landed.
+T.case("the judge after a kill and a re-run: judge submits = outputs, none twice", function()
+  local slow = T.sandbox { "--job-time", "0.4", "--workers", "4" }
+  local d = T.tmpdir()
+  local function count(endpoint) return (slow.stats().submits_by_endpoint or {})[endpoint] or 0 end
+  local cmd = string.format("env FAL_KEY=test-key EDITFLOW_API_URL=%s EDITFLOW_STORAGE_URL=%s %s grid --base-url %s -o %s "
+    .. "-m %s -m %s -p 'sky ${c}' --var c=red,teal,blue --seeds 1 -i %s --judge %s --concurrency 2 -q",
+    slow.url, slow.url, T.quote(BIN), slow.url, T.quote(d), QWEN, KONTEXT, T.quote(A), JUDGE)
+  local p = io.popen("sh -c " .. T.quote(cmd .. " >/dev/null 2>&1 & echo $!"))
+  local pid = math.tointeger(tonumber(p:read("l")))
+  p:close()
+  T.ok(pid, "started")
+  -- bounded: until the first judge call was sent (or 60 s), then SIGKILL by PID
+  for _ = 1, 600 do
+    if count(JUDGE) >= 1 then break end
+    os.execute("sleep 0.1")
+  end
+  T.ok(count(JUDGE) >= 1, "a judge call was sent before the kill")
+  os.execute("kill -9 " .. pid .. " 2>/dev/null")
+  for _ = 1, 100 do
+    if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
+    os.execute("sleep 0.1")
+  end
+  local st, _, err = T.sh(cmd)
+  T.eq(st, 0, "the re-run ends well: " .. tostring(err))
+  T.eq(count(QWEN) + count(KONTEXT), 6, "each edit sent once")
+  T.eq(count(JUDGE), 6, "each output judged once")
+  slow.stop()
+end)
+
 T.run()

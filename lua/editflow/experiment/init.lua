@@ -44,8 +44,11 @@ local function make_judge(spec, client)
   if spec.judge == nil then return nil end
   local judge = require "editflow.experiment.judge"
   if type(spec.judge) ~= "table" then error("experiment: judge must be a table { endpoint =, rubric = }", 0) end
-  judge.check(spec.judge)
-  return judge.new(spec.judge, client:sibling(spec.judge.endpoint or judge.DEFAULT_ENDPOINT))
+  local opts = {}
+  for k, v in pairs(spec.judge) do opts[k] = v end
+  opts.endpoint = opts.endpoint or judge.DEFAULT_ENDPOINT
+  judge.check(opts)
+  return judge.new(opts, client:sibling(opts.endpoint))
 end
 
 -- The judge's part of the plan: one call per output of every job not reused (a reused job's
