@@ -259,6 +259,9 @@ T.case("the judge: each output scored once, read strictly, priced in the plan, n
   local again = editflow.experiment(judged())
   T.eq(again.reused, 8, "the edits reused")
   T.eq(judge_submits() - before, 8, "and no output judged twice")
+  local replan = judged()
+  replan.dry_run = true
+  T.eq(editflow.experiment(replan).plan.judge.calls, 0, "a re-run's plan has no judge call to pay for")
 end)
 
 -- A grid with a judge, killed (SIGKILL) while it runs, then run again to its end: every output
