@@ -248,6 +248,24 @@ T.case("score: the sandbox's predicted score, its request id and price; errors r
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("score: judge calls side by side are each priced, while the first one looks the price up", function()
+  local d = T.tmpdir()
+  -- a pricing API never asked before (none of its answers cached): the first call waits for it
+  local sb2 = T.sandbox { "--job-time", "0.01", "--workers", "4" }
+  local J = judge.new({ endpoint = VLM }, client { journal = d, base_url = sb2.url, storage_url = sb2.url,
+    api_url = sb2.url })
+  local ctxs = {}
+  for i = 1, 4 do ctxs[i] = { prompt = "side by side [judge-score:" .. i .. "]", output = "https://example.invalid/" .. i .. ".png" } end
+  local recs = require("editflow.tasks").map(ctxs, function(ctx) return J:score(ctx) end, { concurrency = 4 })
+  for i = 1, 4 do
+    T.eq(recs[i].score, i, "judged " .. i)
+    T.eq(recs[i].cost, 0.001, "priced " .. i)
+  end
+  T.eq(sb2.stats().pricing_calls, 1, "one lookup")
+  sb2.stop()
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.case("score: an output judged in this folder is never sent again (re-run, before and after completing)", function()
   local d = T.tmpdir()
   local ctx = { prompt = "make the sky blue [judge-score:8]", inputs = { A }, output = T.new_photo(d, "o") }

@@ -266,12 +266,14 @@ function M.parse(result)
   return found[1], printable(text)
 end
 
--- The price per call, looked up once per judge. -> price or nil, why.
+-- The price per call, looked up once per judge. -> price or nil, why. (Judge calls run side by
+-- side: one that asks while another's lookup waits waits for it too, in price.lookup, and is
+-- never told "no price" meanwhile.)
 function J:_price()
   if self.given_price then return self.given_price end
-  if self.priced == nil then
-    self.priced = true
-    self.price, self.unpriced = price.lookup(self.client)
+  if not self.priced then
+    local p, why = price.lookup(self.client)
+    self.priced, self.price, self.unpriced = true, p, why
   end
   return self.price, self.unpriced
 end
@@ -292,6 +294,7 @@ end
 local function score_into(self, ctx, rec)
   local c = self.client
   local body, normal = c:prepare(self:input(ctx))
+  local p = self:_price()  -- (before sending: a lookup that fails says so before anything is paid)
   -- done, accepted or in doubt in the folder's journal: paid for by an earlier run
   local paid = lifecycle.paid(c, body)
   local j, err = c:send(body, { disable_fallbacks = c.disable_fallbacks ~= false or nil })
@@ -301,7 +304,6 @@ local function score_into(self, ctx, rec)
   if paid or (j and j.from_journal) then
     rec.reused = true
   elseif j and billed(err) then
-    local p = self:_price()
     rec.cost = p and price.estimate(p, self.model, normal).cost or 0
   end
   if not result then
