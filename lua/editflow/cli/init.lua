@@ -28,9 +28,11 @@ commands:
                                                     (-i - reads standard input, -o - writes to it;
                                                     -m ID: any fal model, its fields as options)
   grid -p 'a ${animal} in ${style}' --var animal=cat,dog --var style=oil,ink -i IMAGE
-       [--seeds 1,2] [-o DIR] [--dry-run] [--max-cost DOLLARS]
-                                                    a prompt experiment: every combination x seed,
-                                                    images + manifest.jsonl + index.html
+       [-p TEMPLATE ...] [-m ID ...] [--aspect W:H] [--seeds 1,2] [--judge ID] [-o DIR]
+       [--dry-run] [--max-cost DOLLARS]
+                                                    a prompt experiment: every prompt x combination
+                                                    x seed x model, images + manifest.jsonl +
+                                                    index.html (the gallery)
   report DIR [--run ID|all] [--by DIM] [--json]     an experiment folder per model, prompt, seed and
                                                     variable: jobs, failures, cost, stars, judge
                                                     score, latency; best first
