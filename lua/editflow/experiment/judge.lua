@@ -294,7 +294,7 @@ end
 local function score_into(self, ctx, rec)
   local c = self.client
   local body, normal = c:prepare(self:input(ctx))
-  local p = self:_price()  -- (before sending: a lookup that fails says so before anything is paid)
+  local p = self:_price()  -- (before sending: calls side by side share the one lookup)
   -- done, accepted or in doubt in the folder's journal: paid for by an earlier run
   local paid = lifecycle.paid(c, body)
   local j, err = c:send(body, { disable_fallbacks = c.disable_fallbacks ~= false or nil })
