@@ -26,9 +26,11 @@ local COMMON = {
   { "h", "help", help = "show this help" },
 }
 
--- A command's options and the shared ones; `multi`: the shared options it takes several times
--- (grid's -m: one experiment over several models).
-local function with_common(spec, multi)
+-- A command's options and the shared ones; spec.multi_common: the shared options it takes
+-- several times (grid's -m: one experiment over several models).
+local function with_common(spec)
+  local multi = spec.multi_common
+  spec.multi_common = nil
   for _, o in ipairs(COMMON) do
     if multi and multi[o[2]] then
       local copy = {}
@@ -136,7 +138,7 @@ local function make_client(o, journal_dir)
     if o["no-store-io"] then client.store_io = false end
   end
   if not ok then
-    local msg = tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")
+    local msg = args.cli_words((tostring(client):gsub("^editflow%.client: ", ""):gsub("^editflow: ", "")))
     -- A folder in use or not writable is not a usage mistake: exit 1, no "Try --help".
     local code = errors.code(client)
     if code == "LOCKED" or code == "FOLDER" then
@@ -323,6 +325,10 @@ local function edit_input(o, m, mine)
   for _, kv in ipairs(o.set or {}) do
     local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
     if not k then error("--set expects FIELD=VALUE, got '" .. kv .. "'", 0) end
+    if input[k] ~= nil or (k == "prompt" and o.prompt ~= nil) then
+      error(string.format("%s is given twice (%s and --set %s): it takes one value",
+        k, k == "prompt" and "-p" or FLAG_OF[k] or "--set", kv), 0)
+    end
     local doc = json.decode(v)
     if doc == nil then doc = v end  -- not JSON: the text as typed
     input[k] = doc

@@ -17,7 +17,8 @@ local model_specs, edit_input, invalid, parse_command = c.model_specs, c.edit_in
 
 -- grid takes every edit option except the single-job ones, plus the experiment's own; -m and
 -- -p may be given several times (models and prompts are axes).
-local GRID = with_common({
+local GRID = with_common {
+  multi_common = { model = true },  -- -m several times: the models are an axis
   { "p", "prompt", arg = true, multi = true, metavar = "TEMPLATE", help = "prompt template with ${name} variables ($$ for a literal $); several -p: the prompt is an axis (p1, p2, ...) (required)" },
   { "i", "image", arg = true, multi = true, metavar = "IMAGE", help = "input image, URL or path; may use ${name} (1 to 3 times)" },
   { nil, "var", arg = true, multi = true, metavar = "NAME=A,B", help = "a variable and its values; several --var form a grid (every combination); a value may hold ${other}" },
@@ -37,7 +38,7 @@ local GRID = with_common({
   { nil, "max-cost", arg = true, metavar = "DOLLARS", help = "refuse a plan whose new jobs cost more than this (the judge's calls included)" },
   { nil, "partial", help = "with --max-cost: run the jobs that fit, in order, and skip the rest" },
   { nil, "price", arg = true, multi = true, metavar = "[ENDPOINT=]DOLLARS[/UNIT]", help = "price per unit (image, megapixel, request); with several -m, one per model as ENDPOINT=PRICE; default: fal's pricing API, else the shipped table" },
-}, { model = true })
+}
 
 local function split_var(flag, spec)
   local name, values = spec:match("^([%a_][%w_]*)=(.*)$")
@@ -195,7 +196,8 @@ local function watch(o, spec)
   end)
   -- the live line on a terminal, plain lines on a pipe, nothing with -q
   if not o["dry-run"] then
-    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2), json_notices = o.json }
+    progress.configure { display = o.quiet and "none" or "auto", tty = core.isatty(2), json_notices = o.json,
+      words = require("editflow.cli.args").cli_words }
   end
   return seen
 end
