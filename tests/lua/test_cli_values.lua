@@ -69,6 +69,10 @@ T.case("a single-value option given twice: exit 2, the option and both values na
     { { "grid", "-p", "a ${v}", "--var", "v=1,2", "-i", A, "-o", d, "--max-cost", "1", "--max-cost", "2" },
       "option '--max-cost' given twice ('1' and '2')" },
     { { "schema", "-m", NANO, "-m", QWEN }, "option '-m' given twice" },
+    { with(edit, "--seed", "1", "--set", "seed=2"), "seed is given twice (--seed and --set seed=2)" },
+    { with(edit, "--set", "prompt=y"), "prompt is given twice (-p and --set prompt=y)" },
+    { { "run", "--progress", "plain", "--progress", "none", "x.lua" }, "option '--progress' given twice ('plain' and 'none')" },
+    { { "run", "--on-interrupt=finish", "--on-interrupt", "cancel", "x.lua" }, "option '--on-interrupt' given twice" },
   }
   for _, c in ipairs(cases) do
     local st, out, err = run(env(), table.unpack(c[1]))

@@ -85,10 +85,14 @@ function M.run_options(argv)
       return nil, false  -- help shown: nothing to run, exit 0
     elseif a == "-q" or a == "--quiet" then o.quiet = true
     elseif a == "--json" then o.json = true
-    elseif a == "--progress" then i = i + 1; o.progress = argv[i]
-    elseif a:match("^%-%-progress=") then o.progress = a:match("=(.*)$")
-    elseif a == "--on-interrupt" then i = i + 1; o.on_interrupt = argv[i]
-    elseif a:match("^%-%-on%-interrupt=") then o.on_interrupt = a:match("=(.*)$")
+    elseif a == "--progress" or a:match("^%-%-progress=") or a == "--on-interrupt" or a:match("^%-%-on%-interrupt=") then
+      local name, v = a:match("^%-%-([%w-]+)=(.*)$")
+      if not name then name, v, i = a:sub(3), argv[i + 1], i + 1 end
+      local key = name:gsub("-", "_")
+      if o[key] ~= nil then  -- one value each, never last-wins
+        return nil, string.format("run: option '--%s' given twice ('%s' and '%s'): it takes one value", name, o[key], tostring(v))
+      end
+      o[key] = v
     else return nil, "run: unknown option " .. a .. " (-q, --json, --progress MODE, --on-interrupt MODE)" end
     i = i + 1
   end
