@@ -259,6 +259,11 @@ T.case("the judge: each output scored once, read strictly, priced in the plan, n
   local again = editflow.experiment(judged())
   T.eq(again.reused, 8, "the edits reused")
   T.eq(judge_submits() - before, 8, "and no output judged twice")
+  local bad = judged()
+  bad.judge = { endpoint = JUDGE, model = "no/such-model" }
+  local n = submits()
+  T.raises(function() editflow.experiment(bad) end, "judge " .. JUDGE, "a judge input its model refuses: before any edit")
+  T.eq(submits(), n, "nothing sent")
   local replan = judged()
   replan.dry_run = true
   T.eq(editflow.experiment(replan).plan.judge.calls, 0, "a re-run's plan has no judge call to pay for")

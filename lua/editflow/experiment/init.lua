@@ -60,6 +60,14 @@ local function plan_judge(plan, J, spec)
     job.judge_cost = 0
     if not job.reuse then calls = calls + job.images end
   end
+  -- the judge's own input checked now (its model name, its params, the images it will get),
+  -- not after the edits are paid for: an output URL stands in for the one to come
+  local first = plan.jobs[1]
+  if first then
+    local ok, err = pcall(J.client.prepare, J.client, J:input { prompt = first.input.prompt,
+      inputs = first.images_given, output = "https://example.invalid/output.png" })
+    if not ok then error("experiment: judge " .. J.client.endpoint .. ": " .. tostring(err), 0) end
+  end
   local unit, why = J:unit_cost()
   plan.judge = { endpoint = J.client.endpoint, calls = calls, unit_cost = unit, unpriced = not unit and why or nil,
     cost = (unit or 0) * calls }
@@ -274,7 +282,8 @@ function M.run(spec)
     for _, e in ipairs(plan.models) do e.client.journal = client.journal end
     if judge then judge.client.journal = client.journal end
   end
-  events.emit("planned", nil, #plan.jobs)  -- a progress display's "time left" covers them all
+  -- a progress display's "time left" covers them all, the judge's calls too
+  events.emit("planned", nil, #plan.jobs + (plan.judge and plan.judge.calls or 0))
   local ctx = { spec = spec, summary = summary, dir = dir, name = name, judge = judge, records = {},
     run = manifest.new_run() }
   -- A job the stopping run did not send: skipped, and a re-run in the folder sends it.
