@@ -621,8 +621,8 @@ T.case("in Chromium: a screenshot of 2 prompts x 3 models", function()
   assert(core.write_file(dir .. "/ratings.json", json.encode(rated)))
   local path = gallery.write(dir)
   local shot = os.getenv("EDITFLOW_GALLERY_COMPARE_SCREENSHOT") or (dir .. "/compare.png")
-  chromium("--screenshot=" .. T.quote(shot) .. " --window-size=1400,900 --hide-scrollbars --virtual-time-budget=5000",
-    path, "across=model&down=prompt&group=c&size=128" .. (judged and "&color=judge" or ""))
+  chromium("--screenshot=" .. T.quote(shot) .. " --window-size=1400,900 --hide-scrollbars --virtual-time-budget=5000"
+    .. " --run-all-compositor-stages-before-draw", path, "across=model&down=prompt&group=c&size=128" .. (judged and "&color=judge" or ""))
   local png = T.read(shot)
   T.ok(png and png:sub(1, 8) == "\137PNG\r\n\26\n", "a PNG written")
   T.ok(#png > 20000, "with something on it (" .. #png .. " bytes)")

@@ -62,11 +62,11 @@ a.shot:focus-visible,.state:focus-visible{outline:3px solid #2563eb}
 #detail[hidden]{display:none}
 #detail .panel{display:flex;width:100%;height:100%;background:#fff}
 #d-figure{flex:1 1 auto;min-width:0;background:#222;color:#ddd;display:flex;flex-direction:column;align-items:center;gap:10px;overflow:auto;padding:8px}
-#d-figure .pair{display:flex;gap:8px;justify-content:center;align-items:flex-start;max-width:100%}
+#d-figure .pair{display:flex;gap:8px;justify-content:center;align-items:flex-start;width:100%}
 #d-figure figure{margin:0;min-width:0;flex:1 1 0;font-size:12px;text-align:center}
-#d-figure .pair img{max-width:100%;max-height:calc(50vh - 40px);object-fit:contain;display:block;margin:auto}
+#d-figure .pair img{width:100%;height:calc(50vh - 48px);object-fit:contain;display:block;background:#111}
 #d-figure .state{width:60%;height:auto;min-height:120px;font-size:14px}
-.compare{position:relative;width:min(100%,70vh);background:#111}
+.compare{position:relative;flex:none;width:min(100%,60vh);background:#111}
 .compare img{position:absolute;inset:0;width:100%;height:100%;object-fit:contain}
 .compare .edge{position:absolute;top:0;bottom:0;width:2px;background:#fff;pointer-events:none}
 .slider{display:flex;gap:8px;align-items:center;font-size:12px}.slider input{width:240px}
@@ -300,7 +300,8 @@ function summary() {
   var heads = ["value", "jobs", "done", "failed", "cost", "stars", "judge", "p50", "p95", "best"];
   s.dims.forEach(function (name) {
     var list = s.by[name];
-    if (!list) return;
+    // a dimension with one value tells nothing a total does not (editflow report lists it)
+    if (!list || list.length < 2) return;
     var d = dims[dimIndex(name)], titles = Object.create(null);
     if (d) d.values.forEach(function (v) { titles[v.label] = v.title; });
     var body = el("tbody");
