@@ -52,25 +52,25 @@ local function read_records(path)
 end
 
 -- The runs in the file, oldest first: by `started` (a run without one, "earlier" above all,
--- sorts first), then by id (ids are sortable by time).
+-- sorts first), then by where the run's last line is: a run writes its lines after every
+-- other run's, so of two runs started in the same millisecond the later one ends lower.
 local function list_runs(records)
   local by_id, runs = {}, {}
-  for _, r in ipairs(records) do
+  for i, r in ipairs(records) do
     local run = by_id[r.run]
     if not run then
       run = { id = r.run, jobs = 0 }
       by_id[r.run] = run
       runs[#runs + 1] = run
     end
-    run.jobs = run.jobs + 1
+    run.jobs, run.last = run.jobs + 1, i
     if type(r.started) == "string" and (not run.started or r.started > run.started) then run.started = r.started end
     if type(r.experiment) == "string" then run.experiment = r.experiment end
   end
   table.sort(runs, function(a, b)
     local sa, sb = a.started or "", b.started or ""
     if sa ~= sb then return sa < sb end
-    if (a.id == M.EARLIER) ~= (b.id == M.EARLIER) then return a.id == M.EARLIER end
-    return a.id < b.id
+    return a.last < b.last
   end)
   for i, run in ipairs(runs) do run.order = i end
   return runs, by_id
@@ -327,7 +327,7 @@ end
 local function money(v) return string.format("$%.4f", v or 0) end
 local function stars(v) return v and string.format("%.1f★", v) or "-" end
 local function score(v) return v and string.format("%.1f", v) or "-" end
-local function secs(v) return v and string.format("%.1fs", v) or "-" end
+local function secs(v) return v and string.format(v < 10 and "%.2fs" or "%.1fs", v) or "-" end
 
 -- The width of a string on a terminal: UTF-8 characters, not bytes (★ is one column).
 local function width(s) return utf8.len(s) or #s end
