@@ -16,14 +16,14 @@ local out, usage_error, parse_command = c.out, c.usage_error, c.parse_command
 
 local M = {}
 
-M.REPORT = {
+local REPORT = {
   { nil, "run", arg = true, metavar = "ID|all", help = "the run to report (default: the latest); all: every run, each job once (its latest record)" },
   { nil, "by", arg = true, multi = true, metavar = "DIM", help = "only this dimension: model, prompt, seed or a variable's name (repeatable)" },
   { nil, "json", help = "print one JSON object: {\"total\": {...}, \"by\": {\"model\": [...], ...}, \"run\", \"runs\"}" },
   { "h", "help", help = "show this help" },
 }
 
-M.RATE = {
+local RATE = {
   { nil, "import", arg = true, metavar = "FILE", help = "merge a ratings file (the gallery's export; - reads standard input)" },
   { nil, "stars", arg = true, metavar = "N", help = "with REQUEST_ID: its stars, 1 to 5 (none removes them)" },
   { nil, "best", help = "with REQUEST_ID: mark it best" },
@@ -33,6 +33,8 @@ M.RATE = {
   { "q", "quiet", help = "no warning when the gallery cannot be regenerated" },
   { "h", "help", help = "show this help" },
 }
+
+M.REPORT, M.RATE = REPORT, RATE  -- (local tables: tests/host/test_package.lua reads them from here)
 
 local function fail(msg)
   io.stderr:write("editflow: ", msg, "\n")
@@ -46,7 +48,7 @@ local function table_width()
 end
 
 local function cmd_report(argv)
-  local o, pos = parse_command(argv, "report", M.REPORT, "report DIR [--run ID|all] [--by DIM] [--json]\n\n"
+  local o, pos = parse_command(argv, "report", REPORT, "report DIR [--run ID|all] [--by DIM] [--json]\n\n"
     .. "What an experiment folder's runs came to, per model, prompt, seed and variable value: jobs,\n"
     .. "done, failed, cost, mean stars (DIR/ratings.json), mean judge score, latency p50/p95 (of done\n"
     .. "jobs not reused; nearest rank), best first: more stars, then a higher judge score, then fewer\n"
@@ -143,7 +145,7 @@ end
 local function plural(n, one, many) return n == 1 and one or (many or one .. "s") end
 
 local function cmd_rate(argv)
-  local o, pos = parse_command(argv, "rate", M.RATE, "rate DIR --import FILE\n"
+  local o, pos = parse_command(argv, "rate", RATE, "rate DIR --import FILE\n"
     .. "       editflow rate DIR REQUEST_ID [--stars N] [--best|--not-best] [--note TEXT]\n\n"
     .. "Merges ratings into DIR/ratings.json and regenerates DIR/index.html. FILE: a JSON object\n"
     .. "keyed by request id, {\"<request_id>\": {\"stars\": 1..5, \"best\": true, \"note\": \"...\"}}, as\n"

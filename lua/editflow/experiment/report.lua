@@ -84,6 +84,8 @@ end
 -- those. meta = {runs = {{id, started, jobs, experiment}, ...} oldest first, run = the chosen
 -- id or "all", ratings = ratings.json's table (or {}), dir = dir, unreadable = lines skipped}.
 -- Codes: NO_MANIFEST (no file), NO_RUN (no such run; the message lists the runs).
+-- The records come normalised (the defaults at the top of this file filled in, vars a table),
+-- so a reader never checks for the older shape itself.
 function M.load(dir, opts)
   if type(dir) ~= "string" or dir == "" then error("report.load: dir must be a folder path", 2) end
   opts = opts or {}
@@ -242,6 +244,7 @@ end
 -- stars_mean, stars_n, judge_mean, judge_n, latency_p50, latency_p95, latency_n, best (jobs
 -- marked best)}; a mean or latency nobody has is nil. Stars count only rated jobs; latencies
 -- only done jobs not reused. Each dimension lists every value, sorted best first (M.better).
+-- Records not from report.load are normalised in place first, as load does.
 function M.summarize(records, ratings_doc)
   if type(records) ~= "table" then error("report.summarize: records must be a list of manifest records", 2) end
   ratings_doc = type(ratings_doc) == "table" and ratings_doc or {}
