@@ -412,6 +412,7 @@ function M.text(s, opts)
     for i, e in ipairs(s.by[dim] or {}) do lines[#lines + 1] = line(tostring(e.value), rows[dim][i]) end
     lines[#lines + 1] = ""
   end
+  if #s.dims == 0 then lines[#lines + 1] = line("", COLUMNS) end  -- no jobs: the columns still named
   lines[#lines + 1] = line("total", total_cells)
   local t = s.total
   local extra = {}
