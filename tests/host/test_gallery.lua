@@ -610,8 +610,10 @@ T.case("in Chromium: a screenshot of 2 prompts x 3 models", function()
     prompts = { warm = "make the sky ${c} at sunset", calm = "paint the sky ${c}, keep the rest" },
     models = { "fal-ai/qwen-image-edit-plus", "fal-ai/nano-banana/edit", "fal-ai/flux-pro/kontext" },
     vars = { c = { "red", "teal" } } }
-  local judged = pcall(require, "editflow.experiment.judge")
-  if judged then spec.judge = { endpoint = "fal-ai/any-llm/vision" } end
+  local judged = true
+  spec.judge = { endpoint = "fal-ai/any-llm/vision" }
+  -- nano-banana/edit ships no price: the sandbox's pricing API gives one, as fal's would
+  sb.control { price = { endpoint_id = "fal-ai/nano-banana/edit", unit_price = 0.039, unit = "image" } }
   local g = editflow.experiment(spec)
   T.eq(g.done, 12, "12 done")
   local stars, rated = { 5, 3, 4, 2, 4, 1 }, {}

@@ -217,8 +217,8 @@ T.case("cmake --install: bash completion offers the commands, then each command'
     return set
   end
   local cmds = offers("")
-  for _, c in ipairs { "edit", "grid", "schema", "price", "status", "result", "cancel", "wait", "run", "help",
-      "completion" } do
+  for _, c in ipairs { "edit", "grid", "report", "rate", "schema", "price", "status", "result", "cancel", "wait",
+      "run", "help", "completion" } do
     T.ok(cmds[c], "command " .. c .. " offered")
   end
   local top = offers("-")
@@ -232,6 +232,8 @@ T.case("cmake --install: bash completion offers the commands, then each command'
   expect("edit", opts.COMMON, edit)
   expect("grid", opts.GRID, grid)
   expect("grid", opts.COMMON, grid)
+  expect("report", opts.REPORT, offers("report", "--"))
+  expect("rate", opts.RATE, offers("rate", "--"))
   expect("edit", opts.MODEL_COMMON, edit)
   expect("grid", opts.MODEL_COMMON, grid)
   expect("schema", opts.ABOUT, offers("schema", "--"))

@@ -279,6 +279,9 @@ local function cmd_completion(argv)
   add("grid", (model_spec(GRID, m, { prompt = true, negative_prompt = true, seed = true })), "a prompt experiment")
   add("schema", ABOUT, "an endpoint's fields")
   add("price", ABOUT, "an endpoint's price")
+  local rep = require "editflow.cli.report"
+  add("report", rep.REPORT, "an experiment folder summed per model, prompt, variable and seed"):argument("dir"):args("?")
+  add("rate", rep.RATE, "merge ratings into DIR/ratings.json"):argument("args"):args("*")
   for _, name in ipairs { "status", "result", "cancel", "wait" } do add(name, JOB_SPECS[name], name .. " a job by its id") end
   local run = add("run", RUN, "run a Lua script with editflow")
   run:argument("script"):args("?")

@@ -233,7 +233,7 @@ local function run_jobs(ctx, plan)
       records[i] = records[i] or new_record(ctx.run, ctx.name, job)
       if not records[i].status then records[i].interrupted = true end
     end
-    pcall(M._write, ctx.dir, ctx.name, plan, records, ctx.spec, ctx.run)
+    pcall(M._write, ctx.dir, plan, records, ctx.run)
     error(stopped, 0)
   end
 end
@@ -297,15 +297,16 @@ function M.run(spec)
     client:complete()  -- one journal for every model's jobs and the judge's
   end
   summary.run = ctx.run.id
-  summary.manifest, summary.gallery = M._write(dir, name, plan, ctx.records, spec, ctx.run)
+  summary.manifest, summary.gallery = M._write(dir, plan, ctx.records, ctx.run)
   return summary
 end
 
 -- The manifest and the gallery of a run. -> their paths.
-function M._write(dir, name, plan, records, spec, run)
+function M._write(dir, plan, records, run)
   local list = {}
   for i = 1, #plan.jobs do list[i] = records[i] end
-  return manifest.write(dir, run.id, list), gallery.write(dir, name, plan, records, spec)
+  -- the gallery is drawn from the folder alone (every run of its manifest, its ratings.json)
+  return manifest.write(dir, run.id, list), gallery.write(dir)
 end
 
 return M
