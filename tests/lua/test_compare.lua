@@ -164,6 +164,10 @@ T.case("what a model cannot take is refused before anything is sent, naming the 
     "given twice", "a model twice")
   T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), price = 0.05 }) end,
     "a table by endpoint", "one price for several models")
+  local s = spec { dir = T.tmpdir(), models = { NANO, KONTEXT }, params = { aspect_ratio = "5:4" } }
+  s.aspect = nil
+  T.raises(function() editflow.experiment(s) end, "got '5:4' (for " .. KONTEXT .. ")",
+    "a value one model refuses: the message names that model")
   T.eq(submits(), before, "nothing sent")
 end)
 
@@ -198,6 +202,9 @@ T.case("grid: -p and -m several times, --aspect per model, the plan per model", 
   T.eq(#plan.models, 3, "three models")
   T.eq(plan.models[3].gets, "aspect_ratio=16:9", "what Kontext gets")
   T.ok(math.abs(plan.models[3].cost - 0.16) < 1e-9, "Kontext's price")
+  local _, help = editflow_cmd(string.format("grid -m %s -m %s --help", NANO, KONTEXT))
+  T.contains(help, "[" .. KONTEXT .. " only]", "help says which models take an option not all of them have")
+  T.ok(not help:match("%-%-num%-images[^\n]*only%]"), "and nothing on one they all have")
   local n = submits()
   st, out, err = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -m %s -p '${tpl}' --var 'tpl=a ${c} sky,the ${c} sea' "
     .. "--var c=red -i %s -q", sb.url, T.quote(d), QWEN, NANO, T.quote(A)))

@@ -300,18 +300,30 @@ local function model_specs(own, models, skip)
   for _, list in ipairs { spec, MODEL_COMMON } do
     for _, o in ipairs(list) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
   end
-  local shown, by_model, clashes = {}, {}, {}
+  local shown, by_model, clashes, takers = {}, {}, {}, {}
   for i, m in ipairs(models) do
     local mine, _, cl = fields.options(m, skip, taken)
     by_model[i] = mine
     for _, o in ipairs(mine) do
+      takers[o[2]] = takers[o[2]] or {}
+      table.insert(takers[o[2]], m.endpoint)
       if not shown[o[2]] then
-        shown[o[2]] = true
+        shown[o[2]] = o
         spec[#spec + 1] = o
         FLAG_OF[o.field] = FLAG_OF[o.field] or ("--" .. o[2])
       end
     end
     for _, c in ipairs(cl) do clashes[#clashes + 1] = c end
+  end
+  -- help says which models take an option that not all of them have (the values shown are
+  -- the first one's; each model checks its own)
+  for name, o in pairs(shown) do
+    if #takers[name] < #models then
+      local copy = {}
+      for k, v in pairs(o) do copy[k] = v end
+      copy.help = (o.help or "") .. " [" .. table.concat(takers[name], ", ") .. " only]"
+      for i, x in ipairs(spec) do if x == o then spec[i] = copy end end
+    end
   end
   for _, o in ipairs(MODEL_COMMON) do spec[#spec + 1] = o end
   spec.clashes = clashes

@@ -238,8 +238,13 @@ function M.plan(spec, client)
             error(string.format("experiment: %s has no seed field: seeds cannot be given to it", e.endpoint), 0)
           end
           local input = job_input(spec, e, params[mi], prompt, vars, imgs, seed)
-          -- validated, and every local image read and checked, now
-          local body = e.client:prepare(input)
+          -- validated, and every local image read and checked, now; with several models the
+          -- message says which one refused
+          local ok, body = pcall(e.client.prepare, e.client, input)
+          if not ok then
+            if several and type(body) == "string" then error(body .. " (for " .. e.endpoint .. ")", 0) end
+            error(body, 0)
+          end
           local named = {}
           for k, v in pairs(vars) do named[k] = v end
           if #prompts > 1 then named.prompt = p.name end
