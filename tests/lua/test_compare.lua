@@ -179,7 +179,14 @@ T.case("size WxH: pixels where the model takes them, its ratio where it takes a 
   for _, e in ipairs(plan.models) do gets[e.endpoint] = e.gets end
   T.eq(gets[QWEN], "image_size=1920x1080", "qwen: the pixels ({width, height})")
   T.eq(gets[NANO], "aspect_ratio=16:9", "nano: the ratio of 1920x1080")
+  s = spec { dir = T.tmpdir(), models = { QWEN, NANO }, params = { image_size = "square_hd" }, dry_run = true }
+  s.aspect = nil
+  plan = editflow.experiment(s).plan
+  T.eq(plan.models[1].gets, "image_size=square_hd", "qwen gets the image_size given")
+  T.eq(plan.models[2].gets, "its default size", "nano has no image_size: its default, said")
+  T.contains(plan.notes[1], NANO .. " keeps its default size", "and a note says so")
   plan = editflow.experiment(spec { dir = T.tmpdir(), aspect = "3:2", models = { QWEN, NANO }, dry_run = true }).plan
+  T.eq(#plan.notes, 0, "no note when every model gets the size")
   T.eq(plan.models[1].gets, "image_size=1024x688", "no 3:2 size name: 1024 on the long side, a multiple of 16")
   T.eq(plan.models[2].gets, "aspect_ratio=3:2", "nano lists 3:2")
 end)
@@ -300,11 +307,120 @@ T.case("the judge after a kill and a re-run: judge submits = outputs, none twice
     if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
     os.execute("sleep 0.1")
   end
+  -- the killed run wrote no manifest: whatever its edits, none of its outputs counts as judged
+  local pst, pout = T.sh(cmd .. " --dry-run --json")
+  T.eq(pst, 0, "the re-run's plan")
+  T.eq(json.decode(pout).judge.calls, 6, "the plan counts a judge call for every output not judged yet")
   local st, _, err = T.sh(cmd)
   T.eq(st, 0, "the re-run ends well: " .. tostring(err))
   T.eq(count(QWEN) + count(KONTEXT), 6, "each edit sent once")
   T.eq(count(JUDGE), 6, "each output judged once")
   slow.stop()
+end)
+
+T.case("a misspelled spec field, or an unused variable with seeds, is refused before anything is sent", function()
+  local before = submits()
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), dryrun = true }) end,
+    "unknown field 'dryrun'", "dryrun is not dry_run: refused, not ignored (its jobs would be paid)")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), max_cots = 0.01 }) end,
+    "unknown field 'max_cots'", "nor a budget spelled wrong")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), vars = { c = { "red" }, rep = { "1", "2" } } }) end,
+    "the variable rep is used by no template", "with seeds, an unused variable repeats the same image")
+  T.eq(submits(), before, "nothing sent")
+  -- (without seeds equal bodies are samples, each a new image: allowed, see test_experiment)
+end)
+
+T.case("a prompt keeps its name from run to run in a folder; a new one gets a new name", function()
+  local d = T.tmpdir()
+  local function names(prompts)
+    local s = spec { dir = d, models = { QWEN }, vars = { c = { "red" } }, prompts = prompts }
+    s.aspect = nil
+    editflow.experiment(s)
+    local by = {}
+    for _, r in ipairs(records(d)) do by[r.template] = by[r.template] or {} by[r.template][r.prompt_name] = true end
+    return by
+  end
+  names { "first ${c}", "second ${c}" }
+  local by = names { "third ${c}", "second ${c}" }
+  T.ok(by["first ${c}"].p1, "first: p1")
+  T.ok(by["second ${c}"].p2 and not by["second ${c}"].p1, "second keeps p2 in both runs, though it is now listed first")
+  T.ok(by["third ${c}"].p3, "third: p3, a name no earlier template had")
+end)
+
+T.case("a job the server failed (5xx) costs the run nothing; the others their price", function()
+  local d = T.tmpdir()
+  local s = spec { dir = d, models = { KONTEXT }, prompts = { "sky ${c}", "sky ${c} [fail:500]" } }
+  local r = editflow.experiment(s)
+  T.eq(r.done, 2, "two done")
+  T.eq(r.failed, 2, "two failed by the server")
+  T.ok(math.abs(r.spent - 2 * 0.04) < 1e-9, "spent: the two done at $0.04, got " .. r.spent)
+  for _, rec in ipairs(records(d)) do
+    T.eq(rec.cost, 0.04, "every job's price is recorded")
+    T.eq(rec.cost_estimate, rec.status == "done" and 0.04 or 0, "what this run spent on it: " .. tostring(rec.status))
+  end
+end)
+
+-- Ctrl-C while jobs run: the manifest keeps the request id of every job sent, and a job never
+-- sent costs the run nothing.
+T.case("an interrupted grid: request ids of the jobs sent kept, jobs not sent cost nothing", function()
+  local slow = T.sandbox { "--job-time", "30", "--workers", "2" }
+  local d = T.tmpdir()
+  local cmd = string.format("env FAL_KEY=test-key EDITFLOW_API_URL=%s EDITFLOW_STORAGE_URL=%s %s grid --base-url %s -o %s "
+    .. "-m %s -p 'sky ${c}' --var c=red,teal,blue,grey --seeds 1,2 -i %s --concurrency 2 -q",
+    slow.url, slow.url, T.quote(BIN), slow.url, T.quote(d), KONTEXT, T.quote(A))
+  local p = io.popen("sh -c " .. T.quote(cmd .. " >/dev/null 2>&1 & echo $!"))
+  local pid = math.tointeger(tonumber(p:read("l")))
+  p:close()
+  for _ = 1, 600 do  -- bounded: until both first jobs were accepted (or 60 s)
+    if #slow.jobs() >= 2 then break end
+    os.execute("sleep 0.1")
+  end
+  T.eq(#slow.jobs(), 2, "two jobs in flight")
+  os.execute("kill -INT " .. pid)
+  for _ = 1, 300 do
+    if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
+    os.execute("sleep 0.1")
+  end
+  local sent = {}
+  for _, j in ipairs(slow.jobs()) do sent[j.request_id] = true end
+  local with_id, spent = 0, 0
+  local m = records(d)
+  T.eq(#m, 8, "every job has its record")
+  for _, r in ipairs(m) do
+    if r.request_id then
+      with_id = with_id + 1
+      T.ok(sent[r.request_id], "a request id the queue gave")
+      T.eq(r.cost_estimate, 0.04, "a job sent: its price")
+    else
+      T.eq(r.cost_estimate, 0, "a job never sent costs the run nothing")
+    end
+    spent = spent + r.cost_estimate
+  end
+  T.eq(with_id, 2, "both jobs in flight keep their request id")
+  local st, out = T.sh(T.quote(BIN) .. " report --json " .. T.quote(d))
+  T.eq(st, 0, "report")
+  T.ok(math.abs(json.decode(out).total.spent - spent) < 1e-9, "report's spent: the jobs sent")
+  slow.stop()
+end)
+
+T.case("a model with no price: its cost is unknown ('?'), never $0, and it does not sort as the cheapest", function()
+  local SEEDREAM = "fal-ai/bytedance/seedream/v4/edit"  -- no price shipped, none from the sandbox's API
+  local d = T.tmpdir()
+  local s = spec { dir = d, models = { KONTEXT, SEEDREAM } }
+  local r = editflow.experiment(s)
+  T.eq(r.done, 8, "all done")
+  local rep = editflow.report(d)
+  T.eq(rep.by.model[1].value, KONTEXT, "the priced model first (costs otherwise equal)")
+  T.eq(rep.by.model[2].value, SEEDREAM, "the unpriced one after it")
+  T.eq(rep.by.model[2].unpriced, 4, "its four jobs are counted unpriced")
+  local st, text = T.sh(T.quote(BIN) .. " report " .. T.quote(d))
+  T.eq(st, 0, "report")
+  T.ok(text:match(SEEDREAM:gsub("%p", "%%%0") .. "%s+4%s+4%s+0%s+%?"), "the table shows '?' as its cost:\n" .. text)
+  T.contains(text, "of a model with no price", "and says why")
+  -- the judge priced from the command line
+  local _, out = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -p 'sky ${c}' --var c=red -i %s --judge %s "
+    .. "--price %s=0.002/request --dry-run --json", sb.url, T.quote(T.tmpdir()), KONTEXT, T.quote(A), JUDGE, JUDGE))
+  T.eq(json.decode(out).judge.unit_cost, 0.002, "--price JUDGE=... prices the judge's calls")
 end)
 
 T.run()

@@ -112,7 +112,7 @@ end
 -- --price: one price (one model), or ENDPOINT=PRICE for each of several.
 local function read_prices(o, models)
   if not o.price then return nil end
-  if #models == 1 and #o.price == 1 and not o.price[1]:find("=", 1, true) then
+  if #models == 1 and #o.price == 1 and not o.price[1]:find("=", 1, true) then  -- the one model's
     local p = tonumber(o.price[1]) or o.price[1]
     local ok, err = pcall(pricing.given, models[1].endpoint, p)
     if not ok then usage("--price: " .. tostring(err)) end
@@ -120,10 +120,11 @@ local function read_prices(o, models)
   end
   local known, by = {}, {}
   for _, m in ipairs(models) do known[m.endpoint] = true end
+  if o.judge then known[o.judge] = true end
   for _, text in ipairs(o.price) do
     local id, p = text:match("^(.-)=(.+)$")
-    if not id then usage("--price: with several models give ENDPOINT=DOLLARS[/UNIT] for each, got '" .. text .. "'") end
-    if not known[id] then usage("--price: " .. id .. " is not one of the models (-m)") end
+    if not id then usage("--price: with several models (or a judge) give ENDPOINT=DOLLARS[/UNIT] for each, got '" .. text .. "'") end
+    if not known[id] then usage("--price: " .. id .. " is not one of the models (-m) nor the judge (--judge)") end
     if by[id] then usage("--price: " .. id .. " is priced twice") end
     p = tonumber(p) or p
     local ok, err = pcall(pricing.given, id, p)
@@ -173,6 +174,10 @@ local function read_spec(o, models, mine, client)
     if not o.judge then usage("--rubric needs --judge ENDPOINT") end
     if bad_endpoint(o.judge) then usage("--judge: " .. bad_endpoint(o.judge)) end
     spec.judge = { endpoint = o.judge, rubric = o.rubric }
+    -- --price JUDGE=DOLLARS/UNIT prices the judge's calls (fal may publish no price for it)
+    if type(spec.price) == "table" and spec.price[o.judge] ~= nil then
+      spec.judge.price, spec.price[o.judge] = spec.price[o.judge], nil
+    end
   end
   return spec
 end
@@ -224,8 +229,8 @@ end
 -- ", not counting X and Y (not priced)" when some models have no price.
 local function unpriced(plan)
   local ids = {}
-  for _, e in ipairs(plan.models) do if not e.price then ids[#ids + 1] = e.endpoint end end
-  if plan.judge and not plan.judge.unit_cost then ids[#ids + 1] = "the judge" end
+  for _, e in ipairs(plan.models or {}) do if not e.price then ids[#ids + 1] = e.endpoint end end
+  if plan.judge and not plan.judge.unit_cost then ids[#ids + 1] = "the judge " .. plan.judge.endpoint end
   if #ids == 0 then return "" end
   return ", not counting " .. table.concat(ids, " and ") .. " (not priced: give --price ENDPOINT=DOLLARS/UNIT)"
 end
@@ -243,13 +248,14 @@ local function print_plan(o, summary, max_cost)
     out(json.encode { event = "plan", jobs = summary.jobs, reused = summary.reused_planned,
       images = summary.images, megapixels = summary.megapixels, cost = (plan.price or #plan.models > 1) and summary.cost or nil,
       approx = plan.approx or nil, price = plan.price, unpriced = plan.unpriced, models = models,
-      prompts = #plan.prompts, combinations = #plan.combos, judge = plan.judge, over_budget = over }, "\n")
+      prompts = #plan.prompts, combinations = #plan.combos, judge = plan.judge, over_budget = over,
+      notes = plan.notes and #plan.notes > 0 and plan.notes or nil }, "\n")
     return over and 1 or 0
   end
   out(string.format("plan: %d jobs (%d reused from an earlier run), %d images, %.2f output megapixels, %s; nothing sent\n",
     summary.jobs, summary.reused_planned, summary.images, summary.megapixels,
-    (#plan.models == 1 and (money(plan.price, summary.cost, plan.approx) and ("estimated " .. money(plan.price, summary.cost, plan.approx))
-      or ("not priced: " .. tostring(plan.unpriced))))
+    ((#plan.models == 1 and not plan.judge) and (money(plan.price, summary.cost, plan.approx) and ("estimated " .. money(plan.price, summary.cost, plan.approx)
+      .. unpriced(plan)) or ("not priced: " .. tostring(plan.unpriced))))
     or string.format("estimated %s$%.4f in all%s", plan.approx and "about " or "", summary.cost, unpriced(plan))))
   if #plan.models > 1 or plan.judge then
     out(string.format("  %d prompt%s x %d combination%s x %d seed%s on %d model%s:\n", #plan.prompts,
@@ -269,6 +275,7 @@ local function print_plan(o, summary, max_cost)
   elseif plan.models[1].gets then
     out("  ", plan.models[1].endpoint, " gets ", plan.models[1].gets, "\n")
   end
+  for _, note in ipairs(plan.notes or {}) do out("note: ", note, "\n") end
   if over then out(string.format("over the budget: --max-cost $%.4f\n", max_cost)) end
   return over and 1 or 0
 end
@@ -289,13 +296,13 @@ local function print_summary(o, summary)
     out(summary.gallery, "\n")
   end
   for _, line in ipairs(summary.held_messages or {}) do say(false, "%s", errors.clean(line)) end
-  say(o.quiet, "%d done (%d of them reused), %d failed, %d held back, %d skipped%s; about $%.4f spent%s; manifest %s",
+  say(o.quiet, "%d done (%d of them reused), %d failed, %d held back, %d skipped%s; about $%.4f spent%s%s; manifest %s",
     summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped,
     summary.cancelled and string.format(", %d cancelled at the queue when interrupted", summary.cancelled) or "",
     summary.spent, summary.judge_spent and string.format(" (+$%.4f judging%s)", summary.judge_spent,
       summary.judge_errors and string.format(", %d unreadable or failed", summary.judge_errors) or "") or "",
-    summary.manifest)
-  if not o.json then say(o.quiet, "compare: editflow report %s", summary.dir) end
+    unpriced(summary), summary.manifest)
+  if not o.json then say(o.quiet, "the numbers per model, prompt and variable: editflow report %s", summary.dir) end
   return all_ok(summary) and 0 or 1
 end
 

@@ -14,10 +14,33 @@ local function is_list(t)
   return n == #t
 end
 
--- axes.prompts(spec) -> { { name =, template = }, ... }: `prompt` (one template, named "p1"),
--- `prompts = { "T1", "T2" }` (named p1, p2, ...) or `prompts = { short = "T1", ... }` (by name,
--- sorted). The same template twice would be the same jobs twice: refused.
-function M.prompts(spec)
+-- Names for unnamed templates: the one an earlier run in the folder gave the same template
+-- (`known`: template -> name), else the first p1, p2, ... that no template of the folder or of
+-- this spec has.
+local function auto_names(list, known)
+  known = known or {}
+  local taken = {}
+  for _, name in pairs(known) do taken[name] = true end
+  for _, p in ipairs(list) do
+    if not p.name and type(p.template) == "string" and known[p.template] then p.name = known[p.template] end
+    if p.name then taken[p.name] = true end
+  end
+  local n = 0
+  for _, p in ipairs(list) do
+    if not p.name then
+      repeat n = n + 1 until not taken["p" .. n]
+      p.name = "p" .. n
+      taken[p.name] = true
+    end
+  end
+  return list
+end
+
+-- axes.prompts(spec [, known]) -> { { name =, template = }, ... }: `prompt` (one template),
+-- `prompts = { "T1", "T2" }` (named p1, p2, ... -- or the names the folder's earlier runs gave
+-- them: `known`, template -> name) or `prompts = { short = "T1", ... }` (by name, sorted). The
+-- same template twice would be the same jobs twice: refused.
+function M.prompts(spec, known)
   if spec.prompt ~= nil and spec.prompts ~= nil then
     error("experiment: give prompt (one template) or prompts (several), not both", 0)
   end
@@ -25,7 +48,7 @@ function M.prompts(spec)
     if type(spec.prompt) ~= "string" then
       error("experiment: prompt must be a template string (or prompts = { ... } for several)", 0)
     end
-    return { { name = "p1", template = spec.prompt } }
+    return auto_names({ { template = spec.prompt } }, known)
   end
   local given = spec.prompts
   if type(given) ~= "table" or next(given) == nil then
@@ -33,7 +56,7 @@ function M.prompts(spec)
   end
   local list = {}
   if is_list(given) then
-    for i, t in ipairs(given) do list[i] = { name = "p" .. i, template = t } end
+    for i, t in ipairs(given) do list[i] = { template = t } end
   else
     local names = {}
     for k in pairs(given) do
@@ -47,16 +70,18 @@ function M.prompts(spec)
     for i, k in ipairs(names) do list[i] = { name = k, template = given[k] } end
   end
   local seen = {}
-  for _, p in ipairs(list) do
+  for i, p in ipairs(list) do
+    local shown = p.name or ("[" .. i .. "]")  -- as the spec has it
     if type(p.template) ~= "string" then
-      error(string.format("experiment: prompts.%s must be a template string, got %s", p.name, type(p.template)), 0)
+      error(string.format("experiment: prompts%s must be a template string, got %s",
+        p.name and ("." .. p.name) or shown, type(p.template)), 0)
     end
     if seen[p.template] then
-      error(string.format("experiment: prompts %s and %s are the same template (the same jobs twice)", seen[p.template], p.name), 0)
+      error(string.format("experiment: prompts %s and %s are the same template (the same jobs twice)", seen[p.template], shown), 0)
     end
-    seen[p.template] = p.name
+    seen[p.template] = shown
   end
-  return list
+  return auto_names(list, known)
 end
 
 -- axes.models(spec, default) -> { endpoint, ... }: `model` (one), `models` (several), else the

@@ -51,14 +51,17 @@ local function make_judge(spec, client)
   return judge.new(opts, client:sibling(opts.endpoint))
 end
 
--- The judge's part of the plan: one call per output of every job not reused (a reused job's
--- judge call, if it was made, is reused too), priced per call.
-local function plan_judge(plan, J, spec)
+-- The judge's part of the plan: one call per output of every job not reused, and of every
+-- reused job the folder's manifest does not show judged (a run killed after its edits were
+-- accepted never wrote its manifest: those outputs are still to be judged). Priced per call.
+local function plan_judge(plan, J, spec, dir)
   if not J then return end
+  local judged = dir and manifest.judged(dir) or {}
   local calls = 0
   for _, job in ipairs(plan.jobs) do
     job.judge_cost = 0
-    if not job.reuse then calls = calls + job.images end
+    job.judge_calls = (job.reuse and judged[job.model .. "\n" .. job.slug]) and 0 or job.images
+    calls = calls + job.judge_calls
   end
   -- the judge's own input checked now (its model name, its params, the images it will get),
   -- not after the edits are paid for: an output URL stands in for the one to come
@@ -74,16 +77,14 @@ local function plan_judge(plan, J, spec)
   if not unit and spec.max_cost then
     error(errors.new("BUDGET", string.format("experiment: cannot keep max_cost: the judge %s: %s", J.client.endpoint, tostring(why))), 0)
   end
-  for _, job in ipairs(plan.jobs) do
-    if not job.reuse then job.judge_cost = (unit or 0) * job.images end
-  end
+  for _, job in ipairs(plan.jobs) do job.judge_cost = (unit or 0) * job.judge_calls end
   plan.cost = plan.cost + plan.judge.cost
 end
 
 -- experiment.plan(spec, client) -> plan (editflow.experiment.plan), with the judge's calls.
 function M.plan(spec, client)
   local plan = planner.plan(spec, client)
-  plan_judge(plan, make_judge(spec, client), spec)
+  plan_judge(plan, make_judge(spec, client), spec, spec.dir)
   return plan
 end
 
@@ -114,17 +115,29 @@ local function new_record(run, name, job)
   return { run = run.id, started = run.started, experiment = name, index = job.index, slug = job.slug,
     model = job.model, prompt_name = job.prompt_name, template = job.template, vars = job.vars, seed = job.seed,
     prompt = job.input.prompt, input = manifest.recordable(job.input), inputs = manifest.inputs(job.images_given),
-    cost = job.full_cost, cost_estimate = job.cost, price = price_record(job.entry) }
+    -- cost: the job's price; cost_estimate: what this run spent on it, 0 until it is sent
+    cost = job.full_cost, cost_estimate = 0, price = price_record(job.entry), unpriced = job.entry.price == nil or nil }
 end
+
+-- What the run has spent so far: its edits and its judge's calls.
+local function spent(summary) return summary.spent + (summary.judge_spent or 0) end
 
 -- The judge's scores of a job's saved outputs, each output once; the record's judge is the
 -- output's own (one output) or their mean, cost summed (several).
-local function judge_outputs(J, job, result, rec, summary)
+local function judge_outputs(ctx, job, result, rec)
+  local J, summary, max = ctx.judge, ctx.summary, ctx.spec.max_cost
   local total, scored, sum = 0, 0, 0
+  local unit = max and (J:unit_cost() or 0) or 0
   for i, out in ipairs(rec.outputs) do
     local img = type(result.images) == "table" and result.images[i] or {}
     local url = type(img.url) == "string" and img.url:match("^https?://") and img.url or nil
-    local j = J:score { prompt = job.input.prompt, inputs = job.images_given, output = url or out.file }
+    local j
+    if max and spent(summary) + total + unit > max + 1e-9 then
+      j = { endpoint = J.client.endpoint, cost = 0, error = { code = "BUDGET", message = string.format(
+        "not judged: $%.4f spent, a judge call ($%.4f) would pass max_cost $%.4f", spent(summary) + total, unit, max) } }
+    else
+      j = J:score { prompt = job.input.prompt, inputs = job.images_given, output = url or out.file }
+    end
     out.judge = j
     total = total + (j.cost or 0)
     if type(j.score) == "number" then scored, sum = scored + 1, sum + j.score end
@@ -142,8 +155,10 @@ end
 -- What a job's end means for the run, when it gave no result (editflow.lifecycle's report).
 local function record_failure(rec, job, j, err, reused, summary, not_sent)
   local how = lifecycle.report(j ~= nil, err, runtime.stopping())
-  if not j and lifecycle.failed_submit(err) == "refused" and not reused then
-    -- certainly not taken by the queue (refused, not sent): nothing was spent on it
+  if not reused and rec.cost_estimate > 0 and ((not j and lifecycle.failed_submit(err) == "refused")
+      or (j and type(err.status) == "number" and err.status >= 500)) then
+    -- certainly not taken by the queue (refused, not sent), or a server error, which fal never
+    -- bills (SPEC §4): nothing was spent on it
     summary.spent, rec.cost_estimate = summary.spent - job.cost, 0
   end
   if how == "skipped" then return not_sent(rec, err) end
@@ -170,20 +185,23 @@ local function run_job(ctx, job, rec)
   local body = client:prepare(job.input)
   local reused = lifecycle.paid(client, body)
   job.cost = reused and 0 or job.full_cost
-  rec.cost_estimate = job.cost
   local ahead = job.cost + (job.judge_cost or 0)
-  if not reused and spec.max_cost and summary.spent + ahead > spec.max_cost + 1e-9 then
+  if not reused and spec.max_cost and spent(summary) + ahead > spec.max_cost + 1e-9 then
     rec.status, rec.error = "skipped", { code = "BUDGET", message = string.format(
-      "not sent: $%.4f spent, this job ($%.4f) would pass max_cost $%.4f", summary.spent, ahead, spec.max_cost) }
+      "not sent: $%.4f spent, this job ($%.4f) would pass max_cost $%.4f", spent(summary), ahead, spec.max_cost) }
     summary.skipped = summary.skipped + 1
     return
   end
   if not reused then summary.spent = summary.spent + job.cost end
+  rec.cost_estimate = job.cost
   -- an explicit seed asks for that image: a fallback model would give another one
   local fallbacks = job.seed ~= nil and client.disable_fallbacks ~= false or nil
   local t0 = core.monotime()
   local j, err = client:send(body, { disable_fallbacks = fallbacks })
   local result
+  -- the request id is the record's as soon as the queue gave it: an interrupt while the job
+  -- runs leaves it in the manifest (a re-run follows it by that id)
+  if j then rec.request_id = j.request_id end
   if j then result, err = j:wait() end
   rec.elapsed = core.monotime() - t0  -- seconds from send to result, queue wait included
   rec.request_id = j and j.request_id
@@ -208,7 +226,7 @@ local function run_job(ctx, job, rec)
     rec.outputs[i] = { path = p:match("([^/]*)$"), bytes = file_size(p), width = img.width, height = img.height, file = p }
   end
   summary.done = summary.done + 1
-  if ctx.judge then judge_outputs(ctx.judge, job, result, rec, summary) end
+  if ctx.judge then judge_outputs(ctx, job, result, rec) end
   for _, o in ipairs(rec.outputs) do o.file = nil end
 end
 
@@ -267,14 +285,16 @@ function M.run(spec)
   local name = spec.name or "experiment"
   local client, dir = open_folder(spec, name)
   local judge = make_judge(spec, client)
-  local plan = planner.plan(spec, client)
-  plan_judge(plan, judge, spec)
+  local plan = planner.plan(spec, client, manifest.prompt_names(dir))
+  plan_judge(plan, judge, spec, dir)
   local summary = new_summary(dir, plan)
   check_budget(spec, plan, name)
+  summary.notes = plan.notes
   if spec.dry_run then
     summary.dry_run, summary.plan = true, plan
     return summary
   end
+  for _, note in ipairs(plan.notes or {}) do events.warning("experiment: " .. note) end
   local made, merr = core.mkdir(dir)
   if not made then error(errors.new("FOLDER", "editflow: cannot use the folder " .. dir .. ": " .. tostring(merr)), 0) end
   if not client.journal then

@@ -56,6 +56,40 @@ function M.inputs(images)
   return list
 end
 
+-- manifest.prompt_names(dir) -> { [template] = name }: the names the folder's earlier runs gave
+-- their prompt templates, so a prompt keeps its name (p1, p2, ...) from run to run and a new
+-- one gets a name no earlier template had.
+function M.prompt_names(dir)
+  local names = {}
+  local f = io.open(join(dir, M.FILE), "rb")
+  if not f then return names end
+  for line in f:lines() do
+    local r = line ~= "" and json.decode(line)
+    if type(r) == "table" and type(r.template) == "string" and type(r.prompt_name) == "string" then
+      names[r.template] = r.prompt_name
+    end
+  end
+  f:close()
+  return names
+end
+
+-- manifest.judged(dir) -> { [model .. "\n" .. slug] = true } for the jobs an earlier run saved
+-- and had judged (a score or an answer read; a judge call that failed is to be made again).
+function M.judged(dir)
+  local set = {}
+  local f = io.open(join(dir, M.FILE), "rb")
+  if not f then return set end
+  for line in f:lines() do
+    local r = line ~= "" and json.decode(line)
+    if type(r) == "table" and r.status == "done" and type(r.judge) == "table" and type(r.judge.request_id) == "string"
+        and type(r.model) == "string" and type(r.slug) == "string" then
+      set[r.model .. "\n" .. r.slug] = true
+    end
+  end
+  f:close()
+  return set
+end
+
 -- manifest.write(dir, run_id, records) -> path. Lines of other runs are kept as they are (a
 -- line that is not JSON too: it is not this run's to drop); this run's lines are replaced.
 function M.write(dir, run_id, records)

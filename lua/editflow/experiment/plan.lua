@@ -59,8 +59,26 @@ local function render_image(t, vars, what)
   return template.render(t, vars, what)
 end
 
+-- The fields an experiment's spec may have: a misspelled one (dryrun, max_cots) would be
+-- ignored silently and its jobs sent and paid for as if it were not there.
+local FIELDS = { "name", "dir", "out", "prompt", "prompts", "negative_prompt", "vars", "zip", "images", "params",
+  "seeds", "model", "models", "aspect", "size", "judge", "client", "client_options", "concurrency", "dry_run",
+  "max_cost", "partial", "price" }
+local KNOWN = {}
+for _, k in ipairs(FIELDS) do KNOWN[k] = true end
+
 function M.check_spec(spec)
   if type(spec) ~= "table" then error("experiment expects a table", 3) end
+  for k in pairs(spec) do
+    if not KNOWN[k] then
+      local sorted = { table.unpack(FIELDS) }
+      table.sort(sorted)
+      error(string.format("experiment: unknown field '%s' (fields: %s)", tostring(k), table.concat(sorted, ", ")), 3)
+    end
+  end
+  if spec.concurrency ~= nil and not (math.tointeger(spec.concurrency) and spec.concurrency >= 1) then
+    error("experiment: concurrency must be an integer >= 1, got " .. tostring(spec.concurrency), 3)
+  end
   axes.prompts(spec)
   if spec.name ~= nil and (type(spec.name) ~= "string" or spec.name == "") then
     error("experiment: name must be a non-empty string", 3)
@@ -150,6 +168,27 @@ local function params_for(models, params)
   return per
 end
 
+-- With several models and a size given through a model's own field (image_size,
+-- aspect_ratio): what each model gets, and a note when some keep their default size, so a
+-- comparison at one size is not silently made at several.
+local SIZE_FIELDS = { "image_size", "aspect_ratio" }
+local function note_sizes(notes, models, params)
+  local without = {}
+  local given = false
+  for i, e in ipairs(models) do
+    for _, f in ipairs(SIZE_FIELDS) do
+      if params[i][f] ~= nil then e.gets = f .. "=" .. shape.text(params[i][f]) given = true end
+    end
+    if not e.gets then without[#without + 1] = e.endpoint end
+  end
+  if given and #without > 0 then
+    for _, e in ipairs(models) do e.gets = e.gets or "its default size" end
+    notes[#notes + 1] = string.format("%s keep%s %s default size (a size field goes only to the models that "
+      .. "have it): aspect W:H or size WxH gives every model one", table.concat(without, ", "),
+      #without == 1 and "s" or "", #without == 1 and "its" or "their")
+  end
+end
+
 local function check_templates(spec, prompts, combos, image_tpls)
   local names = {}
   for k in pairs(combos[1] or {}) do names[#names + 1] = k end
@@ -160,6 +199,30 @@ local function check_templates(spec, prompts, combos, image_tpls)
     if type(t) == "string" then templates["images[" .. i .. "]"] = t end
   end
   template.check(templates, names)
+  -- With seeds, a variable no template uses (directly, or through another variable's value)
+  -- would send the same body with the same seed once per value: the same image paid again and
+  -- again. (Without seeds equal bodies are samples: each is a new image, so they may repeat.)
+  if not spec.seeds then return end
+  local used, queue = {}, {}
+  local function use(text)
+    if type(text) ~= "string" then return end
+    for _, n in ipairs(template.names(text)) do
+      if not used[n] then used[n] = true queue[#queue + 1] = n end
+    end
+  end
+  for _, t in pairs(templates) do use(t) end
+  for _, t in ipairs(image_tpls) do use(t) end
+  while #queue > 0 do
+    local n = table.remove(queue)
+    for _, c in ipairs(combos) do use(c[n]) end
+  end
+  table.sort(names)
+  for _, n in ipairs(names) do
+    if not used[n] then
+      error(string.format("experiment: the variable %s is used by no template (prompt, negative_prompt, images): "
+        .. "with seeds, each of its values would send the same job, the same image, again", n), 0)
+    end
+  end
 end
 
 -- The body of one job for one model: the parameters it takes, the rendered prompt, the images
@@ -197,12 +260,13 @@ local function add_job(plan, e, job, body, ahead)
   e.jobs = e.jobs + 1
 end
 
--- experiment.plan(spec, client) -> plan: every job with its rendered input, its output pixels
--- and its estimated cost; plan.models: per model its price, jobs, cost and what it gets. Raises
+-- experiment.plan(spec, client [, known_prompts]) -> plan: every job with its rendered input,
+-- its output pixels and its estimated cost (known_prompts: the folder's names of templates,
+-- editflow.experiment.manifest.prompt_names); plan.models: per model its price, jobs, cost and what it gets. Raises
 -- on anything wrong, before any request.
-function M.plan(spec, client)
+function M.plan(spec, client, known_prompts)
   M.check_spec(spec)
-  local prompts = axes.prompts(spec)
+  local prompts = axes.prompts(spec, known_prompts)
   local endpoints = axes.models(spec, client.endpoint)
   local combos = template.combine(spec.vars, spec.zip)
   local image_tpls = spec.images or {}
@@ -210,11 +274,13 @@ function M.plan(spec, client)
   check_templates(spec, prompts, combos, image_tpls)
   local size_req = shape.size_request(spec)
   local several = #endpoints > 1
+  local plan_notes = {}
   local models = {}
   for i, endpoint in ipairs(endpoints) do models[i] = model_entry(spec, client, endpoint, several, size_req) end
   local params = params_for(models, spec.params)
+  if several and not size_req then note_sizes(plan_notes, models, params) end
   local plan = { jobs = {}, megapixels = 0, cost = 0, images = 0, combos = combos, prompts = prompts,
-    models = models }
+    models = models, notes = plan_notes }
   -- one price for the plan when there is one model (as before); else each model's own
   plan.price, plan.unpriced = models[1].price, models[1].unpriced
   for _, e in ipairs(models) do

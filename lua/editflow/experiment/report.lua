@@ -161,7 +161,7 @@ local function key_of(v) return type(v) .. ":" .. tostring(v) end
 
 local function new_acc(value)
   return { value = value, jobs = 0, done = 0, failed = 0, held = 0, skipped = 0, interrupted = 0,
-    cost = 0, spent = 0, judge_cost = 0, stars_sum = 0, stars_n = 0, judge_sum = 0, judge_n = 0,
+    cost = 0, spent = 0, judge_cost = 0, unpriced = 0, stars_sum = 0, stars_n = 0, judge_sum = 0, judge_n = 0,
     best = 0, latencies = {} }
 end
 
@@ -173,6 +173,8 @@ local function add(acc, r, rating)
   if s then acc[s] = acc[s] + 1 end
   if r.interrupted == true then acc.interrupted = acc.interrupted + 1 end
   acc.cost = acc.cost + r.cost
+  -- a job of a model with no price known: its cost is not $0, it is not known
+  if r.unpriced == true then acc.unpriced = acc.unpriced + 1 end
   if type(r.cost_estimate) == "number" then acc.spent = acc.spent + r.cost_estimate end
   local judge = type(r.judge) == "table" and r.judge or nil
   if judge and type(judge.cost) == "number" then acc.judge_cost = acc.judge_cost + judge.cost end
@@ -195,7 +197,7 @@ local function finish(acc)
   table.sort(acc.latencies)
   local e = { value = acc.value, jobs = acc.jobs, done = acc.done, failed = acc.failed, held = acc.held,
     skipped = acc.skipped, interrupted = acc.interrupted, cost = acc.cost, spent = acc.spent,
-    judge_cost = acc.judge_cost, stars_n = acc.stars_n, judge_n = acc.judge_n, best = acc.best,
+    judge_cost = acc.judge_cost, unpriced = acc.unpriced, stars_n = acc.stars_n, judge_n = acc.judge_n, best = acc.best,
     latency_n = #acc.latencies,
     stars_mean = acc.stars_n > 0 and acc.stars_sum / acc.stars_n or nil,
     judge_mean = acc.judge_n > 0 and acc.judge_sum / acc.judge_n or nil,
@@ -226,6 +228,9 @@ function M.better(a, b)
   r = desc_missing_last(a.judge_mean, b.judge_mean)
   if r ~= nil then return r end
   if a.failed ~= b.failed then return a.failed < b.failed end
+  -- a cost not known (jobs of a model with no price) is no cheaper than any: it sorts last
+  local au, bu = (a.unpriced or 0) > 0, (b.unpriced or 0) > 0
+  if au ~= bu then return bu end
   if a.cost ~= b.cost then return a.cost < b.cost end
   return value_before(a.value, b.value)
 end
@@ -349,7 +354,9 @@ end
 local COLUMNS = { "jobs", "done", "failed", "cost", "stars", "judge", "p50", "p95" }
 
 local function row_cells(e)
-  return { tostring(e.jobs), tostring(e.done), tostring(e.failed), money(e.cost),
+  -- "?" when none of the jobs has a price, "+?" after the sum when some have none
+  local cost = (e.unpriced or 0) >= e.jobs and e.jobs > 0 and "?" or (money(e.cost) .. ((e.unpriced or 0) > 0 and "+?" or ""))
+  return { tostring(e.jobs), tostring(e.done), tostring(e.failed), cost,
     e.stars_n > 0 and (stars(e.stars_mean) .. " (" .. e.stars_n .. ")") or "-",
     e.judge_n > 0 and (score(e.judge_mean) .. " (" .. e.judge_n .. ")") or "-",
     secs(e.latency_p50), secs(e.latency_p95) }
@@ -416,6 +423,8 @@ function M.text(s, opts)
   lines[#lines + 1] = line("total", total_cells)
   local t = s.total
   local extra = {}
+  if (t.interrupted or 0) > 0 then extra[#extra + 1] = t.interrupted .. " interrupted" end
+  if (t.unpriced or 0) > 0 then extra[#extra + 1] = t.unpriced .. " of a model with no price (cost ?)" end
   if t.held > 0 then extra[#extra + 1] = t.held .. " held" end
   if t.skipped > 0 then extra[#extra + 1] = t.skipped .. " skipped" end
   if t.best > 0 then extra[#extra + 1] = t.best .. " marked best" end
