@@ -423,4 +423,60 @@ T.case("a model with no price: its cost is unknown ('?'), never $0, and it does 
   T.eq(json.decode(out).judge.unit_cost, 0.002, "--price JUDGE=... prices the judge's calls")
 end)
 
+T.case("more refusals before anything is sent: equal bodies with a seed, an image model as judge, --set beside its option", function()
+  local before = submits()
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), prompts = { "sky ${c} $$", "sky ${c} $" } }) end,
+    "the same body", "two templates that render alike, with a seed: the same image paid twice")
+  T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), judge = KONTEXT }) end,
+    "looks like an image model", "an edit model as the judge would pay an edit per output and never score")
+  local _, _, err = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -p 'sky ${c}' --var c=red -i %s "
+    .. "--set num_images=2 --num-images 3 --dry-run", sb.url, T.quote(T.tmpdir()), QWEN, T.quote(A)))
+  T.contains(err, "num_images is given twice", "grid: --set and the field's own option")
+  _, _, err = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -p 'sky ${c}' --var c=red -i %s "
+    .. "--set seed=5 --seeds 1,2 --dry-run", sb.url, T.quote(T.tmpdir()), QWEN, T.quote(A)))
+  T.contains(err, "seed is the experiment's own (--seeds)", "grid: --set seed")
+  _, _, err = editflow_cmd(string.format("grid --base-url %s -o %s -m fal-ai/nano-banan/edit -p 'sky ${c}' --var c=red -i %s "
+    .. "--dry-run --price 0.01/image", sb.url, T.quote(T.tmpdir()), T.quote(A)))
+  T.contains(err, "Did you mean 'fal-ai/nano-banana/edit'?", "a misspelt model id: the close one named")
+  T.eq(submits(), before, "nothing sent")
+  -- the judge given as its endpoint id alone
+  local plan = editflow.experiment(spec { dir = T.tmpdir(), models = { KONTEXT }, judge = JUDGE, dry_run = true }).plan
+  T.eq(plan.judge.endpoint, JUDGE, "judge = 'ENDPOINT' works as { endpoint = ... }")
+end)
+
+T.case("a model with both image_size and aspect_ratio gets its aspect_ratio when no image_size fits", function()
+  local model = require "editflow.model"
+  local shape = require "editflow.experiment.shape"
+  local doc = { openapi = "3.0.4", components = { schemas = { In = { type = "object", properties = {
+    prompt = { type = "string" }, image_urls = { type = "array", items = { type = "string" } },
+    image_size = { type = "string", enum = { "square_hd", "auto" } },
+    aspect_ratio = { type = "string", enum = { "16:9", "1:1" } } }, required = { "prompt" } } } },
+    paths = { ["/x/both"] = { post = { requestBody = { content = { ["application/json"] = {
+      schema = { ["$ref"] = "#/components/schemas/In" } } } } } } } }
+  local m = model.compile(doc, "x/both", "test")
+  local f, v = shape.size_for(m, shape.size_request { aspect = "16:9" })
+  T.eq(f, "aspect_ratio", "the field that fits")
+  T.eq(v, "16:9", "its value")
+  f, v = shape.size_for(m, shape.size_request { aspect = "1:1" })
+  T.eq(f, "image_size", "image_size first when it fits")
+  T.eq(v, "square_hd", "square_hd")
+  f, v = shape.size_for(m, shape.size_request { aspect = "4:3" })
+  T.eq(f, nil, "neither fits")
+  T.contains(v, "no image_size has the aspect 4:3", "both named")
+  T.contains(v, "no aspect_ratio fits the aspect 4:3", "both named")
+end)
+
+T.case("two models whose labels read alike keep files of their own", function()
+  local d = T.tmpdir()
+  local s = spec { dir = d, models = { "fal-ai/x/y", "fal-ai/x-y" }, prompts = { "sky ${c}" }, params = {} }
+  s.aspect = nil
+  s.price = { ["fal-ai/x/y"] = "0.01/image", ["fal-ai/x-y"] = "0.01/image" }
+  local plan = editflow.experiment((function() s.dry_run = true return s end)()).plan
+  local slugs = {}
+  for _, j in ipairs(plan.jobs) do
+    T.ok(not slugs[j.slug], "a slug of its own: " .. j.slug)
+    slugs[j.slug] = true
+  end
+end)
+
 T.run()

@@ -382,12 +382,21 @@ T.case("a real run: report --json's numbers are the manifest's sums, per model, 
 
   -- all: each request id once, its latest record (the reused cats from the second run, the
   -- dogs of both runs: each failed job was sent again, with a new request id)
-  local seen, all = {}, {}
+  -- one record per request id: the latest, with the latency of the run that ran it (the first
+  -- record not reused: a reused record's elapsed is a journal lookup)
+  local seen, all, ran = {}, {}, {}
+  for _, r in ipairs(lines) do
+    if not r.reused and not ran[r.request_id] then ran[r.request_id] = r end
+  end
   for i = #lines, 1, -1 do
     local r = lines[i]
     if not seen[r.request_id] then
       seen[r.request_id] = true
-      table.insert(all, 1, r)
+      local m = {}
+      for k, v in pairs(r) do m[k] = v end
+      local first = ran[r.request_id]
+      if first then m.elapsed, m.reused = first.elapsed, first.reused end
+      table.insert(all, 1, m)
     end
   end
   st, out = run("report", d, "--json", "--run", "all")
@@ -397,6 +406,10 @@ T.case("a real run: report --json's numbers are the manifest's sums, per model, 
   T.eq(doc.total.jobs, #all, "deduplicated by request id")
   T.eq(doc.total.jobs, 24, "8 cats once, 16 dogs")
   check_against(doc, all, nil, "all runs")
+  local paid = 0
+  for _, r in ipairs(lines) do if r.request_id then paid = paid + r.cost_estimate end end
+  T.ok(paid > 0, "the runs spent something")
+  near(doc.total.spent, paid, "all runs: spent is what every run spent (the first paid, re-runs reused)")
 
   -- the library answers the same
   local s = assert(editflow.report(d, { run = first_id }))
@@ -524,6 +537,38 @@ T.case("report: the table on stdout, the usage errors", function()
   T.eq(st, 0, "--help")
   T.contains(out, "nearest rank", "the help says how latencies are counted")
   os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("hostile folders: escapes not sent to the terminal, axis-named variables kept apart, no FIFO or device read", function()
+  local d = T.tmpdir()
+  write_lines(d, {
+    '{' .. R1 .. ',"index":1,"request_id":"h-1","status":"done","cost":0.1,"cost_estimate":0.1,"model":"m/\\u001b[2Jx",'
+      .. '"prompt_name":"p1","elapsed":1,"seed":3,"vars":{"model":"a\\u001b]0;pwned\\u0007","seed":"s"}}',
+  })
+  local st, out = run("report", d)
+  T.eq(st, 0, "report")
+  T.ok(not out:find("\27", 1, true) and not out:find("\7", 1, true), "no escape or bell reaches the terminal")
+  T.contains(out, "\\x1B", "shown printable")
+  local s = assert(editflow.report(d))
+  T.ok(entry(s.by.model, "m/\27[2Jx"), "the model axis is the model")
+  T.ok(entry(s.by["model (variable)"], "a\27]0;pwned\7"), "the variable named model is its own dimension")
+  T.ok(entry(s.by.seed, 3) and entry(s.by["seed (variable)"], "s"), "and the seed too")
+  -- a FIFO as ratings.json or as the file to import, a device: refused, never read or waited on
+  os.execute("mkfifo " .. T.quote(d .. "/ratings.json"))
+  st = run("report", d)
+  T.eq(st, 0, "a FIFO in ratings.json's place does not hang report (its ratings read as none)")
+  os.remove(d .. "/ratings.json")
+  os.execute("mkfifo " .. T.quote(d .. "/in.json"))
+  local err
+  st, _, err = run("rate", d, "--import", d .. "/in.json")
+  T.eq(st, 1, "a FIFO to import is refused: " .. tostring(err))
+  st, _, err = run("rate", d, "--import", "/dev/zero")
+  T.eq(st, 1, "/dev/zero is refused, not read until memory runs out: " .. tostring(err))
+  st, _, err = run("report", d, "--run=")
+  T.eq(st, 2, "an empty --run is a usage error, not a traceback: " .. tostring(err))
+  T.ok(not err:find("traceback", 1, true), "no traceback")
+  st, _, err = run("report", "")
+  T.eq(st, 2, "an empty DIR too: " .. tostring(err))
 end)
 
 T.run()

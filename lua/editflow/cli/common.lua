@@ -231,6 +231,17 @@ local function image_usage(m)
   return "-i IMAGE [-i IMAGE ...]"
 end
 
+-- A model with no schema (fal's could not be had, editflow ships none) may be a misspelt id:
+-- a note with the closest id editflow ships, if one is close (argparse's own suggestion).
+local function model_hint(m)
+  if not m.unchecked then return end
+  local ids = {}
+  for id in pairs(require "editflow.catalog") do ids[#ids + 1] = id end
+  table.sort(ids)
+  local hint = args.suggest(m.endpoint, ids)
+  if hint ~= "" then say(false, "note: %s is not a model editflow knows and its schema could not be had.%s", m.endpoint, hint) end
+end
+
 local function model_header(m)
   if m.unchecked then return "options of " .. m.endpoint .. " (no schema: --set FIELD=VALUE for its fields)" end
   return "options of " .. m.endpoint .. " (schema: " .. tostring(m.source) .. ")"
@@ -441,6 +452,7 @@ M.model_specs = model_specs
 M.bad_endpoint = bad_endpoint
 M.image_usage = image_usage
 M.model_header = model_header
+M.model_hint = model_hint
 M.image_help = image_help
 M.model_spec = model_spec
 M.edit_input = edit_input

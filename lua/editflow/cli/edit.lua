@@ -72,6 +72,7 @@ local function parse(ctx, argv)
   local id = endpoint_of(argv, EDIT)
   if bad_endpoint(id) then return usage_error("edit: " .. bad_endpoint(id), "edit") end
   local m = schema.model(id)
+  c.model_hint(m)
   local spec, mine = model_spec(EDIT, m, { prompt = true })
   local o, pos = parse_command(argv, "edit", spec, "edit [-m ENDPOINT] -p PROMPT " .. image_usage(m) .. " [OPTIONS]"
     .. "\n\n" .. model_header(m), m)

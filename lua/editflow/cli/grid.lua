@@ -60,6 +60,7 @@ local function read_models(argv)
   for i, id in ipairs(ids) do
     if bad_endpoint(id) then usage(bad_endpoint(id)) end
     models[i] = schema.model(id)
+    c.model_hint(models[i])
   end
   return models
 end
@@ -146,14 +147,21 @@ end
 -- The model fields given on the command line (options and --set), for every model that has
 -- them: the experiment gives each model the ones it takes.
 local function read_params(o, models, mine)
+  -- the options without the prompt and the images (the experiment's templates): edit_input
+  -- reads each model's options and --set, and refuses a field given both ways
+  local view = {}
+  for k, v in pairs(o) do if k ~= "prompt" and k ~= "image" then view[k] = v end end
   local params = {}
   for i, m in ipairs(models) do
-    local ok, p = pcall(edit_input, { set = i == 1 and o.set or nil }, m, mine[i])
+    local ok, p = pcall(edit_input, view, m, mine[i])
     if not ok then stop(invalid(tostring(p), o.json)) end
     for k, v in pairs(p) do params[k] = v end
-    for k, v in pairs(fields.values(o, mine[i])) do params[k] = v end
   end
-  params.prompt = nil
+  for _, own in ipairs { { "prompt", "-p" }, { "seed", "--seeds" }, { "negative_prompt", "--negative-prompt" } } do
+    if params[own[1]] ~= nil then
+      stop(usage_error(string.format("grid: %s is the experiment's own (%s): --set %s is not taken", own[1], own[2], own[1]), "grid"))
+    end
+  end
   return params
 end
 

@@ -59,7 +59,7 @@ local function cmd_report(argv)
   end
   local s, err, code = report.report(pos[1], { run = o.run })
   if not s then
-    if code == "NO_RUN" then return usage_error("report: " .. err, "report") end
+    if code == "NO_RUN" or code == "USAGE" then return usage_error("report: " .. err, "report") end
     return fail("report: " .. err)
   end
   if o.by then
@@ -97,17 +97,18 @@ local function ratings_given(o, pos, dir)
     end
     local text
     if o.import == "-" then
-      text = io.stdin:read("a")
+      text = io.stdin:read(ratings.MAX_BYTES + 1)
+      if text and #text > ratings.MAX_BYTES then return nil, fail("rate: standard input is over " .. ratings.MAX_BYTES .. " bytes") end
     else
-      local f, ferr = io.open(o.import, "rb")
-      if not f then return nil, fail("rate: cannot read " .. tostring(ferr)) end
-      text = f:read("a")
-      f:close()
+      -- a regular file only, without blocking, bounded (not a FIFO, /dev/zero or a folder)
+      local ferr
+      text, ferr = core.read_file(o.import, ratings.MAX_BYTES)
+      if not text then return nil, fail("rate: cannot read " .. o.import .. ": " .. tostring(ferr)) end
     end
     local doc, perr = ratings.parse(text or "")
     if not doc then
       io.stderr:write("editflow: rate: ", o.import == "-" and "standard input" or o.import, ": ", perr,
-        "; nothing merged into ", dir, "/", ratings.FILE, "\n")
+        "; nothing merged into ", (dir:gsub("/+$", "")), "/", ratings.FILE, "\n")
       return nil, 2
     end
     return doc
@@ -163,7 +164,7 @@ local function cmd_rate(argv)
   local ok, _, problems = ratings.check(doc, known)
   if not ok then
     for _, p in ipairs(problems) do io.stderr:write("editflow: rate: ", p, "\n") end
-    io.stderr:write(string.format("editflow: rate: nothing merged into %s/%s (%d %s)\n", dir, ratings.FILE,
+    io.stderr:write(string.format("editflow: rate: nothing merged into %s/%s (%d %s)\n", (dir:gsub("/+$", "")), ratings.FILE,
       #problems, plural(#problems, "problem")))
     return 2
   end

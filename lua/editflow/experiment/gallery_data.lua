@@ -142,9 +142,8 @@ local STATUS_ORDER = { "done", "failed", "held", "skipped", "missing" }
 -- The seed a job was planned with (the body's seed), not the one fal chose for a job sent
 -- without one: those differ on every job and would make a useless axis.
 local function planned_seed(r)
-  local s = type(r.input) == "table" and r.input.seed
-  if s == nil and type(r.input) ~= "table" then s = r.seed end
-  return s
+  if type(r.input) == "table" then return r.input.seed end
+  return r.seed  -- (a record without its input: the seed it has)
 end
 
 -- The dimensions: variables take their own names; prompt, model, seed, run, status and the
@@ -243,11 +242,8 @@ end
 local function load(dir)
   local all, meta = report.load(dir, { run = "all" })
   if not all then return {}, {}, {}, {} end
-  local by_run = {}
-  for _, run in ipairs(meta.runs) do
-    by_run[run.id] = assert(report.load(dir, { run = run.id }))
-  end
-  return by_run, meta.runs, all, meta.ratings or {}
+  -- every run's records from the one reading (the file is read once, however many runs)
+  return meta.by_run or {}, meta.runs, all, meta.ratings or {}
 end
 
 -- The folder's ratings as the page reads them: only well-formed fields (a hand-edited file

@@ -43,9 +43,11 @@ end
 local function make_judge(spec, client)
   if spec.judge == nil then return nil end
   local judge = require "editflow.experiment.judge"
-  if type(spec.judge) ~= "table" then error("experiment: judge must be a table { endpoint =, rubric = }", 0) end
+  local given = spec.judge
+  if type(given) == "string" then given = { endpoint = given } end  -- judge = "fal-ai/any-llm/vision"
+  if type(given) ~= "table" then error("experiment: judge must be an endpoint id or a table { endpoint =, rubric = }", 0) end
   local opts = {}
-  for k, v in pairs(spec.judge) do opts[k] = v end
+  for k, v in pairs(given) do opts[k] = v end
   opts.endpoint = opts.endpoint or judge.DEFAULT_ENDPOINT
   judge.check(opts)
   return judge.new(opts, client:sibling(opts.endpoint))

@@ -99,6 +99,14 @@ function M.new(opts, client)
       error(string.format("judge: %s takes no image (its schema has no image field), so it cannot judge "
         .. "an edit; give a vision-language model such as %s", opts.endpoint, M.DEFAULT_ENDPOINT), 0)
     end
+    -- an image model (an edit or generation endpoint) answers in images, not text: each output
+    -- would pay for another edit and never give a score
+    for _, f in ipairs { "num_images", "image_size", "aspect_ratio" } do
+      if m:field(f) then
+        error(string.format("judge: %s looks like an image model (it has %s), not a vision-language model that "
+          .. "answers in text; give one such as %s", opts.endpoint, f, M.DEFAULT_ENDPOINT), 0)
+      end
+    end
     if not m:field("prompt") then
       error(string.format("judge: %s has no prompt field to ask it for a score", opts.endpoint), 0)
     end

@@ -11,6 +11,16 @@ M.FILE = "manifest.jsonl"
 
 local function join(dir, name) return (dir:sub(-1) == "/" and dir or dir .. "/") .. name end
 
+M.MAX_BYTES = 1024 * 1024 * 1024  -- bytes of manifest.jsonl read at most
+
+-- The folder's manifest lines, read as a regular file only (a FIFO or a device in its place
+-- is never opened: it would hold the run), none when there is no manifest.
+local function each_line(dir)
+  local path = join(dir, M.FILE)
+  local text = core.file_stamp(path) and core.read_file(path, M.MAX_BYTES) or ""
+  return text:gmatch("[^\n]+")
+end
+
 -- A run's identity: its start in UTC to the millisecond (so ids sort by time) and a few
 -- characters that tell apart two runs started in the same millisecond. A run's lines are
 -- written after every other run's, so the latest run's lines are also the file's last.
@@ -61,15 +71,12 @@ end
 -- one gets a name no earlier template had.
 function M.prompt_names(dir)
   local names = {}
-  local f = io.open(join(dir, M.FILE), "rb")
-  if not f then return names end
-  for line in f:lines() do
-    local r = line ~= "" and json.decode(line)
+  for line in each_line(dir) do
+    local r = json.decode(line)
     if type(r) == "table" and type(r.template) == "string" and type(r.prompt_name) == "string" then
       names[r.template] = r.prompt_name
     end
   end
-  f:close()
   return names
 end
 
@@ -77,16 +84,13 @@ end
 -- and had judged (a score or an answer read; a judge call that failed is to be made again).
 function M.judged(dir)
   local set = {}
-  local f = io.open(join(dir, M.FILE), "rb")
-  if not f then return set end
-  for line in f:lines() do
-    local r = line ~= "" and json.decode(line)
+  for line in each_line(dir) do
+    local r = json.decode(line)
     if type(r) == "table" and r.status == "done" and type(r.judge) == "table" and type(r.judge.request_id) == "string"
         and type(r.model) == "string" and type(r.slug) == "string" then
       set[r.model .. "\n" .. r.slug] = true
     end
   end
-  f:close()
   return set
 end
 
@@ -95,13 +99,9 @@ end
 function M.write(dir, run_id, records)
   local lines = {}
   local path = join(dir, M.FILE)
-  local old = io.open(path, "rb")
-  if old then
-    for line in old:lines() do
-      local r = line ~= "" and json.decode(line)
-      if line ~= "" and not (type(r) == "table" and r.run == run_id) then lines[#lines + 1] = line end
-    end
-    old:close()
+  for line in each_line(dir) do
+    local r = json.decode(line)
+    if not (type(r) == "table" and r.run == run_id) then lines[#lines + 1] = line end
   end
   for _, rec in ipairs(records) do lines[#lines + 1] = json.encode(rec) end
   local ok, err = core.write_file(path, table.concat(lines, "\n") .. "\n")

@@ -39,8 +39,9 @@ end
 -- cut short, or differing only in what the name drops), a short hash of the exact values
 -- tells them apart, the same on every run whatever the grid's order. `named`: the variables,
 -- plus the prompt's and the model's names when there are several of them.
-local function slug(named, seed, used)
+local function slug(named, seed, used, extra)
   local names, exact = vars_text(named)
+  exact = exact .. "\n" .. (extra or "")  -- (the model's endpoint: labels may read alike)
   local parts = {}
   for _, k in ipairs(names) do parts[#parts + 1] = k .. "-" .. label(named[k]):sub(1, 24) end
   local s = core.safe_name(#parts > 0 and table.concat(parts, "_") or "job"):sub(1, 90)
@@ -291,7 +292,7 @@ function M.plan(spec, client, known_prompts)
   end
   if several then plan.price = nil end
   local seeds = spec.seeds or { false }
-  local used, ahead = {}, {}
+  local used, ahead, same = {}, {}, {}
   for _, p in ipairs(prompts) do
     for ci, vars in ipairs(combos) do
       local what = #prompts > 1 and ("prompts." .. p.name) or "prompt"
@@ -315,9 +316,19 @@ function M.plan(spec, client, known_prompts)
           for k, v in pairs(vars) do named[k] = v end
           if #prompts > 1 then named.prompt = p.name end
           if several then named.model = e.label end
+          -- with a seed, an equal body is the same image again (paid twice): refused; without
+          -- one it is another sample
+          if seed then
+            local key = e.endpoint .. "\n" .. body
+            if same[key] then
+              error(string.format("experiment: two jobs would send the same body to %s with seed %d (prompt %q): "
+                .. "the same image paid twice; make the prompts or variables differ", e.endpoint, seed, prompt), 0)
+            end
+            same[key] = true
+          end
           add_job(plan, e, { combo = ci, vars = vars, seed = seed or nil, input = input, images_given = imgs,
             prompt_name = p.name, template = p.template, model = e.endpoint, entry = e,
-            slug = slug(named, seed or nil, used) }, body, ahead)
+            slug = slug(named, seed or nil, used, several and e.endpoint or nil) }, body, ahead)
         end
       end
     end

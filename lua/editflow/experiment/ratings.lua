@@ -32,11 +32,13 @@ local function sorted_keys(t)
 end
 
 -- Reads path: -> the object | nil, message, code ("MISSING", "INVALID").
+M.MAX_BYTES = 64 * 1024 * 1024  -- bytes of a ratings file read at most
+
 local function read_strict(path)
-  local f = io.open(path, "rb")
-  if not f then return nil, path .. " does not exist", "MISSING" end
-  local text = f:read("a")
-  f:close()
+  if not core.file_stamp(path) then return nil, path .. " does not exist", "MISSING" end
+  -- a regular file only, read without blocking and bounded (a FIFO or a device is refused)
+  local text, rerr = core.read_file(path, M.MAX_BYTES)
+  if not text then return nil, "cannot read " .. path .. ": " .. tostring(rerr), "INVALID" end
   local doc, err = json.decode(text)
   if not is_object(doc) then
     return nil, path .. " is not a JSON object keyed by request id (" .. (err or ("a JSON " .. (doc == nil

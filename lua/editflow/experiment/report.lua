@@ -8,6 +8,8 @@
 -- Records written before the manifest named runs, models and prompts are read as the contract
 -- says: no run -> one run called "earlier" (older than any named run), no model ->
 -- "(unknown)", no prompt_name -> "p1", no cost -> cost_estimate.
+local core = require "editflow.core"
+local printable = require("editflow.model").printable
 local json = require "editflow.json"
 local ratings = require "editflow.experiment.ratings"
 
@@ -34,11 +36,13 @@ end
 
 -- Every record of the file in file order, and how many lines could not be read (a torn last
 -- line of a run that was killed while writing, a line not an object).
+M.MAX_MANIFEST = 1024 * 1024 * 1024  -- bytes of manifest.jsonl read at most
+
 local function read_records(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, "cannot read " .. path .. ": " .. tostring(err):gsub("^[^:]*: ", ""), "NO_MANIFEST" end
-  local text = f:read("a")
-  f:close()
+  -- a regular file only, read without blocking (a FIFO or a device in its place is refused)
+  if not core.file_stamp(path) then return nil, "cannot read " .. path .. ": no such file", "NO_MANIFEST" end
+  local text, err = core.read_file(path, M.MAX_MANIFEST)
+  if not text then return nil, "cannot read " .. path .. ": " .. tostring(err), "NO_MANIFEST" end
   local records, bad = {}, 0
   for line in text:gmatch("[^\n]+") do
     local r = json.decode(line)
@@ -76,21 +80,52 @@ local function list_runs(records)
   return runs, by_id
 end
 
+-- One request id across runs, as "all" counts it: its latest record, with what every run spent
+-- on it (the run that paid, and later ones that reused it for nothing) and the latency and
+-- judge cost of the run that really ran it (a reused record's elapsed is a journal lookup).
+local function merged(latest, list)
+  if #list == 1 then return latest end
+  local m = {}
+  for k, v in pairs(latest) do m[k] = v end
+  local spent, judge_cost, ran = 0, 0, nil
+  for _, p in ipairs(list) do
+    local r = p.r
+    if type(r.cost_estimate) == "number" then spent = spent + r.cost_estimate end
+    if type(r.judge) == "table" and type(r.judge.cost) == "number" then judge_cost = judge_cost + r.judge.cost end
+    if r.reused ~= true and not ran then ran = r end
+  end
+  m.cost_estimate = spent
+  if ran then m.elapsed, m.reused = ran.elapsed, ran.reused end
+  if type(m.judge) == "table" then
+    local j = {}
+    for k, v in pairs(m.judge) do j[k] = v end
+    j.cost = judge_cost
+    m.judge = j
+  end
+  return m
+end
+
 -- report.load(dir [, {run = ID | "all"}]) -> records, meta | nil, message, code.
 -- records: the chosen run's records (default: the latest run, the one whose `started` is
 -- greatest), or with run = "all" every run's, one record per request id: the latest run's
 -- record wins (a re-run that reused a job writes it again), and a record without a request id
 -- (never accepted: skipped, refused) counts only from the latest run, since every run repeats
 -- those. meta = {runs = {{id, started, jobs, experiment}, ...} oldest first, run = the chosen
--- id or "all", ratings = ratings.json's table (or {}), dir = dir, unreadable = lines skipped}.
+-- id or "all", ratings = ratings.json's table (or {}), dir = dir, unreadable = lines skipped,
+-- by_run = {[id] = that run's records}}. In "all", a request id several runs recorded counts
+-- what each of them spent on it, and the latency of the run that ran it.
 -- Codes: NO_MANIFEST (no file), NO_RUN (no such run; the message lists the runs).
 -- The records come normalised (the defaults at the top of this file filled in, vars a table),
 -- so a reader never checks for the older shape itself.
 function M.load(dir, opts)
-  if type(dir) ~= "string" or dir == "" then error("report.load: dir must be a folder path", 2) end
+  if type(dir) ~= "string" or dir == "" then return nil, "the folder must be a path, got " .. (dir == "" and "''" or type(dir)), "USAGE" end
   opts = opts or {}
+  if type(opts) ~= "table" then return nil, "options must be a table { run = ID | \"all\" }", "USAGE" end
+  for k in pairs(opts) do
+    if k ~= "run" then return nil, "unknown option '" .. tostring(k) .. "' (run)", "USAGE" end
+  end
   if opts.run ~= nil and (type(opts.run) ~= "string" or opts.run == "") then
-    error("report.load: run must be a run id or \"all\", got " .. tostring(opts.run), 2)
+    return nil, "run must be a run id or \"all\", got " .. (opts.run == "" and "''" or tostring(opts.run)), "USAGE"
   end
   local path = join(dir, M.MANIFEST)
   local all, bad, code = read_records(path)
@@ -101,17 +136,19 @@ function M.load(dir, opts)
   local records = {}
   if chosen == "all" then
     -- the latest record of each request id: runs in order, and within a run the later line
-    local best, picked = {}, {}
+    local best, picked, every = {}, {}, {}
     for i, r in ipairs(all) do
       local p = { rank = by_id[r.run].order * 1000000000 + i, r = r }
       if type(r.request_id) == "string" then
         local had = best[r.request_id]
         if not had or had.rank < p.rank then best[r.request_id] = p end
+        every[r.request_id] = every[r.request_id] or {}
+        table.insert(every[r.request_id], p)
       elseif r.run == latest.id then
         picked[#picked + 1] = p
       end
     end
-    for _, p in pairs(best) do picked[#picked + 1] = p end
+    for id, p in pairs(best) do picked[#picked + 1] = { rank = p.rank, r = merged(p.r, every[id]) } end
     table.sort(picked, function(a, b) return a.rank < b.rank end)
     for i, p in ipairs(picked) do records[i] = p.r end
   elseif chosen then
@@ -125,12 +162,14 @@ function M.load(dir, opts)
       if r.run == chosen then records[#records + 1] = r end
     end
   end
-  local meta_runs = {}
+  local meta_runs, by_run = {}, {}
   for i, run in ipairs(runs) do
     meta_runs[i] = { id = run.id, started = run.started, jobs = run.jobs, experiment = run.experiment }
+    by_run[run.id] = {}
   end
+  for _, r in ipairs(all) do table.insert(by_run[r.run], r) end
   return records, { runs = meta_runs, run = chosen or M.EARLIER, ratings = ratings.read(dir), dir = dir,
-    unreadable = bad }
+    unreadable = bad, by_run = by_run }
 end
 
 -- ---- summarising ----
@@ -235,10 +274,15 @@ function M.better(a, b)
   return value_before(a.value, b.value)
 end
 
+-- A variable's dimension: its name, unless an older manifest has a variable named like an
+-- axis (model, prompt, seed): then "name (variable)", so neither hides the other.
+local AXES = { model = true, prompt = true, seed = true }
+function M.var_dim(name) return AXES[name] and (name .. " (variable)") or name end
+
 -- The dimensions of a record: model, prompt, seed, then each variable.
 local function dims_of(r, var_names)
   local d = { model = r.model, prompt = r.prompt_name, seed = r.seed ~= nil and r.seed or M.NONE }
-  for name in pairs(var_names) do d[name] = plain_value(r.vars[name]) end
+  for name in pairs(var_names) do d[M.var_dim(name)] = plain_value(r.vars[name]) end
   return d
 end
 
@@ -288,7 +332,7 @@ function M.summarize(records, ratings_doc)
   local vars = {}
   for name in pairs(var_names) do vars[#vars + 1] = name end
   table.sort(vars)
-  for _, name in ipairs(vars) do dims[#dims + 1] = name end
+  for _, name in ipairs(vars) do dims[#dims + 1] = M.var_dim(name) end
   local t = finish(total)
   t.value = nil
   return { total = t, by = by, dims = records[1] and dims or {} }
@@ -383,14 +427,14 @@ end
 function M.text(s, opts)
   opts = opts or {}
   local total_width = opts.width or 100
-  local lines = { heading(s), "" }
+  local lines = { printable(heading(s)), "" }
   local function values_width(list)
     local w = 5
-    for _, e in ipairs(list) do w = math.max(w, width(tostring(e.value))) end
+    for _, e in ipairs(list) do w = math.max(w, width(printable(tostring(e.value)))) end
     return w
   end
   local vw = #"total"
-  for _, dim in ipairs(s.dims) do vw = math.max(vw, width(dim), values_width(s.by[dim] or {})) end
+  for _, dim in ipairs(s.dims) do vw = math.max(vw, width(printable(dim)), values_width(s.by[dim] or {})) end
   -- the numbers' columns, each as wide as its widest cell
   local rows, cw = {}, {}
   for i, h in ipairs(COLUMNS) do cw[i] = width(h) end
@@ -415,8 +459,10 @@ function M.text(s, opts)
     return (table.concat(parts, "  "):gsub("%s+$", ""))
   end
   for _, dim in ipairs(s.dims) do
-    lines[#lines + 1] = line(dim, COLUMNS)
-    for i, e in ipairs(s.by[dim] or {}) do lines[#lines + 1] = line(tostring(e.value), rows[dim][i]) end
+    lines[#lines + 1] = line(printable(dim), COLUMNS)
+    -- (values, names and the heading come from the manifest: shown printable, never as
+    -- escape sequences a terminal would act on)
+    for i, e in ipairs(s.by[dim] or {}) do lines[#lines + 1] = line(printable(tostring(e.value)), rows[dim][i]) end
     lines[#lines + 1] = ""
   end
   if #s.dims == 0 then lines[#lines + 1] = line("", COLUMNS) end  -- no jobs: the columns still named

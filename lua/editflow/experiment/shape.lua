@@ -115,28 +115,32 @@ function M.size_for(m, request)
     return nil, string.format("%s has no schema here, so editflow cannot tell its size field: give it with --set", id)
   end
   local list, object = choices(m, "image_size")
+  local why
   if list then
     if request.size then
       local w, h = request.size[1], request.size[2]
       if object then return "image_size", { width = w, height = h } end
       local v = exact(list, w, h)
       if v then return "image_size", v end
-      return nil, string.format("%s: no image_size is %dx%d (it takes %s)", id, w, h, listed(list))
+      why = string.format("%s: no image_size is %dx%d (it takes %s)", id, w, h, listed(list))
+    else
+      local v = pick(list, want)
+      if v then return "image_size", v end
+      if object then
+        local w, h = pixels(request.aspect[1], request.aspect[2])
+        return "image_size", { width = w, height = h }
+      end
+      why = string.format("%s: no image_size has the %s (it takes %s)", id, what, listed(list))
     end
-    local v = pick(list, want)
-    if v then return "image_size", v end
-    if object then
-      local w, h = pixels(request.aspect[1], request.aspect[2])
-      return "image_size", { width = w, height = h }
-    end
-    return nil, string.format("%s: no image_size has the %s (it takes %s)", id, what, listed(list))
   end
-  list = choices(m, "aspect_ratio")
-  if list then
-    local v = pick(list, want)
+  -- (a model with both fields gets its aspect_ratio when no image_size fits)
+  local ratios = choices(m, "aspect_ratio")
+  if ratios then
+    local v = pick(ratios, want)
     if v then return "aspect_ratio", v end
-    return nil, string.format("%s: no aspect_ratio fits the %s (it takes %s)", id, what, listed(list))
+    return nil, (why and (why .. "; ") or (id .. ": ")) .. string.format("no aspect_ratio fits the %s (it takes %s)", what, listed(ratios))
   end
+  if why then return nil, why end
   return nil, string.format("%s has no image_size or aspect_ratio field: the %s cannot be given to it", id, what)
 end
 
