@@ -479,4 +479,22 @@ T.case("two models whose labels read alike keep files of their own", function()
   end
 end)
 
+T.case("the budget covers the judge: reused edits judged only while max_cost allows", function()
+  local d = T.tmpdir()
+  local s = spec { dir = d, models = { KONTEXT }, prompts = { "sky ${c}" } }
+  T.eq(editflow.experiment(s).done, 2, "two edits, no judge")
+  local before = judge_submits()
+  s = spec { dir = d, models = { KONTEXT }, prompts = { "sky ${c}" }, judge = JUDGE, max_cost = 0.0015, partial = true }
+  local dry = spec { dir = d, models = { KONTEXT }, prompts = { "sky ${c}" }, judge = JUDGE, dry_run = true }
+  T.eq(editflow.experiment(dry).plan.judge.calls, 2, "the reused edits were never judged: two calls planned")
+  local r = editflow.experiment(s)
+  T.eq(r.reused, 2, "the edits reused")
+  T.eq(judge_submits() - before, 1, "one judge call fits $0.0015 at $0.001, the second would pass it")
+  local budget = 0
+  for _, rec in ipairs(records(d)) do
+    if rec.run == r.run and rec.judge and rec.judge.error and rec.judge.error.code == "BUDGET" then budget = budget + 1 end
+  end
+  T.eq(budget, 1, "the other is recorded not judged, for the budget")
+end)
+
 T.run()

@@ -134,18 +134,21 @@ local function judge_outputs(ctx, job, result, rec)
     local img = type(result.images) == "table" and result.images[i] or {}
     local url = type(img.url) == "string" and img.url:match("^https?://") and img.url or nil
     local j
-    if max and spent(summary) + total + unit > max + 1e-9 then
+    if max and spent(summary) + unit > max + 1e-9 then
       j = { endpoint = J.client.endpoint, cost = 0, error = { code = "BUDGET", message = string.format(
-        "not judged: $%.4f spent, a judge call ($%.4f) would pass max_cost $%.4f", spent(summary) + total, unit, max) } }
+        "not judged: $%.4f spent, a judge call ($%.4f) would pass max_cost $%.4f", spent(summary), unit, max) } }
     else
+      -- the call's price is held before it is made (jobs judge side by side), then settled
+      summary.judge_spent = (summary.judge_spent or 0) + unit
       j = J:score { prompt = job.input.prompt, inputs = job.images_given, output = url or out.file }
+      summary.judge_spent = summary.judge_spent - unit + (j.cost or 0)
     end
     out.judge = j
     total = total + (j.cost or 0)
     if type(j.score) == "number" then scored, sum = scored + 1, sum + j.score end
     if j.error then summary.judge_errors = (summary.judge_errors or 0) + 1 end
   end
-  summary.judge_spent = (summary.judge_spent or 0) + total
+  summary.judge_spent = summary.judge_spent or 0
   if #rec.outputs == 1 then
     rec.judge = rec.outputs[1].judge
   elseif #rec.outputs > 1 then
