@@ -294,7 +294,9 @@ function summary() {
   var t = s.total;
   $("meta").textContent = (state.run === "all" ? "every run: " : "run " + state.run + ": ") + t.jobs + " jobs: " + t.done + " done, " +
     t.failed + " failed" + (t.skipped ? ", " + t.skipped + " skipped" : "") + (t.held ? ", " + t.held + " in doubt" : "") +
-    " \u00b7 cost " + money(t.cost) + " (this run paid " + money(t.spent) + ")" +
+    " \u00b7 cost " + money(t.cost) + (t.unpriced ? " + ? (" + t.unpriced + " not priced)" : "") +
+    (state.run === "all" ? " (the runs paid " : " (this run paid ") + money(t.spent) + ")" +
+    (t.judge_cost ? " \u00b7 judging " + money(t.judge_cost) : "") +
     (t.judge_n ? " \u00b7 judge " + fixed(t.judge_mean, 1) + " of " + t.judge_n : "") +
     (t.stars_n ? " \u00b7 " + fixed(t.stars_mean, 1, "\u2605") + " of " + t.stars_n + " rated" : "");
   var heads = ["value", "jobs", "done", "failed", "cost", "stars", "judge", "p50", "p95", "best"];
