@@ -345,7 +345,7 @@ T.case("a prompt keeps its name from run to run in a folder; a new one gets a ne
   T.ok(by["first ${c}"].p1, "first: p1")
   local second = {}
   for name in pairs(by["second ${c}"]) do second[#second + 1] = name end
-  T.eq(table.concat(second, ","), "p2", "second keeps p2 in both runs, though it is now listed first")
+  T.eq(table.concat(second, ","), "p2", "second keeps p2 in both runs (in the second a new prompt comes before it)")
   T.ok(by["third ${c}"].p3, "third: p3, a name no earlier template had")
 end)
 
