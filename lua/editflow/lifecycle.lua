@@ -117,13 +117,19 @@ end
 -- new: the job is done, accepted or in doubt in the journal (for pricing a plan; `ahead` as
 -- in journal:peek_key). Looks only: counts nothing.
 function M.paid(client, body, ahead)
+  return (M.paid_record(client, body, ahead))
+end
+
+-- lifecycle.paid_record(client, body [, ahead]) -> paid (as M.paid), the journal's record of the
+-- job (its state; a done job's output when the journal keeps it), or false.
+function M.paid_record(client, body, ahead)
   local jr = client.journal
   if not jr then return false end
   local seeded = M.is_seeded(body)
   local _, rec = lookup(client, jr, jr:peek_key(client.endpoint, body, seeded, ahead), seeded)
   local st = rec and rec.state
   -- (an accepted job an interrupted run asked to cancel may be sent anew: not paid for yet)
-  return st == "done" or (st == "accepted" and not rec.cancel_requested) or st == "intent" or st == "unknown"
+  return st == "done" or (st == "accepted" and not rec.cancel_requested) or st == "intent" or st == "unknown", rec
 end
 
 -- lifecycle.begin(client, body) -> life, with life.decision one of

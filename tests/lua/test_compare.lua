@@ -310,22 +310,29 @@ T.case("the judge after a kill and a re-run: judge submits = outputs, none twice
   -- the killed run wrote no manifest: whatever its edits, none of its outputs counts as judged
   local pst, pout = T.sh(cmd .. " --dry-run --json")
   T.eq(pst, 0, "the re-run's plan")
-  T.eq(json.decode(pout).judge.calls, 6, "the plan counts a judge call for every output not judged yet")
+  local planned = json.decode(pout).judge.calls
+  local judged_before = count(JUDGE)
+  T.ok(planned <= 6 - judged_before, "no judge call already sent is planned again")
   local st, _, err = T.sh(cmd)
   T.eq(st, 0, "the re-run ends well: " .. tostring(err))
+  T.eq(count(JUDGE) - judged_before, planned, "the plan counted exactly the judge calls the re-run made")
   T.eq(count(QWEN) + count(KONTEXT), 6, "each edit sent once")
   T.eq(count(JUDGE), 6, "each output judged once")
   slow.stop()
 end)
 
-T.case("a misspelled spec field, or an unused variable with seeds, is refused before anything is sent", function()
+T.case("a misspelled spec field, or equal bodies from an unused variable with seeds, is refused before anything is sent", function()
   local before = submits()
   T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), dryrun = true }) end,
     "unknown field 'dryrun'", "dryrun is not dry_run: refused, not ignored (its jobs would be paid)")
   T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), max_cots = 0.01 }) end,
     "unknown field 'max_cots'", "nor a budget spelled wrong")
   T.raises(function() editflow.experiment(spec { dir = T.tmpdir(), vars = { c = { "red" }, rep = { "1", "2" } } }) end,
-    "the variable rep is used by no template", "with seeds, an unused variable repeats the same image")
+    "the same body", "with seeds, an unused variable's values would repeat the same image")
+  -- but a variable that only labels (a zip partner), or has one value, is no repeat
+  local ok = pcall(editflow.experiment, spec { dir = T.tmpdir(), models = { QWEN }, dry_run = true,
+    vars = { c = { "red" }, note = { "one" } } })
+  T.ok(ok, "a one-value variable no template uses is fine")
   T.eq(submits(), before, "nothing sent")
   -- (without seeds equal bodies are samples, each a new image: allowed, see test_experiment)
 end)
@@ -497,6 +504,65 @@ T.case("the budget covers the judge: reused edits judged only while max_cost all
     if rec.run == r.run and rec.judge and rec.judge.error and rec.judge.error.code == "BUDGET" then budget = budget + 1 end
   end
   T.eq(budget, 1, "the other is recorded not judged, for the budget")
+  -- again with the same budget: the judged output is free (its call is in the journal), so the
+  -- other fits now
+  local again = editflow.experiment(s)
+  T.eq(judge_submits() - before, 2, "the one not judged is judged now, the judged one not again")
+  for _, rec in ipairs(records(d)) do
+    if rec.run == again.run then T.ok(rec.judge and rec.judge.error == nil, "both judged in the third run") end
+  end
+end)
+
+T.case("negative_prompt goes to the models that take it; -i beside --set image_urls is refused", function()
+  local s = spec { dir = T.tmpdir(), models = { QWEN, NANO }, negative_prompt = "blurry ${c}", dry_run = true }
+  local plan = editflow.experiment(s).plan
+  for _, j in ipairs(plan.jobs) do
+    if j.model == QWEN then T.eq(j.input.negative_prompt, "blurry " .. j.vars.c, "qwen takes it")
+    else T.eq(j.input.negative_prompt, nil, "nano has no negative_prompt: not given") end
+  end
+  local _, _, err = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -p 'sky ${c}' --var c=red -i %s "
+    .. "--set 'image_urls=[\"https://example.com/a.png\"]' --dry-run", sb.url, T.quote(T.tmpdir()), QWEN, T.quote(A)))
+  T.contains(err, "image_urls is given twice (images, and params.image_urls / --set image_urls)", "-i and --set of the image field")
+end)
+
+-- --on-interrupt finish: the running job is finished and saved, the queued one cancelled at the
+-- queue, where it never ran: it costs nothing.
+T.case("an interrupt that cancels a queued job: that job costs the run nothing", function()
+  local slow = T.sandbox { "--job-time", "3", "--workers", "1" }
+  local d = T.tmpdir()
+  local cmd = string.format("env FAL_KEY=test-key EDITFLOW_API_URL=%s EDITFLOW_STORAGE_URL=%s %s grid --base-url %s -o %s "
+    .. "-m %s -p 'sky ${c}' --var c=red,teal --seeds 1 -i %s --concurrency 2 --on-interrupt finish -q",
+    slow.url, slow.url, T.quote(BIN), slow.url, T.quote(d), KONTEXT, T.quote(A))
+  local p = io.popen("sh -c " .. T.quote(cmd .. " >/dev/null 2>&1 & echo $!"))
+  local pid = math.tointeger(tonumber(p:read("l")))
+  p:close()
+  for _ = 1, 600 do  -- bounded: until one job runs and one waits in the queue (or 60 s)
+    local running, queued = 0, 0
+    for _, j in ipairs(slow.jobs()) do
+      if j.status == "IN_PROGRESS" then running = running + 1 elseif j.status == "IN_QUEUE" then queued = queued + 1 end
+    end
+    if running == 1 and queued == 1 then break end
+    os.execute("sleep 0.1")
+  end
+  os.execute("kill -INT " .. pid)
+  for _ = 1, 300 do
+    if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
+    os.execute("sleep 0.1")
+  end
+  local done, cancelled = 0, 0
+  for _, r in ipairs(records(d)) do
+    if r.status == "done" then
+      done = done + 1
+      T.eq(r.cost_estimate, 0.04, "the finished job: its price")
+    elseif r.interrupted then
+      cancelled = cancelled + 1
+      T.ok(r.request_id, "the cancelled job's request id kept")
+      T.eq(r.cost_estimate, 0, "the job cancelled in the queue costs nothing")
+    end
+  end
+  T.eq(done, 1, "one finished")
+  T.eq(cancelled, 1, "one cancelled at the queue")
+  slow.stop()
 end)
 
 T.run()

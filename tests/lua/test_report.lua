@@ -571,4 +571,16 @@ T.case("hostile folders: escapes not sent to the terminal, axis-named variables 
   T.eq(st, 2, "an empty DIR too: " .. tostring(err))
 end)
 
+T.case("--run all: a job whose paying run left no record (killed before its manifest) is counted paid once", function()
+  local d = T.tmpdir()
+  write_lines(d, {
+    '{' .. R2 .. ',"index":1,"request_id":"k-1","status":"done","reused":true,"cost":0.25,"cost_estimate":0,"model":"m/x","prompt_name":"p1","elapsed":0.001,"vars":{}}',
+    '{' .. R2 .. ',"index":2,"request_id":"k-2","status":"done","cost":0.25,"cost_estimate":0.25,"model":"m/x","prompt_name":"p1","elapsed":4,"vars":{}}',
+  })
+  local s = assert(editflow.report(d, { run = "all" }))
+  near(s.total.spent, 0.5, "both were paid: one by the killed run, one by this")
+  local latest = assert(editflow.report(d))
+  near(latest.total.spent, 0.25, "the run itself spent what it sent")
+end)
+
 T.run()

@@ -369,6 +369,9 @@ local function edit_input(o, m, mine)
     local field, kind = m:image_field()
     if m.unchecked then field, kind = "image_urls", "list" end
     if not field then error(m.endpoint .. " takes no input image (-i)", 0) end
+    if input[field] ~= nil then
+      error(string.format("%s is given twice (-i and --set %s): it takes one value", field, field), 0)
+    end
     if kind == "one" then
       if #o.image ~= 1 then error(string.format("%s takes exactly one image (%s), got %d -i", m.endpoint, field, #o.image), 0) end
       input[field] = o.image[1]

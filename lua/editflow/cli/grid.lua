@@ -298,7 +298,8 @@ local function print_summary(o, summary)
     out(json.encode { event = "summary", ok = all_ok(summary),
       done = summary.done, failed = summary.failed, reused = summary.reused, held = summary.held or 0,
       skipped = summary.skipped, cancelled = summary.cancelled, spent = summary.spent,
-      judge_spent = summary.judge_spent, judge_errors = summary.judge_errors, run = summary.run,
+      judge_spent = summary.judge_spent, judge_errors = summary.judge_errors, judge_skipped = summary.judge_skipped,
+      run = summary.run,
       manifest = summary.manifest, gallery = summary.gallery }, "\n")
   else
     out(summary.gallery, "\n")
@@ -308,7 +309,8 @@ local function print_summary(o, summary)
     summary.done, summary.reused, summary.failed, summary.held or 0, summary.skipped,
     summary.cancelled and string.format(", %d cancelled at the queue when interrupted", summary.cancelled) or "",
     summary.spent, summary.judge_spent and string.format(" (+$%.4f judging%s)", summary.judge_spent,
-      summary.judge_errors and string.format(", %d unreadable or failed", summary.judge_errors) or "") or "",
+      (summary.judge_errors and string.format(", %d unreadable or failed", summary.judge_errors) or "")
+      .. (summary.judge_skipped and string.format(", %d not judged for the budget", summary.judge_skipped) or "")) or "",
     unpriced(summary), summary.manifest)
   if not o.json then say(o.quiet, "the numbers per model, prompt and variable: editflow report %s", summary.dir) end
   return all_ok(summary) and 0 or 1

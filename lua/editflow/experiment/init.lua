@@ -53,16 +53,45 @@ local function make_judge(spec, client)
   return judge.new(opts, client:sibling(opts.endpoint))
 end
 
--- The judge's part of the plan: one call per output of every job not reused, and of every
--- reused job the folder's manifest does not show judged (a run killed after its edits were
--- accepted never wrote its manifest: those outputs are still to be judged). Priced per call.
+-- The judge's body for one output, and whether the folder's journal already has that call
+-- (done, accepted or in doubt: paid for, never paid again).
+local function judge_body(J, job, output)
+  local ok, body = pcall(J.client.prepare, J.client, J:input { prompt = job.input.prompt,
+    inputs = job.images_given, output = output })
+  if not ok then return nil, false end
+  return body, lifecycle.paid(J.client, body)
+end
+
+-- The judge calls a reused job still needs: one per output of its result (the journal's) that
+-- the judge's journal does not hold; every output when the result or an output's URL is not
+-- at hand (then the folder's manifest may show the job judged).
+local function judge_calls(J, job, judged)
+  if not job.reuse then return job.images end
+  local _, rec = lifecycle.paid_record(job.entry.client, job.body)
+  local out = rec and rec.state == "done" and rec.output
+  if type(out) == "string" then out = json.decode(out) end
+  if type(out) ~= "table" or type(out.images) ~= "table" or #out.images == 0 then
+    return judged[job.model .. "\n" .. job.slug] and 0 or job.images
+  end
+  local n = 0
+  for _, img in ipairs(out.images) do
+    local url = type(img) == "table" and type(img.url) == "string" and img.url:match("^https?://") and img.url
+    local _, paid = judge_body(J, job, url or "https://example.invalid/inline.png")
+    if not (url and paid) then n = n + 1 end
+  end
+  return n
+end
+
+-- The judge's part of the plan: one call per output of every job not reused, and the calls
+-- reused jobs still need (a run killed before judging, or one whose judge calls failed).
+-- Priced per call.
 local function plan_judge(plan, J, spec, dir)
   if not J then return end
   local judged = dir and manifest.judged(dir) or {}
   local calls = 0
   for _, job in ipairs(plan.jobs) do
     job.judge_cost = 0
-    job.judge_calls = (job.reuse and judged[job.model .. "\n" .. job.slug]) and 0 or job.images
+    job.judge_calls = judge_calls(J, job, judged)
     calls = calls + job.judge_calls
   end
   -- the judge's own input checked now (its model name, its params, the images it will get),
@@ -134,19 +163,26 @@ local function judge_outputs(ctx, job, result, rec)
     local img = type(result.images) == "table" and result.images[i] or {}
     local url = type(img.url) == "string" and img.url:match("^https?://") and img.url or nil
     local j
-    if max and spent(summary) + unit > max + 1e-9 then
+    -- a call the journal holds is free: no budget to keep for it
+    local free = max and select(2, judge_body(J, job, url or out.file))
+    if max and not free and spent(summary) + unit > max + 1e-9 then
       j = { endpoint = J.client.endpoint, cost = 0, error = { code = "BUDGET", message = string.format(
         "not judged: $%.4f spent, a judge call ($%.4f) would pass max_cost $%.4f", spent(summary), unit, max) } }
     else
       -- the call's price is held before it is made (jobs judge side by side), then settled
-      summary.judge_spent = (summary.judge_spent or 0) + unit
+      local held = free and 0 or unit
+      summary.judge_spent = (summary.judge_spent or 0) + held
       j = J:score { prompt = job.input.prompt, inputs = job.images_given, output = url or out.file }
-      summary.judge_spent = summary.judge_spent - unit + (j.cost or 0)
+      summary.judge_spent = summary.judge_spent - held + (j.cost or 0)
     end
     out.judge = j
     total = total + (j.cost or 0)
     if type(j.score) == "number" then scored, sum = scored + 1, sum + j.score end
-    if j.error then summary.judge_errors = (summary.judge_errors or 0) + 1 end
+    if j.error and j.error.code == "BUDGET" then
+      summary.judge_skipped = (summary.judge_skipped or 0) + 1
+    elseif j.error then
+      summary.judge_errors = (summary.judge_errors or 0) + 1
+    end
   end
   summary.judge_spent = summary.judge_spent or 0
   if #rec.outputs == 1 then
@@ -169,7 +205,9 @@ local function record_failure(rec, job, j, err, reused, summary, not_sent)
   if how == "skipped" then return not_sent(rec, err) end
   rec.error = { code = err.code, message = err.message, type = err.type }
   if how == "interrupted" then
-    -- cancelled at the queue by this run's stop (a queued job, --on-interrupt finish)
+    -- cancelled at the queue by this run's stop (a queued job, --on-interrupt finish): it ran
+    -- no further and is not paid for (lifecycle.cancelled)
+    if rec.cost_estimate > 0 then summary.spent, rec.cost_estimate = summary.spent - job.cost, 0 end
     rec.status, rec.interrupted = "failed", true
     summary.cancelled = (summary.cancelled or 0) + 1
   elseif how == "held" then  -- in doubt: a re-run cannot mend it alone
@@ -255,6 +293,7 @@ local function run_jobs(ctx, plan)
     for i, job in ipairs(plan.jobs) do
       records[i] = records[i] or new_record(ctx.run, ctx.name, job)
       if not records[i].status then records[i].interrupted = true end
+      for _, o in ipairs(records[i].outputs or {}) do o.file = nil end  -- (judging was cut short)
     end
     pcall(M._write, ctx.dir, plan, records, ctx.run)
     error(stopped, 0)
@@ -266,8 +305,10 @@ end
 local function open_folder(spec, name)
   local client = spec.client or require("editflow.client").new(spec.client_options or {})
   local dir = spec.dir or join(spec.out or "experiments", core.safe_name(name))
-  if not client.journal and exists(join(dir, journal.FILE)) then
-    client.journal = journal.open(dir)  -- reuse what an earlier run paid for
+  if exists(join(dir, journal.FILE)) and (not client.journal or client.journal.dir == dir) then
+    -- reuse what an earlier run paid for, counting equal bodies from the first again: a client
+    -- that ran this folder before holds its last run's count (its bodies' second copies)
+    client.journal = journal.open(dir)
   end
   return client, dir
 end

@@ -200,30 +200,6 @@ local function check_templates(spec, prompts, combos, image_tpls)
     if type(t) == "string" then templates["images[" .. i .. "]"] = t end
   end
   template.check(templates, names)
-  -- With seeds, a variable no template uses (directly, or through another variable's value)
-  -- would send the same body with the same seed once per value: the same image paid again and
-  -- again. (Without seeds equal bodies are samples: each is a new image, so they may repeat.)
-  if not spec.seeds then return end
-  local used, queue = {}, {}
-  local function use(text)
-    if type(text) ~= "string" then return end
-    for _, n in ipairs(template.names(text)) do
-      if not used[n] then used[n] = true queue[#queue + 1] = n end
-    end
-  end
-  for _, t in pairs(templates) do use(t) end
-  for _, t in ipairs(image_tpls) do use(t) end
-  while #queue > 0 do
-    local n = table.remove(queue)
-    for _, c in ipairs(combos) do use(c[n]) end
-  end
-  table.sort(names)
-  for _, n in ipairs(names) do
-    if not used[n] then
-      error(string.format("experiment: the variable %s is used by no template (prompt, negative_prompt, images): "
-        .. "with seeds, each of its values would send the same job, the same image, again", n), 0)
-    end
-  end
 end
 
 -- The body of one job for one model: the parameters it takes, the rendered prompt, the images
@@ -232,8 +208,15 @@ local function job_input(spec, e, params, prompt, vars, imgs, seed)
   local input = {}
   for k, v in pairs(params) do input[k] = v end
   input.prompt = prompt
-  if spec.negative_prompt then input.negative_prompt = template.render(spec.negative_prompt, vars, "negative_prompt") end
+  -- (with several models, only those that have the field get it: params_for checks one has it)
+  if spec.negative_prompt and (not e.several or shape.has(e.model, "negative_prompt")) then
+    input.negative_prompt = template.render(spec.negative_prompt, vars, "negative_prompt")
+  end
   local field, value = shape.images(e.model, imgs)
+  if field and params[field] ~= nil then
+    error(string.format("experiment: %s is given twice (images, and params.%s / --set %s): it takes one value",
+      field, field, field), 0)
+  end
   if field then input[field] = value end
   if e.size_field then input[e.size_field] = e.size_value end
   if seed then input.seed = seed end
@@ -247,7 +230,7 @@ local function add_job(plan, e, job, body, ahead)
   job.megapixels, job.cost, job.units, job.images = est.megapixels, est.cost or 0, est.units, est.images
   job.approx = est.approx or nil
   if est.approx then plan.approx, e.approx = true, true end
-  job.full_cost = job.cost
+  job.full_cost, job.body = job.cost, body
   -- done, accepted or in doubt: already paid for (or held back), never paid again
   if e.client.journal and lifecycle.paid(e.client, body, ahead) then job.reuse, job.cost = true, 0 end
   job.index = #plan.jobs + 1
@@ -279,6 +262,8 @@ function M.plan(spec, client, known_prompts)
   local models = {}
   for i, endpoint in ipairs(endpoints) do models[i] = model_entry(spec, client, endpoint, several, size_req) end
   local params = params_for(models, spec.params)
+  if spec.negative_prompt ~= nil then params_for(models, { negative_prompt = true }) end  -- one model takes it
+  for _, e in ipairs(models) do e.several = several end
   if several and not size_req then note_sizes(plan_notes, models, params) end
   local plan = { jobs = {}, megapixels = 0, cost = 0, images = 0, combos = combos, prompts = prompts,
     models = models, notes = plan_notes }

@@ -84,17 +84,20 @@ end
 -- on it (the run that paid, and later ones that reused it for nothing) and the latency and
 -- judge cost of the run that really ran it (a reused record's elapsed is a journal lookup).
 local function merged(latest, list)
-  if #list == 1 then return latest end
+  if #list == 1 and latest.reused ~= true then return latest end
   local m = {}
   for k, v in pairs(latest) do m[k] = v end
-  local spent, judge_cost, ran = 0, 0, nil
+  local spent, judge_cost, ran, paid_here = 0, 0, nil, false
   for _, p in ipairs(list) do
     local r = p.r
     if type(r.cost_estimate) == "number" then spent = spent + r.cost_estimate end
     if type(r.judge) == "table" and type(r.judge.cost) == "number" then judge_cost = judge_cost + r.judge.cost end
-    if r.reused ~= true and not ran then ran = r end
+    if r.reused ~= true and r.status == "done" and type(r.elapsed) == "number" and not ran then ran = r end
+    if r.reused ~= true then paid_here = true end
   end
-  m.cost_estimate = spent
+  -- every record reused: the run that paid left none (killed before writing its manifest);
+  -- it was paid once all the same
+  m.cost_estimate = paid_here and spent or (type(latest.cost) == "number" and latest.cost or spent)
   if ran then m.elapsed, m.reused = ran.elapsed, ran.reused end
   if type(m.judge) == "table" then
     local j = {}
