@@ -504,8 +504,21 @@ T.case("the budget covers the judge: reused edits judged only while max_cost all
     if rec.run == r.run and rec.judge and rec.judge.error and rec.judge.error.code == "BUDGET" then budget = budget + 1 end
   end
   T.eq(budget, 1, "the other is recorded not judged, for the budget")
-  -- again with the same budget: the judged output is free (its call is in the journal), so the
-  -- other fits now
+  -- a budget smaller than one call: the judged output's answer is collected all the same (its
+  -- call is in the journal: it costs nothing), the other is not judged
+  local tight = spec { dir = d, models = { KONTEXT }, prompts = { "sky ${c}" }, judge = JUDGE, max_cost = 0.0005, partial = true }
+  local t = editflow.experiment(tight)
+  T.eq(judge_submits() - before, 1, "nothing new sent")
+  local kept, skipped = 0, 0
+  for _, rec in ipairs(records(d)) do
+    if rec.run == t.run then
+      if rec.judge and rec.judge.score then kept = kept + 1 end
+      if rec.judge and rec.judge.error and rec.judge.error.code == "BUDGET" then skipped = skipped + 1 end
+    end
+  end
+  T.eq(kept, 1, "the answer already paid for is collected, not dropped for the budget")
+  T.eq(skipped, 1, "the other would cost: not judged")
+  -- again with the first budget: the other fits now
   local again = editflow.experiment(s)
   T.eq(judge_submits() - before, 2, "the one not judged is judged now, the judged one not again")
   for _, rec in ipairs(records(d)) do
