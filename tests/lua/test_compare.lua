@@ -198,6 +198,39 @@ local function editflow_cmd(args)
     .. " " .. T.quote(BIN) .. " " .. args)
 end
 
+-- A grid against `box` (a sandbox) into d with ARGS, as a command line.
+local function grid_cmd(box, d, args)
+  return string.format("env FAL_KEY=test-key EDITFLOW_API_URL=%s EDITFLOW_STORAGE_URL=%s %s grid --base-url %s -o %s %s",
+    box.url, box.url, T.quote(BIN), box.url, T.quote(d), args)
+end
+
+-- Starts a command in the background -> its PID.
+local function start(cmd)
+  local p = io.popen("sh -c " .. T.quote(cmd .. " >/dev/null 2>&1 & echo $!"))
+  local pid = math.tointeger(tonumber(p:read("l")))
+  p:close()
+  T.ok(pid, "started")
+  return pid
+end
+
+-- Waits (bounded: 60 s) until ready() is true.
+local function wait_until(ready)
+  for _ = 1, 600 do
+    if ready() then return true end
+    os.execute("sleep 0.1")
+  end
+  return ready()
+end
+
+-- Sends a signal to a PID and waits (bounded: 30 s) until it is gone.
+local function stop_pid(pid, sig)
+  os.execute("kill -" .. sig .. " " .. pid .. " 2>/dev/null")
+  for _ = 1, 300 do
+    if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then return end
+    os.execute("sleep 0.1")
+  end
+end
+
 T.case("grid: -p and -m several times, --aspect per model, the plan per model", function()
   local d = T.tmpdir()
   local st, out, err = editflow_cmd(string.format("grid --base-url %s -o %s -m %s -m %s -m %s -p 'sky ${c}' -p 'sea ${c}' "
@@ -289,24 +322,11 @@ T.case("the judge after a kill and a re-run: judge submits = outputs, none twice
   local slow = T.sandbox { "--job-time", "0.4", "--workers", "4" }
   local d = T.tmpdir()
   local function count(endpoint) return (slow.stats().submits_by_endpoint or {})[endpoint] or 0 end
-  local cmd = string.format("env FAL_KEY=test-key EDITFLOW_API_URL=%s EDITFLOW_STORAGE_URL=%s %s grid --base-url %s -o %s "
-    .. "-m %s -m %s -p 'sky ${c}' --var c=red,teal,blue --seeds 1 -i %s --judge %s --concurrency 2 -q",
-    slow.url, slow.url, T.quote(BIN), slow.url, T.quote(d), QWEN, KONTEXT, T.quote(A), JUDGE)
-  local p = io.popen("sh -c " .. T.quote(cmd .. " >/dev/null 2>&1 & echo $!"))
-  local pid = math.tointeger(tonumber(p:read("l")))
-  p:close()
-  T.ok(pid, "started")
-  -- bounded: until the first judge call was sent (or 60 s), then SIGKILL by PID
-  for _ = 1, 600 do
-    if count(JUDGE) >= 1 then break end
-    os.execute("sleep 0.1")
-  end
-  T.ok(count(JUDGE) >= 1, "a judge call was sent before the kill")
-  os.execute("kill -9 " .. pid .. " 2>/dev/null")
-  for _ = 1, 100 do
-    if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.1")
-  end
+  local cmd = grid_cmd(slow, d, string.format("-m %s -m %s -p 'sky ${c}' --var c=red,teal,blue --seeds 1 -i %s "
+    .. "--judge %s --concurrency 2 -q", QWEN, KONTEXT, T.quote(A), JUDGE))
+  local pid = start(cmd)
+  T.ok(wait_until(function() return count(JUDGE) >= 1 end), "a judge call was sent before the kill")
+  stop_pid(pid, "9")
   -- the killed run wrote no manifest: whatever its edits, none of its outputs counts as judged
   local pst, pout = T.sh(cmd .. " --dry-run --json")
   T.eq(pst, 0, "the re-run's plan")
@@ -374,22 +394,11 @@ end)
 T.case("an interrupted grid: request ids of the jobs sent kept, jobs not sent cost nothing", function()
   local slow = T.sandbox { "--job-time", "30", "--workers", "2" }
   local d = T.tmpdir()
-  local cmd = string.format("env FAL_KEY=test-key EDITFLOW_API_URL=%s EDITFLOW_STORAGE_URL=%s %s grid --base-url %s -o %s "
-    .. "-m %s -p 'sky ${c}' --var c=red,teal,blue,grey --seeds 1,2 -i %s --concurrency 2 -q",
-    slow.url, slow.url, T.quote(BIN), slow.url, T.quote(d), KONTEXT, T.quote(A))
-  local p = io.popen("sh -c " .. T.quote(cmd .. " >/dev/null 2>&1 & echo $!"))
-  local pid = math.tointeger(tonumber(p:read("l")))
-  p:close()
-  for _ = 1, 600 do  -- bounded: until both first jobs were accepted (or 60 s)
-    if #slow.jobs() >= 2 then break end
-    os.execute("sleep 0.1")
-  end
+  local pid = start(grid_cmd(slow, d, string.format("-m %s -p 'sky ${c}' --var c=red,teal,blue,grey --seeds 1,2 -i %s "
+    .. "--concurrency 2 -q", KONTEXT, T.quote(A))))
+  wait_until(function() return #slow.jobs() >= 2 end)
   T.eq(#slow.jobs(), 2, "two jobs in flight")
-  os.execute("kill -INT " .. pid)
-  for _ = 1, 300 do
-    if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.1")
-  end
+  stop_pid(pid, "INT")
   local sent = {}
   for _, j in ipairs(slow.jobs()) do sent[j.request_id] = true end
   local with_id, spent = 0, 0
@@ -543,25 +552,17 @@ end)
 T.case("an interrupt that cancels a queued job: that job costs the run nothing", function()
   local slow = T.sandbox { "--job-time", "3", "--workers", "1" }
   local d = T.tmpdir()
-  local cmd = string.format("env FAL_KEY=test-key EDITFLOW_API_URL=%s EDITFLOW_STORAGE_URL=%s %s grid --base-url %s -o %s "
-    .. "-m %s -p 'sky ${c}' --var c=red,teal --seeds 1 -i %s --concurrency 2 --on-interrupt finish -q",
-    slow.url, slow.url, T.quote(BIN), slow.url, T.quote(d), KONTEXT, T.quote(A))
-  local p = io.popen("sh -c " .. T.quote(cmd .. " >/dev/null 2>&1 & echo $!"))
-  local pid = math.tointeger(tonumber(p:read("l")))
-  p:close()
-  for _ = 1, 600 do  -- bounded: until one job runs and one waits in the queue (or 60 s)
+  local pid = start(grid_cmd(slow, d, string.format("-m %s -p 'sky ${c}' --var c=red,teal --seeds 1 -i %s "
+    .. "--concurrency 2 --on-interrupt finish -q", KONTEXT, T.quote(A))))
+  -- until one job runs and one waits in the queue
+  wait_until(function()
     local running, queued = 0, 0
     for _, j in ipairs(slow.jobs()) do
       if j.status == "IN_PROGRESS" then running = running + 1 elseif j.status == "IN_QUEUE" then queued = queued + 1 end
     end
-    if running == 1 and queued == 1 then break end
-    os.execute("sleep 0.1")
-  end
-  os.execute("kill -INT " .. pid)
-  for _ = 1, 300 do
-    if T.sh("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.1")
-  end
+    return running == 1 and queued == 1
+  end)
+  stop_pid(pid, "INT")
   local done, cancelled = 0, 0
   for _, r in ipairs(records(d)) do
     if r.status == "done" then

@@ -26,18 +26,21 @@ local COMMON = {
   { "h", "help", help = "show this help" },
 }
 
+-- A copy of an option's table with some fields changed.
+local function with(o, changes)
+  local copy = {}
+  for k, v in pairs(o) do copy[k] = v end
+  for k, v in pairs(changes) do copy[k] = v end
+  return copy
+end
+
 -- A command's options and the shared ones; spec.multi_common: the shared options it takes
 -- several times (grid's -m: one experiment over several models).
 local function with_common(spec)
   local multi = spec.multi_common
   spec.multi_common = nil
   for _, o in ipairs(COMMON) do
-    if multi and multi[o[2]] then
-      local copy = {}
-      for k, v in pairs(o) do copy[k] = v end
-      copy.multi = true
-      o = copy
-    end
+    if multi and multi[o[2]] then o = with(o, { multi = true }) end
     spec[#spec + 1] = o
   end
   return spec
@@ -260,23 +263,25 @@ local function image_help(m)
 end
 
 -- A command's options: its own, then the model's fields, then the shared ones.
-local function model_spec(own, m, skip)
+-- A command's own options, -i's help saying how the images go (image_help); and the names
+-- (long, and short letters) they and the shared model options take. Editflow's own options and
+-- the model's fields never share a name (editflow.cli.fields): a field named like one of ours
+-- is given with --set, and help and use say so.
+local function own_options(own, image_help_text)
   local spec = {}
   for _, o in ipairs(own) do
-    if o[2] == "image" then  -- -i says how this model takes its images
-      local copy = {}
-      for k, v in pairs(o) do copy[k] = v end
-      copy.help = image_help(m)
-      o = copy
-    end
+    if o[2] == "image" then o = with(o, { help = image_help_text }) end
     spec[#spec + 1] = o
   end
-  -- editflow's own options and the model's fields never share a name (editflow.cli.fields):
-  -- a field named like one of ours is given with --set, and help and use say so
   local taken = {}
   for _, list in ipairs { spec, MODEL_COMMON } do
     for _, o in ipairs(list) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
   end
+  return spec, taken
+end
+
+local function model_spec(own, m, skip)
+  local spec, taken = own_options(own, image_help(m))
   local mine, _, clashes = fields.options(m, skip, taken)
   for _, o in ipairs(mine) do
     spec[#spec + 1] = o
@@ -297,20 +302,8 @@ local function model_specs(own, models, skip)
     local spec, mine = model_spec(own, models[1], skip)
     return spec, { mine }
   end
-  local spec = {}
-  for _, o in ipairs(own) do
-    if o[2] == "image" then
-      local copy = {}
-      for k, v in pairs(o) do copy[k] = v end
-      copy.help = "input image: URL or local file, to each model's image field (a one-image model takes exactly one)"
-      o = copy
-    end
-    spec[#spec + 1] = o
-  end
-  local taken = {}
-  for _, list in ipairs { spec, MODEL_COMMON } do
-    for _, o in ipairs(list) do taken[o[2]] = true if o[1] then taken[o[1]] = true end end
-  end
+  local spec, taken = own_options(own,
+    "input image: URL or local file, to each model's image field (a one-image model takes exactly one)")
   local shown, by_model, clashes, takers = {}, {}, {}, {}
   for i, m in ipairs(models) do
     local mine, _, cl = fields.options(m, skip, taken)
@@ -330,9 +323,7 @@ local function model_specs(own, models, skip)
   -- the first one's; each model checks its own)
   for name, o in pairs(shown) do
     if #takers[name] < #models then
-      local copy = {}
-      for k, v in pairs(o) do copy[k] = v end
-      copy.help = (o.help or "") .. " [" .. table.concat(takers[name], ", ") .. " only]"
+      local copy = with(o, { help = (o.help or "") .. " [" .. table.concat(takers[name], ", ") .. " only]" })
       for i, x in ipairs(spec) do if x == o then spec[i] = copy end end
     end
   end

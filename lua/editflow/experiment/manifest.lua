@@ -69,14 +69,19 @@ end
 -- manifest.prompt_names(dir) -> { [template] = name }: the names the folder's earlier runs gave
 -- their prompt templates, so a prompt keeps its name (p1, p2, ...) from run to run and a new
 -- one gets a name no earlier template had.
-function M.prompt_names(dir)
-  local names = {}
+-- Every record (JSON object) of the folder's manifest, in file order, to fn(record).
+local function each_record(dir, fn)
   for line in each_line(dir) do
     local r = json.decode(line)
-    if type(r) == "table" and type(r.template) == "string" and type(r.prompt_name) == "string" then
-      names[r.template] = r.prompt_name
-    end
+    if type(r) == "table" then fn(r) end
   end
+end
+
+function M.prompt_names(dir)
+  local names = {}
+  each_record(dir, function(r)
+    if type(r.template) == "string" and type(r.prompt_name) == "string" then names[r.template] = r.prompt_name end
+  end)
   return names
 end
 
@@ -84,13 +89,12 @@ end
 -- and had judged (a score or an answer read; a judge call that failed is to be made again).
 function M.judged(dir)
   local set = {}
-  for line in each_line(dir) do
-    local r = json.decode(line)
-    if type(r) == "table" and r.status == "done" and type(r.judge) == "table" and type(r.judge.request_id) == "string"
+  each_record(dir, function(r)
+    if r.status == "done" and type(r.judge) == "table" and type(r.judge.request_id) == "string"
         and type(r.model) == "string" and type(r.slug) == "string" then
       set[r.model .. "\n" .. r.slug] = true
     end
-  end
+  end)
   return set
 end
 
