@@ -108,6 +108,10 @@ T.case("2 prompts x 3 models x 2 values: each body in its model's shape, each mo
     files[r.outputs[1].path] = true
     T.ok(T.exists(d .. "/" .. r.outputs[1].path), "saved")
   end
+  -- the report names what p1 and p2 stand for
+  local rst, rtext = T.sh(T.quote(BIN) .. " report " .. T.quote(d))
+  T.eq(rst, 0, "report")
+  T.contains(rtext, "p2: paint the sky ${c}, keep the rest", "the report says which template p2 is")
   -- a re-run pays nothing: every job of every model reused
   local n = submits()
   T.eq(editflow.experiment(spec { dir = d }).reused, 12, "all reused")

@@ -338,7 +338,12 @@ function M.summarize(records, ratings_doc)
   for _, name in ipairs(vars) do dims[#dims + 1] = M.var_dim(name) end
   local t = finish(total)
   t.value = nil
-  return { total = t, by = by, dims = records[1] and dims or {} }
+  -- what each prompt name stands for (the template; the latest record's when it changed)
+  local prompts = {}
+  for _, r in ipairs(records) do
+    if type(r.template) == "string" and r.prompt_name ~= nil then prompts[tostring(r.prompt_name)] = r.template end
+  end
+  return { total = t, by = by, dims = records[1] and dims or {}, prompts = prompts }
 end
 
 -- report.report(dir [, {run = ID | "all"}]) -> summary (report.summarize's, plus run = the
@@ -370,7 +375,8 @@ function M.document(s)
     for i, e in ipairs(list) do docs[i] = entry_doc(e) end
     by[dim] = docs
   end
-  local doc = { total = entry_doc(s.total), by = by, dims = json.array(s.dims), run = s.run, dir = s.dir }
+  local doc = { total = entry_doc(s.total), by = by, dims = json.array(s.dims), run = s.run, dir = s.dir,
+    prompts = s.prompts and next(s.prompts) and s.prompts or nil }
   if s.runs then
     local runs = json.array {}
     for i, r in ipairs(s.runs) do runs[i] = { id = r.id, started = r.started, jobs = r.jobs, experiment = r.experiment } end
@@ -466,6 +472,12 @@ function M.text(s, opts)
     -- (values, names and the heading come from the manifest: shown printable, never as
     -- escape sequences a terminal would act on)
     for i, e in ipairs(s.by[dim] or {}) do lines[#lines + 1] = line(printable(tostring(e.value)), rows[dim][i]) end
+    if dim == "prompt" then  -- the templates the names stand for
+      for _, e in ipairs(s.by[dim] or {}) do
+        local tpl = s.prompts and s.prompts[tostring(e.value)]
+        if tpl then lines[#lines + 1] = "  " .. cut(printable(tostring(e.value) .. ": " .. tpl), total_width - 2) end
+      end
+    end
     lines[#lines + 1] = ""
   end
   if #s.dims == 0 then lines[#lines + 1] = line("", COLUMNS) end  -- no jobs: the columns still named
