@@ -40,6 +40,7 @@ M.subscribe = require("editflow.events").subscribe  -- subscribe(fn(name, job, d
 -- run at the latest, step(0) does the work. The first pollfd() (or embed()) hands the loop to
 -- the host: from then on a waiting call outside an editflow task raises instead of blocking.
 M.pollfd = runtime.pollfd    -- pollfd() -> descriptor, or nil where the engine has none
+M.pollfile = runtime.pollfile  -- pollfile() -> the same as a Lua file (a dup; yours to close)
 M.events = runtime.events    -- events() -> "r"
 M.timeout = runtime.timeout  -- timeout() -> seconds until step() is due, or nil: nothing pending
 M.embed = runtime.embed      -- embed(): the host owns the loop (without asking for pollfd)

@@ -314,6 +314,19 @@ function M.pollfd()
   return fd
 end
 
+-- The same as a Lua file (a duplicate of pollfd(), the caller's to close), for hosts that wait
+-- only on Lua files: darktable's control.read(file) releases darktable's Lua lock while it
+-- waits. nil where pollfd() is nil (the poll(2) backend): step on timeout() alone there.
+function M.pollfile()
+  hosted = true
+  local l = M.loop()
+  local f, err = nil, nil
+  if l.pollfile then f, err = l:pollfile() end
+  if f == nil and err then error("editflow.pollfile: " .. err, 2) end
+  arm()
+  return f
+end
+
 -- runtime.can_wait() -> whether a waiting call may wait here (inside a task, or from plain
 -- code while editflow drives its own loop and is not in the middle of a turn). Where it may
 -- not, a caller that must finish anyway does its work in place (editflow.durable).

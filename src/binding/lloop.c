@@ -7,8 +7,13 @@
 ** owns), and how step() turns the engine's finished ef_xfer pointers back into userdata.
 ** A transfer leaves the set when step() reports it, or when it is aborted or closed.
 */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "lbinding.h"
 
 static lloop *check_loop(lua_State *L, int idx) {
@@ -308,6 +313,52 @@ static int loop_pollfd(lua_State *L) {
   return push_or_nil(L, ef_loop_fd(lo->l));
 }
 
+/* The closef of a pollfile: what io's own closing does (file:close(), __gc, __close). */
+static int pollfile_close(lua_State *L) {
+  luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  int r = fclose(p->f);
+  return luaL_fileresult(L, r == 0, NULL);
+}
+
+/*
+** loop:pollfile() -> a Lua file (io's FILE* userdata) on a duplicate of pollfd(), for hosts
+** that wait only on Lua files (darktable's control.read); nil where pollfd() is nil, or
+** nil and a message when the io library is not loaded or the descriptor cannot be
+** duplicated. Readable exactly when pollfd() is; never read from it. Each call makes a new
+** duplicate, owned by the caller: close it (or let it be collected) when done; closing it
+** leaves the loop's own descriptor open. Close-on-exec, like the loop's.
+*/
+static int loop_pollfile(lua_State *L) {
+  lloop *lo = check_loop(L, 1);
+  int fd = ef_loop_fd(lo->l);
+  if (fd < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (luaL_getmetatable(L, LUA_FILEHANDLE) != LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "pollfile needs Lua's io library (it returns an io file)");
+    return 2;
+  }
+  lua_pop(L, 1);
+  luaL_Stream *p = lua_newuserdatauv(L, sizeof *p, 0);
+  p->f = NULL;
+  p->closef = NULL; /* an io file being made: io treats it as closed until closef is set */
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0)
+    return luaL_fileresult(L, 0, "pollfile");
+  p->f = fdopen(dup, "r");
+  if (p->f == NULL) {
+    int e = errno;
+    close(dup);
+    errno = e;
+    return luaL_fileresult(L, 0, "pollfile");
+  }
+  p->closef = pollfile_close;
+  return 1;
+}
+
 /*
 ** loop:arm(ms): wake the loop (and its pollfd) in ms milliseconds at the latest; nil or -1
 ** clears. One wakeup at a time: a new call replaces the old one. A fraction rounds up, so the
@@ -345,6 +396,7 @@ static int loop_tostring(lua_State *L) {
 static const luaL_Reg meth[] = {
   {"request", loop_request}, {"step", loop_step}, {"running", loop_running},
   {"limits", loop_limits},   {"close", loop_close}, {"pollfd", loop_pollfd},
+  {"pollfile", loop_pollfile},
   {"arm", loop_arm},         {"timeout", loop_timeout}, {"sync", ef_lua_disk_sync},
   {"sync_dir", ef_lua_disk_sync_dir}, {"commit", ef_lua_disk_commit},
   {"write", ef_lua_disk_write}, {NULL, NULL}};

@@ -108,7 +108,75 @@ local cpu0, t0 = core.cpu_time(), core.monotime()
 assert(cq:loop())
 ]] .. REPORT
 
+-- A host that waits only on Lua files (darktable's control.read): it gets editflow.pollfile(),
+-- an io file on a duplicate of pollfd(). Stock Lua cannot name a file's descriptor, so the
+-- host here finds the duplicate as the descriptor that appeared in /proc/self/fd, checks it
+-- is an epoll instance other than pollfd(), and waits on it (and on it alone) with luv.
+local FILE = PRELUDE .. [[
+local uv = require "luv"
+local function epolls()  -- the epoll descriptors this process holds
+  local set = {}
+  local dir = assert(uv.fs_scandir("/proc/self/fd"))
+  while true do
+    local name = uv.fs_scandir_next(dir)
+    if not name then break end
+    if uv.fs_readlink("/proc/self/fd/" .. name) == "anon_inode:[eventpoll]" then set[tonumber(name)] = true end
+  end
+  return set
+end
+local pfd = editflow.pollfd()
+local before = epolls()
+local pf = editflow.pollfile()
+assert(io.type(pf) == "file", "pollfile is an io file: " .. tostring(pf))
+local fd, new = nil, 0
+for n in pairs(epolls()) do if not before[n] then fd, new = n, new + 1 end end
+print("dup=" .. tostring(new == 1 and fd ~= pfd and before[pfd] == true))
+print("kind=" .. tostring(fd ~= nil))
+local extra = editflow.pollfile()  -- a second one, closed at once: the loop's own stays open
+print("closed=" .. tostring(extra:close()))
+local timer = uv.new_timer()
+local poll = uv.new_poll(fd)
+local heartbeat = uv.new_timer()
+local service
+function service()
+  wakes = wakes + 1
+  editflow.step(0)
+  timer:stop()
+  if done then
+    poll:stop()
+    heartbeat:stop()
+    return
+  end
+  local t = editflow.timeout()
+  if t then timer:start(math.max(1, math.ceil(t * 1000)), 0, service) end
+end
+poll:start("r", service)
+heartbeat:start(100, 100, function() ticks = ticks + 1 end)
+editflow.spawn(job)
+local cpu0, t0 = core.cpu_time(), core.monotime()
+service()
+uv.run()
+print("pfclose=" .. tostring(pf:close()))
+]] .. REPORT
+
 local sb = T.sandbox { "--job-time", "0.01" }
+
+T.case("pollfile(): an io file on a duplicate of pollfd(), which a host can wait on alone", function()
+  if core.poller == "poll" then
+    local st, v, out, err = run_child("local e = require 'editflow' print('pf=' .. tostring(e.pollfile()))", sb.url)
+    T.eq(st, 0, tostring(out) .. tostring(err))
+    T.eq(v.pf, "nil", "no descriptor on the poll(2) engine: pollfile() is nil like pollfd()")
+    return
+  end
+  local st, v, out, err = run_child(FILE, sb.url)
+  T.eq(st, 0, "file host child: " .. tostring(out) .. tostring(err))
+  T.eq(v.dup, "true", "exactly one new epoll descriptor, not the loop's own")
+  T.eq(v.kind, "true", "the duplicate is an epoll descriptor")
+  T.eq(v.closed, "true", "closing a pollfile succeeds")
+  T.eq(v.ok, "true", "the job ran to its saved result with the host waiting on the pollfile")
+  T.eq(v.pfclose, "true", "the host closes its pollfile when done")
+  T.ok(tonumber(v.wakes) <= 100, "no busy polling through the duplicate: " .. v.wakes .. " wakes")
+end)
 
 for _, host in ipairs { { "luv", LUV }, { "cqueues", CQUEUES } } do
   T.case(host[1] .. " drives editflow: its heartbeat keeps ticking, an idle wait wakes it a few times", function()
