@@ -24,10 +24,16 @@ an HTML contact sheet) and an `editflow` command-line host.
    labels = { "http", "curl", "image", "fal", "async" },
 }
 
+-- Only Lua itself is a rock dependency: the module (editflow.core and the Lua files) needs no
+-- other rock -- JSON is decoded by editflow.core itself. The `editflow` host compiles in the
+-- command line's parser, argparse.lua, at build time; it is not declared as a rock because
+-- Debian's lua-argparse (what scripts/deps installs) is not one, and declaring it would send
+-- `luarocks make` to a rocks server for a file the machine already has. CMake finds it where
+-- lua5.4 does (package.path), else in the tree's Lua folder (an argparse rock installed
+-- there), else /usr/share/lua/5.4; without it the build stops, naming the remedies (or add
+-- EDITFLOW_HOST=OFF to build the module alone).
 dependencies = {
-   "lua >= 5.4, < 5.5",  -- JSON is decoded by editflow.core itself
-   "argparse >= 0.7",    -- the host's command line (compiled into the binary at build time;
-                         -- CMake finds argparse.lua under /usr/share/lua/5.4 or -DARGPARSE_LUA)
+   "lua >= 5.4, < 5.5",
 }
 
 -- libcurl >= 7.85 (Debian: libcurl4-openssl-dev). Only the library is checked here: Debian keeps
@@ -48,6 +54,8 @@ build = {
       EDITFLOW_INSTALL_LMOD = "$(LUADIR)",
       EDITFLOW_INSTALL_CMOD = "$(LIBDIR)",
       BUILD_TESTING = "OFF",
+      -- the tree's deployed Lua folder (ROCKS_TREE is <tree>/lib/luarocks/rocks-5.4)
+      ARGPARSE_HINT = "$(ROCKS_TREE)/../../../share/lua/5.4",
    },
    copy_directories = { "doc", "docs" },
 }

@@ -112,14 +112,24 @@ T.case("luarocks make installs the module and the host into a private tree", fun
   T.ok(T.exists(copy .. "/LICENSE"), "LICENSE is at the top")
   T.contains(T.read(copy .. "/LICENSE"), "Copyright (c) 2026 the editflow authors", "LICENSE")
 
-  -- HOME apart: no user configuration (servers, trees) can take part.
-  local rocks = "env HOME=" .. q(home) .. " luarocks --lua-version 5.4 --tree " .. q(tree)
+  -- HOME apart: no user configuration (servers, trees) can take part. The only rocks server
+  -- named is a closed loopback port: `make` must need none (offline, next to Debian's
+  -- lua-argparse, which is no rock).
+  local conf = work .. "/config-5.4.lua"
+  local cf = assert(io.open(conf, "w"))
+  cf:write('rocks_servers = { "http://127.0.0.1:9/rocks" }\n')
+  cf:close()
+  local rocks = "env HOME=" .. q(home) .. " LUAROCKS_CONFIG=" .. q(conf) .. " luarocks --lua-version 5.4 --tree " .. q(tree)
   st, out, err = T.sh("cd " .. q(copy) .. " && " .. rocks .. " lint editflow-dev-1.rockspec")
   T.eq(st, 0, "luarocks lint: " .. tostring(out) .. tostring(err))
   st, out, err = T.sh("cd " .. q(copy) .. " && CMAKE_BUILD_PARALLEL_LEVEL=4 timeout 600 " .. rocks
-    .. " make --deps-mode=none editflow-dev-1.rockspec")
-  T.eq(st, 0, "luarocks make: " .. tostring(out) .. tostring(err))
+    .. " make editflow-dev-1.rockspec")
+  T.eq(st, 0, "luarocks make, offline and with no --deps-mode: " .. tostring(out) .. tostring(err))
   T.contains(out, "editflow dev-1 is now installed in " .. tree, "luarocks make")
+  T.ok(not (out .. err):lower():find("warning", 1, true), "luarocks make warns of nothing: " .. out .. err)
+  T.ok(not (out .. err):find("127.0.0.1:9", 1, true), "no rocks server was asked: " .. out .. err)
+  T.contains(T.read(copy .. "/build.luarocks/CMakeCache.txt") or "", "ARGPARSE_LUA:FILEPATH=/",
+    "the host's build found argparse.lua")
   local cache = T.read(copy .. "/build.luarocks/CMakeCache.txt") or ""
   T.contains(cache, "BUILD_TESTING:BOOL=OFF", "tests off in the rock's build")
   T.ok(not T.exists(copy .. "/build.luarocks/tests/test_engine"), "no test built")
@@ -156,6 +166,22 @@ for _, p in ipairs(assert(job:save("out"))) do print(p) end
   st, out, err = T.sh(q(tree .. "/bin/editflow") .. " --version")
   T.eq(st, 0, "the tree's editflow --version: " .. tostring(err))
   T.match(out, "^editflow %d+%.%d+%.%d+ %(libcurl/", "--version")
+  os.execute("rm -rf " .. q(work))
+end)
+
+T.case("the host's build takes argparse.lua from where lua5.4 finds it (LUA_PATH first)", function()
+  local work = T.tmpdir()
+  local mine = work .. "/lua"
+  T.sh("mkdir -p " .. q(mine) .. " && cp /usr/share/lua/5.4/argparse.lua " .. q(mine) .. "/argparse.lua")
+  local st, out, err = T.sh(string.format("env LUA_PATH_5_4=%s cmake -S %s -B %s -DBUILD_TESTING=OFF",
+    q(mine .. "/?.lua;;"), q(SRC), q(work .. "/b")))
+  T.eq(st, 0, "cmake configure: " .. tostring(out) .. tostring(err))
+  T.contains(out, "argparse.lua for the host: " .. mine .. "/argparse.lua", "the copy on LUA_PATH_5_4 is used")
+  -- with the host off, argparse is not looked for at all: the module alone needs none
+  st, out, err = T.sh(string.format("cmake -S %s -B %s -DBUILD_TESTING=OFF -DEDITFLOW_HOST=OFF -DARGPARSE_LUA=/nonexistent",
+    q(SRC), q(work .. "/m")))
+  T.eq(st, 0, "cmake configure without the host: " .. tostring(out) .. tostring(err))
+  T.ok(not out:find("argparse.lua for the host", 1, true), "no argparse asked for: " .. out)
   os.execute("rm -rf " .. q(work))
 end)
 
