@@ -35,25 +35,41 @@ function M.loop()
 end
 
 -- The loop's own limits, set once for every client of this Lua state (a client's options
--- never change them for another): max_connections caps open connections, per host too.
+-- never change them for another): max_connections caps open connections, per host too;
+-- step_budget is how long one step() may run tasks, in milliseconds (see M._step).
+local DEFAULT_BUDGET_MS = 4
 local limits = {}
+local budget = DEFAULT_BUDGET_MS / 1000  -- seconds, as now() counts
+local ACCEPTED = "(accepted: max_connections, step_budget)"
+local budget_clock = now  -- what the budget is measured on (a test may count instead)
+
+-- runtime._budget_clock(fn): measure the step budget on fn() (seconds) instead of the
+-- monotonic clock, so a test can decide how long each task takes; nil restores the clock.
+function M._budget_clock(fn) budget_clock = fn or now end
 function M.limits(opts)
   if opts ~= nil then
     if type(opts) ~= "table" then error("editflow.limits expects a table", 2) end
     for k, v in pairs(opts) do
-      if k ~= "max_connections" then
-        error("editflow.limits: unknown option '" .. tostring(k) .. "' (accepted: max_connections)", 2)
-      end
-      if math.type(v) ~= "integer" or v < 1 then
-        error("editflow.limits: max_connections must be an integer >= 1, got " .. tostring(v), 2)
+      if k == "max_connections" then
+        if math.type(v) ~= "integer" or v < 1 then
+          error("editflow.limits: max_connections must be an integer >= 1, got " .. tostring(v), 2)
+        end
+      elseif k == "step_budget" then
+        -- a number of milliseconds, fractions allowed; inf and NaN are not a budget
+        if type(v) ~= "number" or not (v > 0 and v < math.huge) then
+          error("editflow.limits: step_budget must be a number of milliseconds > 0, got " .. tostring(v), 2)
+        end
+      else
+        error("editflow.limits: unknown option '" .. tostring(k) .. "' " .. ACCEPTED, 2)
       end
     end
     if opts.max_connections then
       limits.max_connections = opts.max_connections
       M.loop():limits(opts.max_connections, opts.max_connections)
     end
+    if opts.step_budget then budget = opts.step_budget / 1000 end
   end
-  return { max_connections = limits.max_connections }
+  return { max_connections = limits.max_connections, step_budget = budget * 1000 }
 end
 
 -- ---- the ready queue and timers ----
@@ -140,16 +156,39 @@ local function resume(w)
   end
 end
 
-local function run_ready()
-  -- Only what is ready now; what this round makes ready runs next round (no starvation).
-  local last = rtail
-  while rhead <= last do
+-- What one resume takes (seconds on the budget's clock): a smoothed mean and mean deviation,
+-- as TCP estimates a round trip (RFC 6298). A task is started only while mean + 4 deviations
+-- still fits before the deadline, so a turn ends within its budget unless one task alone
+-- runs longer than expected.
+local cost_mean, cost_dev = 0, 0
+
+local function likely_cost() return cost_mean + 4 * cost_dev end
+
+local function observe_cost(dt)
+  cost_dev = cost_dev + (math.abs(dt - cost_mean) - cost_dev) / 4
+  cost_mean = cost_mean + (dt - cost_mean) / 8
+end
+
+-- Resumes ready tasks in order while the next one likely ends before `deadline`, and at least
+-- `least` of them (a step always moves: a budget smaller than one task still runs one). Only
+-- what is ready now runs; what this round makes ready runs in a later round (no starvation).
+-- What the budget leaves stays at the head of the queue, first for the next round.
+-- -> tasks resumed
+local function run_ready(deadline, least)
+  local last, n = rtail, 0
+  local t = budget_clock()
+  while rhead <= last and (n < least or t + likely_cost() <= deadline) do
     local w = ready[rhead]
     ready[rhead] = nil
     rhead = rhead + 1
     resume(w)
+    n = n + 1
+    local t2 = budget_clock()
+    observe_cost(t2 - t)
+    t = t2
   end
   if rhead > rtail then rhead, rtail = 1, 0 end
+  return n
 end
 
 local next_id = 0
@@ -236,17 +275,25 @@ end
 -- spawning tasks and cancelling jobs is safe.
 M.on_turn = nil
 
+-- A turn: the engine first (waiting only when no task is ready), then the ready tasks for
+-- what is left of the step budget (limits{step_budget=}, 4 ms, counted from the turn's start
+-- or from the end of its wait). What the budget leaves stays ready for the next turn, which
+-- then waits for nothing (timeout() is 0, pollfd() stays readable), so a host's own work gets
+-- the thread between turns. The engine is stepped every turn, so sockets and the disk are
+-- served however long the queue is; tasks left over run before those woken now.
 function M._step(timeout_ms)
   local l = M.loop()
+  local start = budget_clock()
   if M.on_turn then M.on_turn() end
   compact_timers()
-  run_ready()
   local wait = timeout_ms or 0
   if rhead <= rtail then wait = 0 end
   local ms = next_timer_ms()
   if ms and ms < wait then wait = ms end
   local finished, err = l:step(wait)
   if not finished then error("editflow: transfer loop failed: " .. tostring(err), 0) end
+  -- The budget is for work, not for waiting: after a wait, it starts again.
+  local deadline = (wait > 0 and budget_clock() or start) + budget
   for i = 1, #finished do
     local t = finished[i]
     local w = waiting[t]
@@ -260,7 +307,7 @@ function M._step(timeout_ms)
     local item = heap_pop()
     if not item.dead then push_ready(item.waiter) end
   end
-  run_ready()
+  run_ready(deadline, 1)
   M._arm()
   return alive + l:running() + live_timers
 end

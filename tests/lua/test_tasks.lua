@@ -14,6 +14,110 @@ local function client(sb, extra)
   return editflow.client(o)
 end
 
+-- ---- the step budget: how much one step() runs (decisions only, on a counted clock) ----
+
+-- Runs fn with the budget measured on a fake clock that only tasks move (each "costs" what
+-- it adds to clock.now), then restores the real clock and the default budget.
+local function with_counted_clock(budget_ms, fn)
+  T.eq(editflow.pending(), 0, "nothing pending before the case")
+  local clock = { now = 1000 }
+  runtime._budget_clock(function() return clock.now end)
+  editflow.limits { step_budget = budget_ms }
+  local ok, err = pcall(fn, clock)
+  runtime._budget_clock(nil)
+  editflow.limits { step_budget = 4 }
+  if not ok then error(err, 0) end
+end
+
+-- Spawns n tasks costing `cost` seconds each on the counted clock; they record their order.
+local function costly_tasks(clock, n, cost, order)
+  for i = 1, n do
+    editflow.spawn(function()
+      clock.now = clock.now + cost
+      order[#order + 1] = i
+    end)
+  end
+end
+
+-- Steps until nothing is pending; -> the number of tasks each step ran.
+local function step_all(order)
+  local per_step, guard = {}, 0
+  while editflow.pending() > 0 do
+    local before = #order
+    editflow.step(0)
+    per_step[#per_step + 1] = #order - before
+    guard = guard + 1
+    if guard > 1000 then error("the tasks never finished") end
+  end
+  return per_step
+end
+
+T.case("limits{step_budget}: milliseconds > 0, other values refused with the field named", function()
+  T.eq(editflow.limits().step_budget, 4, "4 ms by default")
+  T.eq(editflow.limits { step_budget = 2.5 }.step_budget, 2.5, "a fraction of a millisecond is fine")
+  T.eq(editflow.limits().step_budget, 2.5, "and kept")
+  for _, bad in ipairs { 0, -1, 0 / 0, math.huge, "4", true } do
+    T.raises(function() editflow.limits { step_budget = bad } end,
+      "editflow.limits: step_budget must be a number of milliseconds > 0, got " .. tostring(bad))
+  end
+  T.eq(editflow.limits().step_budget, 2.5, "a refused value changes nothing")
+  T.raises(function() editflow.limits { step_budgt = 4 } end,
+    "unknown option 'step_budgt' (accepted: max_connections, step_budget)")
+  editflow.limits { step_budget = 4 }
+end)
+
+T.case("a step runs tasks for its budget, leaves the rest ready, and timeout() says 0", function()
+  with_counted_clock(4, function(clock)
+    local order = {}
+    costly_tasks(clock, 20, 0.001, order)  -- 20 tasks of 1 ms against a 4 ms budget
+    T.eq(editflow.pending(), 20, "twenty tasks pending")
+    editflow.step(0)
+    T.ok(#order >= 1 and #order <= 4, "the first step ran 1 to 4 of them, ran " .. #order)
+    T.eq(editflow.pending(), 20 - #order, "the rest still pending")
+    T.eq(editflow.timeout(), 0, "timeout() is 0 while tasks are left over")
+    -- a step asked to wait does not, while tasks are ready
+    local t0 = core.monotime()
+    local before = #order
+    editflow.step(20000)
+    T.ok(core.monotime() - t0 < 10, "step(20000) with ready tasks did not wait")
+    T.ok(#order > before, "and ran more of them")
+    local per_step = step_all(order)
+    for i, n in ipairs(per_step) do
+      T.ok(n >= 1 and n <= 4, "step " .. i .. " ran 1 to 4 tasks (4 ms of 1 ms tasks), ran " .. n)
+    end
+    T.eq(#order, 20, "every task ran")
+    for i = 1, 20 do T.eq(order[i], i, "in the order they were made ready") end
+    T.eq(editflow.timeout(), nil, "nothing left: no due time")
+  end)
+end)
+
+T.case("a budget smaller than a task still runs one task a step (never starves)", function()
+  with_counted_clock(0.001, function(clock)
+    local order = {}
+    costly_tasks(clock, 10, 0.001, order)  -- each task alone takes 1000 budgets
+    local per_step = step_all(order)
+    T.eq(#order, 10, "every task ran")
+    T.eq(#per_step, 10, "one step each")
+    for i, n in ipairs(per_step) do T.eq(n, 1, "step " .. i .. " ran one task") end
+  end)
+end)
+
+T.case("a large budget runs everything ready in one step; what tasks wake runs next step", function()
+  with_counted_clock(1e6, function(clock)
+    local order = {}
+    costly_tasks(clock, 50, 0.001, order)
+    local sig = runtime.signal()
+    editflow.spawn(function() sig:wait() order[#order + 1] = "woken" end)
+    editflow.spawn(function() sig:fire() end)
+    editflow.step(0)
+    T.eq(#order, 50, "all fifty ran in the first step")
+    T.eq(editflow.pending(), 1, "the woken task waits for the next step")
+    editflow.step(0)
+    T.eq(order[51], "woken", "and ran then")
+    T.eq(editflow.pending(), 0, "nothing left")
+  end)
+end)
+
 T.case("tasks interleave at their waits", function()
   local order = {}
   local function worker(name)
