@@ -1,0 +1,170 @@
+-- tests/host/test_darktable.lua: the darktable plugin (hosts/darktable) headless, in
+-- darktable-cli --luacmd against the sandbox: two photos, one a float PFM that darktable reads
+-- and editflow refuses (the RAW stand-in), edited through the plugin's edit() with a seed.
+-- Checks what darktable holds afterwards (results imported, grouped with their sources, tagged,
+-- prompt and seed in their metadata), what the sandbox saw (exactly two submits, each input a
+-- JPEG of the capped size, exported by darktable), that editing the same photos again -- in
+-- the same darktable and in the next one -- sends nothing, and that a darktable killed while
+-- its jobs run loses none of them. darktable-cli missing is a failure, never a skip.
+local T = require "testlib"
+local core = require "editflow.core"
+local json = require "editflow.json"
+
+local SRC = T.source_dir
+local CAP = 32  -- the fixtures are 64x48: darktable must scale them to 32x24
+
+local st = T.sh("command -v darktable-cli")
+assert(st == 0, "darktable-cli is not installed (apt: darktable); the darktable tests need it")
+
+-- One darktable-cli run of tests/fixtures/darktable/edit_headless.lua; returns the report
+-- (key -> value), its exit status and its output.
+local function run_cli(sb, work, env, unbounded)
+  local report = work .. "/report-" .. core.monotime() .. ".txt"
+  local vars = {
+    HOME = work .. "/home", XDG_CONFIG_HOME = work .. "/home/.config", XDG_CACHE_HOME = work .. "/home/.cache",
+    FAL_KEY = "test-key", EDITFLOW_BASE_URL = sb.url, EDITFLOW_STORAGE_URL = sb.url,
+    EDITFLOW_DT_PLUGIN = SRC .. "/hosts/darktable", EDITFLOW_DT_PHOTOS = work .. "/photos",
+    EDITFLOW_DT_REPORT = report, EDITFLOW_DT_PROMPT = "make it snow", EDITFLOW_DT_SEED = "7",
+    EDITFLOW_DT_SIZE = tostring(CAP),
+  }
+  for k, v in pairs(env or {}) do vars[k] = v end
+  local assign = {}
+  for k, v in pairs(vars) do assign[#assign + 1] = k .. "=" .. T.quote(v) end
+  -- the sanitizer build's module needs the ASan runtime first in darktable too
+  local asan = os.getenv("LD_PRELOAD")
+  if asan then assign[#assign + 1] = "LD_PRELOAD=" .. T.quote(asan) .. " ASAN_OPTIONS=detect_leaks=0" end
+  -- bounded by timeout(1), unless the caller stops it by its PID itself
+  local cmd = string.format("env %s %sdarktable-cli %s %s --core --library :memory: --configdir %s "
+    .. "--luacmd %s", table.concat(assign, " "), unbounded and "" or "timeout 180 ", T.quote(SRC .. "/tests/fixtures/a.png"),
+    T.quote(work .. "/cli-" .. core.monotime() .. ".jpg"), T.quote(work .. "/config"),
+    T.quote('dofile("' .. SRC .. '/tests/fixtures/darktable/edit_headless.lua")'))
+  return cmd, report, vars
+end
+
+local function read_report(path)
+  local r = {}
+  for line in (T.read(path) or ""):gmatch("[^\n]+") do
+    local k, v = line:match("^([^=]+)=(.*)$")
+    if k then r[k] = v:gsub("\\n", "\n") end
+  end
+  return r
+end
+
+local function edit(sb, work, env)
+  local cmd, report = run_cli(sb, work, env)
+  local status, out, err = T.sh(cmd)
+  local r = read_report(report)
+  T.eq(r.ok, "true", "the darktable script ran to its end (status " .. status .. "): "
+    .. tostring(r.error) .. "\n" .. tostring(out) .. tostring(err))
+  return r
+end
+
+local function new_work()
+  local work = T.tmpdir()
+  assert(core.mkdir(work .. "/photos"))
+  assert(core.write_file(work .. "/photos/a-photo.png", T.read(SRC .. "/tests/fixtures/a.png")))
+  assert(core.write_file(work .. "/photos/raw-like.pfm", T.read(SRC .. "/tests/fixtures/darktable/raw-like.pfm")))
+  return work
+end
+
+-- GET a URL's body (the sandbox's storage serves what was uploaded).
+local loop = core.loop()
+local function get(u)
+  local t = assert(loop:request { url = u, method = "GET" })
+  while not t:done() do loop:step(50) end
+  local r = assert(t:response())
+  t:close()
+  return r
+end
+
+local function submits(sb) return sb.stats().by_route.submit end
+
+local sb = T.sandbox {}
+
+T.case("editflow itself refuses the PFM: only darktable's export can send it", function()
+  local editflow = require "editflow"
+  local client = editflow.client { key = "test-key", base_url = sb.url, inline = true }
+  T.raises(function() client:prepare { prompt = "x", image_urls = { SRC .. "/tests/fixtures/darktable/raw-like.pfm" } } end,
+    "not a PNG, JPEG, GIF or WebP")
+end)
+
+local work1
+
+T.case("darktable-cli: two photos edited through the plugin, imported, grouped, tagged, noted; sent once", function()
+  work1 = new_work()
+  local before = submits(sb)
+  local r = edit(sb, work1, { EDITFLOW_DT_TWICE = "1" })
+  T.eq(r["source.1"], "a-photo.png", "first source")
+  T.eq(r["source.2"], "raw-like.pfm", "second source")
+  for i = 1, 2 do
+    local k = "run1." .. i
+    T.eq(r[k .. ".error"], "nil", k .. " error")
+    T.ok(tonumber(r[k .. ".id"]), k .. ": an image was imported")
+    T.match(r[k .. ".file"], "^" .. work1:gsub("%p", "%%%0") .. "/photos/.+_editflow%-1%.png$", k .. " saved next to its source")
+    T.eq(r[k .. ".leader"], "true", k .. " grouped with its source (the source leads)")
+    T.eq(r[k .. ".source_leader"], "true", k .. " source still its group's leader")
+    T.contains(r[k .. ".tags"], "editflow|fal-ai/qwen-image-edit-plus", k .. " tags")
+    T.eq(r[k .. ".description"], "make it snow", k .. " description")
+    T.contains(r[k .. ".notes"], "prompt: make it snow", k .. " notes")
+    T.contains(r[k .. ".notes"], "seed: 7", k .. " notes")
+    T.contains(r[k .. ".notes"], "model: fal-ai/qwen-image-edit-plus", k .. " notes")
+    T.match(r[k .. ".notes"], "request id: [%w%-]+", k .. " notes")
+    T.match(r[k .. ".notes"], "cost: %$%d", k .. " notes")
+    -- the same selection again in the same darktable: the same images, nothing sent
+    T.eq(r["run2." .. i .. ".id"], r[k .. ".id"], "run2." .. i .. ": the same image again")
+    T.contains(r["run2." .. i .. ".notes"], "reused from the journal", "run2." .. i .. " notes")
+  end
+  T.ok(r["run1.1.id"] ~= r["run1.2.id"], "two distinct results")
+  T.eq(submits(sb) - before, 2, "exactly two submits for two photos edited twice")
+  -- what the queue received: darktable's JPEG export at the cap, for the PFM too
+  local jobs = sb.jobs()
+  T.eq(#jobs, 2, "two jobs in the sandbox")
+  local names = {}
+  for _, j in ipairs(jobs) do
+    T.eq(j.input.seed, 7, "the seed was sent")
+    local u = j.input.image_urls[1]
+    T.match(u, "^" .. sb.url:gsub("%p", "%%%0") .. "/media/", "the input was uploaded to storage")
+    names[#names + 1] = u:match("([^/]+)$")
+    local body = get(u).body
+    T.eq(body:sub(1, 3), "\255\216\255", u .. " is a JPEG")
+    local w, h = core.image_size(body)
+    T.eq(w .. "x" .. h, "32x24", u .. ": darktable's export at the size cap")
+    T.eq(body:find("Exif", 1, true), nil, u .. ": no Exif segment (it would change every export)")
+  end
+  table.sort(names)
+  T.match(names[1], "a%-photo%.jpg$", "the PNG went through darktable's export")
+  T.match(names[2], "raw%-like%.jpg$", "the PFM went through darktable's export")
+end)
+
+T.case("the next darktable edits the same photos: the journal reuses both jobs, nothing is sent", function()
+  local before = submits(sb)
+  local r = edit(sb, work1)
+  for i = 1, 2 do
+    T.ok(tonumber(r["run1." .. i .. ".id"]), "imported " .. i)
+    T.contains(r["run1." .. i .. ".notes"], "reused from the journal", "notes " .. i)
+  end
+  T.eq(submits(sb) - before, 0, "no submit")
+end)
+
+T.case("darktable killed while its jobs run: the next edit follows them, none is sent again", function()
+  local work = new_work()
+  local before = submits(sb)
+  local cmd = run_cli(sb, work, { EDITFLOW_DT_PROMPT = "make it snow [slow:4]" }, true)
+  local log = work .. "/killed.log"
+  local p = io.popen("echo $$; exec " .. cmd .. " >" .. log .. " 2>&1")  -- env execs: $$ is darktable-cli
+  local pid = tonumber(p:read("l"))
+  local deadline = core.monotime() + 60
+  while submits(sb) - before < 2 and core.monotime() < deadline do os.execute("sleep 0.1") end
+  local sent = submits(sb) - before
+  os.execute("kill -9 " .. pid .. " 2>/dev/null")
+  p:close()
+  T.eq(sent, 2, "both jobs were accepted before the kill: " .. tostring(T.read(log)))
+  local r = edit(sb, work, { EDITFLOW_DT_PROMPT = "make it snow [slow:4]" })
+  for i = 1, 2 do
+    T.eq(r["run1." .. i .. ".error"], "nil", "photo " .. i)
+    T.ok(tonumber(r["run1." .. i .. ".id"]), "photo " .. i .. " imported")
+  end
+  T.eq(submits(sb) - before, 2, "still two submits: the killed darktable's jobs were followed by id")
+end)
+
+T.run()
