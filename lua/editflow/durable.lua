@@ -199,6 +199,18 @@ function M.write(path, bytes, mode)
   return finish(runtime.loop():write(path, bytes, mode))
 end
 
+-- durable.digest(path) -> the hex SHA-256 of the file's bytes, its size | nil, message: read
+-- on a disk worker (a large download read and hashed here would hold the loop meanwhile).
+function M.digest(path)
+  if not runtime.can_wait() then return core.sha256_file(path) end
+  local op, err = runtime.loop():digest(path)
+  if not op then return nil, err end
+  runtime.await(op)
+  local sum, size_or_err = op:digest()
+  op:close()
+  return sum, size_or_err
+end
+
 -- ---- append-only logs (the journal) ----
 
 local Log = {}

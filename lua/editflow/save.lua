@@ -181,9 +181,9 @@ local function download_once(loop, dir, u, stem, opts, left, got)
     if not ext then
       err = fail("BAD_IMAGE", "download " .. stem .. ": the server sent something that is not an image", opts.request_id)
     else
-      -- Its digest, read in pieces (never the image in Lua's memory): compared with a file
-      -- already under the name, and recorded.
-      local sum, size_or_err = core.sha256_file(resp.file)
+      -- Its digest, read in pieces on a disk worker (never the image in Lua's memory, nor
+      -- the loop's thread held): compared with a file already under the name, and recorded.
+      local sum, size_or_err = durable.digest(resp.file)
       local mine = sum and { size = size_or_err, sha256 = sum }
       if not mine then err = fail("FILE_WRITE", "download " .. stem .. ": " .. tostring(size_or_err), opts.request_id) end
       -- The name is taken between the look and the commit only by another process; the

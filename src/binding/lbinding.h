@@ -45,6 +45,7 @@ int ef_lua_disk_sync(lua_State *L);
 int ef_lua_disk_sync_dir(lua_State *L);
 int ef_lua_disk_commit(lua_State *L);
 int ef_lua_disk_write(lua_State *L);
+int ef_lua_disk_digest(lua_State *L);
 int ef_lua_disk_reported(lua_State *L, int set_idx, ef_dop *d);
 void ef_lua_disk_register(lua_State *L);
 

@@ -2,7 +2,8 @@
 ** ldisk.c — the editflow.DiskOp userdata: disk work handed to the loop's workers (ef_disk.c)
 ** and reported by loop:step() like a finished transfer, so a task waits on it with the same
 ** runtime.await. Made by loop:sync(file [, "data"|"full"]), loop:sync_dir(path),
-** loop:commit(transfer, path [, "new"]) and loop:write(path, bytes [, "new"]).
+** loop:commit(transfer, path [, "new"]), loop:write(path, bytes [, "new"]) and
+** loop:digest(path) (op:digest() then gives the file's SHA-256 and size).
 **
 ** Lifetime: like a transfer, a running op sits in the loop's in-flight set (keyed by its
 ** engine pointer) until step() reports it. Its first user value is the loop (kept alive
@@ -10,6 +11,7 @@
 ** taken, step() gives the file back to that transfer before reporting, so save.lua can try
 ** another name or close the transfer, which then removes the file.
 */
+#include <stdio.h>
 #include <string.h>
 #include "lbinding.h"
 
@@ -107,6 +109,15 @@ int ef_lua_disk_write(lua_State *L) {
   return start(L, 1, l, ef_dop_write(path, s, n, replace), 0);
 }
 
+/* loop:digest(path) -> op: the file's SHA-256 and size, read on a worker (op:digest()). */
+int ef_lua_disk_digest(lua_State *L) {
+  ef_loop *l = loop_of(L);
+  size_t n;
+  const char *path = luaL_checklstring(L, 2, &n);
+  luaL_argcheck(L, strlen(path) == n, 2, "must not contain a NUL byte");
+  return start(L, 1, l, ef_dop_digest(path), 0);
+}
+
 /* Called by loop:step() for each op the engine popped, with the loop's in-flight set at
 ** set_idx: pushes the op's userdata (or nothing, returning 0, for one no longer held). */
 int ef_lua_disk_reported(lua_State *L, int set_idx, ef_dop *d) {
@@ -161,6 +172,27 @@ static int op_wait(lua_State *L) {
   return push_result(L, o->d);
 }
 
+/* op:digest() -> the hex SHA-256 of a digest op's file, its size | nil, message,
+** "FILE_WRITE" (the file could not be read); raises while the op still runs, or for an op
+** of another kind. */
+static int op_digest(lua_State *L) {
+  ldop *o = check_op(L, 1);
+  if (ef_dop_get_kind(o->d) != EF_DOP_DIGEST)
+    return luaL_error(L, "not a digest operation");
+  if (!ef_dop_done(o->d))
+    return luaL_error(L, "disk operation still running: wait for it first");
+  unsigned char sum[32];
+  long long size = 0;
+  if (ef_dop_digest_of(o->d, sum, &size) != 0)
+    return push_result(L, o->d);
+  char hex[65];
+  for (int i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+  lua_pushlstring(L, hex, 64);
+  lua_pushinteger(L, (lua_Integer)size);
+  return 2;
+}
+
 static int op_close(lua_State *L) {
   ldop *o = luaL_checkudata(L, 1, EF_DOP_MT);
   if (o->d) {
@@ -171,7 +203,8 @@ static int op_close(lua_State *L) {
 }
 
 static const luaL_Reg meth[] = {
-  {"done", op_done}, {"result", op_result}, {"wait", op_wait}, {"close", op_close},
+  {"done", op_done}, {"result", op_result}, {"wait", op_wait}, {"digest", op_digest},
+  {"close", op_close},
   {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {

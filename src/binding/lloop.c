@@ -399,7 +399,7 @@ static const luaL_Reg meth[] = {
   {"pollfile", loop_pollfile},
   {"arm", loop_arm},         {"timeout", loop_timeout}, {"sync", ef_lua_disk_sync},
   {"sync_dir", ef_lua_disk_sync_dir}, {"commit", ef_lua_disk_commit},
-  {"write", ef_lua_disk_write}, {NULL, NULL}};
+  {"write", ef_lua_disk_write}, {"digest", ef_lua_disk_digest}, {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {
   {"__index", NULL}, {"__gc", loop_close}, {"__close", loop_close},

@@ -1,6 +1,6 @@
 /*
 ** ef_disk.c — disk work off the loop's thread: fsync, fdatasync, a folder's fsync, a
-** download's commit and an atomic write run on a few worker threads, so the thread that
+** download's commit, an atomic write and a file's digest run on a few worker threads, so the thread that
 ** drives libcurl never waits on the disk (one fsync costs a millisecond or more; two hundred
 ** images finishing together would stop every transfer for the sum).
 **
@@ -43,6 +43,8 @@ struct ef_dop {
   size_t len;
   int err;             /* errno of the failed step, 0 when it worked; EEXIST: name taken */
   const char *failed;  /* which path the failure names */
+  unsigned char sum[32]; /* digest: the SHA-256 of the file's bytes, and its size */
+  long long size;
   ef_dop *next;
 };
 
@@ -135,6 +137,23 @@ ef_dop *ef_dop_commit(int fd, char *temp_path, const char *final_path, int repla
   return d;
 }
 
+ef_dop *ef_dop_digest(const char *path) {
+  ef_dop *d = dop_new(EF_DOP_DIGEST);
+  if (d && (d->path = ef_strdup(path)) == NULL) {
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+int ef_dop_digest_of(const ef_dop *d, unsigned char out[32], long long *size) {
+  if (d->kind != EF_DOP_DIGEST || !d->popped || d->err != 0)
+    return -1;
+  memcpy(out, d->sum, sizeof d->sum);
+  *size = d->size;
+  return 0;
+}
+
 ef_dop_kind ef_dop_get_kind(const ef_dop *d) { return d->kind; }
 
 /* The commit of a download: its data on disk, then its name. Folder fsyncs are the caller's
@@ -181,6 +200,10 @@ static void run(ef_dop *d) {
     break;
   case EF_DOP_WRITE:
     run_write(d);
+    break;
+  case EF_DOP_DIGEST:
+    d->err = ef_sha256_file(d->path, d->sum, &d->size) == 0 ? 0 : errno ? errno : EIO;
+    d->failed = d->path;
     break;
   }
 }

@@ -138,10 +138,17 @@ const char *ef_loop_backend(void);
 ** No op fsyncs a folder on its own: whoever made names syncs the folder once for many.
 */
 typedef struct ef_dop ef_dop;
-typedef enum { EF_DOP_SYNC, EF_DOP_DATASYNC, EF_DOP_SYNC_DIR, EF_DOP_COMMIT, EF_DOP_WRITE } ef_dop_kind;
+typedef enum {
+  EF_DOP_SYNC, EF_DOP_DATASYNC, EF_DOP_SYNC_DIR, EF_DOP_COMMIT, EF_DOP_WRITE, EF_DOP_DIGEST
+} ef_dop_kind;
 ef_dop *ef_dop_sync(int fd, int data_only);  /* NULL: out of memory or descriptors */
 ef_dop *ef_dop_sync_dir(const char *dir);
 ef_dop *ef_dop_write(const char *final_path, const void *data, size_t len, int replace);
+/* The SHA-256 of a file's bytes and its size, read on a worker (a large download's digest
+** would hold the loop for as long as reading and hashing it takes). */
+ef_dop *ef_dop_digest(const char *path);
+/* A digest op's result once it worked: 0 with out and size set; -1 otherwise. */
+int ef_dop_digest_of(const ef_dop *d, unsigned char out[32], long long *size);
 ef_dop *ef_xfer_commit_op(ef_xfer *x, const char *final_path, int replace, char *err, size_t errlen);
 int ef_xfer_adopt_temp(ef_xfer *x, ef_dop *d); /* 0, or -1 when d holds no temporary file */
 ef_dop_kind ef_dop_get_kind(const ef_dop *d);
