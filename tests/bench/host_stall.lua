@@ -7,7 +7,13 @@
 -- marked the job COMPLETED. Prints one Markdown row. Run by tests/bench/run stall, or by hand
 -- (LUA_PATH/LUA_CPATH at the build, EDITFLOW_*_URL at the sandbox):
 --   lua5.4 tests/bench/host_stall.lua SANDBOX_URL N IN_FLIGHT OUT_DIR
--- Env: JOURNAL=0 leaves the journal out; STEP_BUDGET=MS sets editflow.limits{step_budget=}.
+-- Env: JOURNAL=0 leaves the journal out; STEP_BUDGET=MS sets editflow.limits{step_budget=};
+-- GC=inc:N runs the host's collector incremental with steps of 2^N bytes (the host's choice:
+-- stock lua5.4 runs generational, whose major collections stop the world for the live heap).
+if (os.getenv("GC") or "") ~= "" then
+  local size = assert(os.getenv("GC"):match("^inc:(%d+)$"), "GC=inc:N")
+  collectgarbage("incremental", 0, 0, tonumber(size))
+end
 local uv = require "luv"
 local editflow = require "editflow"
 local core = require "editflow.core"
