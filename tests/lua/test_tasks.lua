@@ -118,6 +118,49 @@ T.case("a large budget runs everything ready in one step; what tasks wake runs n
   end)
 end)
 
+T.case("a host waiting on pollfd() is woken at once while a step's budget left tasks ready", function()
+  -- In a lua5.4 of its own: pollfd() hands the loop to the host for good. The host (luv)
+  -- waits on the descriptor alone, with a 5 s guard timer: each wake must come from the
+  -- descriptor, never the guard, until every task has run.
+  local d = T.tmpdir()
+  local f = assert(io.open(d .. "/child.lua", "w"))
+  f:write([=[
+local uv = require "luv"
+local editflow = require "editflow"
+local runtime = require "editflow.runtime"
+local clock = { now = 0 }
+runtime._budget_clock(function() return clock.now end)
+local fd = assert(editflow.pollfd(), "the epoll engine has a descriptor")
+local ran = 0
+for _ = 1, 20 do editflow.spawn(function() clock.now = clock.now + 0.001 ran = ran + 1 end) end
+local poll, guard = uv.new_poll(fd), uv.new_timer()
+local wakes, guarded, left_after_first = 0, 0, nil
+poll:start("r", function()
+  wakes = wakes + 1
+  editflow.step(0)
+  left_after_first = left_after_first or editflow.pending()
+  if editflow.pending() == 0 then poll:stop() guard:stop() end
+end)
+guard:start(5000, 5000, function() guarded = guarded + 1 poll:stop() guard:stop() end)
+uv.run()
+print("ran=" .. ran)
+print("wakes=" .. wakes)
+print("guarded=" .. guarded)
+print("left=" .. tostring(left_after_first))
+]=])
+  f:close()
+  local _, how, code = os.execute(string.format("cd %s && timeout 60 lua5.4 child.lua >out.txt 2>err.txt", T.quote(d)))
+  local out, err = T.read(d .. "/out.txt") or "", T.read(d .. "/err.txt") or ""
+  os.execute("rm -rf " .. T.quote(d))
+  T.eq(how == "exit" and code or -1, 0, "the host ran: " .. err)
+  local vals = {}
+  for k, v in out:gmatch("(%w+)=([^\n]*)") do vals[k] = v end
+  T.eq(vals.ran, "20", "every task ran")
+  T.eq(vals.guarded, "0", "no wake needed the guard timer")
+  T.ok(tonumber(vals.left) and tonumber(vals.left) > 0, "the first step left tasks over, left " .. tostring(vals.left))
+  T.ok(tonumber(vals.wakes) >= 5, "the descriptor woke the host once a step, 4 ms of 1 ms tasks each: " .. tostring(vals.wakes))
+end)
+
 T.case("tasks interleave at their waits", function()
   local order = {}
   local function worker(name)
