@@ -42,4 +42,11 @@ install(FILES scripts/style_grid.lua scripts/batch_folder.lua scripts/combine_re
         DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/scripts)
 install(DIRECTORY scripts/assets DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/scripts)
 
+# The darktable plugin: enabled from darktable's luarc or copied into lua-scripts' folder
+# (hosts/darktable/README.md); it finds its own files next to itself.
+install(FILES hosts/darktable/editflow_darktable.lua hosts/darktable/README.md
+        DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/darktable)
+install(FILES hosts/darktable/editflow_darktable/photos.lua hosts/darktable/editflow_darktable/panel.lua
+        DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/darktable/editflow_darktable)
+
 install(FILES LICENSE README.md docs/api.md DESTINATION ${EDITFLOW_INSTALL_DATA}/doc/editflow)

@@ -46,9 +46,12 @@ return function(M)
     end,
     table.unpack(preset_names),
   }
+  -- shown without fal's "fal-ai/" (the panel is narrow); the value sent is the full id
+  local shown = {}
+  for i, id in ipairs(models) do shown[i] = id:gsub("^fal%-ai/", "") end
   w.model = dt.new_widget("combobox") {
     label = "model", tooltip = "the fal endpoint the photos go to",
-    selected = index_of(models, default_model), table.unpack(models),
+    selected = index_of(models, default_model), table.unpack(shown),
   }
   w.seed = dt.new_widget("entry") { placeholder = "seed (empty: none)", text = "",
     tooltip = "an integer: the same photo, prompt and seed give the same job (sent once)" }
@@ -79,7 +82,7 @@ return function(M)
     end
     report(string.format("editflow: %d photo%s", #images, #images == 1 and "" or "s"))
     local ok, imported, errors = pcall(M.edit, images, {
-      prompt = prompt, seed = seed, endpoint = w.model.value,
+      prompt = prompt, seed = seed, endpoint = models[w.model.selected],
       size = tonumber(w.cap.value), on_progress = report,
     })
     if not ok then return report("editflow: " .. tostring(imported), true) end
