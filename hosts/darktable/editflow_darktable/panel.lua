@@ -33,7 +33,13 @@ end
 
 return function(M)
   local models = image_models()
-  local default_model = os.getenv("EDITFLOW_ENDPOINT") or "fal-ai/qwen-image-edit-plus"
+  -- $EDITFLOW_ENDPOINT when set (and listed with the rest if the catalog lacks it), as
+  -- editflow.client reads it; an empty value is unset
+  local env_model = os.getenv("EDITFLOW_ENDPOINT")
+  local default_model = (env_model and env_model ~= "") and env_model or "fal-ai/qwen-image-edit-plus"
+  if models[index_of(models, default_model)] ~= default_model then
+    table.insert(models, 1, default_model)
+  end
   local w = {}
   w.prompt = dt.new_widget("entry") { placeholder = "what to change", text = "", tooltip = "the edit, in words" }
   local preset_names = { "presets..." }
