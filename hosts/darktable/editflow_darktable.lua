@@ -107,14 +107,16 @@ end
 
 -- The status line: how many photos are at each stage, the best queue position, the steps.
 local function progress(run)
-  local n, parts, counts = #run.photos, {}, { queued = 0, running = 0, saved = 0, failed = 0 }
+  local n, parts, counts = #run.photos, {}, { queued = 0, running = 0, saving = 0, saved = 0, failed = 0 }
   local pos, step
   for _, p in ipairs(run.photos) do
+    local state = p.job and p.job.state
     if p.error then counts.failed = counts.failed + 1
     elseif p.done then counts.saved = counts.saved + 1
-    elseif p.job and p.job.state == "IN_PROGRESS" then
+    elseif state == "IN_PROGRESS" then
       counts.running = counts.running + 1
       if p.step then step = p.step end
+    elseif state == "COMPLETED" then counts.saving = counts.saving + 1
     elseif p.job or p.task then
       counts.queued = counts.queued + 1
       local q = p.job and p.job.queue_position
@@ -123,6 +125,7 @@ local function progress(run)
   end
   if counts.queued > 0 then parts[#parts + 1] = counts.queued .. " queued" .. (pos and (" (position " .. pos .. ")") or "") end
   if counts.running > 0 then parts[#parts + 1] = counts.running .. " running" .. (step and (" (step " .. step .. ")") or "") end
+  if counts.saving > 0 then parts[#parts + 1] = counts.saving .. " saving" end
   parts[#parts + 1] = counts.saved .. "/" .. n .. " saved"
   if counts.failed > 0 then parts[#parts + 1] = counts.failed .. " failed" end
   return "editflow: " .. table.concat(parts, ", ")

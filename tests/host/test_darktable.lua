@@ -115,6 +115,7 @@ T.case("darktable-cli: two photos edited through the plugin, imported, grouped, 
     T.contains(r["run2." .. i .. ".notes"], "reused from the journal", "run2." .. i .. " notes")
   end
   T.ok(r["run1.1.id"] ~= r["run1.2.id"], "two distinct results")
+  T.eq(r["run1.progress"], "editflow: 2/2 saved", "the status line at the end")
   T.eq(submits(sb) - before, 2, "exactly two submits for two photos edited twice")
   -- what the queue received: darktable's JPEG export at the cap, for the PFM too
   local jobs = sb.jobs()
