@@ -91,6 +91,31 @@ T.case("a step runs tasks for its budget, leaves the rest ready, and timeout() s
   end)
 end)
 
+T.case("tasks are planned to end a margin short of the budget (3 ms of 4), not at it", function()
+  with_counted_clock(4, function(clock)
+    local order = {}
+    costly_tasks(clock, 40, 0.00025, order)  -- the estimate learns what a task costs here
+    step_all(order)
+    order = {}
+    costly_tasks(clock, 60, 0.00025, order)  -- 60 tasks of 0.25 ms: 15 would fill 4 ms
+    local spent, guard = {}, 0
+    while editflow.pending() > 0 do
+      local t0 = clock.now
+      editflow.step(0)
+      spent[#spent + 1] = (clock.now - t0) * 1000
+      guard = guard + 1
+      if guard > 100 then error("the tasks never finished") end
+    end
+    T.eq(#order, 60, "every task ran")
+    for i, ms in ipairs(spent) do
+      T.ok(ms <= 3 + 1e-6, string.format("step %d ended by 3 ms (the budget less its quarter), took %.3f ms", i, ms))
+      if i < #spent then
+        T.ok(ms >= 2.5 - 1e-6, string.format("step %d used the budget up to its margin (2.5 to 3 ms), took %.3f ms", i, ms))
+      end
+    end
+  end)
+end)
+
 T.case("a budget smaller than a task still runs one task a step (never starves)", function()
   with_counted_clock(0.001, function(clock)
     local order = {}
