@@ -211,6 +211,25 @@ function M.digest(path)
   return sum, size_or_err
 end
 
+-- durable.tempfile(dir) -> what loop:request{file=} takes: a finished loop:tempfile op (the
+-- download's temporary file made on a disk worker: creating a file in a folder of thousands
+-- waits on the filesystem's journal, which the loop's thread must not) | nil, message (as
+-- request{file = dir} words it: "dir: reason"). Where the caller may not wait, dir itself:
+-- the request makes the file in place. The request takes the file; the caller closes the op
+-- (one no request took removes its file then).
+function M.tempfile(dir)
+  if not runtime.can_wait() then return dir end
+  local op, err = runtime.loop():tempfile(dir)
+  if not op then return nil, err end
+  runtime.await(op)
+  local ok, terr = op:result()
+  if not ok then
+    op:close()
+    return nil, terr
+  end
+  return op
+end
+
 -- ---- append-only logs (the journal) ----
 
 local Log = {}

@@ -161,12 +161,15 @@ end
 -- to the saved bytes' digest.
 local function download_once(loop, dir, u, stem, opts, left, got)
   local budget = math.min(left or 300, 300)
+  local file, ferr = durable.tempfile(dir)
+  if not file then return nil, errors.from_transport("download " .. stem, ferr, "FILE_OPEN") end
   local t, err = http.start(loop, {
-    url = u, file = dir, follow = true, max_body = opts.max_bytes, what = "download " .. stem,
+    url = u, file = file, follow = true, max_body = opts.max_bytes, what = "download " .. stem,
     timeout = math.max(1, math.floor(budget * 1000)), headers = { "Accept: image/*" },
     connect_timeout = math.max(1, math.floor(math.min(budget, 10) * 1000)),
     low_speed_limit = 512, low_speed_time = opts.low_speed_time or 30,
   })
+  if file ~= dir then file:close() end  -- the transfer took its file (or removed it failing)
   if not t then return nil, err end
   local resp, tr = http.finish(loop, t, "download " .. stem, true)
   if not resp then

@@ -46,6 +46,8 @@ int ef_lua_disk_sync_dir(lua_State *L);
 int ef_lua_disk_commit(lua_State *L);
 int ef_lua_disk_write(lua_State *L);
 int ef_lua_disk_digest(lua_State *L);
+int ef_lua_disk_tempfile(lua_State *L);
+ef_dop *ef_lua_disk_test(lua_State *L, int idx);
 int ef_lua_disk_reported(lua_State *L, int set_idx, ef_dop *d);
 void ef_lua_disk_register(lua_State *L);
 

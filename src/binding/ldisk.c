@@ -3,7 +3,8 @@
 ** and reported by loop:step() like a finished transfer, so a task waits on it with the same
 ** runtime.await. Made by loop:sync(file [, "data"|"full"]), loop:sync_dir(path),
 ** loop:commit(transfer, path [, "new"]), loop:write(path, bytes [, "new"]) and
-** loop:digest(path) (op:digest() then gives the file's SHA-256 and size).
+** loop:digest(path) (op:digest() then gives the file's SHA-256 and size) and loop:tempfile(dir)
+** (a download's temporary file, taken by loop:request{file = op}).
 **
 ** Lifetime: like a transfer, a running op sits in the loop's in-flight set (keyed by its
 ** engine pointer) until step() reports it. Its first user value is the loop (kept alive
@@ -116,6 +117,26 @@ int ef_lua_disk_digest(lua_State *L) {
   const char *path = luaL_checklstring(L, 2, &n);
   luaL_argcheck(L, strlen(path) == n, 2, "must not contain a NUL byte");
   return start(L, 1, l, ef_dop_digest(path), 0);
+}
+
+/* loop:tempfile(dir) -> op: a download's temporary file made in dir on a worker, for
+** loop:request{file = op}; op:result() says whether it could be made (as request{file = dir}
+** would have: "dir: reason"). An op no request took removes its file when closed. */
+int ef_lua_disk_tempfile(lua_State *L) {
+  ef_loop *l = loop_of(L);
+  size_t n;
+  const char *dir = luaL_checklstring(L, 2, &n);
+  luaL_argcheck(L, strlen(dir) == n, 2, "must not contain a NUL byte");
+  return start(L, 1, l, ef_dop_tempfile(dir), 0);
+}
+
+/* The engine op of a DiskOp userdata at idx, or NULL when idx holds something else; raises
+** for a closed one. */
+ef_dop *ef_lua_disk_test(lua_State *L, int idx) {
+  ldop *o = luaL_testudata(L, idx, EF_DOP_MT);
+  if (o == NULL)
+    return NULL;
+  return check_op(L, idx)->d;
 }
 
 /* Called by loop:step() for each op the engine popped, with the loop's in-flight set at

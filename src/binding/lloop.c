@@ -155,7 +155,7 @@ static int fail(lua_State *L, const char *msg, const char *code) {
 
 /*
 ** loop:request{url=, method=, headers=, body=, timeout=ms, connect_timeout=ms, max_body=bytes,
-** follow=bool, file=dir, sse=bool, max_event=bytes, low_speed_limit=bytes/s,
+** follow=bool, file=dir|tempfile op, sse=bool, max_event=bytes, low_speed_limit=bytes/s,
 ** low_speed_time=s, once=bool} -> transfer, started. once: libcurl never sends the request a
 ** second time by itself (a body it would have to re-send ends "RESEND_REFUSED" instead).
 ** Misuse raises; a failure to start (file cannot be created, libcurl refuses) returns
@@ -167,7 +167,12 @@ static int loop_request(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   const char *url = opt_string(L, 2, "url", NULL);
   const char *method = opt_string(L, 2, "method", NULL);
-  const char *dir = opt_path(L, 2, "file");
+  /* file: a folder to make the temporary file in here, or a finished loop:tempfile op */
+  ef_dop *file_op = NULL;
+  if (rawfield(L, 2, "file") == LUA_TUSERDATA && (file_op = ef_lua_disk_test(L, -1)) == NULL)
+    return luaL_error(L, "request field 'file' must be a folder or a loop:tempfile operation");
+  lua_pop(L, 1);
+  const char *dir = file_op ? NULL : opt_path(L, 2, "file");
   size_t body_len = 0;
   const char *body = NULL;
   if (url == NULL)
@@ -199,7 +204,7 @@ static int loop_request(lua_State *L) {
   int once = lua_toboolean(L, -1);
   lua_pop(L, 3);
   lua_Integer max_event = opt_int(L, 2, "max_event", 1024 * 1024, 64 * 1024 * 1024);
-  if (sse && dir)
+  if (sse && (dir || file_op))
     return luaL_error(L, "request fields 'sse' and 'file' exclude each other");
 
   lxfer *t = ef_lua_xfer_push(L); /* owns x from here on, so raising cannot leak it */
@@ -222,6 +227,8 @@ static int loop_request(lua_State *L) {
   char err[512];
   if (dir && ef_xfer_to_file(t->x, dir, err, sizeof err) != 0)
     return fail(L, err, "FILE_OPEN");
+  if (file_op && ef_xfer_take_temp(t->x, file_op, err, sizeof err) != 0)
+    return luaL_error(L, "request field 'file': %s", err); /* misuse: check op:result() first */
   if (ef_loop_start(lo->l, t->x, err, sizeof err) != 0) {
     ef_xfer_discard(t->x);
     return fail(L, err, "START");
@@ -399,7 +406,8 @@ static const luaL_Reg meth[] = {
   {"pollfile", loop_pollfile},
   {"arm", loop_arm},         {"timeout", loop_timeout}, {"sync", ef_lua_disk_sync},
   {"sync_dir", ef_lua_disk_sync_dir}, {"commit", ef_lua_disk_commit},
-  {"write", ef_lua_disk_write}, {"digest", ef_lua_disk_digest}, {NULL, NULL}};
+  {"write", ef_lua_disk_write}, {"digest", ef_lua_disk_digest},
+  {"tempfile", ef_lua_disk_tempfile}, {NULL, NULL}};
 
 static const luaL_Reg metameth[] = {
   {"__index", NULL}, {"__gc", loop_close}, {"__close", loop_close},

@@ -1,8 +1,9 @@
 /*
 ** ef_disk.c — disk work off the loop's thread: fsync, fdatasync, a folder's fsync, a
-** download's commit, an atomic write and a file's digest run on a few worker threads, so the thread that
-** drives libcurl never waits on the disk (one fsync costs a millisecond or more; two hundred
-** images finishing together would stop every transfer for the sum).
+** download's commit, an atomic write, a file's digest and a download's temporary file run on a
+** few worker threads, so the thread that drives libcurl never waits on the disk (one fsync
+** costs a millisecond or more; two hundred images finishing together would stop every
+** transfer for the sum).
 **
 ** Pattern: a queue under one mutex, workers started on demand (up to EF_DISK_THREADS) that
 ** sleep on a condition variable, and a self-pipe: a worker puts a finished op on the done
@@ -37,8 +38,9 @@ struct ef_dop {
   int orphan;          /* its owner freed it while it was queued, running or not yet popped */
   int fd;              /* owned: a duplicate (sync) or the download's temporary file; -1 */
   int replace;         /* commit and write: rename over final (1) or never replace (0) */
-  char *path;          /* sync_dir: the folder; commit: the temporary file; write: unused */
-  char *final;         /* commit and write: where the file goes */
+  char *path;          /* sync_dir: the folder; commit: the temporary file; write: unused;
+                          tempfile: the file made, until a transfer takes it */
+  char *final;         /* commit and write: where the file goes; tempfile: the folder */
   char *data;          /* write: a copy of the bytes */
   size_t len;
   int err;             /* errno of the failed step, 0 when it worked; EEXIST: name taken */
@@ -78,6 +80,9 @@ static void dop_release(ef_dop *d) {
   /* A commit's temporary file that no one will name: it never ran, or its name was taken
   ** and the file was not taken back (ef_xfer_adopt_temp) -- no one's now. */
   if (d->kind == EF_DOP_COMMIT && d->path && (d->state == OP_NEW || d->err == EEXIST))
+    (void)unlink(d->path);
+  /* A temporary file made for a download no transfer took (its task went away): no one's. */
+  if (d->kind == EF_DOP_TEMPFILE && d->path)
     (void)unlink(d->path);
   free(d->path);
   free(d->final);
@@ -146,6 +151,47 @@ ef_dop *ef_dop_digest(const char *path) {
   return d;
 }
 
+ef_dop *ef_dop_tempfile(const char *dir) {
+  ef_dop *d = dop_new(EF_DOP_TEMPFILE);
+  if (d && (d->final = ef_strdup(dir)) == NULL) {
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+/* Takes the temporary file a tempfile op made (descriptor and path, the caller's from here
+** on): 0, or -1 when it holds none (not finished, failed, or taken already). */
+int ef_dop_take_file(ef_dop *d, int *fd, char **path) {
+  if (d->kind != EF_DOP_TEMPFILE || !d->popped || d->err != 0 || d->path == NULL)
+    return -1;
+  *fd = d->fd;
+  *path = d->path;
+  d->fd = -1;
+  d->path = NULL;
+  return 0;
+}
+
+/* The same file ef_xfer_to_file makes, and the same failure: the folder named, its errno. */
+static void run_tempfile(ef_dop *d) {
+  size_t n = strlen(d->final);
+  char *tmpl = malloc(n + sizeof "/.editflow-XXXXXX.part");
+  if (tmpl == NULL) {
+    d->err = ENOMEM;
+    return;
+  }
+  snprintf(tmpl, n + sizeof "/.editflow-XXXXXX.part", "%s/.editflow-XXXXXX.part", d->final);
+  int fd = ef_mktemp(tmpl, 5);
+  if (fd < 0) {
+    d->err = errno ? errno : EIO;
+    d->failed = d->final;
+    free(tmpl);
+    return;
+  }
+  d->fd = fd;
+  d->path = tmpl;
+}
+
 int ef_dop_digest_of(const ef_dop *d, unsigned char out[32], long long *size) {
   if (d->kind != EF_DOP_DIGEST || !d->popped || d->err != 0)
     return -1;
@@ -205,6 +251,9 @@ static void run(ef_dop *d) {
     d->err = ef_sha256_file(d->path, d->sum, &d->size) == 0 ? 0 : errno ? errno : EIO;
     d->failed = d->path;
     break;
+  case EF_DOP_TEMPFILE:
+    run_tempfile(d);
+    break;
   }
 }
 
@@ -234,13 +283,15 @@ void ef_dop_wait(ef_dop *d) {
 int ef_dop_result(const ef_dop *d, char *err, size_t errlen) {
   if (d->err == 0)
     return 0;
+  /* a name taken is an answer for a commit or a write; for a temporary file, a failure */
+  int taken = d->err == EEXIST && d->kind != EF_DOP_TEMPFILE;
   if (err && errlen) {
     if (d->failed)
-      snprintf(err, errlen, "%s: %s", d->failed, d->err == EEXIST ? "exists" : strerror(d->err));
+      snprintf(err, errlen, "%s: %s", d->failed, taken ? "exists" : strerror(d->err));
     else
       snprintf(err, errlen, "%s", strerror(d->err));
   }
-  return d->err == EEXIST ? 1 : -1;
+  return taken ? 1 : -1;
 }
 
 char *ef_dop_take_temp(ef_dop *d) {

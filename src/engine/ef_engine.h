@@ -135,11 +135,13 @@ const char *ef_loop_backend(void);
 **   ef_xfer_commit_op  a finished download's temporary file: fsync, then rename or link as
 **                      above; the op takes the file from the transfer. When the name was taken
 **                      (result 1) ef_xfer_adopt_temp gives the file back for another name.
+**   ef_dop_tempfile    a new temporary file for a download (ef_xfer_take_temp)
 ** No op fsyncs a folder on its own: whoever made names syncs the folder once for many.
 */
 typedef struct ef_dop ef_dop;
 typedef enum {
-  EF_DOP_SYNC, EF_DOP_DATASYNC, EF_DOP_SYNC_DIR, EF_DOP_COMMIT, EF_DOP_WRITE, EF_DOP_DIGEST
+  EF_DOP_SYNC, EF_DOP_DATASYNC, EF_DOP_SYNC_DIR, EF_DOP_COMMIT, EF_DOP_WRITE, EF_DOP_DIGEST,
+  EF_DOP_TEMPFILE
 } ef_dop_kind;
 ef_dop *ef_dop_sync(int fd, int data_only);  /* NULL: out of memory or descriptors */
 ef_dop *ef_dop_sync_dir(const char *dir);
@@ -149,6 +151,12 @@ ef_dop *ef_dop_write(const char *final_path, const void *data, size_t len, int r
 ef_dop *ef_dop_digest(const char *path);
 /* A digest op's result once it worked: 0 with out and size set; -1 otherwise. */
 int ef_dop_digest_of(const ef_dop *d, unsigned char out[32], long long *size);
+/* A download's temporary file (dir/.editflow-XXXXXX.part) made on a worker: creating a file
+** in a large folder is a journal transaction on the filesystem, which the loop's thread must
+** not wait for. ef_xfer_take_temp hands it to a transfer not yet started; one never taken
+** is removed when the op is freed. */
+ef_dop *ef_dop_tempfile(const char *dir);
+int ef_xfer_take_temp(ef_xfer *x, ef_dop *d, char *err, size_t errlen); /* 0 or -1 with err */
 ef_dop *ef_xfer_commit_op(ef_xfer *x, const char *final_path, int replace, char *err, size_t errlen);
 int ef_xfer_adopt_temp(ef_xfer *x, ef_dop *d); /* 0, or -1 when d holds no temporary file */
 ef_dop_kind ef_dop_get_kind(const ef_dop *d);

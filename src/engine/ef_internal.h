@@ -105,6 +105,8 @@ int ef_disk_ready(const ef_disk *k);
 size_t ef_disk_pending(const ef_disk *k);
 /* A commit op over an open temporary file (fd -1: already synced), taking temp_path. */
 ef_dop *ef_dop_commit(int fd, char *temp_path, const char *final_path, int replace);
+/* A finished tempfile op's file, taken (the caller's to close and remove): 0, or -1. */
+int ef_dop_take_file(ef_dop *d, int *fd, char **path);
 /* Runs an op never handed to a loop on the caller's thread (the in-place commit). */
 void ef_dop_run(ef_dop *d);
 /* After a commit found its name taken: the temporary file's path, now the caller's. */

@@ -158,6 +158,20 @@ int ef_xfer_to_file(ef_xfer *x, const char *dir, char *err, size_t errlen) {
   return 0;
 }
 
+/* The temporary file a tempfile op made on a disk worker, as ef_xfer_to_file would have. */
+int ef_xfer_take_temp(ef_xfer *x, ef_dop *d, char *err, size_t errlen) {
+  if (x->state != EF_XFER_NEW || x->fd >= 0) {
+    seterr(err, errlen, "transfer already has a file or has started", NULL);
+    return -1;
+  }
+  if (ef_dop_take_file(d, &x->fd, &x->temp_path) != 0) {
+    seterr(err, errlen, "the disk operation holds no temporary file (not a tempfile, not "
+                        "finished, failed, or taken already)", NULL);
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- callbacks: fill buffers, never call out ---- */
 
 static void keep_head(ef_xfer *x, const char *p, size_t n) {

@@ -136,6 +136,94 @@ T.case("loop:digest: a file's SHA-256 and size, read on a disk worker", function
   os.execute("rm -rf " .. T.quote(d))
 end)
 
+T.case("loop:tempfile: a download's temporary file made on a disk worker, taken by a request", function()
+  local loop, d = core.loop(), T.tmpdir()
+  local op = assert(loop:tempfile(d))
+  T.raises(function() loop:request { url = STATS, file = op } end, "holds no temporary file")
+  wait(loop, op)
+  T.eq(op:result(), true, "made")
+  local names = T.list_dir(d)
+  T.eq(#names, 1, "one file in the folder")
+  T.match(names[1], "^%.editflow%-%w+%.part$", "named as request{file = dir} names it")
+  local t = assert(loop:request { url = STATS, file = op })
+  T.raises(function() loop:request { url = STATS, file = op } end, "holds no temporary file")
+  op:close()  -- the request took the file: closing the op leaves it be
+  wait(loop, t)
+  local r = assert(t:response())
+  T.eq(r.file, d .. "/" .. names[1], "the transfer wrote into the op's file")
+  assert(t:commit(d .. "/stats.json"))
+  t:close()
+  T.match(T.read(d .. "/stats.json"), '"requests"', "committed content")
+  T.eq(table.concat(T.list_dir(d), ","), "stats.json", "only the committed file remains")
+  -- one no request took goes with its op; so does one whose request could not start
+  local unused = assert(loop:tempfile(d))
+  wait(loop, unused)
+  T.eq(#T.list_dir(d), 2, "made")
+  unused:close()
+  T.eq(table.concat(T.list_dir(d), ","), "stats.json", "an op closed untaken removes its file")
+  local dropped = assert(loop:tempfile(d))
+  wait(loop, dropped)
+  dropped = nil
+  collectgarbage()
+  collectgarbage()
+  T.eq(table.concat(T.list_dir(d), ","), "stats.json", "so does one collected")
+  local bad = assert(loop:tempfile(d))
+  wait(loop, bad)
+  local t2 = assert(loop:request { url = "http://127.0.0.1:9/refused", file = bad })
+  bad:close()
+  wait(loop, t2)
+  T.eq(t2:response(), nil, "a download that failed")
+  t2:close()
+  T.eq(table.concat(T.list_dir(d), ","), "stats.json", "leaves no file either")
+  -- a folder it cannot make a file in: the same words request{file = dir} has
+  local missing = assert(loop:tempfile(d .. "/missing"))
+  wait(loop, missing)
+  local ok, msg = missing:result()
+  local _, want = loop:request { url = STATS, file = d .. "/missing" }
+  T.eq(ok, nil, "not made")
+  T.eq(msg, want, "the message request{file = dir} gives")
+  T.contains(msg, d .. "/missing: No such file or directory", "naming the folder and why")
+  T.raises(function() loop:request { url = STATS, file = missing } end, "holds no temporary file")
+  missing:close()
+  local sse = assert(loop:tempfile(d))
+  wait(loop, sse)
+  T.raises(function() loop:request { url = STATS, file = sse, sse = true } end, "exclude each other")
+  sse:close()
+  local sync = assert(loop:sync_dir(d))
+  wait(loop, sync)
+  T.raises(function() loop:request { url = STATS, file = sync } end, "holds no temporary file")
+  sync:close()
+  T.raises(function() loop:request { url = STATS, file = io.stdout } end, "must be a folder or a loop:tempfile")
+  T.raises(function() loop:tempfile(d .. "/a\0b") end, "must not contain a NUL byte")
+  T.eq(table.concat(T.list_dir(d), ","), "stats.json", "nothing else left behind")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
+T.case("save: a download's temporary file comes from a disk worker; one it cannot make fails as before", function()
+  local runtime = require "editflow.runtime"
+  local save = require "editflow.save"
+  local d = T.tmpdir()
+  local gone = d .. "/gone"  -- taken for made (opts.made), then not there: no file can be made
+  local made_ops, real = 0, runtime.loop().tempfile
+  local lmt = getmetatable(runtime.loop()).__index
+  lmt.tempfile = function(...) made_ops = made_ops + 1 return real(...) end
+  local res
+  runtime.spawn(function()
+    res = table.pack(save.save(runtime.loop(), { images = { { url = STATS } } }, gone,
+      { made = { [gone] = true }, request_id = "req-1", name = "out" }))
+  end)
+  local ok, err = pcall(runtime.run)
+  lmt.tempfile = real
+  assert(ok, err)
+  T.eq(made_ops, 1, "the file was asked of a disk worker")
+  T.eq(res[1], nil, "not saved")
+  T.eq(res[2].code, "FILE_OPEN", "the code a request{file = dir} that failed has")
+  T.eq(res[2].message, "download out-1 failed: " .. gone .. ": No such file or directory",
+    "the words it has")
+  T.eq(#T.list_dir(d), 0, "nothing left behind")
+  os.execute("rm -rf " .. T.quote(d))
+end)
+
 T.case("abort, and a loop collected with transfers in flight", function()
   local loop = core.loop()
   local t = assert(loop:request { url = STATS })
