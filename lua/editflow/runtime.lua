@@ -256,6 +256,7 @@ local function compact_timers()
 end
 
 local stepping = false
+local hosted = false   -- set once a host took the loop: then nothing here may block
 
 -- One turn of the scheduler; waits at most timeout_ms. Returns how much is still pending
 -- (tasks alive + transfers running + timers), so an embedding host knows when to stop.
@@ -272,7 +273,10 @@ function M.step(timeout_ms)
   stepping = true
   local ok, res = pcall(M._step, timeout_ms)
   stepping = false
-  if not ok then error(res, 0) end
+  if not ok then
+    M._arm()  -- a turn that failed midway still leaves the host's descriptor armed
+    error(res, 0)
+  end
   return res
 end
 
@@ -290,6 +294,9 @@ M.on_turn = nil
 function M._step(timeout_ms)
   local l = M.loop()
   local start = budget_clock()
+  -- A host waits on the descriptor: it is armed once, at the turn's end (M._arm), not at
+  -- every move of libcurl's timer the turn's transfers make (a system call each).
+  if hosted and l.hold then l:hold() end
   if M.on_turn then M.on_turn() end
   compact_timers()
   local wait = timeout_ms or 0
@@ -321,7 +328,6 @@ end
 
 -- ---- a host's loop owns the scheduling (editflow.pollfd / timeout / embed) ----
 
-local hosted = false   -- set once a host took the loop: then nothing here may block
 local core_has_fd = core.poller ~= "poll"
 local POLL_SLICE = 0.02  -- seconds between steps a host must make when there is no descriptor
 

@@ -387,6 +387,13 @@ static int loop_arm(lua_State *L) {
   return 0;
 }
 
+/* loop:hold(): the descriptor's timer stays as it is until the next loop:arm (a turn that
+** will arm once at its end; see ef_loop_hold). */
+static int loop_hold(lua_State *L) {
+  ef_loop_hold(check_loop(L, 1)->l);
+  return 0;
+}
+
 /* loop:timeout() -> milliseconds until the loop must be stepped (0: now), or nil if nothing
 ** is due but socket activity. */
 static int loop_timeout(lua_State *L) {
@@ -404,7 +411,8 @@ static const luaL_Reg meth[] = {
   {"request", loop_request}, {"step", loop_step}, {"running", loop_running},
   {"limits", loop_limits},   {"close", loop_close}, {"pollfd", loop_pollfd},
   {"pollfile", loop_pollfile},
-  {"arm", loop_arm},         {"timeout", loop_timeout}, {"sync", ef_lua_disk_sync},
+  {"arm", loop_arm},         {"hold", loop_hold},   {"timeout", loop_timeout},
+  {"sync", ef_lua_disk_sync},
   {"sync_dir", ef_lua_disk_sync_dir}, {"commit", ef_lua_disk_commit},
   {"write", ef_lua_disk_write}, {"digest", ef_lua_disk_digest},
   {"tempfile", ef_lua_disk_tempfile}, {NULL, NULL}};

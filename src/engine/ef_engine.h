@@ -111,12 +111,17 @@ size_t ef_loop_running(const ef_loop *l);
 ** ef_loop_arm: the loop (and its descriptor) must wake in ms milliseconds at the latest; one
 ** wakeup at a time, a new call replaces it, -1 clears it; a step after it came due spends it.
 **
+** ef_loop_hold: the descriptor's timer is left as it is until the next ef_loop_arm, which
+** arms it for everything due then (a scheduler's turn: its tasks start transfers, each moving
+** libcurl's timer, and it arms once at the end -- one system call instead of one a move).
+**
 ** ef_loop_timeout_ms: milliseconds until the loop must be stepped: the earlier of libcurl's
 ** timer and the armed wakeup; 0 when work is ready now (also finished transfers or events not
 ** yet popped); -1 when nothing is due (only socket activity can bring work).
 */
 int ef_loop_fd(ef_loop *l); /* also starts keeping the descriptor's timer armed */
 void ef_loop_arm(ef_loop *l, long ms);
+void ef_loop_hold(ef_loop *l);
 long ef_loop_timeout_ms(const ef_loop *l);
 /* The readiness backend compiled in: "epoll" or "poll" (CMake option EDITFLOW_POLLER). */
 const char *ef_loop_backend(void);

@@ -41,6 +41,8 @@ struct ef_loop {
   size_t nnews, capnews, nextnews;
   ef_disk *disk;  /* the disk workers (ef_disk.c), made on first use; NULL until then */
   int hooked;     /* a host asked for the descriptor (ef_loop_fd): keep its timer armed */
+  int stepping;   /* inside ef_loop_step: libcurl's timer moves are armed once, at its end */
+  int held;       /* ef_loop_hold until the next ef_loop_arm: the caller arms once, then */
 };
 
 /*
@@ -143,7 +145,7 @@ static long long due_ms(const ef_loop *l) {
 ** alone: arming it costs a system call, and libcurl moves its timer several times a request.
 */
 static void rearm(ef_loop *l) {
-  if (l->hooked)
+  if (l->hooked && !l->stepping && !l->held)
     ef_poller_arm(l->poller, due_ms(l));
 }
 
@@ -311,6 +313,8 @@ int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen) {
                          errlen);
   if (n < 0)
     return -1;
+  /* libcurl moves its timer several times a turn (on_timer): the step's end arms it once */
+  l->stepping = 1;
   CURLMcode mc = CURLM_OK;
   for (int i = 0; i < n && mc == CURLM_OK; i++) {
     if (l->disk && ready[i].fd == ef_disk_fd(l->disk))
@@ -327,6 +331,7 @@ int ef_loop_step(ef_loop *l, int timeout_ms, char *err, size_t errlen) {
   }
   if (l->wake_ms >= 0 && t >= l->wake_ms)
     l->wake_ms = -1;
+  l->stepping = 0;
   rearm(l);
   if (mc != CURLM_OK) {
     snprintf(err, errlen, "%s", curl_multi_strerror(mc));
@@ -345,8 +350,11 @@ int ef_loop_fd(ef_loop *l) {
   return fd;
 }
 
+void ef_loop_hold(ef_loop *l) { l->held = 1; }
+
 void ef_loop_arm(ef_loop *l, long ms) {
   long long t = now_ms();
+  l->held = 0;
   l->wake_ms = ms < 0 ? -1 : ms > LLONG_MAX - t ? LLONG_MAX : t + ms;
   rearm(l);
 }

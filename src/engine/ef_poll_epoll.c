@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 #include "ef_poller.h"
 
@@ -112,6 +113,15 @@ void ef_poller_arm(ef_poller *p, long long at_ms) {
   memset(&its, 0, sizeof its);
   if (at_ms < 0 && p->armed < 0)
     return; /* disarmed stays disarmed: nothing can have fired */
+  if (at_ms >= 0 && at_ms == p->armed) {
+    /* Armed for this very time, still ahead: it cannot have fired, so there is nothing to
+    ** drain, and setting it again is a system call for nothing -- one a step, several a
+    ** request, each reprogramming a hardware timer (costly under a hypervisor). */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 < at_ms)
+      return;
+  }
   if (at_ms > EF_EPOLL_FAR_MS)
     at_ms = EF_EPOLL_FAR_MS; /* the kernel refuses times past ~292 years of nanoseconds */
   if (at_ms >= 0) {

@@ -245,6 +245,38 @@ T.case("abort, and a loop collected with transfers in flight", function()
   for i = 1, 5 do T.eq(kept[i]:state(), "done", "aborted by close") end
 end)
 
+T.case("loop:hold(): the descriptor's timer waits for the next loop:arm (one arming a turn)", function()
+  local uv = require "luv"
+  local function readable(fd)  -- whether the descriptor is readable now (one poll, no wait)
+    local p, seen = uv.new_poll(fd), false
+    p:start("r", function() seen = true end)
+    uv.run("nowait")
+    p:stop()
+    p:close()
+    uv.run("nowait")
+    return seen
+  end
+  local loop = core.loop()
+  local fd = assert(loop:pollfd())
+  T.ok(not readable(fd), "idle: not readable")
+  loop:hold()
+  local t = assert(loop:request { url = STATS })  -- libcurl asks to be called at once
+  local t0 = core.monotime()
+  while core.monotime() - t0 < 0.05 do end
+  T.ok(not readable(fd), "held: libcurl's timer did not arm the descriptor")
+  loop:arm(nil)
+  T.ok(readable(fd), "the next arm did: the transfer is due")
+  wait(loop, t)
+  assert(t:response())
+  t:close()
+  -- unheld, each move arms at once
+  local t2 = assert(loop:request { url = STATS })
+  T.ok(readable(fd), "without a hold, a new transfer arms the descriptor by itself")
+  wait(loop, t2)
+  t2:close()
+  loop:close()
+end)
+
 -- A wakeup armed 120 s ahead is what a step that ignores its timeout would wait for: a bound
 -- of 30 s is a guard against that hang, never a measure of speed. A hundred step(0) calls
 -- take microseconds; each waiting even 0.3 s would pass the bound. A step asked to wait 30 ms
