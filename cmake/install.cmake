@@ -37,16 +37,18 @@ endif()
 
 # The ready scripts find their own assets next to themselves (see the head of each script),
 # so they run from here whatever the current folder.
-install(FILES scripts/style_grid.lua scripts/batch_folder.lua scripts/combine_refs.lua
-              scripts/edit_pair.lua
-        DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/scripts)
-install(DIRECTORY scripts/assets DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/scripts)
+if(TARGET editflow)  # `editflow run` scripts: nothing to run them with without the host
+  install(FILES scripts/style_grid.lua scripts/batch_folder.lua scripts/combine_refs.lua
+                scripts/edit_pair.lua
+          DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/scripts)
+  install(DIRECTORY scripts/assets DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/scripts)
+endif()
 
 # The darktable plugin: enabled from darktable's luarc or copied into lua-scripts' folder
 # (hosts/darktable/README.md); it finds its own files next to itself.
 install(FILES hosts/darktable/editflow_darktable.lua hosts/darktable/README.md
         DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/darktable)
-install(FILES hosts/darktable/editflow_darktable/photos.lua hosts/darktable/editflow_darktable/panel.lua
-        DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/darktable/editflow_darktable)
+install(FILES hosts/darktable/lib/photos.lua hosts/darktable/lib/panel.lua
+        DESTINATION ${EDITFLOW_INSTALL_DATA}/editflow/darktable/lib)
 
 install(FILES LICENSE README.md docs/api.md DESTINATION ${EDITFLOW_INSTALL_DATA}/doc/editflow)

@@ -23,6 +23,7 @@ local function run_cli(sb, work, env, unbounded)
   local vars = {
     HOME = work .. "/home", XDG_CONFIG_HOME = work .. "/home/.config", XDG_CACHE_HOME = work .. "/home/.cache",
     FAL_KEY = "test-key", EDITFLOW_BASE_URL = sb.url, EDITFLOW_STORAGE_URL = sb.url,
+    EDITFLOW_API_URL = sb.url,  -- fal's request listing, where a job in doubt is looked for
     EDITFLOW_DT_PLUGIN = SRC .. "/hosts/darktable", EDITFLOW_DT_PHOTOS = work .. "/photos",
     EDITFLOW_DT_REPORT = report, EDITFLOW_DT_PROMPT = "make it snow", EDITFLOW_DT_SEED = "7",
     EDITFLOW_DT_SIZE = tostring(CAP),
@@ -50,13 +51,30 @@ local function read_report(path)
   return r
 end
 
-local function edit(sb, work, env)
+local function edit(sb, work, env, raises)
   local cmd, report = run_cli(sb, work, env)
   local status, out, err = T.sh(cmd)
   local r = read_report(report)
-  T.eq(r.ok, "true", "the darktable script ran to its end (status " .. status .. "): "
+  T.eq(r.ok, raises and "false" or "true", "the darktable script ran to its end (status " .. status .. "): "
     .. tostring(r.error) .. "\n" .. tostring(out) .. tostring(err))
   return r
+end
+
+-- The journal's records of one kind (lua/editflow/journal.lua: one JSON record a line).
+local function records(dir, kind)
+  local n = 0
+  for line in (T.read(dir .. "/.editflow-journal.jsonl") or ""):gmatch("[^\n]+") do
+    local ok, rec = pcall(json.decode, line)
+    if ok and type(rec) == "table" and rec.t == kind then n = n + 1 end
+  end
+  return n
+end
+
+-- What the photographer reads: no doubled prefix, no Lua source position, no CLI advice.
+local function plain(text)
+  T.ok(not tostring(text):find("editflow: editflow:", 1, true), "no doubled prefix: " .. tostring(text))
+  T.ok(not tostring(text):find("%.lua:%d+:"), "no Lua source position: " .. tostring(text))
+  T.ok(not tostring(text):find("--", 1, true), "no CLI flag: " .. tostring(text))
 end
 
 local function new_work()
@@ -115,7 +133,7 @@ T.case("darktable-cli: two photos edited through the plugin, imported, grouped, 
     T.contains(r["run2." .. i .. ".notes"], "reused from the journal", "run2." .. i .. " notes")
   end
   T.ok(r["run1.1.id"] ~= r["run1.2.id"], "two distinct results")
-  T.eq(r["run1.progress"], "editflow: 2/2 saved", "the status line at the end")
+  T.eq(r["run1.progress"], "2/2 saved", "the status line at the end")
   T.eq(submits(sb) - before, 2, "exactly two submits for two photos edited twice")
   -- what the queue received: darktable's JPEG export at the cap, for the PFM too
   local jobs = sb.jobs()
@@ -135,6 +153,53 @@ T.case("darktable-cli: two photos edited through the plugin, imported, grouped, 
   table.sort(names)
   T.match(names[1], "a%-photo%.jpg$", "the PNG went through darktable's export")
   T.match(names[2], "raw%-like%.jpg$", "the PFM went through darktable's export")
+  T.eq(core.listdir(work1 .. "/photos/" .. ".editflow-exports"), nil, "the exports and their folder are removed")
+end)
+
+T.case("a second edit while one runs is refused: two photos, two submits", function()
+  local work = new_work()
+  local before = submits(sb)
+  local r = edit(sb, work, { EDITFLOW_DT_NESTED = "1", EDITFLOW_DT_PROMPT = "a second click" })
+  T.eq(r["nested.ok"], "false", "the second edit raised")
+  T.eq(r["nested.error"], "an edit is already running", "what the second edit said")
+  for i = 1, 2 do
+    T.eq(r["run1." .. i .. ".error"], "nil", "photo " .. i)
+    T.ok(tonumber(r["run1." .. i .. ".id"]), "photo " .. i .. " imported")
+  end
+  T.eq(submits(sb) - before, 2, "two submits for two photos")
+end)
+
+T.case("an output folder that cannot be used fails its photo alone; the other is sent, saved and imported", function()
+  local work = T.tmpdir()
+  assert(core.mkdir(work .. "/photos"))
+  assert(core.mkdir(work .. "/photos2"))
+  assert(core.write_file(work .. "/photos/a-photo.png", T.read(SRC .. "/tests/fixtures/a.png")))
+  assert(core.write_file(work .. "/photos2/b-photo.png", T.read(SRC .. "/tests/fixtures/b.png")))
+  local before = submits(sb)
+  local r = edit(sb, work, { EDITFLOW_DT_PHOTOS2 = work .. "/photos2", EDITFLOW_DT_BREAK2 = "1",
+    EDITFLOW_DT_PROMPT = "one folder broken" })
+  T.eq(r["source.2"], "b-photo.png", "the second photo")
+  T.eq(r["run1.1.error"], "nil", "the first photo")
+  T.ok(tonumber(r["run1.1.id"]), "the first photo's result imported")
+  T.eq(r["run1.2.id"], "false", "no result for the second photo")
+  T.contains(r["run1.2.error"], work .. "/photos2", "the second photo's error names its folder")
+  plain(r["run1.2.error"])
+  T.eq(submits(sb) - before, 1, "one submit: the photo whose folder works")
+  T.eq(records(work .. "/photos", "saved"), 1, "the first photo's job saved in its journal")
+  T.eq(core.listdir(work .. "/photos/.editflow-exports"), nil, "no export left behind")
+end)
+
+T.case("an unknown model and a missing key are refused before anything is exported, in plain words", function()
+  local work = new_work()
+  local before = submits(sb)
+  local r = edit(sb, work, { EDITFLOW_DT_ENDPOINT = "fal-ai/no-such-model" }, true)
+  T.contains(r.error, "model: fal-ai/no-such-model", "the field and the id")
+  plain(r.error)
+  T.eq(r["told_error"], r.error, "on_progress was told")
+  r = edit(sb, work, { FAL_KEY = "" }, true)
+  T.eq(r.error, "no fal key: start darktable with FAL_KEY set (see hosts/darktable/README.md)", "no key")
+  T.eq(submits(sb) - before, 0, "nothing sent")
+  T.eq(core.listdir(work .. "/photos/.editflow-exports"), nil, "nothing exported")
 end)
 
 T.case("the next darktable edits the same photos: the journal reuses both jobs, nothing is sent", function()
@@ -155,12 +220,15 @@ T.case("darktable killed while its jobs run: the next edit follows them, none is
   local log = work .. "/killed.log"
   local p = io.popen("echo $$; exec " .. cmd .. " >" .. log .. " 2>&1")  -- env execs: $$ is darktable-cli
   local pid = tonumber(p:read("l"))
+  -- killed once the journal holds both jobs accepted (on disk: what the next darktable reads),
+  -- not merely once the sandbox counted them
   local deadline = core.monotime() + 60
-  while submits(sb) - before < 2 and core.monotime() < deadline do os.execute("sleep 0.1") end
-  local sent = submits(sb) - before
+  while records(work .. "/photos", "accepted") < 2 and core.monotime() < deadline do os.execute("sleep 0.1") end
+  local accepted = records(work .. "/photos", "accepted")
   os.execute("kill -9 " .. pid .. " 2>/dev/null")
   p:close()
-  T.eq(sent, 2, "both jobs were accepted before the kill: " .. tostring(T.read(log)))
+  T.eq(accepted, 2, "both jobs were accepted in the journal before the kill: " .. tostring(T.read(log)))
+  T.eq(submits(sb) - before, 2, "two submits before the kill")
   local r = edit(sb, work, { EDITFLOW_DT_PROMPT = "make it snow [slow:4]" })
   for i = 1, 2 do
     T.eq(r["run1." .. i .. ".error"], "nil", "photo " .. i)

@@ -1,4 +1,4 @@
--- editflow_darktable/photos.lua: the darktable side of one photo's edit. Owns the way out (an
+-- lib/photos.lua (editflow_darktable): the darktable side of one photo's edit. Owns the way out (an
 -- export through darktable's own pipeline: the photographer's develop settings, RAW files
 -- included, capped in size) and the way back (the result imported, grouped with its source,
 -- tagged editflow|<endpoint>, its prompt, seed, model, request id and cost in its metadata).
@@ -56,39 +56,43 @@ function M.stable(bytes)
   return nil
 end
 
--- photos.export(image, cap, dir) -> path, width, height | nil, message
+-- photos.export(image, cap, dir, run) -> path, width, height | nil, message
 -- Writes the image as darktable develops it, as a JPEG at most cap pixels on each side (never
--- upscaled), into dir as <id>-<name>.jpg. Every photo goes this way, not only RAW files:
+-- upscaled), into dir as <run>-<id>-<name>.jpg: a file of this run alone, so no two runs ever
+-- write or remove each other's (the journal knows the job by the bytes, not the name). Every photo goes this way, not only RAW files:
 -- editflow takes PNG, JPEG, GIF and WebP only, and what the photographer sees in darktable is
 -- the developed image, not the file on disk.
-function M.export(image, cap, dir)
+function M.export(image, cap, dir, run)
   local fmt = dt.new_format("jpeg")
   fmt.max_width, fmt.max_height = cap, cap
   local stem = tostring(image.filename):gsub("%.[^.]*$", ""):gsub("[^%w%-_]", "_")
-  local path = string.format("%s/%d-%s.jpg", dir, image.id, stem)
+  local path = string.format("%s/%s-%d-%s.jpg", dir, tostring(run or "0"), image.id, stem)
   os.remove(path)
   -- write_image answers dt_imageio_export's status: false (0) when it wrote the file
   local failed = fmt:write_image(image, path)
   local bytes = read(path)
   if failed or not bytes then
+    os.remove(path)
     return nil, "darktable could not export " .. tostring(image.filename)
   end
   local clean = M.stable(bytes)
   if clean then
     local ok, err = write(path, clean)
-    if not ok then return nil, "cannot write " .. path .. ": " .. tostring(err) end
+    if not ok then os.remove(path) return nil, "cannot write " .. path .. ": " .. tostring(err) end
   end
   local w, h = core.image_size(clean or bytes)
   return path, w, h
 end
 
 -- The record a result keeps in darktable's notes: enough to tell how it was made and what it
--- cost, and to find the job again (its request id).
+-- cost, and to find the job again (its request id). The seed is the one sent: a model that
+-- takes none was sent none, whatever was asked.
 function M.notes(info)
   local lines = {
     "editflow: " .. info.endpoint,
     "prompt: " .. info.prompt,
-    "seed: " .. (info.seed and tostring(info.seed) or "none"),
+    "seed: " .. (info.seed and tostring(info.seed)
+      or (info.seed_asked and ("not taken by " .. info.endpoint)) or "none"),
     "model: " .. info.endpoint,
     "request id: " .. tostring(info.request_id),
   }
