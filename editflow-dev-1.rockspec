@@ -30,8 +30,8 @@ an HTML contact sheet) and an `editflow` command-line host.
 -- Debian's lua-argparse (what scripts/deps installs) is not one, and declaring it would send
 -- `luarocks make` to a rocks server for a file the machine already has. CMake finds it where
 -- lua5.4 does (package.path), else in the tree's Lua folder (an argparse rock installed
--- there), else /usr/share/lua/5.4; without it the build stops, naming the remedies (or add
--- EDITFLOW_HOST=OFF to build the module alone).
+-- there), else /usr/share/lua/5.4; without it only the module is built and installed, and
+-- CMake's warning names the remedies.
 dependencies = {
    "lua >= 5.4, < 5.5",
 }
