@@ -378,11 +378,11 @@ end
 -- only on Lua files: darktable's control.read(file) releases darktable's Lua lock while it
 -- waits. nil where pollfd() is nil (the poll(2) backend): step on timeout() alone there.
 function M.pollfile()
-  hosted = true
   local l = M.loop()
   local f, err = nil, nil
   if l.pollfile then f, err = l:pollfile() end
-  if f == nil and err then error("editflow.pollfile: " .. err, 2) end
+  if f == nil and err then error("editflow.pollfile: " .. err, 2) end  -- the loop stays ours
+  hosted = true
   arm()
   return f
 end

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/select.h>
 #include <unistd.h>
 #include "lbinding.h"
 
@@ -330,8 +331,8 @@ static int pollfile_close(lua_State *L) {
 /*
 ** loop:pollfile() -> a Lua file (io's FILE* userdata) on a duplicate of pollfd(), for hosts
 ** that wait only on Lua files (darktable's control.read); nil where pollfd() is nil, or
-** nil and a message when the io library is not loaded or the descriptor cannot be
-** duplicated. Readable exactly when pollfd() is; never read from it. Each call makes a new
+** nil and a message when the io library is not loaded, the descriptor cannot be duplicated,
+** or no number below FD_SETSIZE is free for the duplicate. Readable exactly when pollfd() is; never read from it. Each call makes a new
 ** duplicate, owned by the caller: close it (or let it be collected) when done; closing it
 ** leaves the loop's own descriptor open. Close-on-exec, like the loop's.
 */
@@ -352,9 +353,20 @@ static int loop_pollfile(lua_State *L) {
   p->f = NULL;
   p->closef = NULL; /* an io file being made: io treats it as closed until closef is set */
   luaL_setmetatable(L, LUA_FILEHANDLE);
-  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* the lowest free number */
   if (dup < 0)
     return luaL_fileresult(L, 0, "pollfile");
+  if (dup >= FD_SETSIZE) {
+    /* Hosts that wait on Lua files may use select(2) (darktable's control.read does), which
+    ** aborts the process on a descriptor this high: refuse rather than hand one out. */
+    close(dup);
+    lua_pushnil(L);
+    lua_pushfstring(L, "no descriptor below %d is free (select-based hosts such as darktable "
+                       "cannot wait on a higher one): make the pollfile early, before many "
+                       "connections are open",
+                    (int)FD_SETSIZE);
+    return 2;
+  }
   p->f = fdopen(dup, "r");
   if (p->f == NULL) {
     int e = errno;

@@ -134,21 +134,17 @@ print("dup=" .. tostring(new == 1 and fd ~= pfd and before[pfd] == true))
 print("kind=" .. tostring(fd ~= nil))
 local extra = editflow.pollfile()  -- a second one, closed at once: the loop's own stays open
 print("closed=" .. tostring(extra:close()))
-local timer = uv.new_timer()
+-- No timer at timeout(): like darktable's control.read, the host waits on the file alone
+-- (editflow's own timers and libcurl's arm the descriptor).
 local poll = uv.new_poll(fd)
 local heartbeat = uv.new_timer()
-local service
-function service()
+local function service()
   wakes = wakes + 1
   editflow.step(0)
-  timer:stop()
   if done then
     poll:stop()
     heartbeat:stop()
-    return
   end
-  local t = editflow.timeout()
-  if t then timer:start(math.max(1, math.ceil(t * 1000)), 0, service) end
 end
 poll:start("r", service)
 heartbeat:start(100, 100, function() ticks = ticks + 1 end)
@@ -176,6 +172,29 @@ T.case("pollfile(): an io file on a duplicate of pollfd(), which a host can wait
   T.eq(v.ok, "true", "the job ran to its saved result with the host waiting on the pollfile")
   T.eq(v.pfclose, "true", "the host closes its pollfile when done")
   T.ok(tonumber(v.wakes) <= 100, "no busy polling through the duplicate: " .. v.wakes .. " wakes")
+end)
+
+T.case("pollfile() refuses a duplicate select() cannot wait on, and leaves the loop to editflow", function()
+  if core.poller == "poll" then return end  -- no descriptor to duplicate there
+  local st, v, out, err = run_child([[
+local core = require "editflow.core"
+core.raise_nofile()
+local editflow = require "editflow"
+local keep = {}
+for i = 1, 1100 do keep[i] = assert(io.open("/dev/null")) end  -- every number below 1024 taken
+local ok, err = pcall(editflow.pollfile)
+print("refused=" .. tostring(not ok))
+print("names=" .. tostring(tostring(err):find("below 1024", 1, true) ~= nil))
+for i = 1, #keep do keep[i]:close() end
+-- the loop is still editflow's: a blocking call outside a task is allowed and runs
+local c = editflow.client {}
+local res = c:edit { prompt = "after a refused pollfile", image_urls = { "]] .. URL .. [[" } }
+print("blocking=" .. tostring(res ~= nil))
+]], sb.url)
+  T.eq(st, 0, tostring(out) .. tostring(err))
+  T.eq(v.refused, "true", "pollfile() raises when only descriptors >= FD_SETSIZE are free")
+  T.eq(v.names, "true", "the message names the limit")
+  T.eq(v.blocking, "true", "a refused pollfile does not hand the loop to the host")
 end)
 
 for _, host in ipairs { { "luv", LUV }, { "cqueues", CQUEUES } } do
