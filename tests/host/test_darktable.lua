@@ -213,6 +213,26 @@ T.case("the next darktable edits the same photos: the journal reuses both jobs, 
   T.eq(submits(sb) - before, 0, "no submit")
 end)
 
+T.case("installed under a prefix off Lua's path, the plugin finds the editflow library next to itself", function()
+  -- the layout cmake --install makes: <prefix>/share/editflow/darktable, share/lua/5.4, lib/lua/5.4
+  local prefix = T.tmpdir() .. "/prefix"
+  local plugin = prefix .. "/share/editflow/darktable"
+  assert(T.sh(string.format("mkdir -p %s/lib %s/share/lua/5.4 %s/lib/lua/5.4/editflow && cp %s %s && cp %s %s/lib/ "
+    .. "&& cp -r %s %s/share/lua/5.4/ && cp %s %s/lib/lua/5.4/editflow/", T.quote(plugin), T.quote(prefix), T.quote(prefix),
+    T.quote(SRC .. "/hosts/darktable/editflow_darktable.lua"), T.quote(plugin),
+    T.quote(SRC .. "/hosts/darktable/lib") .. "/*.lua", T.quote(plugin),
+    T.quote(SRC .. "/lua/editflow"), T.quote(prefix), T.quote(T.build_dir .. "/lib/editflow/core.so"), T.quote(prefix))) == 0)
+  local work = T.tmpdir()
+  local report = work .. "/report.txt"
+  local lua = string.format('package.path = %q .. "/?.lua;" .. package.path; '
+    .. 'local ok, m = pcall(require, "editflow_darktable"); local f = io.open(%q, "w"); '
+    .. 'f:write(tostring(ok), " ", tostring(ok and m.version or m)); f:close()', plugin, report)
+  local st, out, err = T.sh(string.format("env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 HOME=%s "
+    .. "timeout 120 darktable-cli %s %s --core --library :memory: --configdir %s --luacmd %s", T.quote(work),
+    T.quote(SRC .. "/tests/fixtures/a.png"), T.quote(work .. "/cli.jpg"), T.quote(work .. "/config"), T.quote(lua)))
+  T.match(T.read(report) or "", "^true %d", "the plugin loaded: " .. tostring(T.read(report)) .. tostring(out) .. tostring(err))
+end)
+
 T.case("darktable killed while its jobs run: the next edit follows them, none is sent again", function()
   local work = new_work()
   local before = submits(sb)
