@@ -213,6 +213,21 @@ T.case("the next darktable edits the same photos: the journal reuses both jobs, 
   T.eq(submits(sb) - before, 0, "no submit")
 end)
 
+T.case("a model that takes no seed: none is sent, and the notes say so rather than show the seed asked", function()
+  local work = new_work()
+  local before = #sb.jobs()
+  local model = "fal-ai/gpt-image-1/edit-image"
+  local r = edit(sb, work, { EDITFLOW_DT_ENDPOINT = model, EDITFLOW_DT_PROMPT = "no seed here" })
+  for i = 1, 2 do
+    T.eq(r["run1." .. i .. ".error"], "nil", "photo " .. i)
+    T.contains(r["run1." .. i .. ".notes"], "seed: not taken by " .. model, "notes " .. i)
+    T.ok(not r["run1." .. i .. ".notes"]:find("seed: 7", 1, true), "notes " .. i .. " do not claim seed 7")
+  end
+  local jobs = sb.jobs()
+  T.eq(#jobs - before, 2, "two jobs")
+  for j = before + 1, #jobs do T.eq(jobs[j].input.seed, nil, "no seed sent") end
+end)
+
 T.case("installed under a prefix off Lua's path, the plugin finds the editflow library next to itself", function()
   -- the layout cmake --install makes: <prefix>/share/editflow/darktable, share/lua/5.4, lib/lua/5.4
   local prefix = T.tmpdir() .. "/prefix"
