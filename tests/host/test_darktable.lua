@@ -213,6 +213,16 @@ T.case("the next darktable edits the same photos: the journal reuses both jobs, 
   T.eq(submits(sb) - before, 0, "no submit")
 end)
 
+T.case("darktable quitting while an edit waits: every photo not imported says why, no export is left", function()
+  local work = new_work()
+  local r = edit(sb, work, { EDITFLOW_DT_WAIT = "hooked", EDITFLOW_DT_PROMPT = "quit meanwhile [slow:5]" })
+  for i = 1, 2 do
+    T.eq(r["run1." .. i .. ".id"], "false", "photo " .. i .. " not imported")
+    T.eq(r["run1." .. i .. ".error"], "darktable is quitting; the job is kept in the journal", "photo " .. i .. " says why")
+  end
+  T.eq(core.listdir(work .. "/photos/.editflow-exports"), nil, "no export left behind")
+end)
+
 T.case("a model that takes no seed: none is sent, and the notes say so rather than show the seed asked", function()
   local work = new_work()
   local before = #sb.jobs()
