@@ -190,6 +190,7 @@ local function case()
   end)
   T.eq(s.error, nil, "the edit raised")
   T.eq(s.edits, "1", "one edit for two clicks")
+  T.eq(s.hide, "false,true", "script_manager's destroy hides the panel, restart shows it")
   T.eq(sb.stats().by_route.submit - before, 2, "two submits for two photos, clicked twice")
   local results = {}
   for item in s.imported:gmatch("[^;]+") do results[#results + 1] = item end
