@@ -39,13 +39,19 @@ end
 -- step_budget is how long one step() may run tasks, in milliseconds (see M._step).
 local DEFAULT_BUDGET_MS = 4
 local limits = {}
+local budget_ms = DEFAULT_BUDGET_MS       -- as given (an integer stays one)
 local budget = DEFAULT_BUDGET_MS / 1000  -- seconds, as now() counts
+local MIN_BUDGET_MS = 0.01               -- 10 µs: below it a budget is a typo, not a wish
 local ACCEPTED = "(accepted: max_connections, step_budget)"
 local budget_clock = now  -- what the budget is measured on (a test may count instead)
 
 -- runtime._budget_clock(fn): measure the step budget on fn() (seconds) instead of the
 -- monotonic clock, so a test can decide how long each task takes; nil restores the clock.
-function M._budget_clock(fn) budget_clock = fn or now end
+-- Samples taken on the old clock mean nothing on the new one: the estimate starts afresh.
+function M._budget_clock(fn)
+  budget_clock = fn or now
+  M._forget_costs()
+end
 function M.limits(opts)
   if opts ~= nil then
     if type(opts) ~= "table" then error("editflow.limits expects a table", 2) end
@@ -56,8 +62,8 @@ function M.limits(opts)
         end
       elseif k == "step_budget" then
         -- a number of milliseconds, fractions allowed; inf and NaN are not a budget
-        if type(v) ~= "number" or not (v > 0 and v < math.huge) then
-          error("editflow.limits: step_budget must be a number of milliseconds > 0, got " .. tostring(v), 2)
+        if type(v) ~= "number" or not (v >= MIN_BUDGET_MS and v < math.huge) then
+          error("editflow.limits: step_budget must be a number of milliseconds >= 0.01, got " .. tostring(v), 2)
         end
       else
         error("editflow.limits: unknown option '" .. tostring(k) .. "' " .. ACCEPTED, 2)
@@ -67,9 +73,9 @@ function M.limits(opts)
       limits.max_connections = opts.max_connections
       M.loop():limits(opts.max_connections, opts.max_connections)
     end
-    if opts.step_budget then budget = opts.step_budget / 1000 end
+    if opts.step_budget then budget_ms, budget = opts.step_budget, opts.step_budget / 1000 end
   end
-  return { max_connections = limits.max_connections, step_budget = budget * 1000 }
+  return { max_connections = limits.max_connections, step_budget = budget_ms }
 end
 
 -- ---- the ready queue and timers ----
@@ -82,12 +88,18 @@ local function cancel_timer(item)
 end
 
 -- Makes a waiter runnable, once: a waiter woken by a signal cancels its timer and vice versa.
+local stepping = false
+local hosted = false   -- set once a host took the loop: then nothing here may block
+
 local function push_ready(w)
   if w.fired then return end
   w.fired = true
   cancel_timer(w.timer)
   rtail = rtail + 1
   ready[rtail] = w
+  -- Made ready outside a turn (a host's callback fired a signal): a host waiting on the
+  -- descriptor alone must wake for it. Inside a turn, the turn's end arms it once.
+  if hosted and not stepping and M._arm then M._arm() end
 end
 
 local function heap_push(item)
@@ -164,7 +176,13 @@ local cost_mean, cost_dev = 0, 0
 
 local function likely_cost() return cost_mean + 4 * cost_dev end
 
+function M._forget_costs() cost_mean, cost_dev = 0, 0 end
+
+-- A sample is clamped to [0, budget]: a clock that stepped back cannot make the mean negative
+-- (and the budget void), and one task that ran very long cannot make every later step run a
+-- single task until the mean forgets it.
 local function observe_cost(dt)
+  if dt < 0 then dt = 0 elseif dt > budget then dt = budget end
   cost_dev = cost_dev + (math.abs(dt - cost_mean) - cost_dev) / 4
   cost_mean = cost_mean + (dt - cost_mean) / 8
 end
@@ -255,23 +273,27 @@ local function compact_timers()
   for _, item in ipairs(live) do heap_push(item) end
 end
 
-local stepping = false
-local hosted = false   -- set once a host took the loop: then nothing here may block
-
 -- One turn of the scheduler; waits at most timeout_ms. Returns how much is still pending
 -- (tasks alive + transfers running + timers), so an embedding host knows when to stop.
 function M.step(timeout_ms)
+  return M._turn(timeout_ms, false, 2)
+end
+
+-- A turn: `whole` runs every ready task (editflow driving its own loop: a blocking call from
+-- plain code, run(), finish(), `editflow run`, where no host waits for the thread), else the
+-- step budget applies (a host called step()).
+function M._turn(timeout_ms, whole, level)
   if stepping then
     local callback = events.callback()  -- a callback waiting would stall the task it ran in
     if callback then
       error("editflow: " .. callback .. " must not wait (it ran inside editflow's loop); do "
-        .. "waiting work in editflow.spawn", 2)
+        .. "waiting work in editflow.spawn", level + 1)
     end
     error("editflow: the scheduler is already turning: a blocking editflow call was made from a "
-      .. "coroutine that is not an editflow task (run it with editflow.spawn instead)", 2)
+      .. "coroutine that is not an editflow task (run it with editflow.spawn instead)", level + 1)
   end
   stepping = true
-  local ok, res = pcall(M._step, timeout_ms)
+  local ok, res = pcall(M._step, timeout_ms, whole)
   stepping = false
   if not ok then
     M._arm()  -- a turn that failed midway still leaves the host's descriptor armed
@@ -291,7 +313,7 @@ M.on_turn = nil
 -- then waits for nothing (timeout() is 0, pollfd() stays readable), so a host's own work gets
 -- the thread between turns. The engine is stepped every turn, so sockets and the disk are
 -- served however long the queue is; tasks left over run before those woken now.
-function M._step(timeout_ms)
+function M._step(timeout_ms, whole)
   local l = M.loop()
   local start = budget_clock()
   -- A host waits on the descriptor: it is armed once, at the turn's end (M._arm), not at
@@ -307,7 +329,7 @@ function M._step(timeout_ms)
   if not finished then error("editflow: transfer loop failed: " .. tostring(err), 0) end
   -- The budget is for work, not for waiting: after a wait, it starts again. Tasks are
   -- planned against the budget less its margin.
-  local deadline = (wait > 0 and budget_clock() or start) + budget * (1 - MARGIN)
+  local deadline = whole and math.huge or (wait > 0 and budget_clock() or start) + budget * (1 - MARGIN)
   for i = 1, #finished do
     local t = finished[i]
     local w = waiting[t]
@@ -408,7 +430,7 @@ end
 -- the loop: driving it here would freeze the host until the wait ended.
 local function drive_until(cond)
   if hosted and not cond() then error(HOSTED_WAIT, 3) end
-  while not cond() do M.step(SLICE_MS) end
+  while not cond() do M._turn(SLICE_MS, true, 3) end
 end
 
 -- Waits until transfer t is done.
@@ -592,7 +614,7 @@ end
 -- Runs the scheduler until nothing is pending.
 function M.run()
   M.may_wait(2)
-  while M.step(SLICE_MS) > 0 do end
+  while M._turn(SLICE_MS, true, 2) > 0 do end
 end
 
 -- finish() -> 0 once every task has ended (what `editflow run` does after the script's main
@@ -600,7 +622,7 @@ end
 -- could wake them (no task ready, no transfer or disk work, no timer): they would wait forever.
 function M.finish()
   while alive > 0 do
-    M.step(SLICE_MS)
+    M._turn(SLICE_MS, true, 2)
     if alive > 0 and rhead > rtail and live_timers == 0 and (not loop or loop:running() == 0) then
       return alive
     end

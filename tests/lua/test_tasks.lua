@@ -52,15 +52,16 @@ local function step_all(order)
   return per_step
 end
 
-T.case("limits{step_budget}: milliseconds > 0, other values refused with the field named", function()
+T.case("limits{step_budget}: milliseconds >= 0.01, other values refused with the field named", function()
   T.eq(editflow.limits().step_budget, 4, "4 ms by default")
   T.eq(editflow.limits { step_budget = 2.5 }.step_budget, 2.5, "a fraction of a millisecond is fine")
   T.eq(editflow.limits().step_budget, 2.5, "and kept")
-  for _, bad in ipairs { 0, -1, 0 / 0, math.huge, "4", true } do
+  for _, bad in ipairs { 0, -1, 0 / 0, math.huge, "4", true, 5e-324, 0.009 } do
     T.raises(function() editflow.limits { step_budget = bad } end,
-      "editflow.limits: step_budget must be a number of milliseconds > 0, got " .. tostring(bad))
+      "editflow.limits: step_budget must be a number of milliseconds >= 0.01, got " .. tostring(bad))
   end
   T.eq(editflow.limits().step_budget, 2.5, "a refused value changes nothing")
+  T.eq(math.type(editflow.limits { step_budget = 3 }.step_budget), "integer", "an integer comes back as given")
   T.raises(function() editflow.limits { step_budgt = 4 } end,
     "unknown option 'step_budgt' (accepted: max_connections, step_budget)")
   editflow.limits { step_budget = 4 }
@@ -117,13 +118,49 @@ T.case("tasks are planned to end a margin short of the budget (3 ms of 4), not a
 end)
 
 T.case("a budget smaller than a task still runs one task a step (never starves)", function()
-  with_counted_clock(0.001, function(clock)
+  with_counted_clock(0.01, function(clock)
     local order = {}
-    costly_tasks(clock, 10, 0.001, order)  -- each task alone takes 1000 budgets
+    costly_tasks(clock, 10, 0.001, order)  -- each task alone takes 100 budgets
     local per_step = step_all(order)
     T.eq(#order, 10, "every task ran")
     T.eq(#per_step, 10, "one step each")
     for i, n in ipairs(per_step) do T.eq(n, 1, "step " .. i .. " ran one task") end
+  end)
+end)
+
+T.case("one very long task (or a clock stepping back) does not void or stall the budget", function()
+  with_counted_clock(4, function(clock)
+    local order = {}
+    editflow.spawn(function() clock.now = clock.now + 0.5 end)  -- one task of 500 ms
+    editflow.step(0)
+    costly_tasks(clock, 30, 0.0005, order)  -- then thirty of 0.5 ms
+    local per_step = step_all(order)
+    T.eq(#order, 30, "every task ran")
+    -- An unclamped sample of 500 ms would keep the estimate above the budget for dozens of
+    -- steps, one task each; clamped to the budget it is forgotten within a few.
+    T.ok(#per_step <= 12, "the 30 short tasks took " .. #per_step .. " steps after the long one")
+  end)
+  with_counted_clock(4, function(clock)
+    local order = {}
+    editflow.spawn(function() clock.now = clock.now - 1 end)  -- the clock steps back 1 s
+    editflow.step(0)
+    costly_tasks(clock, 20, 0.001, order)
+    editflow.step(0)
+    T.ok(#order >= 1 and #order <= 4, "the budget still holds after a negative sample: ran " .. #order)
+    step_all(order)
+  end)
+end)
+
+T.case("editflow's own blocking drive runs every ready task a turn (no host waits for the thread)", function()
+  with_counted_clock(4, function(clock)
+    local order, turns = {}, 0
+    costly_tasks(clock, 20, 0.001, order)  -- 20 ms of tasks against a 4 ms budget
+    runtime.on_turn = function() turns = turns + 1 end
+    local ok, err = pcall(editflow.run)
+    runtime.on_turn = nil
+    assert(ok, err)
+    T.eq(#order, 20, "every task ran")
+    T.ok(turns <= 2, "run() took " .. turns .. " turns: the budget is for hosts, not for editflow's own loop")
   end)
 end)
 
@@ -185,6 +222,38 @@ print("left=" .. tostring(left_after_first))
   T.eq(vals.guarded, "0", "no wake needed the guard timer")
   T.ok(tonumber(vals.left) and tonumber(vals.left) > 0, "the first step left tasks over, left " .. tostring(vals.left))
   T.ok(tonumber(vals.wakes) >= 5, "the descriptor woke the host once a step, 4 ms of 1 ms tasks each: " .. tostring(vals.wakes))
+end)
+
+T.case("a task made ready outside a turn (a host's callback) wakes a host waiting on pollfd() alone", function()
+  if core.poller == "poll" then return end  -- the poll(2) engine has no descriptor
+  local d = T.tmpdir()
+  local f = assert(io.open(d .. "/child.lua", "w"))
+  f:write([=[
+local uv = require "luv"
+local editflow = require "editflow"
+local runtime = require "editflow.runtime"
+local fd = assert(editflow.pollfd())
+local sig, woke = runtime.signal(), false
+editflow.spawn(function() sig:wait() woke = true end)
+local poll, later, guard = uv.new_poll(fd), uv.new_timer(), uv.new_timer()
+local guarded = 0
+poll:start("r", function()
+  editflow.step(0)
+  if woke then poll:stop() guard:stop() end
+end)
+later:start(50, 0, function() sig:fire() end)  -- the host's own callback, between turns
+guard:start(5000, 0, function() guarded = 1 poll:stop() end)
+uv.run()
+print("woke=" .. tostring(woke))
+print("guarded=" .. guarded)
+]=])
+  f:close()
+  local _, how, code = os.execute(string.format("cd %s && timeout 60 lua5.4 child.lua >out.txt 2>err.txt", T.quote(d)))
+  local out, err = T.read(d .. "/out.txt") or "", T.read(d .. "/err.txt") or ""
+  os.execute("rm -rf " .. T.quote(d))
+  T.eq(how == "exit" and code or -1, 0, "the host ran: " .. err)
+  T.contains(out, "woke=true", "the task woken by the host's callback ran")
+  T.contains(out, "guarded=0", "the descriptor woke the host, not its 5 s guard")
 end)
 
 T.case("tasks interleave at their waits", function()
