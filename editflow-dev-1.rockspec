@@ -28,10 +28,10 @@ an HTML contact sheet) and an `editflow` command-line host.
 -- other rock -- JSON is decoded by editflow.core itself. The `editflow` host compiles in the
 -- command line's parser, argparse.lua, at build time; it is not declared as a rock because
 -- Debian's lua-argparse (what scripts/deps installs) is not one, and declaring it would send
--- `luarocks make` to a rocks server for a file the machine already has. CMake finds it where
--- lua5.4 does (package.path), else in the tree's Lua folder (an argparse rock installed
--- there), else /usr/share/lua/5.4; without it only the module is built and installed, and
--- CMake's warning names the remedies.
+-- `luarocks make` to a rocks server for a file the machine already has. CMake looks in the
+-- tree's Lua folder first (an argparse rock installed there), then where lua5.4 looks
+-- (package.path), then /usr/share/lua/5.4; without it only the module is built and
+-- installed, and CMake's warning names the remedies.
 dependencies = {
    "lua >= 5.4, < 5.5",
 }

@@ -248,8 +248,7 @@ function M.spawn(fn, ...)
   end)
   tasks[task.co] = task
   alive = alive + 1
-  push_ready { co = task.co }
-  if M._arm then M._arm() end  -- a host waiting on pollfd() must wake for the new task
+  push_ready { co = task.co }  -- made outside a turn, this also wakes a host's descriptor
   return task
 end
 
@@ -276,7 +275,8 @@ end
 -- One turn of the scheduler; waits at most timeout_ms. Returns how much is still pending
 -- (tasks alive + transfers running + timers), so an embedding host knows when to stop.
 function M.step(timeout_ms)
-  return M._turn(timeout_ms, false, 2)
+  local pending = M._turn(timeout_ms, false, 2)  -- not a tail call: error levels count this frame
+  return pending
 end
 
 -- A turn: `whole` runs every ready task (editflow driving its own loop: a blocking call from
