@@ -214,11 +214,13 @@ end
 -- durable.tempfile(dir) -> what loop:request{file=} takes: a finished loop:tempfile op (the
 -- download's temporary file made on a disk worker: creating a file in a folder of thousands
 -- waits on the filesystem's journal, which the loop's thread must not) | nil, message (as
--- request{file = dir} words it: "dir: reason"). Where the caller may not wait, dir itself:
--- the request makes the file in place. The request takes the file; the caller closes the op
+-- request{file = dir} words it: "dir: reason"). Where the caller may not wait, or no host owns
+-- the loop, dir itself: the request makes the file in place. The request takes the file; the caller closes the op
 -- (one no request took removes its file then).
 function M.tempfile(dir)
-  if not runtime.can_wait() then return dir end
+  -- Only a host's thread is worth the worker's round trip (a turn and a wake-up per download):
+  -- editflow driving its own loop makes the file in place, as it always did.
+  if not runtime.hosted() or not runtime.can_wait() then return dir end
   local op, err = runtime.loop():tempfile(dir)
   if not op then return nil, err end
   runtime.await(op)

@@ -409,6 +409,9 @@ function M.pollfile()
   return f
 end
 
+-- runtime.hosted() -> whether a host's loop owns editflow's (pollfd, pollfile or embed).
+function M.hosted() return hosted end
+
 -- runtime.can_wait() -> whether a waiting call may wait here (inside a task, or from plain
 -- code while editflow drives its own loop and is not in the middle of a turn). Where it may
 -- not, a caller that must finish anyway does its work in place (editflow.durable).
