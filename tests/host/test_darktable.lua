@@ -252,8 +252,11 @@ T.case("installed under a prefix off Lua's path, the plugin finds the editflow l
   local lua = string.format('package.path = %q .. "/?.lua;" .. package.path; '
     .. 'local ok, m = pcall(require, "editflow_darktable"); local f = io.open(%q, "w"); '
     .. 'f:write(tostring(ok), " ", tostring(ok and m.version or m)); f:close()', plugin, report)
-  local st, out, err = T.sh(string.format("env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 HOME=%s "
-    .. "timeout 120 darktable-cli %s %s --core --library :memory: --configdir %s --luacmd %s", T.quote(work),
+  -- the sanitizer build's module needs the ASan runtime first in darktable too (T.sh drops it)
+  local asan = os.getenv("LD_PRELOAD")
+  asan = asan and ("LD_PRELOAD=" .. T.quote(asan) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
+  local st, out, err = T.sh(string.format("env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 %sHOME=%s "
+    .. "timeout 120 darktable-cli %s %s --core --library :memory: --configdir %s --luacmd %s", asan, T.quote(work),
     T.quote(SRC .. "/tests/fixtures/a.png"), T.quote(work .. "/cli.jpg"), T.quote(work .. "/config"), T.quote(lua)))
   T.match(T.read(report) or "", "^true %d", "the plugin loaded: " .. tostring(T.read(report)) .. tostring(out) .. tostring(err))
 end)
