@@ -307,11 +307,12 @@ end
 -- spawning tasks and cancelling jobs is safe.
 M.on_turn = nil
 
--- A turn: the engine first (waiting only when no task is ready), then the ready tasks for
--- what is left of the step budget (limits{step_budget=}, 4 ms, counted from the turn's start
--- or from the end of its wait), less its margin (MARGIN). What the budget leaves stays ready for the next turn, which
--- then waits for nothing (timeout() is 0, pollfd() stays readable), so a host's own work gets
--- the thread between turns. The engine is stepped every turn, so sockets and the disk are
+-- The turn itself: the engine first (waiting only when no task is ready), then the ready
+-- tasks for what is left of the step budget (limits{step_budget=}, 4 ms, counted from the
+-- turn's start or from the end of its wait), less its margin (MARGIN); all of them when
+-- `whole`. What the budget leaves stays ready for the next turn, which then waits for nothing
+-- (timeout() is 0, pollfd() stays readable), so a host's own work gets the thread between
+-- turns. The engine is stepped every turn, so sockets and the disk are
 -- served however long the queue is; tasks left over run before those woken now.
 function M._step(timeout_ms, whole)
   local l = M.loop()
