@@ -15,19 +15,7 @@ local LUA = "lua5.4"
 -- Each host runs in its own lua5.4 process (the loop is handed over once per Lua state);
 -- the child prints "KEY=VALUE" lines the test reads.
 local function run_child(src, sb_url)
-  local d = T.tmpdir()
-  local f = assert(io.open(d .. "/child.lua", "w"))
-  f:write(src)
-  f:close()
-  -- Not through T.sh: the child is a Lua host like this one and, in the sanitizer build, needs
-  -- the same preloaded ASan runtime to load the instrumented editflow.core.
-  local _, how, code = os.execute(string.format("cd %s && FAL_KEY=test-key EDITFLOW_BASE_URL=%s "
-    .. "timeout 60 %s child.lua >out.txt 2>err.txt", T.quote(d), T.quote(sb_url), LUA))
-  local st = how == "exit" and code or 128 + code
-  local out, err = T.read(d .. "/out.txt"), T.read(d .. "/err.txt")
-  local vals = {}
-  for k, v in (out or ""):gmatch("(%w+)=([^\n]*)") do vals[k] = v end
-  os.execute("rm -rf " .. T.quote(d))
+  local st, vals, out, err = T.lua_child(src, "FAL_KEY=test-key EDITFLOW_BASE_URL=" .. T.quote(sb_url))
   return st, vals, out, err
 end
 

@@ -234,24 +234,12 @@ for _, mode in ipairs { "hosted", "own" } do
       .. "; one it cannot make fails as before", function()
     local d = T.tmpdir()
     local gone = d .. "/gone"  -- taken for made (opts.made), then not there: no file can be made
-    local f = assert(io.open(d .. "/child.lua", "w"))
-    f:write(SAVE_CHILD)
-    f:close()
-    -- Not through T.sh: in the sanitizer build the child needs this process's preloaded ASan
-    -- runtime to load the instrumented editflow.core.
-    local _, how, code = os.execute(string.format("cd %s && timeout 60 lua5.4 child.lua %s %s %s >out.txt 2>err.txt",
-      T.quote(d), mode, T.quote(STATS), T.quote(gone)))
-    local out, err = T.read(d .. "/out.txt") or "", T.read(d .. "/err.txt") or ""
-    os.remove(d .. "/out.txt")
-    os.remove(d .. "/err.txt")
-    T.eq(how == "exit" and code or -1, 0, "the child ran: " .. err)
-    local v = {}
-    for k, x in out:gmatch("(%w+)=([^\n]*)") do v[k] = x end
+    local st, v, _, err = T.lua_child(SAVE_CHILD, nil, { mode, STATS, gone })
+    T.eq(st, 0, "the child ran: " .. err)
     T.eq(v.ops, mode == "hosted" and "1" or "0", "disk-worker tempfile ops")
     T.eq(v.saved, "nil", "not saved")
     T.eq(v.code, "FILE_OPEN", "the code a request{file = dir} that failed has")
     T.eq(v.message, "download out-1 failed: " .. gone .. ": No such file or directory", "the words it has")
-    os.remove(d .. "/child.lua")
     T.eq(#T.list_dir(d), 0, "nothing left behind")
     os.execute("rm -rf " .. T.quote(d))
   end)

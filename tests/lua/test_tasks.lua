@@ -185,9 +185,7 @@ T.case("a host waiting on pollfd() is woken at once while a step's budget left t
   -- waits on the descriptor alone, with a 5 s guard timer: each wake must come from the
   -- descriptor, never the guard, until every task has run.
   if core.poller == "poll" then return end  -- the poll(2) engine has no descriptor (timeout() alone)
-  local d = T.tmpdir()
-  local f = assert(io.open(d .. "/child.lua", "w"))
-  f:write([=[
+  local st, vals, _, err = T.lua_child([=[
 local uv = require "luv"
 local editflow = require "editflow"
 local runtime = require "editflow.runtime"
@@ -211,13 +209,7 @@ print("wakes=" .. wakes)
 print("guarded=" .. guarded)
 print("left=" .. tostring(left_after_first))
 ]=])
-  f:close()
-  local _, how, code = os.execute(string.format("cd %s && timeout 60 lua5.4 child.lua >out.txt 2>err.txt", T.quote(d)))
-  local out, err = T.read(d .. "/out.txt") or "", T.read(d .. "/err.txt") or ""
-  os.execute("rm -rf " .. T.quote(d))
-  T.eq(how == "exit" and code or -1, 0, "the host ran: " .. err)
-  local vals = {}
-  for k, v in out:gmatch("(%w+)=([^\n]*)") do vals[k] = v end
+  T.eq(st, 0, "the host ran: " .. err)
   T.eq(vals.ran, "20", "every task ran")
   T.eq(vals.guarded, "0", "no wake needed the guard timer")
   T.ok(tonumber(vals.left) and tonumber(vals.left) > 0, "the first step left tasks over, left " .. tostring(vals.left))
@@ -226,9 +218,7 @@ end)
 
 T.case("a task made ready outside a turn (a host's callback) wakes a host waiting on pollfd() alone", function()
   if core.poller == "poll" then return end  -- the poll(2) engine has no descriptor
-  local d = T.tmpdir()
-  local f = assert(io.open(d .. "/child.lua", "w"))
-  f:write([=[
+  local st, _, out, err = T.lua_child([=[
 local uv = require "luv"
 local editflow = require "editflow"
 local runtime = require "editflow.runtime"
@@ -247,11 +237,7 @@ uv.run()
 print("woke=" .. tostring(woke))
 print("guarded=" .. guarded)
 ]=])
-  f:close()
-  local _, how, code = os.execute(string.format("cd %s && timeout 60 lua5.4 child.lua >out.txt 2>err.txt", T.quote(d)))
-  local out, err = T.read(d .. "/out.txt") or "", T.read(d .. "/err.txt") or ""
-  os.execute("rm -rf " .. T.quote(d))
-  T.eq(how == "exit" and code or -1, 0, "the host ran: " .. err)
+  T.eq(st, 0, "the host ran: " .. err)
   T.contains(out, "woke=true", "the task woken by the host's callback ran")
   T.contains(out, "guarded=0", "the descriptor woke the host, not its 5 s guard")
 end)

@@ -183,6 +183,27 @@ function T.sh(cmd)
   return status, o, e
 end
 
+-- Runs Lua source in a stock lua5.4 of its own (a host that takes editflow's loop for good, or
+-- needs a fresh Lua state), in a fresh folder, bounded by timeout(1): -> exit status, the
+-- KEY=VALUE lines it printed as a table, stdout, stderr. `prefix` goes before the command
+-- (environment assignments); `args` after it, quoted. Not through T.sh: in the sanitizer
+-- build the child needs this process's preloaded ASan runtime to load editflow.core.
+function T.lua_child(src, prefix, args)
+  local d = T.tmpdir()
+  local f = assert(io.open(d .. "/child.lua", "w"))
+  f:write(src)
+  f:close()
+  local quoted = {}
+  for i, a in ipairs(args or {}) do quoted[i] = T.quote(a) end
+  local _, how, code = os.execute(string.format("cd %s && %s timeout 60 lua5.4 child.lua %s >out.txt 2>err.txt",
+    T.quote(d), prefix or "", table.concat(quoted, " ")))
+  local out, err = T.read(d .. "/out.txt") or "", T.read(d .. "/err.txt") or ""
+  os.execute("rm -rf " .. T.quote(d))
+  local vals = {}
+  for k, v in out:gmatch("(%w+)=([^\n]*)") do vals[k] = v end
+  return how == "exit" and code or 128 + code, vals, out, err
+end
+
 function T.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- Whatever ends the run (a top-level error included), lua_close finalises this guard, and the
